@@ -1,0 +1,362 @@
+//! Loading and attaching the XDP program, and every access to its maps.
+//!
+//! Dropping the [`Dataplane`] detaches the program from every interface (aya removes its
+//! links on drop); links are bpf_link file descriptors, so even a killed daemon leaves no
+//! program attached.
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+    Ebpf,
+};
+use lb_common::{
+    acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, ACL_ID_BITS,
+    FAMILY_V4, FAMILY_V6, MAP_ACL_V4, MAP_ACL_V6, MAP_COUNTERS, MAP_FLOWS, MAP_FRONTENDS, PROGRAM_XDP,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{AclMode, Snapshot};
+
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeChoice {
+    /// Native (driver) mode if the interface supports it, else generic.
+    Auto,
+    Drv,
+    Skb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attachment {
+    pub iface: String,
+    pub mode: XdpModeChoice,
+}
+
+/// Kernel ids of the program and maps, so that other processes (`lb-user stats`) can open
+/// them from any namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KernelIds {
+    pub program: u32,
+    pub flows: u32,
+    pub counters: u32,
+    pub frontends: u32,
+    pub acl_v4: u32,
+    pub acl_v6: u32,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pub flows: Arc<FlowTable>,
+    frontends: HashMap<MapData, FrontendKey, FrontendPolicy>,
+    acl_v4: LpmTrie<MapData, AclV4, u8>,
+    acl_v6: LpmTrie<MapData, AclV6, u8>,
+    counters: PerCpuArray<MapData, u64>,
+    applied: AppliedPolicy,
+    next_acl_id: u32,
+    pub attachments: Vec<Attachment>,
+    pub ids: KernelIds,
+}
+
+#[derive(Default)]
+struct AppliedPolicy {
+    frontend_keys: HashSet<FrontendKey>,
+    acl_v4: Vec<Key<AclV4>>,
+    acl_v6: Vec<Key<AclV6>>,
+}
+
+impl Dataplane {
+    pub fn load_and_attach(ifaces: &[String], mode: XdpModeChoice) -> Result<Self> {
+        let mut ebpf = Ebpf::load(XDP_OBJECT).context("loading the XDP object into the kernel")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_XDP)
+            .ok_or_else(|| anyhow!("program {PROGRAM_XDP} missing from the object"))?
+            .try_into()?;
+        program.load().context("the verifier refused the XDP program")?;
+        let program_id = program.info()?.id();
+        let mut attachments = Vec::new();
+        for iface in ifaces {
+            let used = attach(program, iface, mode)?;
+            tracing::info!(iface, mode = ?used, "XDP program attached");
+            attachments.push(Attachment { iface: iface.clone(), mode: used });
+        }
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the object"));
+        let flows: HashMap<MapData, FlowKey, FlowValue> = take(MAP_FLOWS)?.try_into()?;
+        let frontends: HashMap<MapData, FrontendKey, FrontendPolicy> = take(MAP_FRONTENDS)?.try_into()?;
+        let acl_v4: LpmTrie<MapData, AclV4, u8> = take(MAP_ACL_V4)?.try_into()?;
+        let acl_v6: LpmTrie<MapData, AclV6, u8> = take(MAP_ACL_V6)?.try_into()?;
+        let counters: PerCpuArray<MapData, u64> = take(MAP_COUNTERS)?.try_into()?;
+        let ids = KernelIds {
+            program: program_id,
+            flows: map_id(flows.map())?,
+            counters: map_id(counters.map())?,
+            frontends: map_id(frontends.map())?,
+            acl_v4: map_id(acl_v4.map())?,
+            acl_v6: map_id(acl_v6.map())?,
+        };
+        Ok(Self {
+            ebpf,
+            flows: Arc::new(FlowTable { map: Mutex::new(flows) }),
+            frontends,
+            acl_v4,
+            acl_v6,
+            counters,
+            applied: AppliedPolicy::default(),
+            next_acl_id: 1,
+            attachments,
+            ids,
+        })
+    }
+
+    /// Writes the frontends' listening addresses and source ACLs of a snapshot.
+    ///
+    /// Each apply writes its ACL entries under fresh ACL ids before switching the frontends
+    /// to them, then deletes the previous entries: a SYN is always judged by one whole
+    /// configuration, never a mix.
+    pub fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let mut next = AppliedPolicy::default();
+        for frontend in &snapshot.frontends {
+            if frontend.ports.is_empty() {
+                continue;
+            }
+            let acl_id = self.next_acl_id;
+            self.next_acl_id = self.next_acl_id.wrapping_add(1).max(1);
+            let mode = match frontend.acl.mode {
+                AclMode::None => acl_mode::NONE,
+                AclMode::Allow => acl_mode::ALLOW,
+                AclMode::Deny => acl_mode::DENY,
+            };
+            for net in &frontend.acl.nets {
+                let id = acl_id.to_be_bytes();
+                match net {
+                    ipnet::IpNet::V4(v4) => {
+                        let key = Key::new(ACL_ID_BITS + u32::from(v4.prefix_len()), AclV4 { acl_id: id, addr: v4.network().octets() });
+                        self.acl_v4.insert(&key, 1, 0).with_context(|| format!("ACL entry {net} of frontend {}", frontend.id))?;
+                        next.acl_v4.push(key);
+                    }
+                    ipnet::IpNet::V6(v6) => {
+                        let key = Key::new(ACL_ID_BITS + u32::from(v6.prefix_len()), AclV6 { acl_id: id, addr: v6.network().octets() });
+                        self.acl_v6.insert(&key, 1, 0).with_context(|| format!("ACL entry {net} of frontend {}", frontend.id))?;
+                        next.acl_v6.push(key);
+                    }
+                }
+            }
+            let policy = FrontendPolicy { frontend_id: frontend.id, acl_id, acl_mode: mode, _pad: [0; 7] };
+            for key in frontend_keys(&frontend.addresses, &frontend.ports) {
+                self.frontends.insert(key, policy, 0).with_context(|| format!("frontend {} policy", frontend.id))?;
+                next.frontend_keys.insert(key);
+            }
+        }
+        let previous = std::mem::replace(&mut self.applied, next);
+        for key in previous.frontend_keys.difference(&self.applied.frontend_keys) {
+            self.frontends.remove(key).ok();
+        }
+        for key in &previous.acl_v4 {
+            self.acl_v4.remove(key).ok();
+        }
+        for key in &previous.acl_v6 {
+            self.acl_v6.remove(key).ok();
+        }
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        Counters::read(&self.counters)
+    }
+
+    /// Detaches from every interface now (dropping does the same, silently).
+    pub fn detach(mut self) {
+        if let Some(program) = self.ebpf.program_mut(PROGRAM_XDP) {
+            if let Ok(xdp) = <&mut Xdp>::try_from(program) {
+                if let Err(e) = xdp.unload() {
+                    tracing::warn!(error = %e, "detaching the XDP program");
+                }
+            }
+        }
+        tracing::info!("XDP program detached");
+    }
+}
+
+fn attach(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<XdpModeChoice> {
+    let attempt = |program: &mut Xdp, m: XdpMode| program.attach(iface, m).map(|_| ()).map_err(anyhow::Error::from);
+    match mode {
+        XdpModeChoice::Drv => attempt(program, XdpMode::Driver).with_context(|| format!("attaching XDP to {iface} in native mode"))?,
+        XdpModeChoice::Skb => attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} in generic mode"))?,
+        XdpModeChoice::Auto => match attempt(program, XdpMode::Driver) {
+            Ok(()) => return Ok(XdpModeChoice::Drv),
+            Err(native) => {
+                tracing::info!(iface, error = %native, "native XDP unavailable, trying generic mode");
+                attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} (native failed: {native:#})"))?;
+                return Ok(XdpModeChoice::Skb);
+            }
+        },
+    }
+    Ok(mode)
+}
+
+fn map_id(map: &MapData) -> Result<u32> {
+    Ok(map.info()?.id())
+}
+
+fn frontend_keys(addresses: &[IpAddr], ports: &[u16]) -> Vec<FrontendKey> {
+    let wildcard = [IpAddr::from([0u8; 4]), IpAddr::from([0u8; 16])];
+    let addrs: &[IpAddr] = if addresses.is_empty() { &wildcard } else { addresses };
+    let mut keys = Vec::with_capacity(addrs.len() * ports.len());
+    for addr in addrs {
+        let (bytes, family) = addr_bytes(*addr);
+        for port in ports {
+            keys.push(FrontendKey { addr: bytes, port: port.to_be(), family, _pad: 0 });
+        }
+    }
+    keys
+}
+
+/// Our 16-byte address form: IPv4 in the first four bytes (IPv4-mapped IPv6 counts as IPv4,
+/// since that is what the packet carries).
+pub fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
+    let mut out = [0u8; 16];
+    match crate::routing::canonical(addr) {
+        IpAddr::V4(v4) => {
+            out[..4].copy_from_slice(&v4.octets());
+            (out, FAMILY_V4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
+    }
+}
+
+pub fn bytes_addr(bytes: &[u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
+/// The connections the daemon pinned, shared by every connection task.
+pub struct FlowTable {
+    // aya needs `&mut` to update a map; the lock is held only for one bpf() syscall.
+    map: Mutex<HashMap<MapData, FlowKey, FlowValue>>,
+}
+
+/// One end of a proxied connection, as the host sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub remote: std::net::SocketAddr,
+    pub local: std::net::SocketAddr,
+}
+
+impl Endpoint {
+    fn key(&self) -> FlowKey {
+        let (remote_addr, family) = addr_bytes(self.remote.ip());
+        let (local_addr, _) = addr_bytes(self.local.ip());
+        FlowKey { remote_addr, local_addr, remote_port: self.remote.port().to_be(), local_port: self.local.port().to_be(), family, _pad: [0; 3] }
+    }
+}
+
+impl FlowTable {
+    /// Records a classified connection from both ends; the entries go when the guard drops.
+    pub fn pin(self: &Arc<Self>, client: Endpoint, server: Endpoint, value: FlowValue) -> Result<FlowPin> {
+        let keys = [client.key(), server.key()];
+        let sides = [lb_common::side::CLIENT, lb_common::side::SERVER];
+        {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, side) in keys.iter().zip(sides) {
+                map.insert(key, FlowValue { side, ..value }, 0).context("writing the flow map")?;
+            }
+        }
+        Ok(FlowPin { table: Arc::clone(self), keys })
+    }
+}
+
+pub struct FlowPin {
+    table: Arc<FlowTable>,
+    keys: [FlowKey; 2],
+}
+
+impl Drop for FlowPin {
+    fn drop(&mut self) {
+        let mut map = self.table.map.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            // Already gone only if the LRU evicted it; nothing to undo then.
+            map.remove(key).ok();
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub passed: u64,
+    pub acl_dropped: u64,
+    pub flow_packets: u64,
+    pub flow_bytes: u64,
+    pub unparsed: u64,
+}
+
+impl Counters {
+    fn read(array: &PerCpuArray<MapData, u64>) -> Result<Self> {
+        let sum = |index: u32| -> Result<u64> { Ok(array.get(&index, 0)?.iter().sum()) };
+        Ok(Self {
+            passed: sum(counter::PASSED)?,
+            acl_dropped: sum(counter::ACL_DROPPED)?,
+            flow_packets: sum(counter::FLOW_PACKETS)?,
+            flow_bytes: sum(counter::FLOW_BYTES)?,
+            unparsed: sum(counter::UNPARSED)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowReport {
+    /// The connection's remote end: the client for client-side entries.
+    pub client: String,
+    pub frontend: String,
+    pub side: String,
+    pub frontend_id: u32,
+    pub farm_id: u32,
+    pub server_id: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub counters: Counters,
+    pub flows: Vec<FlowReport>,
+}
+
+/// Reads counters and flows of a running daemon through the kernel ids it published.
+pub fn read_stats(ids: &KernelIds) -> Result<StatsReport> {
+    let counters: PerCpuArray<MapData, u64> = Map::PerCpuArray(MapData::from_id(ids.counters).context("opening the counters map")?).try_into()?;
+    let flows: HashMap<MapData, FlowKey, FlowValue> = Map::LruHashMap(MapData::from_id(ids.flows).context("opening the flow map")?).try_into()?;
+    let mut report = Vec::new();
+    for entry in flows.iter() {
+        let (key, value) = match entry {
+            Ok(kv) => kv,
+            // An entry removed while we iterate is not an error.
+            Err(_) => continue,
+        };
+        let remote = std::net::SocketAddr::new(bytes_addr(&key.remote_addr, key.family), u16::from_be(key.remote_port));
+        let local = std::net::SocketAddr::new(bytes_addr(&key.local_addr, key.family), u16::from_be(key.local_port));
+        report.push(FlowReport {
+            client: remote.to_string(),
+            frontend: local.to_string(),
+            side: if value.side == lb_common::side::CLIENT { "client" } else { "server" }.to_string(),
+            frontend_id: value.frontend_id,
+            farm_id: value.farm_id,
+            server_id: value.server_id,
+            packets: value.packets,
+            bytes: value.bytes,
+        });
+    }
+    if ids.program == 0 {
+        bail!("no program id published");
+    }
+    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report })
+}

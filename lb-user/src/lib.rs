@@ -1,0 +1,17 @@
+//! lb-user: the daemon of a TLS-aware L4 load balancer. It reads each connection's TLS
+//! ClientHello (without terminating TLS), routes it by ALPN, SNI and source to a farm,
+//! picks a server and relays the bytes, while its XDP program enforces source ACLs before
+//! any handshake and accounts pinned flows.
+pub mod balance;
+pub mod bpf;
+pub mod classify;
+pub mod config_file;
+pub mod error;
+pub mod fastpath;
+pub mod model;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod serve;
+pub mod snapshot;
+pub mod tls;

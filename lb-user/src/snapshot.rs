@@ -1,0 +1,333 @@
+//! The applied configuration: an immutable snapshot compiled from the model. Routes are
+//! pre-sorted, rules compiled, CIDRs parsed and server lists resolved here, once, so that the
+//! per-connection path only reads.
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+
+use crate::{
+    balance::RoundRobin,
+    error::ConfigError,
+    model::{Balance, Farm, Frontend, Route, ServerStatus, ServiceConfig},
+    routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
+};
+
+pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_PORT: u16 = 49151;
+
+#[derive(Debug, Clone)]
+pub struct ServerPlan {
+    pub id: u32,
+    pub name: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub backup: bool,
+    pub active: bool,
+}
+
+#[derive(Debug)]
+pub struct FarmPlan {
+    pub id: u32,
+    pub name: String,
+    pub balancer: RoundRobin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclMode {
+    None,
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceAcl {
+    pub mode: AclMode,
+    pub nets: Vec<IpNet>,
+}
+
+#[derive(Debug)]
+pub enum RouteTarget {
+    Farm(Arc<FarmPlan>),
+    Reject,
+}
+
+#[derive(Debug)]
+pub struct RoutePlan {
+    pub id: u32,
+    pub target: RouteTarget,
+    pub rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug)]
+pub struct FrontendPlan {
+    pub id: u32,
+    pub name: String,
+    pub ports: Vec<u16>,
+    /// Empty: every address of the host, IPv4 and IPv6.
+    pub addresses: Vec<IpAddr>,
+    pub acl: SourceAcl,
+    pub default_farm: Option<Arc<FarmPlan>>,
+    /// In evaluation order: reject routes first, then ascending weight, then creation order.
+    pub routes: Vec<RoutePlan>,
+    pub inspect_timeout: Duration,
+    /// False when no rule looks at the ClientHello: the decision is made at accept time and
+    /// server-first protocols work.
+    pub needs_hello: bool,
+}
+
+/// What to do with a connection.
+#[derive(Debug)]
+pub enum Decision<'a> {
+    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan> },
+    Reject { route_id: u32 },
+    /// Nothing matched and the frontend has no default farm.
+    Close,
+}
+
+impl FrontendPlan {
+    pub fn decide<H: HelloFacts>(&self, facts: &ConnFacts<'_, H>) -> Decision<'_> {
+        for route in &self.routes {
+            if route.rules.iter().all(|rule| rule.matches(facts)) {
+                return match &route.target {
+                    RouteTarget::Farm(farm) => Decision::Farm { route_id: Some(route.id), farm },
+                    RouteTarget::Reject => Decision::Reject { route_id: route.id },
+                };
+            }
+        }
+        match &self.default_farm {
+            Some(farm) => Decision::Farm { route_id: None, farm },
+            None => Decision::Close,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub frontends: Vec<Arc<FrontendPlan>>,
+    pub farms: HashMap<u32, Arc<FarmPlan>>,
+}
+
+impl Snapshot {
+    /// Validates the whole configuration and compiles it; the first error wins and nothing
+    /// of a failed configuration is used.
+    pub fn compile(config: &ServiceConfig) -> Result<Self, ConfigError> {
+        let farms = compile_farms(&config.farms)?;
+        let mut frontends = Vec::new();
+        let mut frontend_ids = HashSet::new();
+        for frontend in &config.frontends {
+            let id = required_id("frontend", frontend.frontend_id, "frontendId")?;
+            if !frontend_ids.insert(id) {
+                return Err(ConfigError::new("frontend", Some(id), "frontendId", "duplicate id"));
+            }
+            frontends.push(compile_frontend(frontend, id, &farms)?);
+        }
+        let mut route_ids = HashSet::new();
+        let mut routes_by_frontend: HashMap<u32, Vec<(u16, RoutePlan)>> = HashMap::new();
+        for route in &config.routes {
+            let id = required_id("route", route.route_id, "routeId")?;
+            if !route_ids.insert(id) {
+                return Err(ConfigError::new("route", Some(id), "routeId", "duplicate id"));
+            }
+            if !frontend_ids.contains(&route.frontend_id) {
+                return Err(ConfigError::new("route", Some(id), "frontendId", format!("frontend {} does not exist", route.frontend_id)));
+            }
+            let weight = route.weight.unwrap_or(0);
+            routes_by_frontend.entry(route.frontend_id).or_default().push((weight, compile_route(route, id, &farms)?));
+        }
+        for frontend in &mut frontends {
+            let mut routes = routes_by_frontend.remove(&frontend.id).unwrap_or_default();
+            // Ids grow with creation, so they stand for creation order.
+            routes.sort_by_key(|(weight, route)| (!matches!(route.target, RouteTarget::Reject), *weight, route.id));
+            frontend.routes = routes.into_iter().map(|(_, r)| r).collect();
+            frontend.needs_hello = frontend.routes.iter().flat_map(|r| &r.rules).any(CompiledRule::needs_hello);
+        }
+        check_listen_conflicts(&frontends)?;
+        Ok(Self { frontends: frontends.into_iter().map(Arc::new).collect(), farms })
+    }
+}
+
+fn required_id(object: &'static str, id: Option<u32>, field: &'static str) -> Result<u32, ConfigError> {
+    match id {
+        Some(0) => Err(ConfigError::new(object, Some(0), field, "ids start at 1")),
+        Some(id) => Ok(id),
+        None => Err(ConfigError::new(object, None, field, "missing id")),
+    }
+}
+
+fn compile_farms(farms: &[Farm]) -> Result<HashMap<u32, Arc<FarmPlan>>, ConfigError> {
+    let mut plans = HashMap::new();
+    let mut server_ids = HashSet::new();
+    for farm in farms {
+        let id = required_id("farm", farm.farm_id, "farmId")?;
+        let balance = farm.balance.unwrap_or_default();
+        if balance != Balance::Roundrobin {
+            return Err(ConfigError::new("farm", Some(id), "balance", format!("{balance:?} balancing is not available yet; use roundrobin")));
+        }
+        if farm.port == Some(0) || farm.port.is_some_and(|p| p > MAX_PORT) {
+            return Err(ConfigError::new("farm", Some(id), "port", format!("port must be in 1..={MAX_PORT}")));
+        }
+        if let Some(probe) = &farm.probe {
+            if probe.negate == Some(true) && probe.match_.as_deref().is_none_or(|m| m == "default") {
+                return Err(ConfigError::new("farm", Some(id), "probe.negate", "A probe can not negate without a match"));
+            }
+            if probe.interval.is_some_and(|i| i < 1) {
+                return Err(ConfigError::new("farm", Some(id), "probe.interval", "interval must be at least 1 second"));
+            }
+        }
+        let mut servers = Vec::new();
+        for server in &farm.servers {
+            let sid = required_id("server", server.server_id, "serverId")?;
+            if !server_ids.insert(sid) {
+                return Err(ConfigError::new("server", Some(sid), "serverId", "duplicate id"));
+            }
+            let err = |field, message: String| ConfigError::new("server", Some(sid), field, message);
+            let address: IpAddr = server.address.trim().parse().map_err(|_| err("address", format!("{:?} is not an IPv4 or IPv6 address", server.address)))?;
+            let port = server.port.or(farm.port).ok_or_else(|| err("port", "no port on the server nor on its farm".into()))?;
+            if port == 0 {
+                return Err(err("port", "port must be in 1..=65535".into()));
+            }
+            let weight = server.weight.unwrap_or(1);
+            if weight > 256 {
+                return Err(err("weight", format!("weight {weight} is out of 0..=256")));
+            }
+            servers.push(Arc::new(ServerPlan {
+                id: sid,
+                name: server.display_name.clone().unwrap_or_else(|| format!("server {sid}")),
+                address: SocketAddr::new(address, port),
+                weight: weight.into(),
+                backup: server.backup,
+                active: server.status.unwrap_or_default() == ServerStatus::Active,
+            }));
+        }
+        let plan = FarmPlan { id, name: farm.display_name.clone().unwrap_or_else(|| format!("farm {id}")), balancer: RoundRobin::new(servers) };
+        if plans.insert(id, Arc::new(plan)).is_some() {
+            return Err(ConfigError::new("farm", Some(id), "farmId", "duplicate id"));
+        }
+    }
+    Ok(plans)
+}
+
+fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<FrontendPlan, ConfigError> {
+    let err = |field, message: String| ConfigError::new("frontend", Some(id), field, message);
+    let ports = parse_ports(&frontend.port).map_err(|m| err("port", m))?;
+    let default_farm = match frontend.default_farm_id {
+        Some(farm_id) => Some(farms.get(&farm_id).cloned().ok_or_else(|| err("defaultFarmId", format!("farm {farm_id} does not exist")))?),
+        None => None,
+    };
+    let parse_nets = |field, list: &Option<Vec<String>>| -> Result<Vec<IpNet>, ConfigError> {
+        list.iter().flatten().map(|s| parse_source(s.trim()).ok_or_else(|| err(field, format!("{s:?} is not an IP address or CIDR")))).collect()
+    };
+    let allowed = parse_nets("allowedSource", &frontend.allowed_source)?;
+    let denied = parse_nets("deniedSource", &frontend.denied_source)?;
+    let acl = match (allowed.is_empty(), denied.is_empty()) {
+        (true, true) => SourceAcl { mode: AclMode::None, nets: vec![] },
+        (false, true) => SourceAcl { mode: AclMode::Allow, nets: allowed },
+        (true, false) => SourceAcl { mode: AclMode::Deny, nets: denied },
+        (false, false) => return Err(err("allowedSource", "allowedSource and deniedSource can not both be set".into())),
+    };
+    let addresses = frontend
+        .dedicated_ipfo
+        .iter()
+        .flatten()
+        .map(|s| {
+            let s = s.trim();
+            // IPLB writes failover IPs as /32 CIDRs.
+            let bare = s.strip_suffix("/32").or_else(|| s.strip_suffix("/128")).unwrap_or(s);
+            bare.parse::<IpAddr>().map_err(|_| err("dedicatedIpfo", format!("{s:?} is not an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let inspect_timeout = match frontend.inspect_timeout {
+        None => DEFAULT_INSPECT_TIMEOUT,
+        Some(secs) if secs.is_finite() && (0.1..=300.0).contains(&secs) => Duration::from_secs_f64(secs),
+        Some(secs) => return Err(err("inspectTimeout", format!("{secs} is out of 0.1..=300 seconds"))),
+    };
+    Ok(FrontendPlan {
+        id,
+        name: frontend.display_name.clone().unwrap_or_else(|| format!("frontend {id}")),
+        ports: if frontend.disabled { vec![] } else { ports },
+        addresses,
+        acl,
+        default_farm,
+        routes: vec![],
+        inspect_timeout,
+        needs_hello: false,
+    })
+}
+
+fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<RoutePlan, ConfigError> {
+    let err = |field, message: String| ConfigError::new("route", Some(id), field, message);
+    if route.weight.is_some_and(|w| w > 255) {
+        return Err(err("weight", "weight must be in 0..=255".into()));
+    }
+    let target = match route.action.kind.as_str() {
+        "reject" => RouteTarget::Reject,
+        "farm" => {
+            let target = route.action.target.as_deref().ok_or_else(|| err("action.target", "a farm action needs a target farm id".into()))?;
+            let farm_id: u32 = target.trim().parse().map_err(|_| err("action.target", format!("{target:?} is not a farm id")))?;
+            RouteTarget::Farm(farms.get(&farm_id).cloned().ok_or_else(|| err("action.target", format!("farm {farm_id} does not exist")))?)
+        }
+        other => return Err(err("action.type", format!("unknown action {other:?}; expected farm or reject"))),
+    };
+    let mut rule_ids = HashSet::new();
+    let rules = route
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let rid = rule.rule_id.unwrap_or(i as u32 + 1);
+            if !rule_ids.insert(rid) {
+                return Err(ConfigError::new("rule", Some(rid), "ruleId", format!("duplicate id in route {id}")));
+            }
+            CompiledRule::compile(rule, rid)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RoutePlan { id, target, rules })
+}
+
+/// `443`, `8000-8010` or `80,443` (and combinations), each in 1..=49151.
+pub fn parse_ports(spec: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let parse = |s: &str| s.parse::<u16>().ok().filter(|p| (1..=MAX_PORT).contains(p)).ok_or_else(|| format!("{s:?} in {spec:?} is not a port in 1..={MAX_PORT}"));
+        let (lo, hi) = (parse(lo)?, parse(hi)?);
+        if lo > hi {
+            return Err(format!("range {part:?} is reversed"));
+        }
+        ports.extend(lo..=hi);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
+/// Two enabled frontends may share a port only on distinct dedicated addresses.
+fn check_listen_conflicts(frontends: &[FrontendPlan]) -> Result<(), ConfigError> {
+    let mut seen: HashMap<(Option<IpAddr>, u16), u32> = HashMap::new();
+    for f in frontends {
+        for &port in &f.ports {
+            let keys: Vec<Option<IpAddr>> = if f.addresses.is_empty() { vec![None] } else { f.addresses.iter().copied().map(Some).collect() };
+            for key in keys {
+                let clash = seen.get(&(key, port)).or_else(|| seen.get(&(None, port))).or_else(|| {
+                    if key.is_none() { seen.iter().find(|((_, p), _)| *p == port).map(|(_, id)| id) } else { None }
+                });
+                if let Some(other) = clash {
+                    return Err(ConfigError::new("frontend", Some(f.id), "port", format!("port {port} is already used by frontend {other}")));
+                }
+                seen.insert((key, port), f.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

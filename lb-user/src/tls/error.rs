@@ -1,0 +1,52 @@
+//! Why a byte stream was refused as a ClientHello.
+//!
+//! Two kinds of offset appear in the messages, and each variant says which:
+//! - *stream offset*: bytes from the first byte the client sent (record layer faults);
+//! - *hello offset*: bytes from the start of the ClientHello handshake message, its
+//!   `msg_type` byte being offset 0, record headers not counted (faults inside the hello).
+
+use thiserror::Error;
+
+/// A fault that ends the reading of a ClientHello. The connection should be closed.
+#[derive(Error, Debug, Clone, PartialEq, Eq)]
+pub enum HelloError {
+    /// The handshake length field announces a hello bigger than the reader accepts.
+    #[error("ClientHello announces {len} bytes, above the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+
+    /// A TLS record announces more than 2^14 + 256 bytes (RFC 8446 §5.2).
+    #[error("TLS record at stream offset {offset} announces {len} bytes, above the {max}-byte record limit")]
+    RecordTooLarge { len: usize, max: usize, offset: usize },
+
+    /// A record other than handshake (22) arrived before the hello was complete.
+    #[error("TLS record at stream offset {offset} has content type {content_type}, expected handshake (22) until the ClientHello is complete")]
+    UnexpectedRecordType { content_type: u8, offset: usize },
+
+    /// A record after the first one does not carry a 0x03xx version.
+    #[error("TLS record at stream offset {offset} has version {version:#06x}, expected 0x03xx")]
+    BadRecordVersion { version: u16, offset: usize },
+
+    /// A handshake record after the first one is empty (forbidden by RFC 8446 §5.1).
+    #[error("TLS handshake record at stream offset {offset} is empty")]
+    EmptyRecord { offset: usize },
+
+    /// The first handshake message is not a ClientHello.
+    #[error("first handshake message has type {msg_type}, expected client_hello (1)")]
+    NotClientHello { msg_type: u8 },
+
+    /// A field of the hello is truncated, out of range or followed by stray bytes.
+    #[error("malformed ClientHello: {what} at hello offset {offset}")]
+    Malformed { what: &'static str, offset: usize },
+
+    /// The same extension appears twice (RFC 8446 §4.2).
+    #[error("ClientHello repeats extension {ext_type} at hello offset {offset}")]
+    DuplicateExtension { ext_type: u16, offset: usize },
+
+    /// The server_name host_name is not a plausible DNS name.
+    #[error("ClientHello server_name is not a DNS name: {what} at hello offset {offset}")]
+    InvalidServerName { what: &'static str, offset: usize },
+
+    /// `feed` was called again after the reader returned a complete hello.
+    #[error("HelloReader fed after the ClientHello was already returned")]
+    AlreadyComplete,
+}

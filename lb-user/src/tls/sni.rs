@@ -1,0 +1,66 @@
+//! The server_name extension (RFC 6066 §3) and the check that its host_name is a plausible
+//! DNS name: ASCII letters, digits, `-`, `_` and dots, labels of 1..=63 bytes, at most 253
+//! bytes in all, no trailing dot (as RFC 6066 requires).
+
+use super::cursor::Cursor;
+use super::error::HelloError;
+
+const NAME_TYPE_HOST_NAME: u8 = 0;
+const MAX_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+/// Parses the extension data into its validated host_name (as sent, not yet lowercased);
+/// `Ok(None)` if the list holds only name types other than host_name.
+pub(super) fn parse(mut ext: Cursor<'_>) -> Result<Option<&[u8]>, HelloError> {
+    let mut list = ext.vec_u16("server_name list truncated")?;
+    ext.finish("bytes after server_name list")?;
+    if list.is_empty() {
+        return Err(list.malformed("empty server_name list"));
+    }
+    let mut host = None;
+    while !list.is_empty() {
+        let at = list.offset();
+        let name_type = list.u8("server_name type truncated")?;
+        let mut name = list.vec_u16("server_name entry truncated")?;
+        if name_type != NAME_TYPE_HOST_NAME {
+            continue;
+        }
+        if host.is_some() {
+            return Err(HelloError::Malformed { what: "second host_name in server_name", offset: at });
+        }
+        let base = name.offset();
+        let name = name.rest();
+        check_dns_name(name, base)?;
+        host = Some(name);
+    }
+    Ok(host)
+}
+
+/// Checks `name` (found at hello offset `base`) is a plausible DNS name.
+pub(super) fn check_dns_name(name: &[u8], base: usize) -> Result<(), HelloError> {
+    let bad = |what, i: usize| Err(HelloError::InvalidServerName { what, offset: base + i });
+    if name.is_empty() {
+        return bad("empty host_name", 0);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("host_name longer than 253 bytes", 0);
+    }
+    let mut label_len = 0usize;
+    for (i, &b) in name.iter().enumerate() {
+        match b {
+            b'.' if label_len == 0 => return bad("empty label", i),
+            b'.' => label_len = 0,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                label_len += 1;
+                if label_len > MAX_LABEL_LEN {
+                    return bad("label longer than 63 bytes", i);
+                }
+            }
+            _ => return bad("byte outside [A-Za-z0-9._-]", i),
+        }
+    }
+    if label_len == 0 {
+        return bad("trailing dot", name.len().saturating_sub(1));
+    }
+    Ok(())
+}

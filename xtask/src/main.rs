@@ -1,0 +1,42 @@
+//! `cargo xtask build|run|demo|test|bench`: every step a fresh machine needs, idempotent.
+mod bench;
+mod build;
+mod cmd;
+mod demo;
+mod run;
+mod test;
+mod toolchain;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run, demonstrate and test the load balancer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the eBPF toolchain if needed (nightly rust-src, bpf-linker), then build everything.
+    Build(build::Options),
+    /// Build, then run the daemon as root: `cargo xtask run -- --config F --iface IF`.
+    Run(run::Options),
+    /// Build, then route real curl --http2 / --http1.1 through the daemon in network namespaces.
+    Demo(build::Options),
+    /// Build, then run unit and integration tests (root: namespaces and XDP).
+    Test(test::Options),
+    /// Build, then run the criterion benchmarks.
+    Bench(bench::Options),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Build(opts) => build::build(&opts).map(|_| ()),
+        Command::Run(opts) => run::run(&opts),
+        Command::Demo(opts) => demo::demo(&opts),
+        Command::Test(opts) => test::test(&opts),
+        Command::Bench(opts) => bench::bench(&opts),
+    }
+}

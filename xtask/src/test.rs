@@ -1,0 +1,34 @@
+//! `cargo xtask test`: unit tests of every crate, then the integration tests in namespaces.
+use anyhow::{bail, Result};
+
+use crate::{
+    build::{self, build},
+    cmd::{command, run},
+    run::nix_is_root,
+};
+
+#[derive(clap::Args)]
+pub struct Options {
+    #[arg(long)]
+    pub release: bool,
+    /// Passed to the test binaries, e.g. a test name filter.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+pub fn test(opts: &Options) -> Result<()> {
+    if !nix_is_root() {
+        bail!("integration tests create network namespaces and attach XDP: run as root");
+    }
+    let built = build(&build::Options { release: opts.release })?;
+    run(command("cargo").args(["test", "--manifest-path", "lb-common/Cargo.toml"]))?;
+    let mut cargo = command("cargo");
+    cargo.args(["test", "--workspace", "--exclude", "xtask"]);
+    if opts.release {
+        cargo.arg("--release");
+    }
+    // Two cores here: namespaces make tests independent, but each also starts processes.
+    cargo.arg("--").arg("--test-threads=2").args(&opts.args);
+    built.apply_env(&mut cargo);
+    run(&mut cargo)
+}
