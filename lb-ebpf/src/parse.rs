@@ -129,10 +129,15 @@ pub fn tcp_packet(ctx: &XdpContext) -> Option<Packet> {
         }
         _ => return None,
     };
-    bytes_at(ctx, l4, TCP_MIN_HLEN)?;
-    let ports: [u8; 4] = read_n(ctx, l4)?;
-    packet.src_port = u16::from_ne_bytes([ports[0], ports[1]]);
-    packet.dst_port = u16::from_ne_bytes([ports[2], ports[3]]);
-    packet.flags = read_u8(ctx, l4 + 13)?;
+    // Read the TCP header through the very pointer that was bounds-checked: recomputing it
+    // from the variable IPv4 header length would lose the verifier's range proof.
+    let tcp = bytes_at(ctx, l4, TCP_MIN_HLEN)?;
+    // SAFETY: bytes_at proved TCP_MIN_HLEN readable bytes at tcp; ports are bytes 0..4 and
+    // the flags byte 13.
+    unsafe {
+        packet.src_port = u16::from_ne_bytes([*tcp, *tcp.add(1)]);
+        packet.dst_port = u16::from_ne_bytes([*tcp.add(2), *tcp.add(3)]);
+        packet.flags = *tcp.add(13);
+    }
     Some(packet)
 }
