@@ -3,7 +3,7 @@
 //! for its lifetime: a refresh never changes the backend of an established connection.
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     sync::Arc,
     time::Duration,
 };
@@ -15,7 +15,6 @@ use lb_common::FlowValue;
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
-    task::JoinSet,
 };
 use tracing::{debug, info, warn, Instrument};
 
@@ -44,29 +43,8 @@ impl Proxy {
         Arc::new(Self { snapshot, flows, settings })
     }
 
-    /// Binds every listening address of the current snapshot's frontends.
-    pub fn bind_all(&self) -> Result<Vec<(u32, TcpListener)>> {
-        let snapshot = self.snapshot.load();
-        let mut listeners = Vec::new();
-        for frontend in &snapshot.frontends {
-            for addr in listen_addresses(frontend) {
-                let listener = bind(addr).with_context(|| format!("frontend {}: listening on {addr}", frontend.id))?;
-                info!(frontend = frontend.id, %addr, "listening");
-                listeners.push((frontend.id, listener));
-            }
-        }
-        Ok(listeners)
-    }
-
-    /// Accepts on every listener until the task set is dropped.
-    pub fn spawn_accept_loops(self: &Arc<Self>, listeners: Vec<(u32, TcpListener)>, tasks: &mut JoinSet<()>) {
-        for (frontend_id, listener) in listeners {
-            let proxy = Arc::clone(self);
-            tasks.spawn(async move { proxy.accept_loop(frontend_id, listener).await });
-        }
-    }
-
-    async fn accept_loop(self: Arc<Self>, frontend_id: u32, listener: TcpListener) {
+    /// Accepts connections for one frontend until the task is aborted.
+    pub async fn accept_loop(self: Arc<Self>, frontend_id: u32, listener: TcpListener) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
@@ -161,26 +139,4 @@ impl Proxy {
         stream.set_nodelay(true).ok();
         Ok(stream)
     }
-}
-
-fn listen_addresses(frontend: &FrontendPlan) -> Vec<SocketAddr> {
-    let any = [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)];
-    let addresses: &[IpAddr] = if frontend.addresses.is_empty() { &any } else { &frontend.addresses };
-    frontend.ports.iter().flat_map(|&port| addresses.iter().map(move |&ip| SocketAddr::new(ip, port))).collect()
-}
-
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // The IPv4 wildcard has its own socket.
-        socket.set_only_v6(true)?;
-    }
-    // Dedicated addresses may be brought up after the daemon (failover IPs).
-    socket.set_freebind(true).ok();
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
 }

@@ -3,10 +3,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use tokio::{signal::unix::SignalKind, task::JoinSet};
+use tokio::signal::unix::SignalKind;
 use tracing::{info, warn};
 
 use crate::{
+    apply::Applier,
     bpf::{Dataplane, XdpModeChoice},
     config_file,
     fastpath::RelayMode,
@@ -51,7 +52,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(path) => config_file::load(path)?,
         None => ServiceConfig::default(),
     };
-    let snapshot = Snapshot::compile(&config).context("invalid configuration")?;
+    Applier::validate(&config).context("invalid configuration")?;
     if !(0.05..=600.0).contains(&args.connect_timeout) {
         anyhow::bail!("--connect-timeout must be within 0.05..=600 seconds");
     }
@@ -60,23 +61,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         warn!("--api is reserved for the control plane, which this build does not serve yet");
     }
 
-    let mut dataplane = if args.ifaces.is_empty() {
+    let dataplane = if args.ifaces.is_empty() {
         warn!("no --iface given: running without the XDP program (no source ACLs before the handshake)");
         None
     } else {
         Some(Dataplane::load_and_attach(&args.ifaces, args.xdp_mode)?)
     };
-    if let Some(dp) = dataplane.as_mut() {
-        dp.apply(&snapshot)?;
-    }
+    let attachments = dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default();
+    let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());
 
-    let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout), relay: args.relay };
     let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), settings);
-    let listeners = proxy.bind_all()?;
-    let listen_addrs = listeners.iter().filter_map(|(_, l)| l.local_addr().ok()).collect();
-    let mut tasks = JoinSet::new();
-    proxy.spawn_accept_loops(listeners, &mut tasks);
+    let applier = Applier::new(snapshot, proxy, dataplane);
+    if let Err(e) = applier.apply(&config) {
+        applier.shutdown();
+        return Err(e).context("applying the configuration");
+    }
 
     let runtime = RuntimeFile::publish(
         &args.data_dir,
@@ -84,24 +85,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             pid: std::process::id(),
             service: args.service.clone(),
             zone: args.zone.clone(),
-            listeners: listen_addrs,
-            xdp: dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default(),
-            kernel: dataplane.as_ref().map(|d| d.ids.clone()),
+            listeners: applier.listening(),
+            xdp: attachments,
+            kernel: kernel_ids,
         },
     )?;
     info!(service = %args.service, zone = %args.zone, "serving");
 
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let outcome = tokio::select! {
-        _ = sigterm.recv() => { info!("SIGTERM: stopping"); Ok(()) }
-        _ = sigint.recv() => { info!("SIGINT: stopping"); Ok(()) }
-        Some(ended) = tasks.join_next() => Err(anyhow::anyhow!("an accept loop ended unexpectedly: {ended:?}")),
-    };
-    tasks.abort_all();
-    drop(runtime);
-    if let Some(dp) = dataplane {
-        dp.detach();
+    tokio::select! {
+        _ = sigterm.recv() => info!("SIGTERM: stopping"),
+        _ = sigint.recv() => info!("SIGINT: stopping"),
     }
-    outcome
+    drop(runtime);
+    applier.shutdown();
+    Ok(())
 }

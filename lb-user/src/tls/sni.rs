@@ -36,6 +36,28 @@ pub(super) fn parse(mut ext: Cursor<'_>) -> Result<Option<&[u8]>, HelloError> {
     Ok(host)
 }
 
+/// How each byte may appear in a host name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Invalid,
+    Label,
+    Dot,
+}
+
+const CLASS: [Class; 256] = {
+    let mut table = [Class::Invalid; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            table[b] = Class::Label;
+        }
+        b += 1;
+    }
+    table[b'.' as usize] = Class::Dot;
+    table
+};
+
 /// Checks `name` (found at hello offset `base`) is a plausible DNS name.
 pub(super) fn check_dns_name(name: &[u8], base: usize) -> Result<(), HelloError> {
     let bad = |what, i: usize| Err(HelloError::InvalidServerName { what, offset: base + i });
@@ -47,16 +69,12 @@ pub(super) fn check_dns_name(name: &[u8], base: usize) -> Result<(), HelloError>
     }
     let mut label_len = 0usize;
     for (i, &b) in name.iter().enumerate() {
-        match b {
-            b'.' if label_len == 0 => return bad("empty label", i),
-            b'.' => label_len = 0,
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
-                label_len += 1;
-                if label_len > MAX_LABEL_LEN {
-                    return bad("label longer than 63 bytes", i);
-                }
-            }
-            _ => return bad("byte outside [A-Za-z0-9._-]", i),
+        match CLASS[usize::from(b)] {
+            Class::Label if label_len < MAX_LABEL_LEN => label_len += 1,
+            Class::Label => return bad("label longer than 63 bytes", i),
+            Class::Dot if label_len > 0 => label_len = 0,
+            Class::Dot => return bad("empty label", i),
+            Class::Invalid => return bad("byte outside [A-Za-z0-9._-]", i),
         }
     }
     if label_len == 0 {

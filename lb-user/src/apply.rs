@@ -1,0 +1,78 @@
+//! Applying a configuration to traffic: validate and compile it, bind its listeners, write
+//! its kernel policy, then swap the snapshot atomically. Either all of it takes effect or,
+//! on the first error, none of it does. Connections already established keep the snapshot
+//! they started with, so a refresh never moves or drops them.
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    bpf::Dataplane,
+    error::ConfigError,
+    listeners::Listeners,
+    model::ServiceConfig,
+    proxy::Proxy,
+    snapshot::Snapshot,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error("{0:#}")]
+    Listen(anyhow::Error),
+    #[error("writing the XDP policy: {0:#}")]
+    Kernel(anyhow::Error),
+}
+
+pub struct Applier {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Arc<Proxy>,
+    // One apply at a time; the lock is never taken on the connection path.
+    state: Mutex<ApplierState>,
+}
+
+struct ApplierState {
+    listeners: Listeners,
+    dataplane: Option<Dataplane>,
+}
+
+impl Applier {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, dataplane: Option<Dataplane>) -> Self {
+        Self { snapshot, proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
+    }
+
+    /// Checks a configuration without applying it.
+    pub fn validate(config: &ServiceConfig) -> Result<(), ConfigError> {
+        Snapshot::compile(config).map(|_| ())
+    }
+
+    pub fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {
+        let snapshot = Snapshot::compile(config)?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let prepared = state.listeners.prepare(&snapshot).map_err(ApplyError::Listen)?;
+        if let Some(dp) = state.dataplane.as_mut() {
+            dp.apply(&snapshot).map_err(ApplyError::Kernel)?;
+        }
+        self.snapshot.store(Arc::new(snapshot));
+        state.listeners.commit(prepared, &self.proxy);
+        Ok(())
+    }
+
+    pub fn listening(&self) -> Vec<std::net::SocketAddr> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).listeners.addresses()
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Stops accepting and detaches the XDP program.
+    pub fn shutdown(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.listeners.stop_all();
+        if let Some(dp) = state.dataplane.take() {
+            dp.detach();
+        }
+    }
+}
