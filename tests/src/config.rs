@@ -1,0 +1,317 @@
+//! The daemon's configuration file, in the SPEC's object model (camelCase JSON; servers nested
+//! in farms, rules nested in routes), with small builders so tests state configs concisely:
+//!
+//! ```
+//! use lb_tests::config::*;
+//! let cfg = Config::new()
+//!     .frontend(Frontend::new(1, "443").default_farm(2))
+//!     .farm(Farm::new(1, "h2").server(Server::new(1, "10.77.2.2", 8443)))
+//!     .farm(Farm::new(2, "h1").server(Server::new(2, "10.77.2.4", 8443)))
+//!     .route(Route::to_farm(1, 1, 1).rule(Rule::new("protocol", "is", "http/2.0")));
+//! assert!(cfg.to_json().contains("\"defaultFarmId\": 2"));
+//! ```
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub frontends: Vec<Frontend>,
+    pub farms: Vec<Farm>,
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn frontend(mut self, frontend: Frontend) -> Self {
+        self.frontends.push(frontend);
+        self
+    }
+    pub fn farm(mut self, farm: Farm) -> Self {
+        self.farms.push(farm);
+        self
+    }
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| panic!("config serialises: {e}"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Frontend {
+    pub frontend_id: u32,
+    /// `443`, `8000-8010` or `80,443`.
+    pub port: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_farm_id: Option<u32>,
+    pub allowed_source: Vec<String>,
+    pub denied_source: Vec<String>,
+    /// Seconds a client has to send a complete ClientHello (daemon default 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspect_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedicated_ipfo: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl Frontend {
+    pub fn new(frontend_id: u32, port: &str) -> Self {
+        Self {
+            frontend_id,
+            port: port.to_string(),
+            default_farm_id: None,
+            allowed_source: Vec::new(),
+            denied_source: Vec::new(),
+            inspect_timeout: None,
+            dedicated_ipfo: None,
+            zone: None,
+            disabled: None,
+            display_name: None,
+        }
+    }
+    pub fn default_farm(mut self, farm_id: u32) -> Self {
+        self.default_farm_id = Some(farm_id);
+        self
+    }
+    pub fn allowed(mut self, cidrs: &[&str]) -> Self {
+        self.allowed_source = cidrs.iter().map(|c| c.to_string()).collect();
+        self
+    }
+    pub fn denied(mut self, cidrs: &[&str]) -> Self {
+        self.denied_source = cidrs.iter().map(|c| c.to_string()).collect();
+        self
+    }
+    pub fn inspect_timeout(mut self, seconds: u64) -> Self {
+        self.inspect_timeout = Some(seconds);
+        self
+    }
+    pub fn dedicated_ipfo(mut self, addresses: &[&str]) -> Self {
+        self.dedicated_ipfo = Some(addresses.iter().map(|a| a.to_string()).collect());
+        self
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.display_name = Some(name.to_string());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Farm {
+    pub farm_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `roundrobin`, `leastconn`, `source` or `first`.
+    pub balance: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub servers: Vec<Server>,
+}
+
+impl Farm {
+    pub fn new(farm_id: u32, name: &str) -> Self {
+        Self {
+            farm_id,
+            display_name: Some(name.to_string()),
+            port: None,
+            balance: "roundrobin".to_string(),
+            stickiness: None,
+            zone: None,
+            servers: Vec::new(),
+        }
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    pub fn balance(mut self, balance: &str) -> Self {
+        self.balance = balance.to_string();
+        self
+    }
+    pub fn server(mut self, server: Server) -> Self {
+        self.servers.push(server);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Server {
+    pub server_id: u32,
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl Server {
+    pub fn new(server_id: u32, address: &str, port: u16) -> Self {
+        Self {
+            server_id,
+            address: address.to_string(),
+            port: Some(port),
+            weight: Some(1),
+            status: None,
+            backup: None,
+            proxy_protocol_version: None,
+            display_name: None,
+        }
+    }
+    pub fn weight(mut self, weight: u16) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.display_name = Some(name.to_string());
+        self
+    }
+}
+
+/// A route's action: `{"type":"farm","target":"<farmId>"}` or `{"type":"reject"}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Action {
+    Farm { target: String },
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub route_id: u32,
+    pub frontend_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+    pub action: Action,
+    pub rules: Vec<Rule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl Route {
+    /// A route of `frontend_id` sending matching connections to `farm_id`.
+    pub fn to_farm(route_id: u32, frontend_id: u32, farm_id: u32) -> Self {
+        Self {
+            route_id,
+            frontend_id,
+            weight: None,
+            action: Action::Farm {
+                target: farm_id.to_string(),
+            },
+            rules: Vec::new(),
+            display_name: None,
+        }
+    }
+    /// A route of `frontend_id` closing matching connections.
+    pub fn reject(route_id: u32, frontend_id: u32) -> Self {
+        Self {
+            action: Action::Reject,
+            ..Self::to_farm(route_id, frontend_id, 0)
+        }
+    }
+    pub fn weight(mut self, weight: u8) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<u32>,
+    /// `protocol`, `sni`, `alpn` or `source`.
+    pub field: String,
+    #[serde(rename = "match")]
+    pub match_: String,
+    pub pattern: String,
+    pub negate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_field: Option<String>,
+}
+
+impl Rule {
+    pub fn new(field: &str, match_: &str, pattern: &str) -> Self {
+        Self {
+            rule_id: None,
+            field: field.to_string(),
+            match_: match_.to_string(),
+            pattern: pattern.to_string(),
+            negate: false,
+            sub_field: None,
+        }
+    }
+    pub fn negate(mut self) -> Self {
+        self.negate = true;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_serialises_in_the_spec_object_model() {
+        let cfg = Config::new()
+            .frontend(
+                Frontend::new(1, "443")
+                    .default_farm(3)
+                    .denied(&["10.77.1.3/32"])
+                    .inspect_timeout(1),
+            )
+            .farm(
+                Farm::new(1, "h2")
+                    .port(8443)
+                    .server(Server::new(1, "10.77.2.2", 8443)),
+            )
+            .route(
+                Route::to_farm(1, 1, 1)
+                    .weight(0)
+                    .rule(Rule::new("protocol", "is", "http/2.0")),
+            )
+            .route(Route::reject(2, 1).rule(Rule::new("sni", "is", "blocked.lb.test")));
+        let v: serde_json::Value = serde_json::from_str(&cfg.to_json()).unwrap();
+        assert_eq!(v["frontends"][0]["defaultFarmId"], 3);
+        assert_eq!(v["frontends"][0]["deniedSource"][0], "10.77.1.3/32");
+        assert_eq!(v["frontends"][0]["inspectTimeout"], 1);
+        assert_eq!(v["farms"][0]["servers"][0]["serverId"], 1);
+        assert_eq!(
+            v["routes"][0]["action"],
+            serde_json::json!({"type": "farm", "target": "1"})
+        );
+        assert_eq!(v["routes"][0]["rules"][0]["match"], "is");
+        assert_eq!(
+            v["routes"][1]["action"],
+            serde_json::json!({"type": "reject"})
+        );
+    }
+}

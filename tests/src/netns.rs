@@ -1,0 +1,326 @@
+//! Network namespaces: the three-namespace topology every network test owns, and helpers to run
+//! commands, processes and Rust closures inside a namespace.
+//!
+//! ```text
+//!  <p>-cli                      <p>-lb                          <p>-srv
+//!  c0 10.77.1.2/24  ◄─veth─►  lbc 10.77.1.1/24   lbs 10.77.2.1/24  ◄─veth─►  s0 10.77.2.2-5/24
+//!     10.77.1.3/24                fd77:1::1/64       fd77:2::1/64               fd77:2::2/64
+//!     fd77:1::2/64
+//! ```
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use nix::sched::{setns, CloneFlags};
+
+use crate::ethtool;
+use crate::proc::{output_with_timeout, run_ok, ChildGuard};
+
+const IP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serialises namespace creation inside one process: `ip netns add` mounts `/var/run/netns` on
+/// first use and concurrent first uses can race.
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static REAP_STALE: Once = Once::new();
+
+/// Every topology's namespaces are named `lbt<pid>x<n>-<role>`.
+const PREFIX: &str = "lbt";
+
+/// The three namespaces of a test, removed (with every process inside) on drop.
+pub struct Topology {
+    prefix: String,
+    cli: String,
+    lb: String,
+    srv: String,
+    created: Vec<String>,
+}
+
+/// The veth ends of the topology; each lives in its own namespace so names are fixed.
+pub const CLI_IF: &str = "c0";
+pub const LB_CLI_IF: &str = "lbc";
+pub const LB_SRV_IF: &str = "lbs";
+pub const SRV_IF: &str = "s0";
+
+impl Topology {
+    /// Creates the namespaces, links and addresses. Partial creations are torn down on error.
+    pub fn new() -> Result<Self> {
+        REAP_STALE.call_once(reap_stale);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("{PREFIX}{}x{}", std::process::id(), n);
+        let mut topo = Self {
+            cli: format!("{prefix}-cli"),
+            lb: format!("{prefix}-lb"),
+            srv: format!("{prefix}-srv"),
+            prefix,
+            created: Vec::new(),
+        };
+        topo.build()
+            .with_context(|| format!("building topology {}", topo.prefix))?;
+        Ok(topo)
+    }
+
+    fn build(&mut self) -> Result<()> {
+        {
+            let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            for ns in [self.cli.clone(), self.lb.clone(), self.srv.clone()] {
+                // A leftover from a crashed run with the same pid would make `add` fail.
+                if PathBuf::from("/var/run/netns").join(&ns).exists() {
+                    delete_netns(&ns);
+                }
+                ip(&["netns", "add", &ns])?;
+                self.created.push(ns);
+            }
+        }
+        let (cli, lb, srv) = (self.cli.clone(), self.lb.clone(), self.srv.clone());
+        ip(&[
+            "-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", LB_CLI_IF, "netns",
+            &lb,
+        ])?;
+        ip(&[
+            "-n", &lb, "link", "add", LB_SRV_IF, "type", "veth", "peer", "name", SRV_IF, "netns",
+            &srv,
+        ])?;
+
+        let v4 = |ns: &str, dev: &str, cidr: &str| ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+        let v6 = |ns: &str, dev: &str, cidr: &str| {
+            ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"])
+        };
+        v4(&cli, CLI_IF, "10.77.1.2/24")?;
+        v4(&cli, CLI_IF, "10.77.1.3/24")?;
+        v6(&cli, CLI_IF, "fd77:1::2/64")?;
+        v4(&lb, LB_CLI_IF, "10.77.1.1/24")?;
+        v6(&lb, LB_CLI_IF, "fd77:1::1/64")?;
+        v4(&lb, LB_SRV_IF, "10.77.2.1/24")?;
+        v6(&lb, LB_SRV_IF, "fd77:2::1/64")?;
+        for cidr in [
+            "10.77.2.2/24",
+            "10.77.2.3/24",
+            "10.77.2.4/24",
+            "10.77.2.5/24",
+        ] {
+            v4(&srv, SRV_IF, cidr)?;
+        }
+        v6(&srv, SRV_IF, "fd77:2::2/64")?;
+
+        // Make the veths behave like a wire: full checksums on every frame (an XDP program
+        // rewriting headers must see real checksums), and NAPI on every end so frames that XDP
+        // sends with XDP_TX / redirect are accepted by the peer.
+        for (ns, dev) in [
+            (&cli, CLI_IF),
+            (&lb, LB_CLI_IF),
+            (&lb, LB_SRV_IF),
+            (&srv, SRV_IF),
+        ] {
+            in_netns(ns, || ethtool::make_wire_like(dev))
+                .with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
+        }
+
+        for (ns, dev) in [
+            (&cli, CLI_IF),
+            (&lb, LB_CLI_IF),
+            (&lb, LB_SRV_IF),
+            (&srv, SRV_IF),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        for ns in [&cli, &lb, &srv] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        // Client and servers reach the other side through the load balancer's addresses, so
+        // replies to translated flows always have a route.
+        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;
+        ip(&[
+            "-n",
+            &cli,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd77:1::1",
+        ])?;
+        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.1"])?;
+        ip(&[
+            "-n",
+            &srv,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd77:2::1",
+        ])?;
+        Ok(())
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// The client namespace (`c0`).
+    pub fn cli(&self) -> &str {
+        &self.cli
+    }
+    /// The load balancer namespace (`lbc`, `lbs`).
+    pub fn lb(&self) -> &str {
+        &self.lb
+    }
+    /// The server namespace (`s0`).
+    pub fn srv(&self) -> &str {
+        &self.srv
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Never panics: every step is best effort, and errors are only reported.
+        for ns in &self.created {
+            kill_all_in(ns);
+        }
+        for ns in &self.created {
+            delete_netns(ns);
+        }
+    }
+}
+
+/// Removes namespaces left by test processes that died without cleaning up (killed, or
+/// interrupted): those whose creator pid no longer runs.
+fn reap_stale() {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            eprintln!("topology: removing stale namespace {name} (its creator {pid} is gone)");
+            kill_all_in(&name);
+            delete_netns(&name);
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run_ok(Command::new("ip").args(args), IP_TIMEOUT).map(|_| ())
+}
+
+/// The pids of every process in namespace `ns` (per `ip netns pids`).
+pub fn pids_in(ns: &str) -> Vec<i32> {
+    let out = output_with_timeout(Command::new("ip").args(["netns", "pids", ns]), IP_TIMEOUT);
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|&p| p != std::process::id() as i32)
+        .collect()
+}
+
+/// SIGKILLs every process in `ns` and waits (bounded) until none is left.
+fn kill_all_in(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = pids_in(ns);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if Instant::now() >= deadline {
+            eprintln!("topology: processes {pids:?} in {ns} survived SIGKILL for 5 s");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn delete_netns(ns: &str) {
+    match output_with_timeout(Command::new("ip").args(["netns", "del", ns]), IP_TIMEOUT) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "topology: ip netns del {ns}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("topology: ip netns del {ns}: {e:#}"),
+    }
+}
+
+/// A `Command` that runs `program` inside namespace `ns` (`ip netns exec`, which execs in place:
+/// the child's pid is the program's).
+pub fn command_in(ns: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
+
+/// Runs `args` (program first) inside `ns` to completion, bounded to 30 s.
+pub fn run_in<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> Result<Output> {
+    let (program, rest) = args
+        .split_first()
+        .ok_or_else(|| anyhow!("run_in: empty command"))?;
+    let mut cmd = command_in(ns, program);
+    cmd.args(rest);
+    output_with_timeout(&mut cmd, Duration::from_secs(30))
+}
+
+/// Spawns `args` (program first) inside `ns`; stdout and stderr go to `log` (or are discarded).
+/// The returned guard kills the process on drop.
+pub fn spawn_in<S: AsRef<OsStr>>(ns: &str, args: &[S], log: Option<PathBuf>) -> Result<ChildGuard> {
+    let (program, rest) = args
+        .split_first()
+        .ok_or_else(|| anyhow!("spawn_in: empty command"))?;
+    let mut cmd = command_in(ns, program);
+    cmd.args(rest).stdin(Stdio::null());
+    match &log {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            cmd.stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    let name = program.as_ref().to_string_lossy().into_owned();
+    ChildGuard::spawn(&name, &mut cmd, log)
+}
+
+/// Runs `f` on a fresh thread that has joined namespace `ns` (`setns(CLONE_NEWNET)`), so sockets
+/// it opens live in that namespace. A panic in `f` is propagated to the caller.
+pub fn in_netns<T, F>(ns: &str, f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send,
+    T: Send,
+{
+    let path = PathBuf::from("/var/run/netns").join(ns);
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name(format!("netns-{ns}"))
+            .spawn_scoped(scope, move || -> Result<T> {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("setns into {}", path.display()))?;
+                f()
+            })
+            .context("spawning namespace thread")?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
