@@ -50,7 +50,8 @@ pub async fn read_hello(client: &mut TcpStream, buf: &mut BytesMut, timeout: Dur
 async fn read_until_decided(client: &mut TcpStream, buf: &mut BytesMut) -> Result<Classified, ClassifyError> {
     let mut reader = HelloReader::new();
     loop {
-        // The reader refuses anything past MAX_HELLO_LEN, so the buffer stays bounded.
+        // The reader refuses hellos past MAX_HELLO_LEN (and more than MAX_RECORDS records),
+        // so the buffer stays bounded (about 70 KiB at most).
         buf.reserve(4096.min(MAX_HELLO_LEN + 5));
         let before = buf.len();
         if client.read_buf(buf).await? == 0 {

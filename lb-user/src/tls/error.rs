@@ -16,7 +16,15 @@ pub enum HelloError {
 
     /// A TLS record announces more than 2^14 + 256 bytes (RFC 8446 §5.2).
     #[error("TLS record at stream offset {offset} announces {len} bytes, above the {max}-byte record limit")]
-    RecordTooLarge { len: usize, max: usize, offset: usize },
+    RecordTooLarge {
+        len: usize,
+        max: usize,
+        offset: usize,
+    },
+
+    /// The hello is spread over more records than any real client uses.
+    #[error("TLS record at stream offset {offset} exceeds the limit of {max} records for one ClientHello")]
+    TooManyRecords { max: usize, offset: usize },
 
     /// A record other than handshake (22) arrived before the hello was complete.
     #[error("TLS record at stream offset {offset} has content type {content_type}, expected handshake (22) until the ClientHello is complete")]

@@ -1,7 +1,7 @@
 //! The byte-list extensions kept for routing: ALPN (RFC 7301 §3.1) and supported_versions
 //! (RFC 8446 §4.2.1). Each returns its validated list body, to be stored as is.
 
-use super::cursor::Cursor;
+use super::cursor::{malformed, Cursor};
 use super::error::HelloError;
 
 /// ALPN `ProtocolNameList`: a non-empty list of ids of 1..=255 bytes each.
@@ -17,7 +17,7 @@ pub(super) fn alpn(mut ext: Cursor<'_>) -> Result<&[u8], HelloError> {
         let at = list.offset();
         let id = list.vec_u8("ALPN id truncated")?;
         if id.is_empty() {
-            return Err(HelloError::Malformed { what: "empty ALPN id", offset: at });
+            return Err(malformed("empty ALPN id", at));
         }
     }
     Ok(whole.rest())
@@ -29,10 +29,10 @@ pub(super) fn supported_versions(mut ext: Cursor<'_>) -> Result<&[u8], HelloErro
     let mut list = ext.vec_u8("supported_versions list truncated")?;
     ext.finish("bytes after supported_versions list")?;
     if list.is_empty() || list.len() % 2 != 0 {
-        return Err(HelloError::Malformed {
-            what: "supported_versions length not a positive even number",
-            offset: at,
-        });
+        return Err(malformed(
+            "supported_versions length not a positive even number",
+            at,
+        ));
     }
     Ok(list.rest())
 }

@@ -5,12 +5,14 @@
 //! [`Progress::NotTls`] (plain TCP: decided on the first byte that proves it), or
 //! [`Progress::Complete`] with a [`ClientHello`] holding what routing needs: SNI (ASCII,
 //! lowercased), ALPN ids, legacy and supported versions. Anything else is a typed
-//! [`HelloError`]. The reader never alters nor keeps the client's bytes: the caller forwards
+//! [`HelloError`]. The reader only reads: the caller keeps the client's bytes and forwards
 //! them byte for byte.
 //!
 //! A hello may span records and feeds of any size, down to one byte each; work is linear in
 //! the bytes fed, and a hello in one record and one feed is parsed in place without
-//! allocating. Limits: hello body 64 KiB ([`MAX_HELLO_LEN`]), record payload 2^14 + 256.
+//! allocating. Limits: hello body 64 KiB ([`MAX_HELLO_LEN`]), record payload 2^14 + 256,
+//! [`MAX_RECORDS`] records per hello; so at most 64 KiB + 4 + 5 × 1024 bytes are read before
+//! a decision.
 //!
 //! ```
 //! # use lb_user::tls::{HelloReader, Progress};
@@ -39,4 +41,4 @@ mod tests;
 
 pub use client_hello::{Alpn, ClientHello, SupportedVersions};
 pub use error::HelloError;
-pub use reader::{HelloReader, Progress, MAX_HELLO_LEN};
+pub use reader::{HelloReader, Progress, MAX_HELLO_LEN, MAX_RECORDS};

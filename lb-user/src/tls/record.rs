@@ -30,7 +30,10 @@ pub(super) fn judge(prefix: &[u8], first: bool, offset: usize) -> Result<Header,
             return if first {
                 Ok(Header::NotTls)
             } else {
-                Err(HelloError::UnexpectedRecordType { content_type, offset })
+                Err(HelloError::UnexpectedRecordType {
+                    content_type,
+                    offset,
+                })
             };
         }
     }
@@ -51,9 +54,11 @@ pub(super) fn judge(prefix: &[u8], first: bool, offset: usize) -> Result<Header,
     match usize::from(u16::from_be_bytes([*hi, *lo])) {
         0 if first => Ok(Header::NotTls),
         0 => Err(HelloError::EmptyRecord { offset }),
-        len if len > MAX_RECORD_LEN => {
-            Err(HelloError::RecordTooLarge { len, max: MAX_RECORD_LEN, offset })
-        }
+        len if len > MAX_RECORD_LEN => Err(HelloError::RecordTooLarge {
+            len,
+            max: MAX_RECORD_LEN,
+            offset,
+        }),
         len => Ok(Header::Handshake(len)),
     }
 }

@@ -17,6 +17,7 @@ pub(super) struct SeenExtensions {
 }
 
 /// Sets bit `bit` of `words`; false if it was already set (or out of range).
+#[inline]
 fn set_bit(words: &mut [u64], bit: usize) -> bool {
     let Some(word) = words.get_mut(bit / WORD_BITS) else {
         return false;
@@ -29,19 +30,30 @@ fn set_bit(words: &mut [u64], bit: usize) -> bool {
 
 impl SeenExtensions {
     /// Records `ext_type`; false if it was seen before.
+    #[inline]
     pub(super) fn insert(&mut self, ext_type: u16) -> bool {
         let bit = usize::from(ext_type);
         if bit < 256 {
-            return set_bit(&mut self.low, bit);
+            set_bit(&mut self.low, bit)
+        } else {
+            self.insert_high(ext_type)
         }
+    }
+
+    fn insert_high(&mut self, ext_type: u16) -> bool {
         if let Some(all) = &mut self.all {
-            return set_bit(all, bit);
+            return set_bit(all, usize::from(ext_type));
         }
-        let len = self.high_len;
-        if self.high.get(..len).unwrap_or_default().contains(&ext_type) {
+        // Unused slots hold 0, which no high type equals; a branch-free scan of all slots
+        // compiles to a few vector compares.
+        if self
+            .high
+            .iter()
+            .fold(false, |found, &t| found | (t == ext_type))
+        {
             return false;
         }
-        if let Some(slot) = self.high.get_mut(len) {
+        if let Some(slot) = self.high.get_mut(self.high_len) {
             *slot = ext_type;
             self.high_len += 1;
             return true;

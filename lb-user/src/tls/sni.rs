@@ -2,7 +2,7 @@
 //! DNS name: ASCII letters, digits, `-`, `_` and dots, labels of 1..=63 bytes, at most 253
 //! bytes in all, no trailing dot (as RFC 6066 requires).
 
-use super::cursor::Cursor;
+use super::cursor::{malformed, Cursor};
 use super::error::HelloError;
 
 const NAME_TYPE_HOST_NAME: u8 = 0;
@@ -26,7 +26,7 @@ pub(super) fn parse(mut ext: Cursor<'_>) -> Result<Option<&[u8]>, HelloError> {
             continue;
         }
         if host.is_some() {
-            return Err(HelloError::Malformed { what: "second host_name in server_name", offset: at });
+            return Err(malformed("second host_name in server_name", at));
         }
         let base = name.offset();
         let name = name.rest();
@@ -60,7 +60,12 @@ const CLASS: [Class; 256] = {
 
 /// Checks `name` (found at hello offset `base`) is a plausible DNS name.
 pub(super) fn check_dns_name(name: &[u8], base: usize) -> Result<(), HelloError> {
-    let bad = |what, i: usize| Err(HelloError::InvalidServerName { what, offset: base + i });
+    let bad = |what, i: usize| {
+        Err(HelloError::InvalidServerName {
+            what,
+            offset: base + i,
+        })
+    };
     if name.is_empty() {
         return bad("empty host_name", 0);
     }

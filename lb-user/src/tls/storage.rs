@@ -29,7 +29,10 @@ pub(super) enum Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage::Inline { len: 0, buf: [0; INLINE] }
+        Storage::Inline {
+            len: 0,
+            buf: [0; INLINE],
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 
+use super::super::{HelloReader, Progress};
 use super::support::*;
-use crate::tls::{HelloReader, Progress};
 
 /// The outcome of reading `stream` in one feed, as comparable text.
 fn one_shot(stream: &[u8]) -> String {

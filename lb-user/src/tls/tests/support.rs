@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use crate::tls::{ClientHello, HelloError, HelloReader, Progress};
+use super::super::{ClientHello, HelloError, HelloReader, Progress};
 
 const CHROME_HEX: &str = include_str!("../../../tests/fixtures/chrome_hello.hex");
 const CURL_HEX: &str = include_str!("../../../tests/fixtures/curl_openssl_hello.hex");
@@ -180,7 +180,9 @@ pub fn versions_ext(versions: &[u16]) -> Vec<u8> {
 
 impl Builder {
     pub fn with(mut self, ext_type: u16, data: Vec<u8>) -> Self {
-        self.extensions.get_or_insert_with(Vec::new).push((ext_type, data));
+        self.extensions
+            .get_or_insert_with(Vec::new)
+            .push((ext_type, data));
         self
     }
 
