@@ -193,3 +193,68 @@ fn flow_counters_count_packets() -> Result<()> {
     session.read_to_eof()?;
     Ok(())
 }
+
+#[test]
+fn ipv6_denied_source_syn_dropped_in_xdp() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let config = Config::new()
+        .frontend(
+            Frontend::new(1, "443")
+                .default_farm(H1_FARM)
+                .denied(&["fd77:1::2/128"]),
+        )
+        .farm(h1_farm());
+    lab.start(&config)?;
+    let before = lab.stats()?.counters.acl_dropped;
+    let frontend_v6 = std::net::SocketAddr::new("fd77:1::1".parse()?, 443);
+    let denied = lab.in_cli(|| {
+        Ok(tcp_connect(None, frontend_v6, Duration::from_secs(2))
+            .map(drop)
+            .map_err(|e| e.kind()))
+    })?;
+    ensure!(
+        denied == Err(ErrorKind::TimedOut),
+        "connect from denied fd77:1::2: {denied:?}"
+    );
+    let after = lab.stats()?.counters.acl_dropped;
+    ensure!(after > before, "acl_dropped {before} -> {after}");
+    // The same host over IPv4 is not in the IPv6 list.
+    let backend = served_from(&lab, CLIENT_IP)?;
+    ensure!(backend.starts_with("farm h1 "), "IPv4 client landed on {backend:?}");
+    Ok(())
+}
+
+fn xdp_attached(lab: &Lab) -> Result<bool> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", lab.topo.lb(), "link", "show", "lbc"])
+        .output()?;
+    ensure!(out.status.success(), "ip link show lbc failed");
+    Ok(String::from_utf8_lossy(&out.stdout).contains("xdp"))
+}
+
+#[test]
+fn xdp_program_detached_when_daemon_stops_even_when_killed() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let config = Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(H1_FARM))
+        .farm(h1_farm());
+    for signal in ["TERM", "KILL"] {
+        lab.start(&config)?;
+        ensure!(xdp_attached(&lab)?, "no XDP program on lbc while the daemon runs");
+        let pid = lab.daemon()?.runtime()["pid"]
+            .as_u64()
+            .context("runtime.json has no pid")?;
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -{signal} {pid}");
+        let detached = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+            (!xdp_attached(&lab).unwrap_or(true)).then_some(())
+        });
+        ensure!(detached.is_some(), "XDP still attached 10 s after SIG{signal}");
+        lab.daemon = None;
+    }
+    Ok(())
+}
