@@ -12,6 +12,7 @@ use crate::{
     listeners::Listeners,
     model::ServiceConfig,
     proxy::Proxy,
+    server_state::Runtimes,
     snapshot::Snapshot,
 };
 
@@ -27,6 +28,8 @@ pub enum ApplyError {
 
 pub struct Applier {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Health, live connections and stickiness by server and farm id, kept across applies.
+    runtimes: Arc<Runtimes>,
     proxy: Arc<Proxy>,
     // One apply at a time; the lock is never taken on the connection path.
     state: Mutex<ApplierState>,
@@ -39,7 +42,7 @@ struct ApplierState {
 
 impl Applier {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, dataplane: Option<Dataplane>) -> Self {
-        Self { snapshot, proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
+        Self { snapshot, runtimes: Arc::default(), proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
     }
 
     /// Checks a configuration without applying it.
@@ -48,14 +51,16 @@ impl Applier {
     }
 
     pub fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {
-        let snapshot = Snapshot::compile(config)?;
+        let snapshot = Arc::new(Snapshot::compile_in(config, &self.runtimes)?);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let prepared = state.listeners.prepare(&snapshot).map_err(ApplyError::Listen)?;
         if let Some(dp) = state.dataplane.as_mut() {
             dp.apply(&snapshot).map_err(ApplyError::Kernel)?;
         }
-        self.snapshot.store(Arc::new(snapshot));
+        self.snapshot.store(Arc::clone(&snapshot));
         state.listeners.commit(prepared, &self.proxy);
+        let servers: std::collections::HashSet<u32> = snapshot.farms.values().flat_map(|f| f.servers.iter().map(|s| s.id)).collect();
+        self.runtimes.retain(|id| servers.contains(&id), |id| snapshot.farms.contains_key(&id));
         Ok(())
     }
 

@@ -2,18 +2,23 @@
 //! ClientHello (without terminating TLS), routes it by ALPN, SNI and source to a farm,
 //! picks a server and relays the bytes, while its XDP program enforces source ACLs before
 //! any handshake and accounts pinned flows.
+pub mod api;
 pub mod apply;
 pub mod balance;
 pub mod bpf;
 pub mod classify;
 pub mod config_file;
+pub mod control;
 pub mod error;
 pub mod fastpath;
 pub mod listeners;
 pub mod model;
+pub mod probe;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod serve;
+pub mod server_state;
 pub mod snapshot;
+pub mod store;
 pub mod tls;

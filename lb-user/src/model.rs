@@ -2,11 +2,14 @@
 //! Field names and nulls follow the IPLB API (camelCase, `port` as a string, route action
 //! target as a string). Values are kept as written; `snapshot` validates and compiles them.
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Frontend {
+    /// Assigned by the service.
     #[serde(default)]
+    #[schema(read_only)]
     pub frontend_id: Option<u32>,
     /// `443`, `8000-8010` or `80,443`; each port in 1..=49151.
     pub port: String,
@@ -30,7 +33,7 @@ pub struct Frontend {
     pub inspect_timeout: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
     #[default]
@@ -40,13 +43,13 @@ pub enum Balance {
     First,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Stickiness {
     #[serde(rename = "sourceIp")]
     SourceIp,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     #[serde(default, rename = "type")]
@@ -92,7 +95,7 @@ pub struct Farm {
     pub servers: Vec<Server>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerStatus {
     #[default]
@@ -100,14 +103,14 @@ pub enum ServerStatus {
     Inactive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocolVersion {
     V1,
     V2,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnMarkedDown {
     ShutdownSessions,
@@ -136,11 +139,15 @@ pub struct Server {
     pub proxy_protocol_version: Option<ProxyProtocolVersion>,
     #[serde(default)]
     pub on_marked_down: Option<OnMarkedDown>,
+    /// Concurrent connections the `first` algorithm gives this server before the next
+    /// (beyond IPLB; null = unlimited).
+    #[serde(default)]
+    pub maxconn: Option<u32>,
     #[serde(default)]
     pub display_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteAction {
     #[serde(rename = "type")]
@@ -167,10 +174,12 @@ pub struct Route {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
+    /// Assigned by the service.
     #[serde(default)]
+    #[schema(read_only)]
     pub rule_id: Option<u32>,
     pub field: String,
     #[serde(rename = "match")]

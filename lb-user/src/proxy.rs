@@ -3,7 +3,7 @@
 //! for its lifetime: a refresh never changes the backend of an established connection.
 use std::{
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
@@ -21,7 +21,8 @@ use tracing::{debug, info, warn, Instrument};
 use crate::{
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
-    fastpath::{relay, RelayMode},
+    fastpath::{relay, Moved, RelayMode},
+    model::OnMarkedDown,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
     tls::ClientHello,
@@ -104,7 +105,8 @@ impl Proxy {
     }
 
     async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, first_bytes: &[u8]) -> Result<()> {
-        let (server, mut upstream) = self.connect(farm).await?;
+        let (server, mut upstream) = self.connect(farm, canonical(peer.ip())).await?;
+        let _slot = server.runtime.occupy();
         upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
         let _pin = match &self.flows {
             Some(flows) => Some(flows.pin(
@@ -114,20 +116,29 @@ impl Proxy {
             )?),
             None => None,
         };
-        let (moved, mode) = relay(client, upstream, self.settings.relay).await.with_context(|| format!("relaying with server {}", server.id))?;
-        debug!(server = server.id, ?mode, to_server = moved.to_server, to_client = moved.to_client, "connection done");
-        Ok(())
+        let relayed = relay(client, upstream, self.settings.relay);
+        if server.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
+            tokio::select! {
+                result = relayed => log_relay(server, result),
+                () = server.runtime.marked_down() => {
+                    info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
+                    Ok(())
+                }
+            }
+        } else {
+            log_relay(server, relayed.await)
+        }
     }
 
-    /// Connects to the farm's next server; a refused or timed-out connect tries one other.
-    async fn connect<'f>(&self, farm: &'f FarmPlan) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
-        let first = farm.balancer.pick().with_context(|| format!("farm {} has no server to take the connection", farm.id))?;
+    /// Connects to the farm's chosen server; a refused or timed-out connect tries one other.
+    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
+        let first = farm.balancer.pick(client, None).with_context(|| format!("farm {} has no server that can take the connection", farm.id))?;
         let first_error = match self.connect_one(first).await {
             Ok(stream) => return Ok((first, stream)),
             Err(e) => e,
         };
         warn!(farm = farm.id, server = first.id, error = %first_error, "connect failed, trying another server");
-        let second = farm.balancer.pick_excluding(Some(first.id)).with_context(|| format!("server {} failed ({first_error}) and farm {} has no other", first.id, farm.id))?;
+        let second = farm.balancer.pick(client, Some(first.id)).with_context(|| format!("server {} failed ({first_error}) and farm {} has no other", first.id, farm.id))?;
         let stream = self.connect_one(second).await.with_context(|| format!("server {} failed ({first_error}), then server {}", first.id, second.id))?;
         Ok((second, stream))
     }
@@ -139,4 +150,10 @@ impl Proxy {
         stream.set_nodelay(true).ok();
         Ok(stream)
     }
+}
+
+fn log_relay(server: &ServerPlan, result: io::Result<(Moved, RelayMode)>) -> Result<()> {
+    let (moved, mode) = result.with_context(|| format!("relaying with server {}", server.id))?;
+    debug!(server = server.id, ?mode, to_server = moved.to_server, to_client = moved.to_client, "connection done");
+    Ok(())
 }

@@ -21,6 +21,9 @@ pub struct RuntimeInfo {
     pub listeners: Vec<SocketAddr>,
     pub xdp: Vec<Attachment>,
     pub kernel: Option<KernelIds>,
+    /// Where the control-plane API listens (`--api`), once bound.
+    #[serde(default)]
+    pub api: Option<SocketAddr>,
 }
 
 pub struct RuntimeFile {

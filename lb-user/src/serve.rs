@@ -3,23 +3,28 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use tokio::signal::unix::SignalKind;
+use tokio::{signal::unix::SignalKind, sync::watch};
 use tracing::{info, warn};
 
 use crate::{
+    api::{self, ApiToken},
     apply::Applier,
     bpf::{Dataplane, XdpModeChoice},
     config_file,
+    control::{self, Control, Traffic},
     fastpath::RelayMode,
-    model::ServiceConfig,
     proxy::{Proxy, ProxySettings},
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
+    store::Store,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Service configuration (JSON, or TOML by the .toml extension) in SPEC's object model.
+    /// Configuration file to import at start (JSON, or TOML by the .toml extension), in SPEC's
+    /// object model: its objects replace the staged configuration kept in --data-dir and are
+    /// applied at once. Without it the daemon serves the configuration last applied to its
+    /// zone (persisted in --data-dir; empty the first time).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Interface(s) to attach the XDP program to: where clients arrive. Repeat for several.
@@ -27,12 +32,19 @@ pub struct ServeArgs {
     pub ifaces: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: XdpModeChoice,
-    /// Where the daemon keeps its state (and publishes runtime.json once serving).
+    /// Where the daemon keeps its state (the store: staged and applied configuration, ids,
+    /// tasks) and publishes runtime.json once serving.
     #[arg(long, default_value = "/var/lib/lb-user")]
     pub data_dir: PathBuf,
-    /// Control-plane API address (the IPLB TCP API arrives with the control plane).
+    /// Address of the control-plane API (the IPLB TCP API under /ipLoadbalancing/{serviceName}).
+    /// A loopback address unless --api-token-file is given; port 0 picks a free port
+    /// (runtime.json tells which). Without it, no API is served.
     #[arg(long)]
     pub api: Option<SocketAddr>,
+    /// File holding the API's bearer token: every request then needs
+    /// `Authorization: Bearer <token>`. Required when --api is not a loopback address.
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
     /// The service name under /ipLoadbalancing/{serviceName}.
     #[arg(long, default_value = "lb")]
     pub service: String,
@@ -47,19 +59,33 @@ pub struct ServeArgs {
     pub connect_timeout: f64,
 }
 
+/// The token the API requires, and whether it may listen where asked.
+fn api_token(args: &ServeArgs) -> Result<Option<ApiToken>> {
+    let token = args.api_token_file.as_deref().map(ApiToken::from_file).transpose()?;
+    if let Some(addr) = args.api {
+        if !addr.ip().is_loopback() && token.is_none() {
+            anyhow::bail!("--api {addr} is not a loopback address: give --api-token-file FILE too (every request then needs Authorization: Bearer <token>)");
+        }
+    }
+    Ok(token)
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let config = match &args.config {
-        Some(path) => config_file::load(path)?,
-        None => ServiceConfig::default(),
-    };
-    Applier::validate(&config).context("invalid configuration")?;
     if !(0.05..=600.0).contains(&args.connect_timeout) {
         anyhow::bail!("--connect-timeout must be within 0.05..=600 seconds");
     }
+    let token = api_token(&args)?;
+    let imported = match &args.config {
+        Some(path) => {
+            let config = config_file::load(path)?;
+            Applier::validate(&config).context("invalid configuration")?;
+            control::check_import(&config, std::slice::from_ref(&args.zone)).context("invalid configuration")?;
+            Some(config)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    if args.api.is_some() {
-        warn!("--api is reserved for the control plane, which this build does not serve yet");
-    }
+    let store = Store::open(&args.data_dir)?;
 
     let dataplane = if args.ifaces.is_empty() {
         warn!("no --iface given: running without the XDP program (no source ACLs before the handshake)");
@@ -73,11 +99,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout), relay: args.relay };
     let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), settings);
-    let applier = Applier::new(snapshot, proxy, dataplane);
-    if let Err(e) = applier.apply(&config) {
-        applier.shutdown();
-        return Err(e).context("applying the configuration");
-    }
+    let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
+    let result = start(&args, &applier, store, imported, token).await;
+    let (control, api) = match result {
+        Ok(started) => started,
+        Err(e) => {
+            applier.shutdown();
+            return Err(e);
+        }
+    };
 
     let runtime = RuntimeFile::publish(
         &args.data_dir,
@@ -88,9 +118,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             listeners: applier.listening(),
             xdp: attachments,
             kernel: kernel_ids,
+            api: api.as_ref().map(|a| a.addr),
         },
     )?;
-    info!(service = %args.service, zone = %args.zone, "serving");
+    info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
 
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
@@ -98,7 +129,76 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         _ = sigterm.recv() => info!("SIGTERM: stopping"),
         _ = sigint.recv() => info!("SIGINT: stopping"),
     }
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    drop(control);
     drop(runtime);
     applier.shutdown();
     Ok(())
+}
+
+/// Opens the control plane, applies the imported or the persisted configuration, and
+/// starts the API.
+async fn start(
+    args: &ServeArgs,
+    applier: &Arc<Applier>,
+    store: Store,
+    imported: Option<crate::model::ServiceConfig>,
+    token: Option<ApiToken>,
+) -> Result<(Arc<Control>, Option<ApiServer>)> {
+    let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
+    let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
+    match imported {
+        Some(config) => {
+            applier.apply(&config).context("applying the configuration")?;
+            control.import(&config).context("recording the imported configuration")?;
+        }
+        None => {
+            let config = control.applied_config()?;
+            applier.apply(&config).with_context(|| format!("applying the persisted configuration of zone {}", args.zone))?;
+            info!(frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "serving the persisted applied configuration");
+        }
+    }
+    let api = match args.api {
+        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token)).await?),
+        None => {
+            info!("no --api: the control-plane API is not served");
+            None
+        }
+    };
+    Ok((control, api))
+}
+
+struct ApiServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--api: listening on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.changed().await.ok();
+            };
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                warn!(error = %e, "the API server stopped");
+            }
+        });
+        info!(%addr, "API listening");
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops accepting requests; requests in flight get a second to finish.
+    async fn stop(self) {
+        self.stop.send(true).ok();
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+            task.abort();
+        }
+    }
 }

@@ -11,10 +11,11 @@ use std::{
 use ipnet::IpNet;
 
 use crate::{
-    balance::RoundRobin,
+    balance::Balancer,
     error::ConfigError,
-    model::{Balance, Farm, Frontend, Route, ServerStatus, ServiceConfig},
+    model::{Farm, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
     routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
+    server_state::{Runtimes, ServerRuntime},
 };
 
 pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,13 +29,49 @@ pub struct ServerPlan {
     pub weight: u32,
     pub backup: bool,
     pub active: bool,
+    /// Health checks apply only when set.
+    pub probe: bool,
+    /// Probes speak TLS to this server.
+    pub ssl: bool,
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    pub on_marked_down: Option<OnMarkedDown>,
+    /// Concurrent connections before `first` moves on to the next server (beyond IPLB).
+    pub maxconn: Option<u32>,
+    /// Health and live connections; shared across snapshots for the same server id.
+    pub runtime: Arc<ServerRuntime>,
+}
+
+impl ServerPlan {
+    #[cfg(test)]
+    pub fn test_default() -> Self {
+        Self {
+            id: 0,
+            name: String::new(),
+            address: "127.0.0.1:1".parse().expect("literal"),
+            weight: 1,
+            backup: false,
+            active: true,
+            probe: false,
+            ssl: false,
+            proxy_protocol: None,
+            on_marked_down: None,
+            maxconn: None,
+            runtime: Arc::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct FarmPlan {
     pub id: u32,
     pub name: String,
-    pub balancer: RoundRobin,
+    /// Every configured server, including inactive and zero-weight ones (probed, reported).
+    pub servers: Vec<Arc<ServerPlan>>,
+    pub balancer: Balancer,
+    pub probe: Option<Probe>,
+    /// ALPN protocols the routes to this farm select on (a `tls` probe offers them and
+    /// requires the server to pick one).
+    pub probe_alpn: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +153,14 @@ impl Snapshot {
     /// Validates the whole configuration and compiles it; the first error wins and nothing
     /// of a failed configuration is used.
     pub fn compile(config: &ServiceConfig) -> Result<Self, ConfigError> {
-        let farms = compile_farms(&config.farms)?;
+        Self::compile_in(config, &Runtimes::default())
+    }
+
+    /// Compiles with the run-time state (health, live connections, stickiness) of servers
+    /// and farms that `runtimes` already knows, so that a refresh keeps it.
+    pub fn compile_in(config: &ServiceConfig, runtimes: &Runtimes) -> Result<Self, ConfigError> {
+        let mut farms = compile_farms(&config.farms, runtimes)?;
+        attach_probe_alpn(&mut farms, &config.routes);
         let mut frontends = Vec::new();
         let mut frontend_ids = HashSet::new();
         for frontend in &config.frontends {
@@ -159,25 +203,17 @@ fn required_id(object: &'static str, id: Option<u32>, field: &'static str) -> Re
     }
 }
 
-fn compile_farms(farms: &[Farm]) -> Result<HashMap<u32, Arc<FarmPlan>>, ConfigError> {
+fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc<FarmPlan>>, ConfigError> {
     let mut plans = HashMap::new();
     let mut server_ids = HashSet::new();
     for farm in farms {
         let id = required_id("farm", farm.farm_id, "farmId")?;
         let balance = farm.balance.unwrap_or_default();
-        if balance != Balance::Roundrobin {
-            return Err(ConfigError::new("farm", Some(id), "balance", format!("{balance:?} balancing is not available yet; use roundrobin")));
-        }
         if farm.port == Some(0) || farm.port.is_some_and(|p| p > MAX_PORT) {
             return Err(ConfigError::new("farm", Some(id), "port", format!("port must be in 1..={MAX_PORT}")));
         }
         if let Some(probe) = &farm.probe {
-            if probe.negate == Some(true) && probe.match_.as_deref().is_none_or(|m| m == "default") {
-                return Err(ConfigError::new("farm", Some(id), "probe.negate", "A probe can not negate without a match"));
-            }
-            if probe.interval.is_some_and(|i| i < 1) {
-                return Err(ConfigError::new("farm", Some(id), "probe.interval", "interval must be at least 1 second"));
-            }
+            crate::probe::validate(probe, id)?;
         }
         let mut servers = Vec::new();
         for server in &farm.servers {
@@ -202,9 +238,23 @@ fn compile_farms(farms: &[Farm]) -> Result<HashMap<u32, Arc<FarmPlan>>, ConfigEr
                 weight: weight.into(),
                 backup: server.backup,
                 active: server.status.unwrap_or_default() == ServerStatus::Active,
+                probe: server.probe,
+                ssl: server.ssl,
+                proxy_protocol: server.proxy_protocol_version,
+                on_marked_down: server.on_marked_down,
+                maxconn: server.maxconn,
+                runtime: runtimes.get_or_create(sid),
             }));
         }
-        let plan = FarmPlan { id, name: farm.display_name.clone().unwrap_or_else(|| format!("farm {id}")), balancer: RoundRobin::new(servers) };
+        let sticky = farm.stickiness.map(|_| runtimes.sticky_table(id));
+        let plan = FarmPlan {
+            id,
+            name: farm.display_name.clone().unwrap_or_else(|| format!("farm {id}")),
+            balancer: Balancer::new(balance, &servers, sticky),
+            servers,
+            probe: farm.probe.clone(),
+            probe_alpn: Vec::new(),
+        };
         if plans.insert(id, Arc::new(plan)).is_some() {
             return Err(ConfigError::new("farm", Some(id), "farmId", "duplicate id"));
         }
@@ -287,6 +337,30 @@ fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) ->
         })
         .collect::<Result<_, _>>()?;
     Ok(RoutePlan { id, target, rules })
+}
+
+/// The ALPN ids routes select on, gathered per target farm for its `tls` probe.
+fn attach_probe_alpn(farms: &mut HashMap<u32, Arc<FarmPlan>>, routes: &[Route]) {
+    for route in routes {
+        let Some(farm_id) = route.action.target.as_deref().and_then(|t| t.trim().parse::<u32>().ok()) else { continue };
+        let Some(farm) = farms.get_mut(&farm_id).and_then(Arc::get_mut) else { continue };
+        for rule in route.rules.iter().filter(|r| !r.negate && (r.match_ == "is" || r.match_ == "in")) {
+            let pattern = rule.pattern.as_deref().unwrap_or_default();
+            for item in pattern.split(',').map(str::trim) {
+                let id: Option<&[u8]> = match (rule.field.as_str(), item) {
+                    ("protocol", "http/2.0" | "http/2" | "h2") => Some(b"h2"),
+                    ("protocol", "http/1.1") => Some(b"http/1.1"),
+                    ("alpn", other) if !other.is_empty() => Some(other.as_bytes()),
+                    _ => None,
+                };
+                if let Some(id) = id {
+                    if !farm.probe_alpn.iter().any(|known| known == id) {
+                        farm.probe_alpn.push(id.to_vec());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `443`, `8000-8010` or `80,443` (and combinations), each in 1..=49151.

@@ -1,0 +1,38 @@
+//! `stickiness: sourceIp`: a client address keeps its server while that server can take it.
+//! Entries expire after an idle time and the table is bounded (moka evicts the least
+//! recently used past its capacity); both without a global lock.
+use std::{net::IpAddr, time::Duration};
+
+use moka::sync::Cache;
+
+pub const STICKY_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const STICKY_CAPACITY: u64 = 1_000_000;
+
+#[derive(Debug)]
+pub struct StickyTable {
+    entries: Cache<IpAddr, u32>,
+}
+
+impl StickyTable {
+    pub fn new() -> Self {
+        Self::with_limits(STICKY_IDLE, STICKY_CAPACITY)
+    }
+
+    pub fn with_limits(idle: Duration, capacity: u64) -> Self {
+        Self { entries: Cache::builder().time_to_idle(idle).max_capacity(capacity).build() }
+    }
+
+    pub fn get(&self, client: IpAddr) -> Option<u32> {
+        self.entries.get(&client)
+    }
+
+    pub fn set(&self, client: IpAddr, server_id: u32) {
+        self.entries.insert(client, server_id);
+    }
+}
+
+impl Default for StickyTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,146 @@
+//! `POST /refresh`: a task that, zone by zone, compiles the staged configuration, applies it
+//! to traffic (the daemon's own zone) and records it as the zone's applied configuration.
+//! A zone whose configuration does not compile or apply keeps what it had.
+use std::{sync::Arc, time::SystemTime};
+
+use tracing::{error, info};
+
+use super::{staged::staged_config, Control, ControlError};
+use crate::{
+    snapshot::Snapshot,
+    store::{Kind, Read, StoreError, Task, TaskStatus},
+};
+
+pub const REFRESH_ACTION: &str = "refreshIplb";
+/// Tasks kept for `GET /task`; older ones are forgotten.
+const TASKS_KEPT: u32 = 1000;
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Control {
+    pub fn task_ids(&self) -> Result<Vec<u32>, ControlError> {
+        Ok(self.store.read(|tx| tx.all::<Task>())?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    pub fn task(&self, id: u32) -> Result<Task, ControlError> {
+        self.store.read(|tx| tx.get::<Task>(id))?.ok_or_else(|| ControlError::missing("task", id))
+    }
+
+    /// Starts a refresh of `zone` (every zone when `None`) and returns its task, in `todo`.
+    pub async fn refresh(self: &Arc<Self>, zone: Option<String>) -> Result<Task, ControlError> {
+        let zones = match zone {
+            Some(zone) if self.zones.contains(&zone) => vec![zone],
+            Some(zone) => return Err(ControlError::BadRequest(format!("field `zone`: unknown zone {zone:?}; this service has {}", self.zones.join(", ")))),
+            None => self.zones.clone(),
+        };
+        let control = Arc::clone(self);
+        let task = blocking(move || control.new_task(zones)).await?;
+        tokio::spawn(Arc::clone(self).run(task.id, task.zones.clone()));
+        Ok(task)
+    }
+
+    fn new_task(&self, zones: Vec<String>) -> Result<Task, ControlError> {
+        Ok(self.store.write(|tx| -> Result<Task, StoreError> {
+            let id = tx.next_id(Kind::Task)?;
+            let task = Task {
+                id,
+                action: REFRESH_ACTION.to_string(),
+                status: TaskStatus::Todo,
+                creation_date: now(),
+                done_date: None,
+                zones,
+                progress: 0,
+                message: None,
+            };
+            tx.insert(id, &task)?;
+            if id > TASKS_KEPT {
+                tx.remove::<Task>(id - TASKS_KEPT)?;
+            }
+            Ok(task)
+        })?)
+    }
+
+    async fn run(self: Arc<Self>, id: u32, zones: Vec<String>) {
+        let _one_at_a_time = self.refresh_lock.lock().await;
+        let control = Arc::clone(&self);
+        let outcome = blocking(move || control.run_blocking(id, &zones)).await;
+        if let Err(e) = outcome {
+            error!(task = id, error = %e, "refresh task could not record its end");
+        }
+    }
+
+    fn run_blocking(&self, id: u32, zones: &[String]) -> Result<(), ControlError> {
+        self.update_task(id, |t| t.status = TaskStatus::Doing)?;
+        for (i, zone) in zones.iter().enumerate() {
+            if let Err(message) = self.refresh_zone(zone) {
+                error!(task = id, zone = %zone, error = %message, "refresh failed: the zone keeps its applied configuration");
+                return self.update_task(id, |t| {
+                    t.status = TaskStatus::Error;
+                    t.message = Some(message);
+                    t.done_date = Some(now());
+                });
+            }
+            let progress = ((i + 1) * 100 / zones.len()) as u8;
+            self.update_task(id, |t| t.progress = progress)?;
+        }
+        self.update_task(id, |t| {
+            t.status = TaskStatus::Done;
+            t.progress = 100;
+            t.done_date = Some(now());
+        })
+    }
+
+    /// Compiles, applies (own zone) and records one zone's staged configuration.
+    fn refresh_zone(&self, zone: &str) -> Result<(), String> {
+        let (config, counted) = self
+            .store
+            .read(|tx| -> Result<_, StoreError> { Ok((staged_config(tx, zone)?, tx.pending()?.get(zone).copied().unwrap_or(0))) })
+            .map_err(|e| e.to_string())?;
+        Snapshot::compile(&config).map_err(|e| format!("zone {zone}: {e}"))?;
+        if zone == self.zone() {
+            self.traffic.apply(&config).map_err(|e| format!("zone {zone}: {e}"))?;
+        }
+        self.store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.set_applied(zone, &config)?;
+                // Changes staged while this refresh ran stay pending.
+                let now = tx.pending()?.get(zone).copied().unwrap_or(0);
+                tx.set_pending(zone, now.saturating_sub(counted))
+            })
+            .map_err(|e| format!("zone {zone}: applied, but recording it failed: {e}"))?;
+        info!(zone, frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "zone refreshed");
+        Ok(())
+    }
+
+    fn update_task(&self, id: u32, change: impl FnOnce(&mut Task)) -> Result<(), ControlError> {
+        Ok(self.store.write(|tx| -> Result<(), StoreError> {
+            if let Some(mut task) = tx.get::<Task>(id)? {
+                change(&mut task);
+                tx.insert(id, &task)?;
+            }
+            Ok(())
+        })?)
+    }
+
+    /// Tasks left in `todo` or `doing` by a daemon that stopped end in `error`.
+    pub(super) fn end_interrupted_tasks(&self) -> Result<(), ControlError> {
+        Ok(self.store.write(|tx| -> Result<(), StoreError> {
+            for (id, mut task) in tx.all::<Task>()? {
+                if matches!(task.status, TaskStatus::Todo | TaskStatus::Doing) {
+                    task.status = TaskStatus::Error;
+                    task.message = Some("interrupted: the daemon stopped before this refresh ended; refresh again".into());
+                    task.done_date = Some(now());
+                    tx.insert(id, &task)?;
+                }
+            }
+            Ok(())
+        })?)
+    }
+}
+
+/// Runs store work (fsync'd commits) off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ControlError> + Send + 'static) -> Result<T, ControlError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(ControlError::Internal(e.to_string())))
+}

@@ -1,0 +1,155 @@
+//! The embedded transactional store (redb) in `--data-dir`: staged objects, id counters,
+//! per-zone pending-change counters, per-zone applied configurations and refresh tasks.
+//!
+//! Every mutation is one write transaction: it commits whole (fsync'd) or not at all, so a
+//! daemon killed in the middle of a write comes back to the last commit. A store file that
+//! is empty, truncated or damaged refuses to open with an error naming the file; it never
+//! turns into a silently empty configuration.
+mod guard;
+mod records;
+mod tx;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, TableDefinition};
+use tracing::{info, warn};
+
+pub use records::{Kind, Record, RuleRecord, ServerRecord, Task, TaskStatus};
+pub use tx::{Read, ReadTx, WriteTx};
+
+/// The store's file inside `--data-dir`.
+pub const FILE_NAME: &str = "store.redb";
+/// Written once when the store is created; its absence means the file is not (or no longer)
+/// a whole store.
+const FORMAT_KEY: &str = "format";
+const FORMAT: u64 = 1;
+
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending");
+pub(crate) const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("applied");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store: {kind} {key}: the stored value does not decode ({error}); the store file is damaged")]
+    Decode { kind: &'static str, key: String, error: String },
+    #[error("store: {kind} {key}: {error}")]
+    Encode { kind: &'static str, key: String, error: String },
+    #[error("store: the id counter of {0} is exhausted")]
+    IdsExhausted(&'static str),
+}
+
+/// Maps any redb error into [`StoreError::Db`].
+pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it (atomically: built aside, then renamed) when
+    /// there is none. Checks every page checksum of an existing file.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(FILE_NAME);
+        let fail = |message: String| StoreError::Open { path: path.clone(), message };
+        let db = match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(fail("the file is empty (truncated?); refusing to start from an empty configuration. Restore it from a backup, or remove it to start afresh".into()))
+            }
+            Ok(_) => guard::catch_panic(|| open_existing(&path)).and_then(|r| r).map_err(fail)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path).map_err(fail)?,
+            Err(e) => return Err(fail(format!("cannot read the file: {e}"))),
+        };
+        let store = Self { db, path: path.clone() };
+        let format = match guard::catch_panic(|| store.read(|tx| tx.meta(FORMAT_KEY))) {
+            Ok(Ok(format)) => format,
+            Ok(Err(StoreError::Db(redb::Error::TableDoesNotExist(_)))) => None,
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(panic) => return Err(fail(panic)),
+        };
+        match format {
+            Some(FORMAT) => Ok(store),
+            Some(other) => Err(fail(format!("format {other} is not the one this build reads ({FORMAT})"))),
+            None => Err(fail("the file is a redb database but not a whole lb-user store (its format mark is missing); refusing to start from an empty configuration".into())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a read transaction: a consistent view of the last commit.
+    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
+        let tx = ReadTx::new(self.db.begin_read().map_err(db)?);
+        f(&tx)
+    }
+
+    /// Runs `f` in a write transaction, committed (durably) if `f` succeeds and aborted
+    /// otherwise: nothing of a failed mutation is kept.
+    pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+        let mut tx = WriteTx::new(self.db.begin_write().map_err(db)?);
+        match f(&mut tx) {
+            Ok(value) => {
+                tx.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                tx.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn open_existing(path: &Path) -> Result<Database, String> {
+    let mut db = Database::builder()
+        .set_repair_callback(|_| warn!("the store was not closed cleanly: recovering its last commit"))
+        .open(path)
+        .map_err(|e| describe(e.into()))?;
+    match db.check_integrity() {
+        Ok(true) => Ok(db),
+        Ok(false) => {
+            warn!(path = %path.display(), "the store failed its integrity check and was repaired to its last whole commit");
+            Ok(db)
+        }
+        Err(e) => Err(describe(e.into())),
+    }
+}
+
+fn describe(e: redb::Error) -> String {
+    match e {
+        redb::Error::DatabaseAlreadyOpen => "already open by another process (is another daemon using this --data-dir?)".into(),
+        redb::Error::Corrupted(what) => format!("the file is corrupted ({what}); restore it from a backup, or remove it to start afresh"),
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file is truncated; restore it from a backup, or remove it to start afresh".into()
+        }
+        other => format!("{other}; the file may be truncated or damaged"),
+    }
+}
+
+fn create(path: &Path) -> Result<Database, String> {
+    let tmp = path.with_extension("redb.new");
+    std::fs::remove_file(&tmp).ok();
+    {
+        let db = Database::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let tx = db.begin_write().map_err(|e| e.to_string())?;
+        WriteTx::init(&tx).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("renaming {} into place: {e}", tmp.display()))?;
+    if let Some(dir) = path.parent() {
+        // The rename itself must survive a crash.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
+    }
+    info!(path = %path.display(), "created an empty store");
+    Database::open(path).map_err(|e| describe(e.into()))
+}
+
+#[cfg(test)]
+mod tests;
