@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,6 +22,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print which server of a farm each client address would get, one `address server-id`
+    /// per line (health not considered: every server up). The choice depends only on the
+    /// configuration, so two nodes given the same configuration answer the same.
+    Pick {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        farm: u32,
+        /// Client addresses: the first COUNT addresses of this CIDR.
+        #[arg(long)]
+        clients: ipnet::IpNet,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
     /// Print a running daemon's XDP counters and pinned flows as JSON.
     Stats {
         #[arg(long, default_value = "/var/lib/lb-user")]
@@ -37,11 +51,26 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve::run(args)),
+        Command::Serve(args) => {
+            raise_file_limit();
+            tokio::runtime::Runtime::new()?.block_on(serve::run(args))
+        }
         Command::Check { config } => {
             let config = config_file::load(&config)?;
             Snapshot::compile(&config)?;
             println!("configuration is valid");
+            Ok(())
+        }
+        Command::Pick { config, farm, clients, count } => {
+            let snapshot = Snapshot::compile(&config_file::load(&config)?)?;
+            let farm = snapshot.farms.get(&farm).ok_or_else(|| anyhow::anyhow!("farm {farm} is not in {}", config.display()))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for client in clients.hosts().take(count as usize) {
+                match farm.balancer.pick(client, None) {
+                    Some(server) => writeln!(out, "{client} {}", server.id)?,
+                    None => writeln!(out, "{client} none")?,
+                }
+            }
             Ok(())
         }
         Command::Stats { data_dir } => {
@@ -49,6 +78,19 @@ fn main() -> Result<()> {
             let ids = info.kernel.ok_or_else(|| anyhow::anyhow!("the daemon runs without XDP (no --iface): no counters"))?;
             println!("{}", serde_json::to_string_pretty(&bpf::read_stats(&ids)?)?);
             Ok(())
+        }
+    }
+}
+
+/// Each proxied connection holds two sockets and, on the splice path, two pipes: the
+/// default soft limit of 1,024 descriptors would cap the daemon near 170 connections.
+fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+            }
         }
     }
 }

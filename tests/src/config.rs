@@ -143,6 +143,11 @@ impl Farm {
         self.balance = balance.to_string();
         self
     }
+    /// `stickiness: sourceIp`.
+    pub fn sticky(mut self) -> Self {
+        self.stickiness = Some("sourceIp".to_string());
+        self
+    }
     pub fn server(mut self, server: Server) -> Self {
         self.servers.push(server);
         self
@@ -165,6 +170,8 @@ pub struct Server {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxconn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 }
 
@@ -178,8 +185,13 @@ impl Server {
             status: None,
             backup: None,
             proxy_protocol_version: None,
+            maxconn: None,
             display_name: None,
         }
+    }
+    pub fn maxconn(mut self, maxconn: u32) -> Self {
+        self.maxconn = Some(maxconn);
+        self
     }
     pub fn weight(mut self, weight: u16) -> Self {
         self.weight = Some(weight);
