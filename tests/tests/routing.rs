@@ -264,3 +264,19 @@ fn round_robin_alternates_servers() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn ipv6_client_routed_to_ipv6_server() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::new()?;
+    lab.backends.tls("[fd77:2::2]:8443", &["h2"], "farm h2v6 (server 1)")?;
+    let config = Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(1))
+        .farm(Farm::new(1, "h2v6").port(8443).server(Server::new(1, "fd77:2::2", 8443)));
+    lab.start(&config)?;
+    let frontend_v6: std::net::SocketAddr = "[fd77:1::1]:443".parse()?;
+    let opts = lab.client("h2.lb.test").alpn(&["h2"]).connect_to(frontend_v6);
+    let response = lab.in_cli(|| https_get(&opts, "/"))?;
+    ensure!(response.backend().starts_with("farm h2v6 "), "IPv6 client landed on {:?}", response.backend());
+    Ok(())
+}
