@@ -66,7 +66,7 @@ fn main() -> Result<()> {
             let farm = snapshot.farms.get(&farm).ok_or_else(|| anyhow::anyhow!("farm {farm} is not in {}", config.display()))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for client in clients.hosts().take(count as usize) {
-                match farm.balancer.pick(client, None) {
+                match farm.balancer.pick(client, &[]) {
                     Some(server) => writeln!(out, "{client} {}", server.id)?,
                     None => writeln!(out, "{client} none")?,
                 }

@@ -23,10 +23,14 @@ use crate::{
     classify::{read_hello, Classified},
     fastpath::{relay, Moved, RelayMode},
     model::OnMarkedDown,
+    proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
     tls::ClientHello,
 };
+
+/// Servers tried for one connection before giving up on it.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 pub struct ProxySettings {
     pub connect_timeout: Duration,
@@ -99,14 +103,19 @@ impl Proxy {
                 return;
             }
         };
-        if let Err(e) = self.forward(frontend, farm, client, peer, &first_bytes).await {
+        if let Err(e) = self.forward(frontend, farm, client, peer, hello, &first_bytes).await {
             info!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
         }
     }
 
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, first_bytes: &[u8]) -> Result<()> {
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, hello: Option<&ClientHello>, first_bytes: &[u8]) -> Result<()> {
         let (server, mut upstream) = self.connect(farm, canonical(peer.ip())).await?;
         let _slot = server.runtime.occupy();
+        if let Some(version) = server.proxy_protocol {
+            // Its own write: the header must reach the server whole (the hello may be long).
+            let header = ProxyHeader::for_connection(peer, client.local_addr()?, hello).to_vec(version)?;
+            upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
+        }
         upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
         let _pin = match &self.flows {
             Some(flows) => Some(flows.pin(
@@ -130,17 +139,27 @@ impl Proxy {
         }
     }
 
-    /// Connects to the farm's chosen server; a refused or timed-out connect tries one other.
+    /// Connects to the farm's chosen server. A server that refuses or times out is skipped
+    /// and another one tried, up to MAX_CONNECT_ATTEMPTS servers, so that a client rarely
+    /// meets a dead server even before its probe notices.
     async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
-        let first = farm.balancer.pick(client, None).with_context(|| format!("farm {} has no server that can take the connection", farm.id))?;
-        let first_error = match self.connect_one(first).await {
-            Ok(stream) => return Ok((first, stream)),
-            Err(e) => e,
-        };
-        warn!(farm = farm.id, server = first.id, error = %first_error, "connect failed, trying another server");
-        let second = farm.balancer.pick(client, Some(first.id)).with_context(|| format!("server {} failed ({first_error}) and farm {} has no other", first.id, farm.id))?;
-        let stream = self.connect_one(second).await.with_context(|| format!("server {} failed ({first_error}), then server {}", first.id, second.id))?;
-        Ok((second, stream))
+        let mut failed: Vec<u32> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        while failed.len() < MAX_CONNECT_ATTEMPTS {
+            let Some(server) = farm.balancer.pick(client, &failed) else { break };
+            match self.connect_one(server).await {
+                Ok(stream) => return Ok((server, stream)),
+                Err(e) => {
+                    warn!(farm = farm.id, server = server.id, error = %e, "connect failed, trying another server");
+                    failed.push(server.id);
+                    errors.push(format!("server {}: {e}", server.id));
+                }
+            }
+        }
+        if errors.is_empty() {
+            anyhow::bail!("farm {} has no server that can take the connection", farm.id);
+        }
+        anyhow::bail!("farm {}: every server tried failed ({})", farm.id, errors.join("; "))
     }
 
     async fn connect_one(&self, server: &ServerPlan) -> io::Result<TcpStream> {

@@ -50,9 +50,9 @@ impl Balancer {
     }
 
     /// A server for a new connection from `client`, or None when none can take it.
-    /// `excluded` is a server that just refused this connection.
-    pub fn pick(&self, client: IpAddr, excluded: Option<u32>) -> Option<&Arc<ServerPlan>> {
-        let usable = |s: &ServerPlan| s.runtime.is_up() && Some(s.id) != excluded;
+    /// `excluded` are servers that just failed to accept this connection.
+    pub fn pick(&self, client: IpAddr, excluded: &[u32]) -> Option<&Arc<ServerPlan>> {
+        let usable = |s: &ServerPlan| s.runtime.is_up() && !excluded.contains(&s.id);
         if let Some(table) = &self.sticky {
             if let Some(id) = table.get(client) {
                 if let Some(server) = self.group_in_use(&usable).servers.iter().find(|s| s.id == id && usable(s)) {

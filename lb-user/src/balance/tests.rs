@@ -24,7 +24,7 @@ fn client(i: u32) -> IpAddr {
 fn counts(b: &Balancer, n: u32) -> HashMap<u32, usize> {
     let mut seen = HashMap::new();
     for i in 0..n {
-        *seen.entry(b.pick(client(i), None).unwrap().id).or_default() += 1;
+        *seen.entry(b.pick(client(i), &[]).unwrap().id).or_default() += 1;
     }
     seen
 }
@@ -55,18 +55,18 @@ fn zero_weight_inactive_and_down_servers_take_nothing() {
 fn backups_serve_only_when_every_regular_server_is_down() {
     let regular = server(1, 1, false);
     let b = Balancer::new(Balance::Roundrobin, &[Arc::clone(&regular), server(2, 1, true)], None);
-    assert_eq!(b.pick(client(0), None).unwrap().id, 1);
+    assert_eq!(b.pick(client(0), &[]).unwrap().id, 1);
     mark_down(&regular);
-    assert_eq!(b.pick(client(0), None).unwrap().id, 2);
+    assert_eq!(b.pick(client(0), &[]).unwrap().id, 2);
     regular.runtime.record_probe(Ok(()));
-    assert_eq!(b.pick(client(0), None).unwrap().id, 1);
+    assert_eq!(b.pick(client(0), &[]).unwrap().id, 1);
 }
 
 #[test]
 fn retry_excludes_the_refusing_server() {
     let b = Balancer::new(Balance::Roundrobin, &[server(1, 1, false), server(2, 1, false)], None);
     for i in 0..10 {
-        assert_eq!(b.pick(client(i), Some(1)).unwrap().id, 2);
+        assert_eq!(b.pick(client(i), &[1]).unwrap().id, 2);
     }
 }
 
@@ -77,7 +77,7 @@ fn leastconn_prefers_fewest_connections_per_weight() {
     let b = Balancer::new(Balance::Leastconn, &[Arc::clone(&a), Arc::clone(&c)], None);
     let mut slots = Vec::new();
     for i in 0..30 {
-        let s = b.pick(client(i), None).unwrap();
+        let s = b.pick(client(i), &[]).unwrap();
         slots.push(s.runtime.occupy());
     }
     // Weighted 1:2 → 10 and 20 live connections.
@@ -91,12 +91,12 @@ fn first_fills_lowest_id_up_to_maxconn() {
     let one = Arc::new(one);
     let two = server(2, 1, false);
     let b = Balancer::new(Balance::First, &[Arc::clone(&two), Arc::clone(&one)], None);
-    let s1 = b.pick(client(0), None).unwrap().runtime.occupy();
-    let s2 = b.pick(client(1), None).unwrap().runtime.occupy();
+    let s1 = b.pick(client(0), &[]).unwrap().runtime.occupy();
+    let s2 = b.pick(client(1), &[]).unwrap().runtime.occupy();
     assert_eq!(one.runtime.active_connections(), 2);
-    assert_eq!(b.pick(client(2), None).unwrap().id, 2);
+    assert_eq!(b.pick(client(2), &[]).unwrap().id, 2);
     drop((s1, s2));
-    assert_eq!(b.pick(client(3), None).unwrap().id, 1);
+    assert_eq!(b.pick(client(3), &[]).unwrap().id, 1);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn source_hash_is_stable_and_spreads_by_weight() {
     let a = Balancer::new(Balance::Source, &servers, None);
     let b = Balancer::new(Balance::Source, &servers, None);
     for i in 0..1_000 {
-        assert_eq!(a.pick(client(i * 31), None).unwrap().id, b.pick(client(i * 31), None).unwrap().id);
+        assert_eq!(a.pick(client(i * 31), &[]).unwrap().id, b.pick(client(i * 31), &[]).unwrap().id);
     }
     let c = counts(&a, 20_000);
     let share = c[&3] as f64 / 20_000.0;
@@ -116,14 +116,14 @@ fn source_hash_is_stable_and_spreads_by_weight() {
 fn sticky_client_keeps_its_server_until_it_goes_down() {
     let servers = [server(1, 1, false), server(2, 1, false)];
     let b = Balancer::new(Balance::Roundrobin, &servers, Some(Arc::new(StickyTable::new())));
-    let first = b.pick(client(7), None).unwrap().id;
+    let first = b.pick(client(7), &[]).unwrap().id;
     for _ in 0..10 {
-        assert_eq!(b.pick(client(7), None).unwrap().id, first);
+        assert_eq!(b.pick(client(7), &[]).unwrap().id, first);
     }
     let chosen = servers.iter().find(|s| s.id == first).unwrap();
     mark_down(chosen);
-    let moved = b.pick(client(7), None).unwrap().id;
+    let moved = b.pick(client(7), &[]).unwrap().id;
     assert_ne!(moved, first);
     chosen.runtime.record_probe(Ok(()));
-    assert_eq!(b.pick(client(7), None).unwrap().id, moved, "the new server sticks");
+    assert_eq!(b.pick(client(7), &[]).unwrap().id, moved, "the new server sticks");
 }
