@@ -6,6 +6,7 @@
 //! ([`Daemon`]), and clients are real TLS stacks: rustls from inside a namespace ([`in_netns`],
 //! [`client`]) or `curl` ([`curl`]).
 
+pub mod api;
 pub mod backends;
 pub mod certs;
 pub mod client;

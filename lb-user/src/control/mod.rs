@@ -52,9 +52,15 @@ pub enum ControlError {
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        ControlError::Store(Box::new(e))
+    }
 }
 
 impl ControlError {

@@ -33,7 +33,7 @@ pub enum StoreError {
     #[error("store {path}: {message}")]
     Open { path: PathBuf, message: String },
     #[error("store: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("store: {kind} {key}: the stored value does not decode ({error}); the store file is damaged")]
     Decode { kind: &'static str, key: String, error: String },
     #[error("store: {kind} {key}: {error}")]
@@ -44,7 +44,7 @@ pub enum StoreError {
 
 /// Maps any redb error into [`StoreError::Db`].
 pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into())
+    StoreError::Db(Box::new(e.into()))
 }
 
 pub struct Store {
@@ -69,7 +69,7 @@ impl Store {
         let store = Self { db, path: path.clone() };
         let format = match guard::catch_panic(|| store.read(|tx| tx.meta(FORMAT_KEY))) {
             Ok(Ok(format)) => format,
-            Ok(Err(StoreError::Db(redb::Error::TableDoesNotExist(_)))) => None,
+            Ok(Err(StoreError::Db(e))) if matches!(*e, redb::Error::TableDoesNotExist(_)) => None,
             Ok(Err(e)) => return Err(fail(e.to_string())),
             Err(panic) => return Err(fail(panic)),
         };
