@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::{
     bpf::Dataplane,
     error::ConfigError,
+    health::HealthChecker,
     listeners::Listeners,
     model::ServiceConfig,
     proxy::Proxy,
@@ -30,6 +31,8 @@ pub struct Applier {
     snapshot: Arc<ArcSwap<Snapshot>>,
     /// Health, live connections and stickiness by server and farm id, kept across applies.
     runtimes: Arc<Runtimes>,
+    /// Probes the servers of the applied snapshot and marks them up or down.
+    health: HealthChecker,
     proxy: Arc<Proxy>,
     // One apply at a time; the lock is never taken on the connection path.
     state: Mutex<ApplierState>,
@@ -42,7 +45,7 @@ struct ApplierState {
 
 impl Applier {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, dataplane: Option<Dataplane>) -> Self {
-        Self { snapshot, runtimes: Arc::default(), proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
+        Self { snapshot, runtimes: Arc::default(), health: HealthChecker::new(), proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
     }
 
     /// Checks a configuration without applying it.
@@ -61,6 +64,7 @@ impl Applier {
         state.listeners.commit(prepared, &self.proxy);
         let servers: std::collections::HashSet<u32> = snapshot.farms.values().flat_map(|f| f.servers.iter().map(|s| s.id)).collect();
         self.runtimes.retain(|id| servers.contains(&id), |id| snapshot.farms.contains_key(&id));
+        self.health.reconcile(&snapshot);
         Ok(())
     }
 
@@ -72,8 +76,9 @@ impl Applier {
         self.snapshot.load_full()
     }
 
-    /// Stops accepting and detaches the XDP program.
+    /// Stops accepting and probing, and detaches the XDP program.
     pub fn shutdown(&self) {
+        self.health.shutdown();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.listeners.stop_all();
         if let Some(dp) = state.dataplane.take() {

@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod control;
 pub mod error;
 pub mod fastpath;
+pub mod health;
 pub mod listeners;
 pub mod model;
 pub mod probe;

@@ -120,6 +120,8 @@ pub struct Farm {
     pub stickiness: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
     pub servers: Vec<Server>,
 }
 
@@ -132,8 +134,14 @@ impl Farm {
             balance: "roundrobin".to_string(),
             stickiness: None,
             zone: None,
+            probe: None,
             servers: Vec::new(),
         }
+    }
+    /// The farm's health probe (applies to servers with `probe: true`).
+    pub fn probe(mut self, probe: Probe) -> Self {
+        self.probe = Some(probe);
+        self
     }
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -173,6 +181,10 @@ pub struct Server {
     pub maxconn: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<bool>,
 }
 
 impl Server {
@@ -187,7 +199,19 @@ impl Server {
             proxy_protocol_version: None,
             maxconn: None,
             display_name: None,
+            probe: None,
+            ssl: None,
         }
+    }
+    /// `probe: true`: the farm's probe checks this server.
+    pub fn probed(mut self) -> Self {
+        self.probe = Some(true);
+        self
+    }
+    /// `ssl: true`: probes speak TLS to this server.
+    pub fn ssl(mut self) -> Self {
+        self.ssl = Some(true);
+        self
     }
     pub fn maxconn(mut self, maxconn: u32) -> Self {
         self.maxconn = Some(maxconn);
@@ -199,6 +223,70 @@ impl Server {
     }
     pub fn named(mut self, name: &str) -> Self {
         self.display_name = Some(name.to_string());
+        self
+    }
+}
+
+/// A farm's health probe (`type` `tcp`, `tls`, `http`, `smtp`, `mysql`, `pgsql`, `oco`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Seconds between probes (≥ 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u32>,
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_ssl: Option<bool>,
+}
+
+impl Probe {
+    pub fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_string(),
+            ..Self::default()
+        }
+    }
+    pub fn interval(mut self, seconds: u32) -> Self {
+        self.interval = Some(seconds);
+        self
+    }
+    /// `match` (`default`, `status`, `contains`, `matches`) and its `pattern`.
+    pub fn matching(mut self, match_: &str, pattern: &str) -> Self {
+        self.match_ = Some(match_.to_string());
+        self.pattern = Some(pattern.to_string());
+        self
+    }
+    pub fn negate(mut self) -> Self {
+        self.negate = Some(true);
+        self
+    }
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+    pub fn url(mut self, url: &str) -> Self {
+        self.url = Some(url.to_string());
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    pub fn force_ssl(mut self) -> Self {
+        self.force_ssl = Some(true);
         self
     }
 }
