@@ -4,7 +4,7 @@
 use anyhow::{ensure, Result};
 use lb_tests::api::{ApiDaemon, ApiDaemonOpts};
 use lb_tests::{in_netns, require_root, Lab};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn seed_scenario_h2_route_takes_effect_at_refresh() -> Result<()> {
@@ -144,4 +144,38 @@ fn seed_scenario_h2_route_takes_effect_at_refresh() -> Result<()> {
         "the reject route did not apply: {r:?}"
     );
     Ok(())
+}
+
+#[test]
+fn server_state_shows_probe_verdicts() -> Result<()> {
+    require_root!();
+    use lb_tests::config::{Config, Farm, Frontend, Probe, Server};
+    let lab = Lab::with_standard_backends()?;
+    let probe = Probe::new("tcp").interval(1);
+    let config = Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(2))
+        .farm(
+            Farm::new(2, "h1")
+                .port(8443)
+                .probe(probe)
+                .server(Server::new(3, "10.77.2.4", 8443).probed())
+                // Nothing listens there.
+                .server(Server::new(4, "10.77.2.5", 9999).probed()),
+        );
+    let mut opts = ApiDaemonOpts::in_netns(lab.topo.lb());
+    opts.config = Some(config);
+    let daemon = ApiDaemon::start(opts)?;
+    let api = daemon.client();
+    let state = |server: u32| -> Result<Value> { Ok(api.get(&format!("/tcp/farm/2/server/{server}"))?.json["serverState"][0].clone()) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (up, down) = (state(3)?, state(4)?);
+        if up["status"] == "up" && down["status"] == "down" {
+            ensure!(down["lastError"].as_str().is_some_and(|e| e.contains("tcp")), "lastError: {down}");
+            ensure!(up["lastCheck"].is_string() && up["zone"] == "local", "{up}");
+            return Ok(());
+        }
+        ensure!(std::time::Instant::now() < deadline, "serverState after 10 s: {up} / {down}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -105,7 +105,7 @@ async fn create_server(State(api): State<Api>, ApiPath(p): ApiPath<FarmPath>, bo
     let server: ServerBody = parse("server", body.required()?)?;
     let zones = api.control.zones().to_vec();
     let created = api.run(move |c| c.create_server(p.farm_id, server.into())).await?;
-    Ok(Json(ServerBody::new(p.farm_id, created, &zones)))
+    Ok(Json(ServerBody::new(p.farm_id, created, &zones, None)))
 }
 
 /// One server, as staged.
@@ -114,7 +114,8 @@ async fn create_server(State(api): State<Api>, ApiPath(p): ApiPath<FarmPath>, bo
 async fn get_server(State(api): State<Api>, ApiPath(p): ApiPath<ServerPath>) -> Result<Json<ServerBody>, ApiError> {
     let zones = api.control.zones().to_vec();
     let server = api.run(move |c| c.server(p.farm_id, p.server_id)).await?;
-    Ok(Json(ServerBody::new(p.farm_id, server, &zones)))
+    let health = api.control.server_health(p.server_id);
+    Ok(Json(ServerBody::new(p.farm_id, server, &zones, health)))
 }
 
 /// Stages a change of the given fields (`null` unsets); the others keep their value.
@@ -127,7 +128,7 @@ async fn get_server(State(api): State<Api>, ApiPath(p): ApiPath<ServerPath>) -> 
 async fn update_server(State(api): State<Api>, ApiPath(p): ApiPath<ServerPath>, body: JsonBody) -> Result<StatusCode, ApiError> {
     let patch = body.object()?;
     let zones = api.control.zones().to_vec();
-    api.run(move |c| c.update_server(p.farm_id, p.server_id, |old| Ok(Server::from(merge("server", &ServerBody::new(p.farm_id, old, &zones), patch)?))))
+    api.run(move |c| c.update_server(p.farm_id, p.server_id, |old| Ok(Server::from(merge("server", &ServerBody::new(p.farm_id, old, &zones, None), patch)?))))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 //! them (ids, a server's `farmId` and `serverState`, a route's `rules` and `status`), which
 //! are accepted and ignored on input so that what a GET returns can be sent back as is.
 //! Frontends, rules and probes use the model's own types.
+use crate::server_state::HealthReport;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -111,8 +112,21 @@ pub struct ServerBody {
 }
 
 impl ServerBody {
-    pub fn new(farm_id: u32, s: Server, zones: &[String]) -> Self {
-        let server_state = zones.iter().map(|zone| ServerState { zone: zone.clone(), status: "unchecked".into(), last_check: None, last_error: None }).collect();
+    /// `health` is the daemon's own zone's verdict (the first of `zones`), when applied here.
+    pub fn new(farm_id: u32, s: Server, zones: &[String], health: Option<HealthReport>) -> Self {
+        let server_state = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| match health.as_ref().filter(|_| i == 0) {
+                Some(h) => ServerState {
+                    zone: zone.clone(),
+                    status: h.status.to_string(),
+                    last_check: h.last_check.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    last_error: h.last_error.clone(),
+                },
+                None => ServerState { zone: zone.clone(), status: "unchecked".into(), last_check: None, last_error: None },
+            })
+            .collect();
         Self {
             server_id: s.server_id,
             farm_id: Some(farm_id),

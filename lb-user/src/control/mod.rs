@@ -14,6 +14,7 @@ use std::{net::SocketAddr, sync::Arc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::server_state::HealthReport;
 use crate::{
     apply::{ApplyError, Applier},
     error::ConfigError,
@@ -29,6 +30,10 @@ pub use staged::{check_import, ALL_ZONES};
 pub trait Traffic: Send + Sync + 'static {
     fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError>;
     fn listening(&self) -> Vec<SocketAddr>;
+    /// The health verdict of an applied server, when the daemon serves it.
+    fn server_health(&self, _server_id: u32) -> Option<HealthReport> {
+        None
+    }
 }
 
 impl Traffic for Applier {
@@ -37,6 +42,10 @@ impl Traffic for Applier {
     }
     fn listening(&self) -> Vec<SocketAddr> {
         Applier::listening(self)
+    }
+    fn server_health(&self, server_id: u32) -> Option<HealthReport> {
+        let snapshot = self.current();
+        snapshot.farms.values().flat_map(|f| &f.servers).find(|s| s.id == server_id).map(|s| s.runtime.report())
     }
 }
 
@@ -138,6 +147,11 @@ impl Control {
 
     pub fn zones(&self) -> &[String] {
         &self.zones
+    }
+
+    /// Health of a server in the daemon's own zone (`serverState`), if it is applied here.
+    pub fn server_health(&self, server_id: u32) -> Option<HealthReport> {
+        self.traffic.server_health(server_id)
     }
 
     pub fn pending_changes(&self) -> Result<Vec<PendingChange>, ControlError> {
