@@ -16,6 +16,7 @@ pub mod listeners;
 pub mod model;
 pub mod probe;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod routing;
 pub mod runtime;
 pub mod serve;
