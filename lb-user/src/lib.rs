@@ -3,6 +3,7 @@
 //! picks a server and relays the bytes, while its XDP program enforces source ACLs before
 //! any handshake and accounts pinned flows.
 pub mod api;
+pub mod admission;
 pub mod apply;
 pub mod balance;
 pub mod bpf;

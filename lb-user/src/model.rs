@@ -31,6 +31,10 @@ pub struct Frontend {
     /// Seconds a client has to complete its ClientHello (beyond IPLB). Default 5.
     #[serde(default)]
     pub inspect_timeout: Option<f64>,
+    /// Live connections before the frontend stops accepting new ones, which then wait in
+    /// the kernel's queue (beyond IPLB). Default 20,000.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -19,6 +19,8 @@ use tokio::{
 use tracing::{debug, info, warn, Instrument};
 
 use crate::{
+    admission::Gates,
+    snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
     fastpath::{relay, Moved, RelayMode},
@@ -41,21 +43,33 @@ pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     flows: Option<Arc<FlowTable>>,
     settings: ProxySettings,
+    gates: Gates,
 }
 
 impl Proxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { snapshot, flows, settings })
+        Arc::new(Self { snapshot, flows, settings, gates: Gates::default() })
     }
 
     /// Accepts connections for one frontend until the task is aborted.
+    /// Accepts connections for one frontend until the task is aborted, never more at once
+    /// than the frontend's `maxConnections`.
     pub async fn accept_loop(self: Arc<Self>, frontend_id: u32, listener: TcpListener) {
+        let gate = self.gates.for_frontend(frontend_id);
         loop {
+            gate.wait_for_room(|| self.max_connections(frontend_id)).await;
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let admitted = gate.admit();
                     let proxy = Arc::clone(&self);
                     let span = tracing::debug_span!("conn", frontend = frontend_id, client = %peer);
-                    tokio::spawn(async move { proxy.handle(frontend_id, stream, peer).await }.instrument(span));
+                    tokio::spawn(
+                        async move {
+                            proxy.handle(frontend_id, stream, peer).await;
+                            drop(admitted);
+                        }
+                        .instrument(span),
+                    );
                 }
                 // Out of descriptors or a connection reset before accept: keep serving the others.
                 Err(e) => {
@@ -64,6 +78,10 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    fn max_connections(&self, frontend_id: u32) -> u32 {
+        self.snapshot.load().frontends.iter().find(|f| f.id == frontend_id).map_or(DEFAULT_MAX_CONNECTIONS, |f| f.max_connections)
     }
 
     async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr) {
@@ -172,7 +190,14 @@ impl Proxy {
 }
 
 fn log_relay(server: &ServerPlan, result: io::Result<(Moved, RelayMode)>) -> Result<()> {
-    let (moved, mode) = result.with_context(|| format!("relaying with server {}", server.id))?;
+    let (moved, mode) = match result {
+        // A peer resetting or vanishing is how many TCP conversations end: not an error of ours.
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted) => {
+            debug!(server = server.id, error = %e, "connection ended by a peer reset");
+            return Ok(());
+        }
+        other => other.with_context(|| format!("relaying with server {}", server.id))?,
+    };
     debug!(server = server.id, ?mode, to_server = moved.to_server, to_client = moved.to_client, "connection done");
     Ok(())
 }

@@ -19,6 +19,9 @@ use crate::{
 };
 
 pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Live connections a frontend carries before its listeners stop accepting.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 20_000;
+const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
 const MAX_PORT: u16 = 49151;
 
 #[derive(Debug, Clone)]
@@ -112,6 +115,7 @@ pub struct FrontendPlan {
     /// In evaluation order: reject routes first, then ascending weight, then creation order.
     pub routes: Vec<RoutePlan>,
     pub inspect_timeout: Duration,
+    pub max_connections: u32,
     /// False when no rule looks at the ClientHello: the decision is made at accept time and
     /// server-first protocols work.
     pub needs_hello: bool,
@@ -296,8 +300,14 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         Some(secs) if secs.is_finite() && (0.1..=300.0).contains(&secs) => Duration::from_secs_f64(secs),
         Some(secs) => return Err(err("inspectTimeout", format!("{secs} is out of 0.1..=300 seconds"))),
     };
+    let max_connections = match frontend.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
+        Some(n) => return Err(err("maxConnections", format!("{n} is out of 1..={MAX_MAX_CONNECTIONS}"))),
+    };
     Ok(FrontendPlan {
         id,
+        max_connections,
         name: frontend.display_name.clone().unwrap_or_else(|| format!("frontend {id}")),
         ports: if frontend.disabled { vec![] } else { ports },
         addresses,

@@ -56,6 +56,8 @@ pub struct Frontend {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inspect_timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dedicated_ipfo: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
@@ -74,6 +76,7 @@ impl Frontend {
             allowed_source: Vec::new(),
             denied_source: Vec::new(),
             inspect_timeout: None,
+            max_connections: None,
             dedicated_ipfo: None,
             zone: None,
             disabled: None,
@@ -90,6 +93,10 @@ impl Frontend {
     }
     pub fn denied(mut self, cidrs: &[&str]) -> Self {
         self.denied_source = cidrs.iter().map(|c| c.to_string()).collect();
+        self
+    }
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
         self
     }
     pub fn inspect_timeout(mut self, seconds: u64) -> Self {
