@@ -192,6 +192,8 @@ pub struct Server {
     pub probe: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_marked_down: Option<String>,
 }
 
 impl Server {
@@ -205,10 +207,16 @@ impl Server {
             backup: None,
             proxy_protocol_version: None,
             maxconn: None,
+            on_marked_down: None,
             display_name: None,
             probe: None,
             ssl: None,
         }
+    }
+    /// `onMarkedDown: shutdown-sessions`: its open connections close when it goes down.
+    pub fn shutdown_sessions_when_down(mut self) -> Self {
+        self.on_marked_down = Some("shutdown-sessions".to_string());
+        self
     }
     /// `probe: true`: the farm's probe checks this server.
     pub fn probed(mut self) -> Self {
