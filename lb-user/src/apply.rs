@@ -1,7 +1,8 @@
 //! Applying a configuration to traffic: validate and compile it, bind its listeners, write
 //! its kernel policy, then swap the snapshot atomically. Either all of it takes effect or,
 //! on the first error, none of it does. Connections already established keep the snapshot
-//! they started with, so a refresh never moves or drops them.
+//! they started with, so a refresh never moves them; it ends them only when it removes their
+//! server and that server's `onMarkedDown` is `shutdown-sessions`.
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;

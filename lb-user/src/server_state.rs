@@ -133,9 +133,17 @@ impl Runtimes {
         self.servers.lock().unwrap_or_else(|p| p.into_inner()).get(&server_id).cloned()
     }
 
-    /// Forgets servers and farms that are no longer configured.
+    /// Forgets servers and farms that are no longer configured. A removed server counts as
+    /// marked down for the connections it still carries: those whose `onMarkedDown` is
+    /// `shutdown-sessions` end now, the others keep their server.
     pub fn retain(&self, keep_server: impl Fn(u32) -> bool, keep_farm: impl Fn(u32) -> bool) {
-        self.servers.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_server(*id));
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, runtime| {
+            let keep = keep_server(*id);
+            if !keep {
+                runtime.marked_down.notify_waiters();
+            }
+            keep
+        });
         self.sticky.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_farm(*id));
     }
 }
@@ -157,6 +165,21 @@ mod tests {
         assert_eq!(s.record_probe(Ok(())), Some(true));
         assert!(s.is_up());
         assert_eq!(s.report().status, "up");
+    }
+
+    #[tokio::test]
+    async fn removing_a_server_wakes_its_shutdown_sessions() {
+        let runtimes = Runtimes::default();
+        let (kept, removed) = (runtimes.get_or_create(1), runtimes.get_or_create(2));
+        let waiting = tokio::spawn(async move { removed.marked_down().await });
+        let kept_waiting = tokio::spawn(async move { kept.marked_down().await });
+        tokio::task::yield_now().await;
+        runtimes.retain(|id| id == 1, |_| true);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("the removed server's sessions were not woken").unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!kept_waiting.is_finished(), "a kept server's sessions were woken");
+        kept_waiting.abort();
+        assert!(runtimes.get(2).is_none() && runtimes.get(1).is_some());
     }
 
     #[test]

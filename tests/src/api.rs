@@ -141,6 +141,7 @@ impl ApiDaemon {
                 cmd.args(["--xdp-mode", &self.opts.daemon.xdp_mode]);
             }
         }
+        cmd.args(&self.opts.daemon.extra_args);
         cmd.env("RUST_LIB_BACKTRACE", "0").stdin(Stdio::null());
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -206,6 +207,16 @@ impl ApiDaemon {
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.launch()
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Result<u32> {
+        crate::daemon::pid_of(&self.runtime)
+    }
+
+    /// `lb-user stats` of the running daemon (its XDP counters and pinned flows).
+    pub fn stats(&self) -> Result<crate::daemon::Stats> {
+        crate::daemon::stats_of(&crate::lb_user_bin(), &self.data_dir())
     }
 
     /// A client of this daemon's API (valid until the next restart: the port changes).

@@ -119,6 +119,14 @@ impl Backends {
         }
     }
 
+    /// The process id of the backend started as `name` (to kill it as a crash would).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|c| c.name() == name)
+            .and_then(ChildGuard::pid)
+    }
+
     /// Every backend's log, for diagnostics.
     pub fn logs(&self) -> String {
         self.children

@@ -9,7 +9,7 @@
 //!   and works from any network namespace (it opens the BPF maps by id).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct DaemonOpts {
     /// Print the daemon's log tail when the guard drops (shown by the test harness only for
     /// failing tests).
     pub print_log_on_drop: bool,
+    /// More `serve` arguments, appended as given (e.g. `["--connect-timeout", "1"]`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for DaemonOpts {
@@ -44,6 +46,7 @@ impl Default for DaemonOpts {
             ifaces: default_ifaces(),
             ready_timeout: Duration::from_secs(20),
             print_log_on_drop: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -103,6 +106,7 @@ impl Daemon {
         cmd.arg("--data-dir")
             .arg(&data_dir)
             .args(["--service", "test"])
+            .args(&opts.extra_args)
             // Errors without backtraces keep the log readable; panics still show where.
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -186,16 +190,12 @@ impl Daemon {
 
     /// `lb-user stats --data-dir <dir>`, run from the caller's namespace, parsed.
     pub fn stats(&self) -> Result<Stats> {
-        let out = run_ok(
-            Command::new(&self.bin)
-                .arg("stats")
-                .arg("--data-dir")
-                .arg(self.data_dir()),
-            Duration::from_secs(10),
-        )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(&text)
-            .with_context(|| format!("parsing `lb-user stats` output: {text}"))
+        stats_of(&self.bin, &self.data_dir())
+    }
+
+    /// The daemon's process id (from `runtime.json`).
+    pub fn pid(&self) -> Result<u32> {
+        pid_of(&self.runtime)
     }
 
     /// SIGTERM, wait up to 10 s, SIGKILL. Returns the exit status.
@@ -220,6 +220,27 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// `<bin> stats --data-dir <data_dir>`, run from the caller's namespace, parsed.
+pub fn stats_of(bin: &Path, data_dir: &Path) -> Result<Stats> {
+    let out = run_ok(
+        Command::new(bin)
+            .arg("stats")
+            .arg("--data-dir")
+            .arg(data_dir),
+        Duration::from_secs(10),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).with_context(|| format!("parsing `lb-user stats` output: {text}"))
+}
+
+/// The `pid` of a daemon's `runtime.json`.
+pub fn pid_of(runtime: &serde_json::Value) -> Result<u32> {
+    runtime["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .with_context(|| format!("runtime.json has no pid: {runtime}"))
 }
 
 /// `lb-user stats` output.

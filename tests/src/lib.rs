@@ -17,11 +17,15 @@ pub mod echo;
 pub mod ethtool;
 pub mod h2;
 pub mod hello;
+pub mod hostile;
 mod http1;
 pub mod lab;
+pub mod load;
 pub mod netns;
 pub mod plain;
 pub mod proc;
+pub mod procfs;
+pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -72,8 +72,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// Deserializes `value` as `T`; errors name the object and the field.
+/// Deserializes `value`, which must be a JSON object, as `T`; errors name the object and the
+/// field. (serde would also read a struct from an array, positionally: `[null]` is no body.)
 pub fn parse<T: DeserializeOwned>(object: &str, value: Value) -> Result<T, ControlError> {
+    if !value.is_object() {
+        return Err(ControlError::BadRequest(format!("{object}: the body must be a JSON object, not {}", kind(&value))));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -113,6 +117,8 @@ mod tests {
         assert!(m.contains("missing field `port`"), "{m}");
         let m = message(parse("frontend", serde_json::json!({"port": "443", "allowedSource": [1]})));
         assert!(m.contains("field `allowedSource[0]`"), "{m}");
+        let m = message(parse("frontend", serde_json::json!([null, "443"])));
+        assert!(m.contains("must be a JSON object, not an array"), "{m}");
     }
 
     #[test]

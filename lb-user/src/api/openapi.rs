@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: the OpenAPI 3 document generated from the handlers' types (utoipa),
 //! completed with what applies to every path: the `serviceName` parameter, the errors every
-//! request may meet (401 without the bearer token, 404 for another service, 413 for a body
-//! over the limit) and, for PUT, the partial bodies a change takes.
+//! request may meet (401 without the bearer token, 404 for another service, 400 for an id in
+//! the path that is not a number or a malformed body, 413 for a body over the limit) and, for
+//! PUT, the partial bodies a change takes.
 use utoipa::{
     openapi::{
         path::{Operation, ParameterBuilder, ParameterIn},
@@ -42,6 +43,8 @@ pub fn complete(mut doc: OpenApi, bearer: bool) -> OpenApi {
     let mut partial_schemas = Vec::new();
     for (path, item) in doc.paths.paths.iter_mut() {
         let under_service = path.starts_with(SERVICE_PREFIX);
+        // Ids in the path beyond `{serviceName}`: one that is not a number answers 400.
+        let has_ids = path.trim_start_matches(SERVICE_PREFIX).contains('{');
         let method = [("put", &mut item.put), ("get", &mut item.get), ("post", &mut item.post), ("delete", &mut item.delete)];
         for (method, operation) in method {
             let Some(op) = operation.as_mut() else { continue };
@@ -54,7 +57,15 @@ pub fn complete(mut doc: OpenApi, bearer: bool) -> OpenApi {
             }
             if op.request_body.is_some() {
                 op.responses.responses.insert("413".into(), error_response(&format!("Body over {BODY_LIMIT} bytes")).into());
-                op.responses.responses.entry("400".into()).or_insert_with(|| error_response("Malformed JSON, wrong type or unknown field").into());
+            }
+            let bad_request = match (has_ids, op.request_body.is_some()) {
+                (true, true) => Some("An id in the path that is not a number; malformed JSON, wrong type or unknown field"),
+                (true, false) => Some("An id in the path that is not a number"),
+                (false, true) => Some("Malformed JSON, wrong type or unknown field"),
+                (false, false) => None,
+            };
+            if let Some(description) = bad_request {
+                op.responses.responses.entry("400".into()).or_insert_with(|| error_response(description).into());
             }
             if method == "put" {
                 if let Some(name) = op.request_body.as_mut().and_then(partial_body) {

@@ -55,8 +55,9 @@ pub struct RefreshRequest {
     ))]
 async fn refresh(State(api): State<Api>, body: JsonBody) -> Result<Json<Task>, ApiError> {
     let request: RefreshRequest = match body.0 {
+        // The document allows `null` for "no body".
+        None | Some(serde_json::Value::Null) => RefreshRequest::default(),
         Some(value) => parse("refresh", value)?,
-        None => RefreshRequest::default(),
     };
     Ok(Json(api.control.refresh(request.zone).await?))
 }

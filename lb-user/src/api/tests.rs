@@ -273,6 +273,9 @@ async fn openapi_documents_every_path_with_its_schemas() {
             assert!(op.is_object(), "{method} {path} is not documented");
             assert_eq!(op["parameters"][0]["name"], "serviceName", "{method} {path}");
             assert!(op["responses"]["401"].is_object(), "{method} {path} lacks 401");
+            if path.contains('{') {
+                assert!(op["responses"]["400"].is_object(), "{method} {path}: a malformed id answers 400, undocumented");
+            }
         }
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();

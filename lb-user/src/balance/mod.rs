@@ -61,7 +61,7 @@ impl Balancer {
             }
         }
         let group = self.group_in_use(&usable);
-        let server = group.pick(client, &usable)?;
+        let server = group.pick(client, &usable, !excluded.is_empty())?;
         if let Some(table) = &self.sticky {
             table.set(client, server.id);
         }
@@ -93,9 +93,12 @@ impl Group {
         Self { servers, algorithm }
     }
 
-    fn pick(&self, client: IpAddr, usable: &impl Fn(&ServerPlan) -> bool) -> Option<&Arc<ServerPlan>> {
+    /// `retry`: the connection's first pick failed to connect; the rotation is not advanced
+    /// again for it.
+    fn pick(&self, client: IpAddr, usable: &impl Fn(&ServerPlan) -> bool, retry: bool) -> Option<&Arc<ServerPlan>> {
         let ok = |i: usize| usable(&self.servers[i]);
         let index = match &self.algorithm {
+            Algorithm::RoundRobin(rr) if retry => rr.peek(ok)?,
             Algorithm::RoundRobin(rr) => rr.pick(ok)?,
             Algorithm::LeastConn(rotation) => self.least_loaded(rotation, &ok)?,
             Algorithm::First => self.first_with_capacity(&ok)?,

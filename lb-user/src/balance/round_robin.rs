@@ -27,6 +27,16 @@ impl RoundRobin {
         }
         None
     }
+
+    /// The server the next pick would start from (skipping those `usable` refuses), without
+    /// moving the cursor: for retrying a connection whose server just failed. Advancing the
+    /// cursor there would hand the failed server's slot to the next connection in lockstep, so
+    /// that with two servers every connection met the dead one first.
+    pub fn peek(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let len = self.order.len();
+        let start = self.cursor.load(Ordering::Relaxed);
+        (0..len).map(|k| self.order[start.wrapping_add(k) % len] as usize).find(|&i| usable(i))
+    }
 }
 
 /// One cycle: each server appears `weight / gcd` times, spread as evenly as possible.

@@ -42,6 +42,24 @@ fn round_robin_honours_weights() {
 }
 
 #[test]
+fn a_server_that_fails_to_connect_meets_only_its_share_of_connections() {
+    // Server 1 accepts nothing (a blackhole, not yet marked down): every connection that
+    // picks it retries on another. It must stay first for its share only, not for all.
+    for servers in [2u32, 3] {
+        let b = Balancer::new(Balance::Roundrobin, &(1..=servers).map(|id| server(id, 1, false)).collect::<Vec<_>>(), None);
+        let mut met_dead = 0;
+        for i in 0..60 {
+            let first = b.pick(client(i), &[]).unwrap().id;
+            if first == 1 {
+                met_dead += 1;
+                assert_ne!(b.pick(client(i), &[1]).unwrap().id, 1);
+            }
+        }
+        assert_eq!(met_dead, 60 / servers as usize, "{servers} servers");
+    }
+}
+
+#[test]
 fn zero_weight_inactive_and_down_servers_take_nothing() {
     let mut inactive = (*server(3, 1, false)).clone();
     inactive.active = false;
