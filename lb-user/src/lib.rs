@@ -18,6 +18,7 @@ pub mod model;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod refusals;
 pub mod routing;
 pub mod runtime;
 pub mod serve;

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::{
     admission::Gates,
+    refusals::Refusals,
     snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
@@ -44,11 +45,12 @@ pub struct Proxy {
     flows: Option<Arc<FlowTable>>,
     settings: ProxySettings,
     gates: Gates,
+    pub refusals: Refusals,
 }
 
 impl Proxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { snapshot, flows, settings, gates: Gates::default() })
+        Arc::new(Self { snapshot, flows, settings, gates: Gates::default(), refusals: Refusals::default() })
     }
 
     /// Accepts connections for one frontend until the task is aborted.
@@ -95,7 +97,8 @@ impl Proxy {
             match read_hello(&mut client, &mut first_bytes, frontend.inspect_timeout).await {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    info!(frontend = frontend.id, client = %peer, error = %e, "connection closed during inspection");
+                    Refusals::count(&self.refusals.inspection_failed);
+                    debug!(frontend = frontend.id, client = %peer, error = %e, "connection closed during inspection");
                     return;
                 }
             }
@@ -113,16 +116,19 @@ impl Proxy {
                 farm
             }
             Decision::Reject { route_id } => {
-                info!(frontend = frontend.id, client = %peer, route = route_id, "rejected by route");
+                Refusals::count(&self.refusals.rejected);
+                debug!(frontend = frontend.id, client = %peer, route = route_id, "rejected by route");
                 return;
             }
             Decision::Close => {
-                info!(frontend = frontend.id, client = %peer, "no route matched and no default farm: closed");
+                Refusals::count(&self.refusals.unmatched);
+                debug!(frontend = frontend.id, client = %peer, "no route matched and no default farm: closed");
                 return;
             }
         };
         if let Err(e) = self.forward(frontend, farm, client, peer, hello, &first_bytes).await {
-            info!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
+            Refusals::count(&self.refusals.upstream_failed);
+            debug!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
         }
     }
 

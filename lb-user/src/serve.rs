@@ -99,6 +99,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout), relay: args.relay };
     let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), settings);
+    let summary = tokio::spawn({
+        let proxy = Arc::clone(&proxy);
+        async move { proxy.refusals.summarise().await }
+    });
     let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
     let result = start(&args, &applier, store, imported, token).await;
     let (control, api) = match result {
@@ -134,6 +138,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     drop(control);
     drop(runtime);
+    summary.abort();
     applier.shutdown();
     Ok(())
 }

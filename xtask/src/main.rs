@@ -3,6 +3,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod run;
 mod test;
 mod toolchain;
@@ -29,6 +30,8 @@ enum Command {
     Test(test::Options),
     /// Build, then run the criterion benchmarks.
     Bench(bench::Options),
+    /// Run every fuzz target (cargo-fuzz) for a while.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> Result<()> {
@@ -38,5 +41,6 @@ fn main() -> Result<()> {
         Command::Demo(opts) => demo::demo(&opts),
         Command::Test(opts) => test::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
+        Command::Fuzz(opts) => fuzz::fuzz(&opts),
     }
 }
