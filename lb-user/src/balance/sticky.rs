@@ -36,3 +36,28 @@ impl Default for StickyTable {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_after_their_idle_time() {
+        let table = StickyTable::with_limits(Duration::from_millis(100), 1_000);
+        let client: IpAddr = "10.0.0.1".parse().unwrap();
+        table.set(client, 7);
+        assert_eq!(table.get(client), Some(7));
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(table.get(client), None);
+    }
+
+    #[test]
+    fn the_table_stays_within_its_capacity() {
+        let table = StickyTable::with_limits(STICKY_IDLE, 100);
+        for i in 0..10_000u32 {
+            table.set(IpAddr::from(i.to_be_bytes()), i);
+        }
+        table.entries.run_pending_tasks();
+        assert!(table.entries.entry_count() <= 100, "{} entries", table.entries.entry_count());
+    }
+}
