@@ -294,3 +294,6 @@ mod tests {
         assert_eq!(CompiledRule::compile(&r, 7).unwrap_err().field, "pattern");
     }
 }
+
+#[cfg(test)]
+mod props;

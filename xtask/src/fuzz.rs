@@ -10,9 +10,12 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Seconds per target.
+    /// Seconds per target (an upper bound when --runs is given).
     #[arg(long, default_value_t = 60)]
     pub secs: u64,
+    /// Stop a target after this many executions.
+    #[arg(long)]
+    pub runs: Option<u64>,
     /// Only these targets (default: all).
     pub targets: Vec<String>,
 }
@@ -38,7 +41,11 @@ pub fn fuzz(opts: &Options) -> Result<()> {
         if crate::cmd::workspace_root().join(&seeds).is_dir() {
             cmd.arg(&seeds);
         }
-        run(cmd.args(["--", &format!("-max_total_time={}", opts.secs), "-print_final_stats=1"]))?;
+        cmd.args(["--", &format!("-max_total_time={}", opts.secs), "-print_final_stats=1"]);
+        if let Some(runs) = opts.runs {
+            cmd.arg(format!("-runs={runs}"));
+        }
+        run(&mut cmd)?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: unit tests of every crate, then the integration tests in namespaces.
+//! `cargo xtask test`: unit tests of every crate, the integration tests in namespaces, then
+//! a short smoke run of every fuzz target.
 use anyhow::{bail, Result};
 
 use crate::{
@@ -11,6 +12,9 @@ use crate::{
 pub struct Options {
     #[arg(long)]
     pub release: bool,
+    /// Skip the short fuzzing smoke run that follows the tests.
+    #[arg(long)]
+    pub no_fuzz: bool,
     /// Passed to the test binaries, e.g. a test name filter.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -30,5 +34,10 @@ pub fn test(opts: &Options) -> Result<()> {
     // Two cores here: namespaces make tests independent, but each also starts processes.
     cargo.arg("--").arg("--test-threads=2").args(&opts.args);
     built.apply_env(&mut cargo);
-    run(&mut cargo)
+    run(&mut cargo)?;
+    if !opts.no_fuzz {
+        // A smoke run: the real campaigns are `cargo xtask fuzz --secs N`.
+        crate::fuzz::fuzz(&crate::fuzz::Options { secs: 10, runs: None, targets: Vec::new() })?;
+    }
+    Ok(())
 }

@@ -1,0 +1,82 @@
+//! The control-plane API on arbitrary requests: any method, path and JSON-ish body gets an
+//! answer below 500 (a 4xx with a message when it is bad), and never a panic.
+#![no_main]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
+
+use axum::{
+    body::Body,
+    http::{Method, Request},
+    Router,
+};
+use libfuzzer_sys::fuzz_target;
+use lb_user::{
+    api::router,
+    apply::ApplyError,
+    control::{Control, Traffic},
+    model::ServiceConfig,
+    store::Store,
+};
+use tower::ServiceExt;
+
+struct NoTraffic;
+
+impl Traffic for NoTraffic {
+    fn apply(&self, _: &ServiceConfig) -> Result<(), ApplyError> {
+        Ok(())
+    }
+    fn listening(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
+}
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store");
+        let control = Control::new(store, Arc::new(NoTraffic), "lb", "local").expect("control plane");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let router = runtime.block_on(async { router(Arc::new(control), None) });
+        Harness { runtime, router, _dir: dir }
+    })
+}
+
+const METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::DELETE];
+const PATHS: &[&str] = &[
+    "/tcp/frontend", "/tcp/frontend/1", "/tcp/farm", "/tcp/farm/1", "/tcp/farm/1/server", "/tcp/farm/1/server/1",
+    "/tcp/route", "/tcp/route/1", "/tcp/route/1/rule", "/tcp/route/1/rule/1", "/refresh", "/pendingChanges", "/task/1",
+];
+
+#[derive(arbitrary::Arbitrary, Debug)]
+struct Input {
+    method: u8,
+    path: u8,
+    /// Appended to the path: ids, garbage, query strings.
+    suffix: String,
+    body: Vec<u8>,
+}
+
+fuzz_target!(|input: Input| {
+    let h = harness();
+    let method = METHODS[input.method as usize % METHODS.len()].clone();
+    let mut path = format!("/ipLoadbalancing/lb{}", PATHS[input.path as usize % PATHS.len()]);
+    if input.suffix.len() < 64 && input.suffix.chars().all(|c| c.is_ascii_graphic()) {
+        path.push_str(&input.suffix);
+    }
+    let Ok(request) = Request::builder().method(method).uri(&path).header("content-type", "application/json").body(Body::from(input.body))
+    else {
+        return;
+    };
+    let response = h.runtime.block_on(h.router.clone().oneshot(request)).expect("the router is infallible");
+    assert!(response.status().as_u16() < 500, "{path}: {}", response.status());
+});
