@@ -72,10 +72,6 @@ impl Balancer {
     fn group_in_use(&self, usable: &impl Fn(&ServerPlan) -> bool) -> &Group {
         if self.primary.servers.iter().any(|s| usable(s)) { &self.primary } else { &self.backup }
     }
-
-    pub fn servers(&self) -> impl Iterator<Item = &Arc<ServerPlan>> {
-        self.primary.servers.iter().chain(&self.backup.servers)
-    }
 }
 
 impl Group {
