@@ -16,6 +16,9 @@ pub struct Options {
     /// Stop a target after this many executions.
     #[arg(long)]
     pub runs: Option<u64>,
+    /// libFuzzer's random seed; with --runs this makes a run repeatable.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Only these targets (default: all).
     pub targets: Vec<String>,
 }
@@ -44,6 +47,9 @@ pub fn fuzz(opts: &Options) -> Result<()> {
         cmd.args(["--", &format!("-max_total_time={}", opts.secs), "-print_final_stats=1"]);
         if let Some(runs) = opts.runs {
             cmd.arg(format!("-runs={runs}"));
+        }
+        if let Some(seed) = opts.seed {
+            cmd.arg(format!("-seed={seed}"));
         }
         run(&mut cmd)?;
     }

@@ -10,7 +10,7 @@ const MAX_NAME_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
 /// Parses the extension data into its validated host_name (as sent, not yet lowercased);
-/// `Ok(None)` if the list holds only name types other than host_name.
+/// `Ok(None)` if the list does not start with host_name entries.
 pub(super) fn parse(mut ext: Cursor<'_>) -> Result<Option<&[u8]>, HelloError> {
     let mut list = ext.vec_u16("server_name list truncated")?;
     ext.finish("bytes after server_name list")?;
@@ -21,10 +21,12 @@ pub(super) fn parse(mut ext: Cursor<'_>) -> Result<Option<&[u8]>, HelloError> {
     while !list.is_empty() {
         let at = list.offset();
         let name_type = list.u8("server_name type truncated")?;
-        let mut name = list.vec_u16("server_name entry truncated")?;
         if name_type != NAME_TYPE_HOST_NAME {
-            continue;
+            // RFC 6066 defines no encoding for other name types, so neither their length nor
+            // anything after them can be read; stop here as rustls and OpenSSL do.
+            break;
         }
+        let mut name = list.vec_u16("server_name entry truncated")?;
         if host.is_some() {
             return Err(malformed("second host_name in server_name", at));
         }

@@ -348,6 +348,22 @@ fn server_name_of_unknown_type_only_gives_no_sni() {
 }
 
 #[test]
+fn server_name_entries_after_an_unknown_type_are_not_read() {
+    // Found by the rustls differential fuzzer: type 7 has no defined encoding, so the bytes
+    // after it (here a length that overruns the list) belong to it and are never parsed.
+    let data = vec![0, 3, 7, 0xff, 0xff];
+    let hello = complete(&Builder::default().with(0, data).stream());
+    assert_eq!(hello.sni(), None);
+}
+
+#[test]
+fn host_name_before_an_unknown_type_is_kept() {
+    let data = vec![0, 7, 0, 0, 1, b'a', 7, 0xff, 0xff];
+    let hello = complete(&Builder::default().with(0, data).stream());
+    assert_eq!(hello.sni(), Some("a"));
+}
+
+#[test]
 fn empty_server_name_list_is_malformed() {
     let err = error(&Builder::default().with(0, vec![0, 0]).stream());
     assert_eq!(err, malformed("empty server_name list", first_ext() + 6));
