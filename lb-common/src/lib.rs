@@ -15,12 +15,19 @@ pub const MAP_FRONTENDS: &str = "LB_FRONTENDS";
 pub const MAP_ACL_V4: &str = "LB_ACL_V4";
 pub const MAP_ACL_V6: &str = "LB_ACL_V6";
 pub const MAP_COUNTERS: &str = "LB_COUNTERS";
+pub const MAP_SPLICE: &str = "LB_SPLICE";
+pub const MAP_EGRESS: &str = "LB_EGRESS";
 pub const PROGRAM_XDP: &str = "lb_xdp";
 
 /// Capacities. The flow map is an LRU: it must hold every live connection (two entries each).
 pub const FLOWS_MAX: u32 = 262_144;
 pub const FRONTENDS_MAX: u32 = 65_536;
 pub const ACL_MAX: u32 = 65_536;
+/// The splice map is a plain hash (an LRU could evict a live flow and break it): two entries
+/// per handed-off connection; when it is full, connections stay in user space.
+pub const SPLICE_MAX: u32 = 131_072;
+/// Interfaces the program may redirect to (a devmap keyed by ifindex).
+pub const EGRESS_MAX: u32 = 64;
 
 /// Indices into the per-CPU counter array.
 pub mod counter {
@@ -34,7 +41,19 @@ pub mod counter {
     pub const FLOW_BYTES: u32 = 3;
     /// Frames the parser could not read far enough to decide on (passed to the kernel).
     pub const UNPARSED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Frames of handed-off flows rewritten and sent on (XDP_TX or redirect).
+    pub const SPLICED_PACKETS: u32 = 5;
+    /// Bytes (whole frames, as received) of those frames.
+    pub const SPLICED_BYTES: u32 = 6;
+    /// Data-bearing frames dropped while their flow was frozen for hand-off (the peer
+    /// retransmits them once the flow is live).
+    pub const FROZEN_DROPPED: u32 = 7;
+    /// Frames of live flows dropped because bpf_fib_lookup found no next hop (or no neighbour).
+    pub const FIB_FAILED: u32 = 8;
+    /// Frames of live flows dropped because the egress interface is not in the devmap, or
+    /// the frame could not be rewritten (truncated options).
+    pub const SPLICE_ERRORS: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// One direction of a TCP connection as seen by the load balancer's host:
@@ -67,8 +86,79 @@ pub struct FlowValue {
     pub farm_id: u32,
     pub server_id: u32,
     pub side: u8,
-    pub _pad: [u8; 3],
+    /// 1 once `peer_tsval` holds a value.
+    pub tsval_seen: u8,
+    pub _pad: [u8; 2],
+    /// The TSval (host byte order) of the last frame received from the peer that carried a
+    /// timestamp option: the hand-off needs it to keep PAWS holding (FASTPATH.md).
+    pub peer_tsval: u32,
+    pub _pad2: [u8; 4],
     /// Updated by the XDP program with atomic adds.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Hand-off state of a splice entry.
+pub mod splice_state {
+    /// The daemon is taking the offsets: data-bearing frames (payload, SYN or FIN) are
+    /// dropped so that no byte lands in a socket about to be retired; pure ACKs and RSTs pass
+    /// to the kernel, so that the sockets' send queues can drain.
+    pub const FROZEN: u8 = 1;
+    /// Frames are rewritten and sent to the other connection's peer.
+    pub const LIVE: u8 = 2;
+}
+
+/// What the daemon found both connections negotiated (`SpliceEntry::options`).
+pub mod splice_option {
+    /// Timestamps on both connections: TSval += tsval_add, TSecr -= tsecr_sub.
+    pub const TIMESTAMPS: u8 = 1;
+    /// SACK on both connections: every SACK block edge -= ack_sub.
+    pub const SACK: u8 = 2;
+}
+
+/// What the XDP program saw of a live flow (`SpliceEntry::seen`), for the daemon's reaper.
+pub mod splice_seen {
+    pub const FIN: u8 = 1;
+    pub const RST: u8 = 2;
+}
+
+/// How to rewrite a frame of a handed-off flow, keyed by the [`FlowKey`] of the frame as it
+/// arrives (client to frontend, or server to the load balancer's connecting address).
+///
+/// Arithmetic is modulo 2^32 (FASTPATH.md): `seq += seq_add`, `ack -= ack_sub` (only when the
+/// ACK flag is set), SACK edges `-= ack_sub`, and the window is rescaled from the sender's
+/// shift to the load balancer's shift on the egress connection:
+/// `min(65535, (win << wscale_in) >> wscale_out)`, at least 1 when `win > 0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SpliceEntry {
+    /// New source address: the load balancer's on the egress connection (network order,
+    /// IPv4 in the first 4 bytes).
+    pub src_addr: [u8; 16],
+    /// New destination: the peer of the egress connection.
+    pub dst_addr: [u8; 16],
+    /// Network byte order.
+    pub src_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+    pub seq_add: u32,
+    pub ack_sub: u32,
+    pub tsval_add: u32,
+    pub tsecr_sub: u32,
+    /// One of [`splice_state`].
+    pub state: u8,
+    /// Bits of [`splice_option`].
+    pub options: u8,
+    pub wscale_in: u8,
+    pub wscale_out: u8,
+    /// FAMILY_V4 or FAMILY_V6, the same on both connections.
+    pub family: u8,
+    /// Bits of [`splice_seen`], set by the XDP program.
+    pub seen: u8,
+    pub _pad: [u8; 6],
+    /// bpf_ktime_get_ns() of the last frame, set by the XDP program.
+    pub last_ns: u64,
+    /// Frames and bytes (whole frames as received) forwarded, atomic adds.
     pub packets: u64,
     pub bytes: u64,
 }
@@ -134,6 +224,7 @@ mod pod {
     unsafe impl aya::Pod for super::FrontendPolicy {}
     unsafe impl aya::Pod for super::AclV4 {}
     unsafe impl aya::Pod for super::AclV6 {}
+    unsafe impl aya::Pod for super::SpliceEntry {}
 }
 
 #[cfg(test)]
@@ -144,7 +235,8 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<FlowValue>(), 32);
+        assert_eq!(size_of::<FlowValue>(), 40);
+        assert_eq!(size_of::<SpliceEntry>(), 88);
         assert_eq!(size_of::<FrontendKey>(), 20);
         assert_eq!(size_of::<FrontendPolicy>(), 16);
         assert_eq!(size_of::<AclV4>(), 8);
