@@ -35,6 +35,27 @@ pub struct Frontend {
     /// the kernel's queue (beyond IPLB). Default 20,000.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// How a routed connection's bytes move (beyond IPLB). Default `auto`.
+    #[serde(default)]
+    pub fastpath: Option<Fastpath>,
+}
+
+/// How the bytes of a routed connection move once its server is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Fastpath {
+    /// Handed off to the XDP program once the connection has moved the daemon's hand-off
+    /// threshold of bytes (short connections stay in user space), splice(2) before that and
+    /// whenever the hand-off is not possible.
+    #[default]
+    Auto,
+    /// Handed off to the XDP program as soon as the ClientHello is forwarded; splice(2)
+    /// when the hand-off is not possible.
+    Xdp,
+    /// splice(2) through a pipe, copy when the kernel refuses.
+    Splice,
+    /// Read and write through user-space buffers.
+    Copy,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

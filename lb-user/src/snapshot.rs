@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use crate::{
     balance::Balancer,
     error::ConfigError,
-    model::{Farm, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
+    model::{Farm, Fastpath, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
     routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
     server_state::{Runtimes, ServerRuntime},
 };
@@ -116,6 +116,7 @@ pub struct FrontendPlan {
     pub routes: Vec<RoutePlan>,
     pub inspect_timeout: Duration,
     pub max_connections: u32,
+    pub fastpath: Fastpath,
     /// False when no rule looks at the ClientHello: the decision is made at accept time and
     /// server-first protocols work.
     pub needs_hello: bool,
@@ -308,6 +309,7 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
     Ok(FrontendPlan {
         id,
         max_connections,
+        fastpath: frontend.fastpath.unwrap_or_default(),
         name: frontend.display_name.clone().unwrap_or_else(|| format!("frontend {id}")),
         ports: if frontend.disabled { vec![] } else { ports },
         addresses,

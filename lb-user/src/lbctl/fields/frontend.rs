@@ -35,6 +35,13 @@ pub struct FrontendFields {
     /// Seconds a client has to send its whole ClientHello (default 5).
     #[arg(long, value_name = "SECONDS")]
     pub inspect_timeout: Option<f64>,
+    /// Live connections before new ones wait in the kernel's queue (default 20000).
+    #[arg(long, value_name = "COUNT")]
+    pub max_connections: Option<u32>,
+    /// How routed bytes move: auto (XDP hand-off after the daemon's byte threshold), xdp
+    /// (hand-off right after the ClientHello), splice or copy.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "xdp", "splice", "copy"])]
+    pub fastpath: Option<String>,
 }
 
 impl Fields for FrontendFields {
@@ -47,6 +54,8 @@ impl Fields for FrontendFields {
         ("dedicated-ipfo", "dedicatedIpfo"),
         ("display-name", "displayName"),
         ("inspect-timeout", "inspectTimeout"),
+        ("max-connections", "maxConnections"),
+        ("fastpath", "fastpath"),
     ];
 
     fn body(&self) -> Result<Map<String, Value>, Error> {
@@ -60,6 +69,8 @@ impl Fields for FrontendFields {
         body.set("disabled", self.disabled);
         body.set("displayName", self.display_name.as_ref());
         body.set("inspectTimeout", self.inspect_timeout);
+        body.set("maxConnections", self.max_connections);
+        body.set("fastpath", self.fastpath.as_ref());
         Ok(body.into_map())
     }
 }
@@ -77,6 +88,7 @@ pub static FRONTEND: Kind = Kind {
         Column::plain("DENIED", &["deniedSource"]),
         Column::plain("IPFO", &["dedicatedIpfo"]),
         Column::plain("DISABLED", &["disabled"]),
+        Column::plain("FASTPATH", &["fastpath"]),
         Column::plain("NAME", &["displayName"]),
     ],
 };
