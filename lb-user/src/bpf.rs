@@ -11,19 +11,20 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
+    maps::{lpm_trie::Key, DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
     programs::{Xdp, XdpMode},
     Ebpf,
 };
 use lb_common::{
-    acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, ACL_ID_BITS,
-    FAMILY_V4, FAMILY_V6, MAP_ACL_V4, MAP_ACL_V6, MAP_COUNTERS, MAP_FLOWS, MAP_FRONTENDS, PROGRAM_XDP,
+    acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, SpliceEntry,
+    ACL_ID_BITS, FAMILY_V4, FAMILY_V6, MAP_ACL_V4, MAP_ACL_V6, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS,
+    MAP_FRONTENDS, MAP_SPLICE, PROGRAM_XDP,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{AclMode, Snapshot};
 
-static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +51,8 @@ pub struct KernelIds {
     pub frontends: u32,
     pub acl_v4: u32,
     pub acl_v6: u32,
+    #[serde(default)]
+    pub splice: u32,
 }
 
 pub struct Dataplane {
@@ -59,6 +62,10 @@ pub struct Dataplane {
     acl_v4: LpmTrie<MapData, AclV4, u8>,
     acl_v6: LpmTrie<MapData, AclV6, u8>,
     counters: PerCpuArray<MapData, u64>,
+    /// Taken by the hand-off (`take_splice`).
+    splice: Option<HashMap<MapData, FlowKey, SpliceEntry>>,
+    /// Every attached interface, so that the program may redirect handed-off frames to it.
+    _egress: DevMapHash<MapData>,
     applied: AppliedPolicy,
     next_acl_id: u32,
     pub attachments: Vec<Attachment>,
@@ -93,6 +100,12 @@ impl Dataplane {
         let acl_v4: LpmTrie<MapData, AclV4, u8> = take(MAP_ACL_V4)?.try_into()?;
         let acl_v6: LpmTrie<MapData, AclV6, u8> = take(MAP_ACL_V6)?.try_into()?;
         let counters: PerCpuArray<MapData, u64> = take(MAP_COUNTERS)?.try_into()?;
+        let splice: HashMap<MapData, FlowKey, SpliceEntry> = take(MAP_SPLICE)?.try_into()?;
+        let mut egress: DevMapHash<MapData> = take(MAP_EGRESS)?.try_into()?;
+        for iface in ifaces {
+            let index = nix::net::if_::if_nametoindex(iface.as_str()).with_context(|| format!("interface {iface}"))?;
+            egress.insert(index, index, None, 0).with_context(|| format!("adding {iface} to the egress devmap"))?;
+        }
         let ids = KernelIds {
             program: program_id,
             flows: map_id(flows.map())?,
@@ -100,6 +113,7 @@ impl Dataplane {
             frontends: map_id(frontends.map())?,
             acl_v4: map_id(acl_v4.map())?,
             acl_v6: map_id(acl_v6.map())?,
+            splice: map_id(splice.map())?,
         };
         Ok(Self {
             ebpf,
@@ -108,6 +122,8 @@ impl Dataplane {
             acl_v4,
             acl_v6,
             counters,
+            splice: Some(splice),
+            _egress: egress,
             applied: AppliedPolicy::default(),
             next_acl_id: 1,
             attachments,
@@ -165,6 +181,11 @@ impl Dataplane {
             self.acl_v6.remove(key).ok();
         }
         Ok(())
+    }
+
+    /// The splice map, for the hand-off (once).
+    pub fn take_splice(&mut self) -> Option<HashMap<MapData, FlowKey, SpliceEntry>> {
+        self.splice.take()
     }
 
     pub fn counters(&self) -> Result<Counters> {
@@ -261,6 +282,12 @@ impl Endpoint {
 }
 
 impl FlowTable {
+    /// The last TSval the XDP program saw from the remote end of `key`.
+    pub fn peer_tsval(&self, key: &FlowKey) -> Option<u32> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key, 0).ok().filter(|v| v.tsval_seen != 0).map(|v| v.peer_tsval)
+    }
+
     /// Records a classified connection from both ends; the entries go when the guard drops.
     pub fn pin(self: &Arc<Self>, client: Endpoint, server: Endpoint, value: FlowValue) -> Result<FlowPin> {
         let keys = [client.key(), server.key()];
@@ -297,6 +324,16 @@ pub struct Counters {
     pub flow_packets: u64,
     pub flow_bytes: u64,
     pub unparsed: u64,
+    #[serde(default)]
+    pub spliced_packets: u64,
+    #[serde(default)]
+    pub spliced_bytes: u64,
+    #[serde(default)]
+    pub frozen_dropped: u64,
+    #[serde(default)]
+    pub fib_failed: u64,
+    #[serde(default)]
+    pub splice_errors: u64,
 }
 
 impl Counters {
@@ -308,6 +345,11 @@ impl Counters {
             flow_packets: sum(counter::FLOW_PACKETS)?,
             flow_bytes: sum(counter::FLOW_BYTES)?,
             unparsed: sum(counter::UNPARSED)?,
+            spliced_packets: sum(counter::SPLICED_PACKETS)?,
+            spliced_bytes: sum(counter::SPLICED_BYTES)?,
+            frozen_dropped: sum(counter::FROZEN_DROPPED)?,
+            fib_failed: sum(counter::FIB_FAILED)?,
+            splice_errors: sum(counter::SPLICE_ERRORS)?,
         })
     }
 }
@@ -325,10 +367,31 @@ pub struct FlowReport {
     pub bytes: u64,
 }
 
+/// One direction of a flow the XDP program carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplicedReport {
+    /// Where its frames come from and go to, as the wire shows them before the rewrite.
+    pub from: String,
+    pub to: String,
+    /// Where they are sent after the rewrite.
+    pub rewritten_from: String,
+    pub rewritten_to: String,
+    pub state: String,
+    pub fin_seen: bool,
+    pub rst_seen: bool,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatsReport {
     pub counters: Counters,
     pub flows: Vec<FlowReport>,
+    #[serde(default)]
+    pub spliced: Vec<SplicedReport>,
+    /// Published by the daemon in its data directory (absent without XDP).
+    #[serde(default)]
+    pub handoff: Option<crate::handoff::stats::HandoffReport>,
 }
 
 /// Reads counters and flows of a running daemon through the kernel ids it published.
@@ -358,5 +421,26 @@ pub fn read_stats(ids: &KernelIds) -> Result<StatsReport> {
     if ids.program == 0 {
         bail!("no program id published");
     }
-    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report })
+    let spliced = if ids.splice == 0 { Vec::new() } else { read_spliced(ids.splice)? };
+    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report, spliced, handoff: None })
+}
+
+fn read_spliced(id: u32) -> Result<Vec<SplicedReport>> {
+    let map: HashMap<MapData, FlowKey, SpliceEntry> = Map::HashMap(MapData::from_id(id).context("opening the splice map")?).try_into()?;
+    let socket = |addr: &[u8; 16], port: u16, family: u8| std::net::SocketAddr::new(bytes_addr(addr, family), u16::from_be(port)).to_string();
+    Ok(map
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(key, e)| SplicedReport {
+            from: socket(&key.remote_addr, key.remote_port, key.family),
+            to: socket(&key.local_addr, key.local_port, key.family),
+            rewritten_from: socket(&e.src_addr, e.src_port, e.family),
+            rewritten_to: socket(&e.dst_addr, e.dst_port, e.family),
+            state: if e.state == lb_common::splice_state::LIVE { "live" } else { "frozen" }.to_string(),
+            fin_seen: e.seen & lb_common::splice_seen::FIN != 0,
+            rst_seen: e.seen & lb_common::splice_seen::RST != 0,
+            packets: e.packets,
+            bytes: e.bytes,
+        })
+        .collect())
 }

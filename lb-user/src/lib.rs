@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod control;
 pub mod error;
 pub mod fastpath;
+pub mod handoff;
 pub mod health;
 pub mod listeners;
 pub mod model;

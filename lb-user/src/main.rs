@@ -36,7 +36,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
-    /// Print a running daemon's XDP counters and pinned flows as JSON.
+    /// Print a running daemon's XDP counters, pinned and handed-off flows and hand-off
+    /// statistics as JSON.
     Stats {
         #[arg(long, default_value = "/var/lib/lb-user")]
         data_dir: PathBuf,
@@ -76,7 +77,9 @@ fn main() -> Result<()> {
         Command::Stats { data_dir } => {
             let info = runtime::read(&data_dir)?;
             let ids = info.kernel.ok_or_else(|| anyhow::anyhow!("the daemon runs without XDP (no --iface): no counters"))?;
-            println!("{}", serde_json::to_string_pretty(&bpf::read_stats(&ids)?)?);
+            let mut report = bpf::read_stats(&ids)?;
+            report.handoff = lb_user::handoff::stats::read(&data_dir);
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 //! for its lifetime: a refresh never changes the backend of an established connection.
 use std::{
     io,
+    os::fd::AsFd,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
@@ -14,7 +15,7 @@ use bytes::BytesMut;
 use lb_common::FlowValue;
 use tokio::{
     io::AsyncWriteExt,
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
 };
 use tracing::{debug, info, warn, Instrument};
 
@@ -25,7 +26,8 @@ use crate::{
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
     fastpath::{relay, Moved, RelayMode},
-    model::OnMarkedDown,
+    handoff::{Carried, Handoff},
+    model::{Fastpath, OnMarkedDown},
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
@@ -37,20 +39,20 @@ const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 pub struct ProxySettings {
     pub connect_timeout: Duration,
-    pub relay: RelayMode,
 }
 
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     flows: Option<Arc<FlowTable>>,
+    handoff: Option<Arc<Handoff>>,
     settings: ProxySettings,
     gates: Gates,
     pub refusals: Refusals,
 }
 
 impl Proxy {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { snapshot, flows, settings, gates: Gates::default(), refusals: Refusals::default() })
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, handoff: Option<Arc<Handoff>>, settings: ProxySettings) -> Arc<Self> {
+        Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default() })
     }
 
     /// Accepts connections for one frontend until the task is aborted.
@@ -133,7 +135,10 @@ impl Proxy {
     }
 
     async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, hello: Option<&ClientHello>, first_bytes: &[u8]) -> Result<()> {
-        let (server, mut upstream) = self.connect(farm, canonical(peer.ip())).await?;
+        // Only a connection that may be handed off needs the server's MSS clamped to the client's.
+        let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
+        let mss = handoff.and_then(|_| Handoff::server_mss(&client));
+        let (server, mut upstream) = self.connect(farm, canonical(peer.ip()), mss).await?;
         let _slot = server.runtime.occupy();
         if let Some(version) = server.proxy_protocol {
             // Its own write: the header must reach the server whole (the hello may be long).
@@ -149,7 +154,22 @@ impl Proxy {
             )?),
             None => None,
         };
-        let relayed = relay(client, upstream, self.settings.relay);
+        let relayed = async {
+            let result = match (frontend.fastpath, handoff) {
+                (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),
+                (Fastpath::Auto | Fastpath::Xdp, Some(handoff)) => {
+                    let after = if frontend.fastpath == Fastpath::Xdp { 0 } else { handoff.settings().after_bytes };
+                    handoff.relay(client, upstream, after).await
+                }
+                _ => relay(client, upstream, RelayMode::Auto)
+                    .await
+                    .map(|(m, mode)| (m, if mode == RelayMode::Copy { Carried::Copy } else { Carried::Splice })),
+            };
+            if let (Ok((_, carried)), Some(handoff)) = (&result, &self.handoff) {
+                handoff.stats.relayed(frontend.id, carried.label());
+            }
+            result
+        };
         if server.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
             tokio::select! {
                 result = relayed => log_relay(server, result),
@@ -166,12 +186,12 @@ impl Proxy {
     /// Connects to the farm's chosen server. A server that refuses or times out is skipped
     /// and another one tried, up to MAX_CONNECT_ATTEMPTS servers, so that a client rarely
     /// meets a dead server even before its probe notices.
-    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
+    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr, mss: Option<u32>) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
         let mut failed: Vec<u32> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while failed.len() < MAX_CONNECT_ATTEMPTS {
             let Some(server) = farm.balancer.pick(client, &failed) else { break };
-            match self.connect_one(server).await {
+            match self.connect_one(server, mss).await {
                 Ok(stream) => return Ok((server, stream)),
                 Err(e) => {
                     warn!(farm = farm.id, server = server.id, error = %e, "connect failed, trying another server");
@@ -186,8 +206,12 @@ impl Proxy {
         anyhow::bail!("farm {}: every server tried failed ({})", farm.id, errors.join("; "))
     }
 
-    async fn connect_one(&self, server: &ServerPlan) -> io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(server.address))
+    async fn connect_one(&self, server: &ServerPlan, mss: Option<u32>) -> io::Result<TcpStream> {
+        let socket = if server.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(mss) = mss {
+            crate::handoff::socket::clamp_mss(socket.as_fd(), mss)?;
+        }
+        let stream = tokio::time::timeout(self.settings.connect_timeout, socket.connect(server.address))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {} timed out", server.address)))??;
         stream.set_nodelay(true).ok();
@@ -195,7 +219,7 @@ impl Proxy {
     }
 }
 
-fn log_relay(server: &ServerPlan, result: io::Result<(Moved, RelayMode)>) -> Result<()> {
+fn log_relay(server: &ServerPlan, result: io::Result<(Moved, Carried)>) -> Result<()> {
     let (moved, mode) = match result {
         // A peer resetting or vanishing is how many TCP conversations end: not an error of ours.
         Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted) => {

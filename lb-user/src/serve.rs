@@ -12,7 +12,7 @@ use crate::{
     bpf::{Dataplane, XdpModeChoice},
     config_file,
     control::{self, Control, Traffic},
-    fastpath::RelayMode,
+    handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
     proxy::{Proxy, ProxySettings},
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
@@ -51,9 +51,20 @@ pub struct ServeArgs {
     /// The zone this daemon serves.
     #[arg(long, default_value = "local")]
     pub zone: String,
-    /// How bytes move once a connection is routed.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub relay: RelayMode,
+    /// Bytes (both directions) a connection of a `fastpath: auto` frontend moves in user
+    /// space before it is handed to the XDP program.
+    #[arg(long, default_value_t = 65_536)]
+    pub handoff_after: u64,
+    /// Seconds the queues of a frozen connection may take to empty before the hand-off is
+    /// abandoned (the connection stays in user space).
+    #[arg(long, default_value_t = 1.0)]
+    pub handoff_quiesce_timeout: f64,
+    /// Seconds a handed-off flow's translation lingers after both FINs (like TIME_WAIT).
+    #[arg(long, default_value_t = 10.0)]
+    pub handoff_linger: f64,
+    /// Seconds without any frame after which a handed-off flow is reclaimed.
+    #[arg(long, default_value_t = 900.0)]
+    pub handoff_idle_timeout: f64,
     /// Seconds to wait for a server to accept a connection before trying another.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
@@ -87,18 +98,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir)?;
 
-    let dataplane = if args.ifaces.is_empty() {
-        warn!("no --iface given: running without the XDP program (no source ACLs before the handshake)");
+    let handoff_settings = handoff_settings(&args)?;
+    let mut dataplane = if args.ifaces.is_empty() {
+        warn!("no --iface given: running without the XDP program (no source ACLs before the handshake, no XDP fast path)");
         None
     } else {
         Some(Dataplane::load_and_attach(&args.ifaces, args.xdp_mode)?)
     };
+    let handoff = dataplane.as_mut().and_then(|d| {
+        let table = SpliceTable::new(d.take_splice()?);
+        Some(Handoff::new(table, Arc::clone(&d.flows), args.ifaces.clone(), handoff_settings))
+    });
+    let reaper = handoff.as_ref().map(|h| tokio::spawn(reaper::run(Arc::clone(h), Some(args.data_dir.clone()))));
     let attachments = dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default();
     let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout), relay: args.relay };
-    let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), settings);
+    let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout) };
+    let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), handoff.clone(), settings);
     let summary = tokio::spawn({
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
@@ -139,8 +156,29 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     drop(control);
     drop(runtime);
     summary.abort();
+    if let Some(handoff) = &handoff {
+        handoff.stop();
+    }
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
     applier.shutdown();
     Ok(())
+}
+
+fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
+    let secs = |flag: &str, value: f64, range: std::ops::RangeInclusive<f64>| -> Result<Duration> {
+        if !value.is_finite() || !range.contains(&value) {
+            anyhow::bail!("--{flag} must be within {}..={} seconds", range.start(), range.end());
+        }
+        Ok(Duration::from_secs_f64(value))
+    };
+    Ok(HandoffSettings {
+        after_bytes: args.handoff_after,
+        quiesce_timeout: secs("handoff-quiesce-timeout", args.handoff_quiesce_timeout, 0.01..=60.0)?,
+        linger: secs("handoff-linger", args.handoff_linger, 0.0..=600.0)?,
+        idle_timeout: secs("handoff-idle-timeout", args.handoff_idle_timeout, 1.0..=86_400.0)?,
+    })
 }
 
 /// Opens the control plane, applies the imported or the persisted configuration, and

@@ -1,0 +1,390 @@
+//! Handing a classified connection to the XDP program (DESIGN.md fast path 1, FASTPATH.md).
+//!
+//! The two TCP connections, A (client↔LB) and B (LB↔server), are joined at packet level:
+//! the XDP program rewrites each frame of one into a frame of the other. The hand-off must
+//! find a point where both sockets hold nothing: every byte received was relayed, every
+//! byte sent was acknowledged. The sequence, and why it closes the race with frames still
+//! arriving:
+//!
+//! 1. Relay with splice(2) until the byte threshold, then stop at a clean point (pipes empty).
+//! 2. Freeze: a FROZEN entry for each direction makes the XDP program drop every frame that
+//!    carries data, SYN or FIN, and pass pure ACKs and RSTs. From here no byte can land in
+//!    either socket; what the peers send meanwhile is dropped *unacknowledged*, so they
+//!    retransmit it later, when the flow is live, and it is translated then: nothing is lost,
+//!    and the offsets never need to account for it. ACKs still pass, so what we already sent
+//!    gets acknowledged.
+//! 3. Drain: relay what the receive queues still hold, and wait until both receive queues
+//!    (SIOCINQ) and both send queues (SIOCOUTQ: unacknowledged bytes) are empty.
+//! 4. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. Check the
+//!    queues once more (a frame accepted just before the freeze may have landed), read both
+//!    sockets' sequence numbers and clocks, and the peers' last TSvals the XDP program saw.
+//! 5. Go live: one entry per direction with the address, sequence, timestamp and window
+//!    translations. The sockets stay open (in repair mode, silent) until the flow ends, so
+//!    that no new connection can take the load balancer's port of B meanwhile.
+//!
+//! Any failure before step 5 undoes the freeze (and repair mode) and the connection goes on
+//! in user space; the frames dropped meanwhile are retransmitted to the sockets.
+pub mod reaper;
+pub mod socket;
+pub mod stats;
+pub mod table;
+pub mod translate;
+
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    net::{IpAddr, SocketAddr},
+    os::fd::AsFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use lb_common::FlowKey;
+use tokio::{net::TcpStream, sync::oneshot};
+
+use self::{
+    socket::Negotiated,
+    stats::{Fallback, HandoffStats},
+    table::SpliceTable,
+    translate::{endpoints_key, Leg},
+};
+use crate::{
+    bpf::FlowTable,
+    fastpath::{Moved, SpliceRelay},
+};
+
+/// Hand-off attempts per connection (only for reasons worth retrying).
+const MAX_ATTEMPTS: u32 = 3;
+/// How often the queues are looked at while draining.
+const QUIESCE_POLL: Duration = Duration::from_millis(1);
+/// Bytes added to the threshold before another attempt.
+const RETRY_AFTER_BYTES: u64 = 1 << 20;
+/// TCP timestamp option length: the MSS we announce to the server includes it when used.
+const TIMESTAMP_OPTION_LEN: u32 = 12;
+
+#[derive(Debug, Clone)]
+pub struct HandoffSettings {
+    /// Bytes (both directions) a connection of an `auto` frontend moves in user space first.
+    pub after_bytes: u64,
+    /// How long the queues may take to empty once the flow is frozen.
+    pub quiesce_timeout: Duration,
+    /// How long a pair lingers after both FINs (TIME_WAIT-like).
+    pub linger: Duration,
+    /// A handed-off flow without any frame for this long is reclaimed.
+    pub idle_timeout: Duration,
+}
+
+/// How a connection's bytes ended up moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    Copy,
+    Splice,
+    Xdp,
+}
+
+impl Carried {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Copy => "copy",
+            Self::Splice => "splice",
+            Self::Xdp => "xdp",
+        }
+    }
+}
+
+pub struct Handoff {
+    table: SpliceTable,
+    flows: Arc<FlowTable>,
+    xdp_ifaces: Vec<String>,
+    settings: HandoffSettings,
+    pub stats: HandoffStats,
+    /// Keys of flows being frozen right now (the reaper leaves their entries alone).
+    freezing: Mutex<HashSet<FlowKey>>,
+    /// Live flows handed off by this daemon, by client-side key: told when the flow ends.
+    live: Mutex<HashMap<FlowKey, oneshot::Sender<()>>>,
+    /// Set when the daemon stops: live flows are then left to the XDP program (a restarted
+    /// daemon adopts them) instead of being torn down with their tasks.
+    stopping: AtomicBool,
+}
+
+impl Handoff {
+    pub fn new(table: SpliceTable, flows: Arc<FlowTable>, xdp_ifaces: Vec<String>, settings: HandoffSettings) -> Arc<Self> {
+        let handoff = Self {
+            table,
+            flows,
+            xdp_ifaces,
+            settings,
+            stats: HandoffStats::default(),
+            freezing: Mutex::default(),
+            live: Mutex::default(),
+            stopping: AtomicBool::new(false),
+        };
+        let adopted = handoff.table.entries().iter().filter(|(_, e)| e.state == lb_common::splice_state::LIVE).count() as u64 / 2;
+        if adopted > 0 {
+            tracing::info!(flows = adopted, "adopted flows a previous daemon handed off");
+        }
+        handoff.stats.update(|r| r.adopted = adopted);
+        Arc::new(handoff)
+    }
+
+    pub fn settings(&self) -> &HandoffSettings {
+        &self.settings
+    }
+
+    /// From now on, live flows outlive their connection tasks.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn is_freezing(&self, key: &FlowKey) -> bool {
+        self.freezing.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    fn flow_ended(&self, a: &FlowKey, b: &FlowKey) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        for key in [a, b] {
+            if let Some(tell) = live.remove(key) {
+                tell.send(()).ok();
+            }
+        }
+        drop(live);
+        self.stats.update(|r| r.ended += 1);
+    }
+
+    /// The MSS to announce on the server connection so that the server never sends segments
+    /// larger than the client's path takes; None when the client socket cannot tell.
+    pub fn server_mss(client: &TcpStream) -> Option<u32> {
+        let n = socket::negotiated(client.as_fd()).ok()?;
+        Some(n.send_mss + if n.timestamps { TIMESTAMP_OPTION_LEN } else { 0 })
+    }
+
+    /// Relays a connection, handing it to the XDP program once `after_bytes` have moved (0:
+    /// right away). Returns when the connection is over, however it was carried.
+    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64) -> io::Result<(Moved, Carried)> {
+        let mut relay = match SpliceRelay::new(&client, &server) {
+            Ok(relay) => relay,
+            Err(_) => {
+                self.stats.fallback(Fallback::NoPipe);
+                let (moved, _) = crate::fastpath::relay(client, server, crate::fastpath::RelayMode::Copy).await?;
+                return Ok((moved, Carried::Copy));
+            }
+        };
+        let mut progress = relay.progress();
+        let mut next_attempt = Some(after_bytes);
+        let mut attempts = 0;
+        loop {
+            let threshold = next_attempt;
+            relay
+                .run_until(async move {
+                    match threshold {
+                        Some(n) => {
+                            // The sender lives in the relay: it cannot go away while we wait.
+                            progress.wait_for(|moved| *moved >= n).await.ok();
+                        }
+                        None => std::future::pending().await,
+                    }
+                })
+                .await?;
+            progress = relay.progress();
+            if relay.finished() {
+                return Ok((relay.moved(), Carried::Splice));
+            }
+            if relay.half_closed() || next_attempt.is_none() {
+                next_attempt = None;
+                continue;
+            }
+            attempts += 1;
+            self.stats.update(|r| r.attempts += 1);
+            match self.hand_off(&mut relay, &client, &server).await {
+                Ok(ended) => {
+                    self.stats.update(|r| r.handed_off += 1);
+                    let moved = relay.moved();
+                    drop(relay);
+                    let _live = LiveGuard { handoff: self, keys: [endpoints_key(client.peer_addr()?, client.local_addr()?), endpoints_key(server.peer_addr()?, server.local_addr()?)] };
+                    // Keep both sockets (silent, in repair mode) until the flow ends.
+                    ended.await.ok();
+                    drop((client, server));
+                    return Ok((moved, Carried::Xdp));
+                }
+                Err(reason) => {
+                    self.stats.fallback(reason);
+                    tracing::debug!(reason = reason.label(), attempts, "hand-off abandoned, relaying in user space");
+                    let total = relay.moved().to_server + relay.moved().to_client;
+                    next_attempt = (reason.retryable() && attempts < MAX_ATTEMPTS).then(|| total + after_bytes.max(RETRY_AFTER_BYTES));
+                }
+            }
+        }
+    }
+
+    /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
+    /// sockets are out of repair mode: the relay can go on.
+    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<oneshot::Receiver<()>, Fallback> {
+        let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
+            Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
+        };
+        let ((c_remote, c_local), (s_remote, s_local)) = (ends(client)?, ends(server)?);
+        if !self.through_xdp(c_local.ip()) || !self.through_xdp(s_local.ip()) {
+            return Err(Fallback::NotXdpInterface);
+        }
+        translate::compatible(&negotiated(client)?, &negotiated(server)?)?;
+        let keys = [endpoints_key(c_remote, c_local), endpoints_key(s_remote, s_local)];
+        if keys[0].family != keys[1].family {
+            return Err(Fallback::Family);
+        }
+        let _freezing = FreezingGuard::new(self, keys);
+        self.table.freeze(keys)?;
+        let result = self.while_frozen(relay, client, server, keys).await;
+        if result.is_err() {
+            self.table.remove(&keys);
+        }
+        result
+    }
+
+    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<()>, Fallback> {
+        let deadline = Instant::now() + self.settings.quiesce_timeout;
+        loop {
+            relay.run_until(quiescent(client, server, deadline)).await.map_err(|_| Fallback::Closing)?;
+            if relay.half_closed() {
+                return Err(Fallback::Closing);
+            }
+            if is_quiescent(client, server)? {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Fallback::NotQuiescent);
+            }
+        }
+        let repaired = Repair::on(client, server)?;
+        // A frame accepted just before the freeze may have landed since the last look.
+        if !is_quiescent(client, server)? {
+            return Err(Fallback::NotQuiescent);
+        }
+        let leg = |s: &TcpStream, key: &FlowKey| -> Result<Leg, Fallback> {
+            Ok(Leg {
+                remote: s.peer_addr().map_err(|_| Fallback::Closing)?,
+                local: s.local_addr().map_err(|_| Fallback::Closing)?,
+                negotiated: negotiated(s)?,
+                seq: socket::sequences(s.as_fd()).map_err(|_| Fallback::Error)?,
+                peer_tsval: self.flows.peer_tsval(key),
+            })
+        };
+        let entries = translate::entries(&leg(client, &keys[0])?, &leg(server, &keys[1])?)?;
+        let (tell, ended) = oneshot::channel();
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(keys[0], tell);
+        if let Err(e) = self.table.go_live(&entries) {
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&keys[0]);
+            tracing::warn!(error = %e, "hand-off failed at the last step");
+            return Err(Fallback::Error);
+        }
+        repaired.keep();
+        Ok(ended)
+    }
+
+    /// Whether the local address belongs to an interface the XDP program is attached to:
+    /// frames to it then arrive through the program.
+    fn through_xdp(&self, local: IpAddr) -> bool {
+        let local = crate::routing::canonical(local);
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return false };
+        addrs.into_iter().any(|a| {
+            self.xdp_ifaces.iter().any(|i| *i == a.interface_name)
+                && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local)
+        })
+    }
+}
+
+fn sockaddr_ip(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    addr.as_sockaddr_in6().map(|v6| crate::routing::canonical(IpAddr::V6(v6.ip())))
+}
+
+fn negotiated(s: &TcpStream) -> Result<Negotiated, Fallback> {
+    socket::negotiated(s.as_fd()).map_err(|_| Fallback::Error)
+}
+
+fn is_quiescent(client: &TcpStream, server: &TcpStream) -> Result<bool, Fallback> {
+    let empty = |s: &TcpStream| socket::queues(s.as_fd()).map(|q| q == (0, 0)).map_err(|_| Fallback::Error);
+    Ok(empty(client)? && empty(server)?)
+}
+
+/// Completes when both sockets' queues are empty, or at the deadline.
+async fn quiescent(client: &TcpStream, server: &TcpStream, deadline: Instant) {
+    while Instant::now() < deadline && !is_quiescent(client, server).unwrap_or(false) {
+        tokio::time::sleep(QUIESCE_POLL).await;
+    }
+}
+
+/// Both sockets in repair mode until `keep` (or back out of it when dropped).
+struct Repair<'a> {
+    sockets: [&'a TcpStream; 2],
+    kept: bool,
+}
+
+impl<'a> Repair<'a> {
+    fn on(client: &'a TcpStream, server: &'a TcpStream) -> Result<Self, Fallback> {
+        socket::repair_on(client.as_fd()).map_err(|_| Fallback::Error)?;
+        let repair = Self { sockets: [client, server], kept: false };
+        if socket::repair_on(server.as_fd()).is_err() {
+            return Err(Fallback::Error);
+        }
+        Ok(repair)
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Repair<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            for s in self.sockets {
+                socket::repair_off(s.as_fd()).ok();
+            }
+        }
+    }
+}
+
+/// Marks the keys as being frozen by us for as long as the hand-off runs.
+struct FreezingGuard<'a> {
+    handoff: &'a Handoff,
+    keys: [FlowKey; 2],
+}
+
+impl<'a> FreezingGuard<'a> {
+    fn new(handoff: &'a Handoff, keys: [FlowKey; 2]) -> Self {
+        handoff.freezing.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+        Self { handoff, keys }
+    }
+}
+
+impl Drop for FreezingGuard<'_> {
+    fn drop(&mut self) {
+        let mut freezing = self.handoff.freezing.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            freezing.remove(key);
+        }
+    }
+}
+
+/// A live flow whose connection task goes away early (its server was marked down with
+/// `shutdown-sessions`) is torn down: without its entries, the peers' next frames meet
+/// closed sockets and get RSTs. When the daemon stops, the flow is left to the XDP program.
+struct LiveGuard<'a> {
+    handoff: &'a Handoff,
+    keys: [FlowKey; 2],
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if self.handoff.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.handoff.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.keys[0]);
+        self.handoff.table.remove(&self.keys);
+    }
+}

@@ -1,0 +1,135 @@
+//! Ends handed-off flows: after an RST, or once both FINs were seen, the pair of splice
+//! entries lingers (like TIME_WAIT, so that last ACKs and retransmitted FINs are still
+//! translated) and is then deleted; an idle pair is reclaimed. Frozen entries that no
+//! hand-off in progress owns (a daemon killed mid-hand-off) are removed.
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lb_common::{splice_seen, splice_state, FlowKey, SpliceEntry};
+
+use super::{stats, translate::reverse_key, Handoff};
+
+const SCAN_EVERY: Duration = Duration::from_millis(250);
+/// After an RST there is nothing left to translate but stray retransmissions.
+const RST_LINGER: Duration = Duration::from_secs(1);
+/// A frozen entry nobody owns is removed after this long.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
+    let mut ending: HashMap<FlowKey, Instant> = HashMap::new();
+    let mut orphans: HashMap<FlowKey, Instant> = HashMap::new();
+    let mut published = None;
+    loop {
+        tokio::time::sleep(SCAN_EVERY).await;
+        let entries: HashMap<FlowKey, SpliceEntry> = handoff.table.entries().into_iter().collect();
+        let now_ns = monotonic_ns();
+        let mut live_pairs = 0u64;
+        let mut done: HashSet<FlowKey> = HashSet::new();
+        for (key, entry) in &entries {
+            if entry.state != splice_state::LIVE {
+                if handoff.is_freezing(key) {
+                    orphans.remove(key);
+                } else if orphans.entry(*key).or_insert_with(Instant::now).elapsed() >= ORPHAN_GRACE {
+                    handoff.table.remove(&[*key]);
+                    orphans.remove(key);
+                }
+                continue;
+            }
+            let other_key = reverse_key(entry);
+            // Each pair once, always under the same name.
+            let pair = pair_name(key, &other_key);
+            if !done.insert(pair) {
+                continue;
+            }
+            live_pairs += 1;
+            let other = entries.get(&other_key).copied().unwrap_or_default();
+            let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings) else {
+                ending.remove(&pair);
+                continue;
+            };
+            if ending.entry(pair).or_insert_with(Instant::now).elapsed() >= linger {
+                handoff.table.remove(&[*key, other_key]);
+                handoff.flow_ended(key, &other_key);
+                ending.remove(&pair);
+            }
+        }
+        ending.retain(|pair, _| done.contains(pair));
+        orphans.retain(|key, _| entries.contains_key(key));
+        handoff.stats.update(|r| r.active = live_pairs);
+        if let Some(dir) = &data_dir {
+            let report = handoff.stats.report();
+            if published.as_ref() != Some(&report) {
+                if let Err(e) = stats::publish(dir, &report) {
+                    tracing::warn!(error = %e, "publishing hand-off statistics");
+                }
+                published = Some(report);
+            }
+        }
+    }
+}
+
+fn pair_name(a: &FlowKey, b: &FlowKey) -> FlowKey {
+    let order = |k: &FlowKey| (k.remote_addr, k.local_addr, k.remote_port, k.local_port);
+    if order(a) <= order(b) { *a } else { *b }
+}
+
+/// How long the pair lingers before deletion, once its flow is over; None while it lives.
+fn end_of_flow(a: &SpliceEntry, b: &SpliceEntry, now_ns: u64, settings: &super::HandoffSettings) -> Option<Duration> {
+    if (a.seen | b.seen) & splice_seen::RST != 0 {
+        return Some(RST_LINGER);
+    }
+    if a.seen & b.seen & splice_seen::FIN != 0 {
+        return Some(settings.linger);
+    }
+    let last = a.last_ns.max(b.last_ns);
+    if last != 0 && now_ns.saturating_sub(last) > settings.idle_timeout.as_nanos() as u64 {
+        return Some(Duration::ZERO);
+    }
+    None
+}
+
+/// The clock bpf_ktime_get_ns() reads.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> super::super::HandoffSettings {
+        super::super::HandoffSettings {
+            after_bytes: 0,
+            quiesce_timeout: Duration::from_secs(1),
+            linger: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn entry(seen: u8, last_ns: u64) -> SpliceEntry {
+        SpliceEntry { state: splice_state::LIVE, seen, last_ns, ..SpliceEntry::default() }
+    }
+
+    #[test]
+    fn a_flow_lives_until_both_fins_or_an_rst() {
+        let s = settings();
+        let now = 100_000_000_000;
+        assert_eq!(end_of_flow(&entry(0, now), &entry(0, now), now, &s), None);
+        assert_eq!(end_of_flow(&entry(splice_seen::FIN, now), &entry(0, now), now, &s), None);
+        assert_eq!(end_of_flow(&entry(splice_seen::FIN, now), &entry(splice_seen::FIN, now), now, &s), Some(s.linger));
+        assert_eq!(end_of_flow(&entry(0, now), &entry(splice_seen::RST, now), now, &s), Some(RST_LINGER));
+    }
+
+    #[test]
+    fn an_idle_flow_is_reclaimed_at_once() {
+        let s = settings();
+        let now = 1_000_000_000_000;
+        let old = now - 61_000_000_000;
+        assert_eq!(end_of_flow(&entry(0, old), &entry(0, old), now, &s), Some(Duration::ZERO));
+        assert_eq!(end_of_flow(&entry(0, old), &entry(0, now), now, &s), None);
+    }
+}

@@ -1,0 +1,203 @@
+//! What the kernel knows about one of our TCP sockets, and the TCP_REPAIR switch.
+//!
+//! Every function here is a single getsockopt/setsockopt/ioctl on a descriptor the caller
+//! owns; this is the kernel boundary of the hand-off, so the unsafe blocks live here.
+use std::{
+    io,
+    mem::{size_of, MaybeUninit},
+    os::fd::{AsRawFd, BorrowedFd},
+};
+
+// tcp_info.tcpi_options bits (include/uapi/linux/tcp.h).
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+const TCPI_OPT_SACK: u8 = 2;
+const TCPI_OPT_WSCALE: u8 = 4;
+const TCPI_OPT_ECN: u8 = 8;
+const TCPI_OPT_SYN_DATA: u8 = 32;
+const TCPI_OPT_USEC_TS: u8 = 64;
+const TCPI_OPT_TFO_CHILD: u8 = 128;
+const TCP_ESTABLISHED: u8 = 1;
+
+// TCP_REPAIR_QUEUE selectors.
+const TCP_RECV_QUEUE: libc::c_int = 1;
+const TCP_SEND_QUEUE: libc::c_int = 2;
+const SIOCINQ: libc::c_ulong = libc::FIONREAD as libc::c_ulong;
+const SIOCOUTQ: libc::c_ulong = libc::TIOCOUTQ as libc::c_ulong;
+
+/// The negotiated options of one connection (TCP_INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub established: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Window scaling negotiated; when false both shifts are 0.
+    pub wscale: bool,
+    /// The shift the peer applies to the windows it sends.
+    pub peer_wscale: u8,
+    /// The shift we apply to ours.
+    pub our_wscale: u8,
+    /// ECN, TCP Fast Open (data in the SYN) or microsecond timestamps: any of them and the
+    /// XDP program could not keep both ends consistent.
+    pub unsupported: Option<&'static str>,
+    /// Largest segment we send to the peer (without options).
+    pub send_mss: u32,
+}
+
+pub fn negotiated(fd: BorrowedFd<'_>) -> io::Result<Negotiated> {
+    let info: libc::tcp_info = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    let options = info.tcpi_options;
+    let unsupported = if options & TCPI_OPT_ECN != 0 {
+        Some("ecn")
+    } else if options & (TCPI_OPT_SYN_DATA | TCPI_OPT_TFO_CHILD) != 0 {
+        Some("fast open")
+    } else if options & TCPI_OPT_USEC_TS != 0 {
+        Some("usec timestamps")
+    } else {
+        None
+    };
+    let wscale = options & TCPI_OPT_WSCALE != 0;
+    // The C struct packs tcpi_snd_wscale:4 then tcpi_rcv_wscale:4, low bits first.
+    let shifts = info.tcpi_snd_rcv_wscale;
+    Ok(Negotiated {
+        established: info.tcpi_state == TCP_ESTABLISHED,
+        timestamps: options & TCPI_OPT_TIMESTAMPS != 0,
+        sack: options & TCPI_OPT_SACK != 0,
+        wscale,
+        peer_wscale: if wscale { shifts & 0x0F } else { 0 },
+        our_wscale: if wscale { shifts >> 4 } else { 0 },
+        unsupported,
+        send_mss: info.tcpi_snd_mss,
+    })
+}
+
+/// Bytes received and not yet read, bytes sent and not yet acknowledged (or not yet sent).
+pub fn queues(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    Ok((ioctl_int(fd, SIOCINQ)?, ioctl_int(fd, SIOCOUTQ)?))
+}
+
+/// Puts the socket in repair mode: from now on closing it sends neither FIN nor RST.
+pub fn repair_on(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 1)
+}
+
+/// Leaves repair mode (the hand-off was abandoned; the socket carries on as before).
+pub fn repair_off(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 0)
+}
+
+/// Sequence numbers of a socket in repair mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequences {
+    /// Next sequence number we send (write_seq: with an empty send queue, snd_nxt).
+    pub snd_nxt: u32,
+    /// Next sequence number we expect from the peer.
+    pub rcv_nxt: u32,
+    /// The TSval our side would send now (its clock including the per-connection offset).
+    pub tsval: u32,
+}
+
+pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)?;
+    let snd_nxt: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)?;
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
+    let rcv_nxt: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)?;
+    let tsval: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP)?;
+    Ok(Sequences { snd_nxt, rcv_nxt, tsval })
+}
+
+/// Caps the MSS this socket announces; only effective before connect().
+pub fn clamp_mss(fd: BorrowedFd<'_>, mss: u32) -> io::Result<()> {
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss as libc::c_int)
+}
+
+fn setsockopt(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: fd is a live descriptor (BorrowedFd); the kernel reads exactly
+    // size_of::<c_int>() bytes from &value, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Reads an option whose value is a plain C struct or integer `T` (every bit pattern valid).
+fn getsockopt<T: Copy>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: fd is live; the kernel writes at most `len` bytes into `value`, which has room
+    // for size_of::<T>() bytes; value starts zeroed, so a shorter answer (older kernels
+    // fill less of tcp_info) leaves the rest zero, a valid value for the integer-only T used here.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, value.as_mut_ptr().cast(), &raw mut len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised and then (partly) written by the kernel: fully initialised.
+    Ok(unsafe { value.assume_init() })
+}
+
+fn ioctl_int(fd: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<u32> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: SIOCINQ and SIOCOUTQ write one c_int through the pointer, which is valid.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &raw mut value) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.max(0) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        os::fd::AsFd,
+    };
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn loopback_connection_negotiates_timestamps_sack_and_scaling() {
+        let (client, _server) = pair();
+        let n = negotiated(client.as_fd()).unwrap();
+        assert!(n.established && n.timestamps && n.sack && n.wscale, "{n:?}");
+        assert!(n.send_mss > 0);
+        assert_eq!(n.unsupported, None);
+    }
+
+    #[test]
+    fn queues_count_unread_bytes() {
+        let (mut client, server) = pair();
+        client.write_all(b"hello").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while queues(server.as_fd()).unwrap().0 < 5 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(queues(server.as_fd()).unwrap().0, 5);
+    }
+
+    /// Needs CAP_NET_ADMIN (the tests run as root): the sequence numbers of both ends agree.
+    #[test]
+    fn repair_mode_reads_matching_sequence_numbers() {
+        let (mut client, mut server) = pair();
+        client.write_all(b"abc").unwrap();
+        let mut buf = [0u8; 3];
+        server.read_exact(&mut buf).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        repair_on(client.as_fd()).unwrap();
+        repair_on(server.as_fd()).unwrap();
+        let c = sequences(client.as_fd()).unwrap();
+        let s = sequences(server.as_fd()).unwrap();
+        assert_eq!(c.snd_nxt, s.rcv_nxt);
+        assert_eq!(s.snd_nxt, c.rcv_nxt);
+        repair_off(client.as_fd()).unwrap();
+        repair_off(server.as_fd()).unwrap();
+        client.write_all(b"d").unwrap();
+        server.read_exact(&mut buf[..1]).unwrap();
+        assert_eq!(&buf[..1], b"d");
+    }
+}

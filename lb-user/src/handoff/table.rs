@@ -1,0 +1,75 @@
+//! The splice map (LB_SPLICE): what the daemon writes for the XDP program to carry a flow.
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap, IterableMap, MapData, MapError};
+use lb_common::{splice_state, FlowKey, SpliceEntry};
+
+use super::stats::Fallback;
+
+pub struct SpliceTable {
+    // aya needs `&mut` to update a map; the lock is held only for bpf() syscalls.
+    map: Mutex<HashMap<MapData, FlowKey, SpliceEntry>>,
+}
+
+impl SpliceTable {
+    pub fn new(map: HashMap<MapData, FlowKey, SpliceEntry>) -> Self {
+        Self { map: Mutex::new(map) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<MapData, FlowKey, SpliceEntry>) -> T) -> T {
+        f(&mut self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Freezes both directions: from now on no data-bearing frame reaches the two sockets.
+    pub fn freeze(&self, keys: [FlowKey; 2]) -> Result<(), Fallback> {
+        let frozen = SpliceEntry { state: splice_state::FROZEN, ..SpliceEntry::default() };
+        self.with(|map| {
+            for (i, key) in keys.iter().enumerate() {
+                if let Err(e) = map.insert(key, frozen, 0) {
+                    for undo in &keys[..i] {
+                        map.remove(undo).ok();
+                    }
+                    return Err(if is_full(&e) { Fallback::MapFull } else { Fallback::Error });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes both directions live. Overwriting existing (frozen) entries needs no free slot.
+    pub fn go_live(&self, entries: &[(FlowKey, SpliceEntry); 2]) -> Result<()> {
+        self.with(|map| {
+            for (key, entry) in entries {
+                map.insert(key, entry, 0).context("writing a live splice entry")?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn remove(&self, keys: &[FlowKey]) {
+        self.with(|map| {
+            for key in keys {
+                // Already gone is fine: removal is idempotent.
+                map.remove(key).ok();
+            }
+        });
+    }
+
+    /// Every entry, as of now (entries removed meanwhile are skipped).
+    pub fn entries(&self) -> Vec<(FlowKey, SpliceEntry)> {
+        self.with(|map| map.iter().filter_map(Result::ok).collect())
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<SpliceEntry> {
+        self.with(|map| map.get(key, 0).ok())
+    }
+
+    pub fn map_id(&self) -> Result<u32> {
+        self.with(|map| Ok(map.map().info()?.id()))
+    }
+}
+
+fn is_full(e: &MapError) -> bool {
+    matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::E2BIG))
+}

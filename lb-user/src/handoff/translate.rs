@@ -1,0 +1,242 @@
+//! The two splice entries of a connection, computed from both sockets' state at the
+//! quiescent point (FASTPATH.md has the arithmetic; A is client↔LB, B is LB↔server).
+use std::net::SocketAddr;
+
+use lb_common::{splice_option, splice_state, FlowKey, SpliceEntry};
+
+use super::{
+    socket::{Negotiated, Sequences},
+    stats::Fallback,
+};
+use crate::bpf::addr_bytes;
+
+/// Timestamp ticks added on top of the exact offset. The retired socket may still have sent
+/// one more segment (a delayed ACK) after its clock was read; Linux's PAWS check tolerates
+/// one tick, this keeps the first translated TSval safely ahead of anything the peer saw.
+const TS_MARGIN: u32 = 2;
+
+/// One of the two connections, frozen.
+#[derive(Debug, Clone, Copy)]
+pub struct Leg {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub negotiated: Negotiated,
+    pub seq: Sequences,
+    /// The last TSval the peer sent us, as the XDP program recorded it.
+    pub peer_tsval: Option<u32>,
+}
+
+impl Leg {
+    pub fn key(&self) -> FlowKey {
+        endpoints_key(self.remote, self.local)
+    }
+}
+
+pub fn endpoints_key(remote: SocketAddr, local: SocketAddr) -> FlowKey {
+    let (remote_addr, family) = addr_bytes(remote.ip());
+    let (local_addr, _) = addr_bytes(local.ip());
+    FlowKey { remote_addr, local_addr, remote_port: remote.port().to_be(), local_port: local.port().to_be(), family, _pad: [0; 3] }
+}
+
+/// Whether the two connections can be joined at all, judged from what they negotiated;
+/// checked before the flow is frozen, and again on the frozen state.
+pub fn compatible(a: &Negotiated, b: &Negotiated) -> Result<(), Fallback> {
+    if let Some(what) = a.unsupported.or(b.unsupported) {
+        return Err(Fallback::Unsupported(what));
+    }
+    if !a.established || !b.established {
+        return Err(Fallback::Closing);
+    }
+    if a.timestamps != b.timestamps {
+        return Err(Fallback::OptionsDiffer("timestamps"));
+    }
+    if a.sack != b.sack {
+        return Err(Fallback::OptionsDiffer("sack"));
+    }
+    Ok(())
+}
+
+/// A splice entry per direction: (key of client frames, its entry), (key of server frames, its entry).
+pub fn entries(client: &Leg, server: &Leg) -> Result<[(FlowKey, SpliceEntry); 2], Fallback> {
+    let (a, b) = (client, server);
+    compatible(&a.negotiated, &b.negotiated)?;
+    let (client_key, server_key) = (a.key(), b.key());
+    if client_key.family != server_key.family {
+        return Err(Fallback::Family);
+    }
+    // dC: a client byte at A-sequence x is server-bound byte x + dC; dS likewise.
+    let d_c = b.seq.snd_nxt.wrapping_sub(a.seq.rcv_nxt);
+    let d_s = a.seq.snd_nxt.wrapping_sub(b.seq.rcv_nxt);
+    let timestamps = a.negotiated.timestamps;
+    let (t_c, t_s) = if timestamps {
+        let (Some(c_last), Some(s_last)) = (a.peer_tsval, b.peer_tsval) else {
+            return Err(Fallback::NoTimestamp);
+        };
+        (b.seq.tsval.wrapping_add(TS_MARGIN).wrapping_sub(c_last), a.seq.tsval.wrapping_add(TS_MARGIN).wrapping_sub(s_last))
+    } else {
+        (0, 0)
+    };
+    let mut options = 0;
+    if timestamps {
+        options |= splice_option::TIMESTAMPS;
+    }
+    if a.negotiated.sack {
+        options |= splice_option::SACK;
+    }
+    let to_server = SpliceEntry {
+        src_addr: server_key.local_addr,
+        dst_addr: server_key.remote_addr,
+        src_port: server_key.local_port,
+        dst_port: server_key.remote_port,
+        seq_add: d_c,
+        ack_sub: d_s,
+        tsval_add: t_c,
+        tsecr_sub: t_s,
+        state: splice_state::LIVE,
+        options,
+        wscale_in: a.negotiated.peer_wscale,
+        wscale_out: b.negotiated.our_wscale,
+        family: client_key.family,
+        ..SpliceEntry::default()
+    };
+    let to_client = SpliceEntry {
+        src_addr: client_key.local_addr,
+        dst_addr: client_key.remote_addr,
+        src_port: client_key.local_port,
+        dst_port: client_key.remote_port,
+        seq_add: d_s,
+        ack_sub: d_c,
+        tsval_add: t_s,
+        tsecr_sub: t_c,
+        state: splice_state::LIVE,
+        options,
+        wscale_in: b.negotiated.peer_wscale,
+        wscale_out: a.negotiated.our_wscale,
+        family: client_key.family,
+        ..SpliceEntry::default()
+    };
+    Ok([(client_key, to_server), (server_key, to_client)])
+}
+
+/// The key of the frames travelling the other way, from an entry (for flows adopted after a
+/// restart, whose pairing the daemon did not witness).
+pub fn reverse_key(entry: &SpliceEntry) -> FlowKey {
+    FlowKey {
+        remote_addr: entry.dst_addr,
+        local_addr: entry.src_addr,
+        remote_port: entry.dst_port,
+        local_port: entry.src_port,
+        family: entry.family,
+        _pad: [0; 3],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiated(peer_wscale: u8, our_wscale: u8) -> Negotiated {
+        Negotiated {
+            established: true,
+            timestamps: true,
+            sack: true,
+            wscale: true,
+            peer_wscale,
+            our_wscale,
+            unsupported: None,
+            send_mss: 1448,
+        }
+    }
+
+    fn legs() -> (Leg, Leg) {
+        let client = Leg {
+            remote: "10.77.1.2:40000".parse().unwrap(),
+            local: "10.77.1.1:443".parse().unwrap(),
+            negotiated: negotiated(7, 9),
+            seq: Sequences { snd_nxt: 5_000, rcv_nxt: 0xFFFF_FF00, tsval: 1_000_000 },
+            peer_tsval: Some(77),
+        };
+        let server = Leg {
+            remote: "10.77.2.2:8443".parse().unwrap(),
+            local: "10.77.2.1:50000".parse().unwrap(),
+            negotiated: negotiated(8, 9),
+            seq: Sequences { snd_nxt: 0x100, rcv_nxt: 3_000, tsval: 2_000_000 },
+            peer_tsval: Some(900),
+        };
+        (client, server)
+    }
+
+    #[test]
+    fn offsets_map_each_sides_next_byte_onto_the_others() {
+        let (a, b) = legs();
+        let [(ck, up), (sk, down)] = entries(&a, &b).unwrap();
+        assert_eq!(ck, a.key());
+        assert_eq!(sk, b.key());
+        // The client's next byte (A.rcv_nxt) is the server's next byte (B.snd_nxt), across 2^32.
+        assert_eq!(a.seq.rcv_nxt.wrapping_add(up.seq_add), b.seq.snd_nxt);
+        assert_eq!(b.seq.rcv_nxt.wrapping_add(down.seq_add), a.seq.snd_nxt);
+        // An ACK of everything we sent the client becomes an ACK of everything the server sent.
+        assert_eq!(a.seq.snd_nxt.wrapping_sub(up.ack_sub), b.seq.rcv_nxt);
+        assert_eq!(b.seq.snd_nxt.wrapping_sub(down.ack_sub), a.seq.rcv_nxt);
+    }
+
+    #[test]
+    fn rewritten_addresses_are_the_other_connections() {
+        let (a, b) = legs();
+        let [(_, up), (_, down)] = entries(&a, &b).unwrap();
+        assert_eq!((up.src_addr, up.dst_addr), (b.key().local_addr, b.key().remote_addr));
+        assert_eq!((up.src_port, up.dst_port), (50000u16.to_be(), 8443u16.to_be()));
+        assert_eq!((down.src_port, down.dst_port), (443u16.to_be(), 40000u16.to_be()));
+        assert_eq!(reverse_key(&up), b.key());
+        assert_eq!(reverse_key(&down), a.key());
+    }
+
+    #[test]
+    fn timestamps_continue_each_ends_view_and_echo_back_exactly() {
+        let (a, b) = legs();
+        let [(_, up), (_, down)] = entries(&a, &b).unwrap();
+        // The client's last TSval, translated, is just ahead of what the server last saw from us.
+        assert_eq!(77u32.wrapping_add(up.tsval_add), b.seq.tsval + TS_MARGIN);
+        assert_eq!(900u32.wrapping_add(down.tsval_add), a.seq.tsval + TS_MARGIN);
+        // The server echoing a translated client TSval gives the client its own clock back.
+        let c = 12_345u32;
+        assert_eq!(c.wrapping_add(up.tsval_add).wrapping_sub(down.tsecr_sub), c);
+        let s = 54_321u32;
+        assert_eq!(s.wrapping_add(down.tsval_add).wrapping_sub(up.tsecr_sub), s);
+    }
+
+    #[test]
+    fn window_shifts_go_from_sender_to_our_egress_shift() {
+        let (a, b) = legs();
+        let [(_, up), (_, down)] = entries(&a, &b).unwrap();
+        assert_eq!((up.wscale_in, up.wscale_out), (7, 9));
+        assert_eq!((down.wscale_in, down.wscale_out), (8, 9));
+    }
+
+    #[test]
+    fn mismatched_options_fall_back() {
+        let (mut a, b) = legs();
+        a.negotiated.sack = false;
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::OptionsDiffer("sack"));
+        let (mut a, b) = legs();
+        a.negotiated.unsupported = Some("ecn");
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::Unsupported("ecn"));
+        let (mut a, b) = legs();
+        a.peer_tsval = None;
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::NoTimestamp);
+        let (a, mut b) = legs();
+        b.remote = "[fd77:2::2]:8443".parse().unwrap();
+        b.local = "[fd77:2::1]:50000".parse().unwrap();
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::Family);
+    }
+
+    #[test]
+    fn without_timestamps_no_timestamp_is_needed() {
+        let (mut a, mut b) = legs();
+        a.negotiated.timestamps = false;
+        b.negotiated.timestamps = false;
+        a.peer_tsval = None;
+        let [(_, up), _] = entries(&a, &b).unwrap();
+        assert_eq!(up.options & splice_option::TIMESTAMPS, 0);
+    }
+}
