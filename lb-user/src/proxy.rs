@@ -140,12 +140,8 @@ impl Proxy {
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
         let (server, mut upstream) = self.connect(farm, canonical(peer.ip()), mss).await?;
         let _slot = server.runtime.occupy();
-        if let Some(version) = server.proxy_protocol {
-            // Its own write: the header must reach the server whole (the hello may be long).
-            let header = ProxyHeader::for_connection(peer, client.local_addr()?, hello).to_vec(version)?;
-            upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
-        }
-        upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
+        // Pinned before the first byte goes to the server, so that the XDP program sees (and
+        // records the timestamps of) every frame both peers send from here on.
         let _pin = match &self.flows {
             Some(flows) => Some(flows.pin(
                 Endpoint { remote: peer, local: client.local_addr()? },
@@ -154,6 +150,12 @@ impl Proxy {
             )?),
             None => None,
         };
+        if let Some(version) = server.proxy_protocol {
+            // Its own write: the header must reach the server whole (the hello may be long).
+            let header = ProxyHeader::for_connection(peer, client.local_addr()?, hello).to_vec(version)?;
+            upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
+        }
+        upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
         let relayed = async {
             let result = match (frontend.fastpath, handoff) {
                 (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),

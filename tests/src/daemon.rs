@@ -249,6 +249,38 @@ pub struct Stats {
     pub counters: Counters,
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// Flows the XDP program carries (one entry per direction).
+    #[serde(default)]
+    pub spliced: Vec<Spliced>,
+    /// The daemon's hand-off statistics (None until it published them).
+    #[serde(default)]
+    pub handoff: Option<Handoff>,
+}
+
+/// One direction of a handed-off flow.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spliced {
+    pub from: String,
+    pub to: String,
+    pub rewritten_from: String,
+    pub rewritten_to: String,
+    pub state: String,
+    pub fin_seen: bool,
+    pub rst_seen: bool,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Hand-off statistics (`handoff.json`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Handoff {
+    pub attempts: u64,
+    pub handed_off: u64,
+    pub active: u64,
+    pub ended: u64,
+    pub adopted: u64,
+    pub fallbacks: std::collections::BTreeMap<String, u64>,
+    pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// The XDP program's global counters.
@@ -258,6 +290,16 @@ pub struct Counters {
     pub acl_dropped: u64,
     pub flow_packets: u64,
     pub flow_bytes: u64,
+    #[serde(default)]
+    pub spliced_packets: u64,
+    #[serde(default)]
+    pub spliced_bytes: u64,
+    #[serde(default)]
+    pub frozen_dropped: u64,
+    #[serde(default)]
+    pub fib_failed: u64,
+    #[serde(default)]
+    pub splice_errors: u64,
 }
 
 /// One pinned flow of the XDP fast path.

@@ -60,6 +60,10 @@ use crate::{
 const MAX_ATTEMPTS: u32 = 3;
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
+/// Once the threshold is reached, how long to wait for a moment when both connections are
+/// idle (nothing unread, nothing unacknowledged) before freezing anyway: freezing an idle
+/// flow drops nothing, freezing a busy one drops what the peers send meanwhile.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Bytes added to the threshold before another attempt.
 const RETRY_AFTER_BYTES: u64 = 1 << 20;
 /// TCP timestamp option length: the MSS we announce to the server includes it when used.
@@ -177,12 +181,14 @@ impl Handoff {
         let mut attempts = 0;
         loop {
             let threshold = next_attempt;
+            let (c, s) = (&client, &server);
             relay
                 .run_until(async move {
                     match threshold {
                         Some(n) => {
                             // The sender lives in the relay: it cannot go away while we wait.
                             progress.wait_for(|moved| *moved >= n).await.ok();
+                            quiescent(c, s, Instant::now() + IDLE_WAIT).await;
                         }
                         None => std::future::pending().await,
                     }

@@ -1,0 +1,166 @@
+//! The XDP fast path: classified TLS connections handed to the XDP program carry their bytes
+//! intact, end cleanly, survive loss, and stay in user space when the two connections
+//! cannot be joined.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use lb_tests::config::{Config, Farm, Frontend, Server};
+use lb_tests::daemon::{DaemonOpts, Stats};
+use lb_tests::echo::echo_transfer;
+use lb_tests::EchoReport;
+use lb_tests::lab::standard::*;
+use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
+use lb_tests::{require_root, wait_for, Lab};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// XDP on both of the load balancer's interfaces (a hand-off needs both directions), and a
+/// short linger so that ended flows are reclaimed within the test.
+fn xdp_opts() -> DaemonOpts {
+    DaemonOpts {
+        ifaces: vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
+        extra_args: ["--handoff-linger", "0.5"].map(String::from).to_vec(),
+        ..DaemonOpts::default()
+    }
+}
+
+fn echo_config(fastpath: &str) -> Config {
+    Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath))
+        .farm(echo_farm())
+}
+
+fn transfer(lab: &Lab, len: u64, idle: Duration) -> Result<EchoReport> {
+    let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(idle);
+    let report = lab.in_cli(|| echo_transfer(&opts, len, idle))?;
+    ensure!(report.sent == len && report.received == len, "{report:?}");
+    ensure!(report.sent_sha256 == report.received_sha256, "bytes differ: {report:?}");
+    ensure!(report.close_notify_received, "no close_notify from the server: {report:?}");
+    Ok(report)
+}
+
+/// Waits until every handed-off flow has ended and been reclaimed.
+fn wait_reclaimed(lab: &Lab) -> Result<Stats> {
+    let mut last = None;
+    let done = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        let stats = lab.stats().ok()?;
+        let h = handoff(&stats);
+        let done = stats.spliced.is_empty() && h.ended >= h.handed_off && h.active == 0;
+        last = Some(stats.clone());
+        done.then_some(stats)
+    });
+    done.with_context(|| format!("handed-off flows not reclaimed within 10 s: {last:?}"))
+}
+
+fn handoff(stats: &Stats) -> lb_tests::daemon::Handoff {
+    stats.handoff.clone().unwrap_or_default()
+}
+
+#[test]
+fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    let report = transfer(&lab, GIB, Duration::from_secs(60))?;
+    eprintln!("{report:?}");
+    let stats = wait_reclaimed(&lab)?;
+    let h = handoff(&stats);
+    ensure!(h.handed_off == 1, "hand-off statistics: {h:?}");
+    ensure!(h.by_frontend.get("1").and_then(|m| m.get("xdp")) == Some(&1), "{h:?}");
+    // Both directions' payload went through the XDP program (frames: a little more).
+    ensure!(stats.counters.spliced_bytes >= 2 * GIB, "spliced bytes {} < 2 GiB: {:?}", stats.counters.spliced_bytes, stats.counters);
+    ensure!(stats.counters.fib_failed == 0 && stats.counters.splice_errors == 0, "{:?}", stats.counters);
+    Ok(())
+}
+
+#[test]
+fn auto_hands_off_only_past_the_threshold() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--handoff-after", "1048576"].map(String::from));
+    lab.start_with(&echo_config("auto"), opts)?;
+    transfer(&lab, 64 * 1024, Duration::from_secs(10))?;
+    let short = handoff(&wait_reclaimed(&lab)?);
+    ensure!(short.attempts == 0 && short.handed_off == 0, "a 64 KiB connection was handed off: {short:?}");
+    transfer(&lab, 64 * MIB, Duration::from_secs(30))?;
+    let long = handoff(&wait_reclaimed(&lab)?);
+    ensure!(long.handed_off == 1, "a 64 MiB connection was not handed off: {long:?}");
+    Ok(())
+}
+
+#[test]
+fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
+    require_root!();
+    for mode in ["splice", "copy"] {
+        let mut lab = Lab::with_standard_backends()?;
+        lab.start_with(&echo_config(mode), xdp_opts())?;
+        transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
+        let h = handoff(&lab.stats()?);
+        ensure!(h.attempts == 0, "{mode}: {h:?}");
+        ensure!(h.by_frontend.get("1").and_then(|m| m.get(mode)) == Some(&1), "{mode}: {h:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    run_in(lab.topo.cli(), &["sysctl", "-qw", "net.ipv4.tcp_sack=0"])?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    transfer(&lab, 32 * MIB, Duration::from_secs(20))?;
+    let h = handoff(&lab.stats()?);
+    ensure!(h.handed_off == 0, "{h:?}");
+    ensure!(h.fallbacks.get("sack differs").is_some_and(|n| *n >= 1), "{h:?}");
+    ensure!(h.by_frontend.get("1").and_then(|m| m.get("splice")) == Some(&1), "{h:?}");
+    Ok(())
+}
+
+#[test]
+fn ipv6_flow_is_handed_off() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    lab.backends.tls("[fd77:2::2]:9443", &["lb-echo"], "farm echo6 (server 1)")?;
+    let config = Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp"))
+        .farm(Farm::new(9, "echo6").server(Server::new(9, "fd77:2::2", 9443)));
+    lab.start_with(&config, xdp_opts())?;
+    let opts = lab
+        .client("echo.lb.test")
+        .alpn(&["lb-echo"])
+        .connect_to("[fd77:1::1]:443".parse()?)
+        .timeout(Duration::from_secs(30));
+    let report = lab.in_cli(|| echo_transfer(&opts, 256 * MIB, Duration::from_secs(30)))?;
+    ensure!(report.received == 256 * MIB && report.sent_sha256 == report.received_sha256, "{report:?}");
+    let h = handoff(&wait_reclaimed(&lab)?);
+    ensure!(h.handed_off == 1, "{h:?}");
+    Ok(())
+}
+
+/// No netem in this kernel (CONFIG_NET_SCH_NETEM is off): nftables drops 1% of the frames
+/// each end receives and sends, at random.
+fn lossy(ns: &str, dev: &str) -> Result<()> {
+    let rules = format!(
+        "table inet loss {{ chain in {{ type filter hook ingress device {dev} priority 0; numgen random mod 100 < 1 drop; }} \
+         chain out {{ type filter hook output priority 0; numgen random mod 100 < 1 drop; }} }}"
+    );
+    let out = run_in(ns, &["nft", &rules]).context("nft (install nftables)")?;
+    ensure!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn one_percent_loss_still_byte_identical() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    lossy(lab.topo.cli(), CLI_IF)?;
+    lossy(lab.topo.srv(), SRV_IF)?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    transfer(&lab, 64 * MIB, Duration::from_secs(60))?;
+    let stats = wait_reclaimed(&lab)?;
+    ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
+    Ok(())
+}
