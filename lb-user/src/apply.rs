@@ -78,12 +78,14 @@ impl Applier {
     }
 
     /// Stops accepting and probing, and detaches the XDP program.
-    pub fn shutdown(&self) {
+    /// Stops listening and detaches the XDP program; with `keep_flows`, handed-off flows are
+    /// left running in the XDP program (pinned) for the next daemon.
+    pub fn shutdown(&self, keep_flows: bool) {
         self.health.shutdown();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.listeners.stop_all();
         if let Some(dp) = state.dataplane.take() {
-            dp.detach();
+            dp.detach(keep_flows);
         }
     }
 }

@@ -6,14 +6,15 @@
 use std::{
     collections::HashSet,
     net::IpAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{lpm_trie::Key, DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode},
-    Ebpf,
+    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
 };
 use lb_common::{
     acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, SpliceEntry,
@@ -22,7 +23,10 @@ use lb_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{AclMode, Snapshot};
+use crate::{
+    pin,
+    snapshot::{AclMode, Snapshot},
+};
 
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
 
@@ -70,6 +74,8 @@ pub struct Dataplane {
     next_acl_id: u32,
     pub attachments: Vec<Attachment>,
     pub ids: KernelIds,
+    pin_dir: Option<PathBuf>,
+    _pinned_links: Vec<aya::programs::links::PinnedLink>,
 }
 
 #[derive(Default)]
@@ -80,8 +86,16 @@ struct AppliedPolicy {
 }
 
 impl Dataplane {
-    pub fn load_and_attach(ifaces: &[String], mode: XdpModeChoice) -> Result<Self> {
-        let mut ebpf = Ebpf::load(XDP_OBJECT).context("loading the XDP object into the kernel")?;
+    /// With `pin_dir`, the splice map and the links are pinned there (and adopted from there
+    /// when a previous daemon left them): handed-off flows survive a restart.
+    pub fn load_and_attach(ifaces: &[String], mode: XdpModeChoice, pin_dir: Option<&Path>) -> Result<Self> {
+        let mut loader = EbpfLoader::new();
+        let splice_pin = pin_dir.map(|dir| dir.join(MAP_SPLICE));
+        if let (Some(dir), Some(path)) = (pin_dir, &splice_pin) {
+            pin::prepare(dir)?;
+            loader.map_pin_path(MAP_SPLICE, path.as_path());
+        }
+        let mut ebpf = loader.load(XDP_OBJECT).context("loading the XDP object into the kernel")?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_XDP)
             .ok_or_else(|| anyhow!("program {PROGRAM_XDP} missing from the object"))?
@@ -89,10 +103,21 @@ impl Dataplane {
         program.load().context("the verifier refused the XDP program")?;
         let program_id = program.info()?.id();
         let mut attachments = Vec::new();
+        let mut pinned_links = Vec::new();
         for iface in ifaces {
-            let used = attach(program, iface, mode)?;
+            if let Some(dir) = pin_dir {
+                if pin::adopt_link(program, dir, iface)? {
+                    tracing::info!(iface, "XDP program swapped into the link a previous daemon pinned");
+                    attachments.push(Attachment { iface: iface.clone(), mode });
+                    continue;
+                }
+            }
+            let (used, link) = attach(program, iface, mode)?;
             tracing::info!(iface, mode = ?used, "XDP program attached");
             attachments.push(Attachment { iface: iface.clone(), mode: used });
+            if let Some(dir) = pin_dir {
+                pinned_links.push(pin::pin_link(program, link, dir, iface)?);
+            }
         }
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the object"));
         let flows: HashMap<MapData, FlowKey, FlowValue> = take(MAP_FLOWS)?.try_into()?;
@@ -128,6 +153,8 @@ impl Dataplane {
             next_acl_id: 1,
             attachments,
             ids,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            _pinned_links: pinned_links,
         })
     }
 
@@ -192,8 +219,17 @@ impl Dataplane {
         Counters::read(&self.counters)
     }
 
-    /// Detaches from every interface now (dropping does the same, silently).
-    pub fn detach(mut self) {
+    /// Detaches from every interface now (dropping does the same, silently). With
+    /// `keep_flows` and a pin directory, the pinned links and splice map stay: the flows the
+    /// XDP program carries go on, and the next daemon adopts them.
+    pub fn detach(mut self, keep_flows: bool) {
+        if let Some(dir) = &self.pin_dir {
+            if keep_flows {
+                tracing::info!(dir = %dir.display(), "handed-off flows stay with the XDP program (pinned) until the next daemon adopts them");
+                return;
+            }
+            pin::remove_all(dir);
+        }
         if let Some(program) = self.ebpf.program_mut(PROGRAM_XDP) {
             if let Ok(xdp) = <&mut Xdp>::try_from(program) {
                 if let Err(e) = xdp.unload() {
@@ -205,21 +241,20 @@ impl Dataplane {
     }
 }
 
-fn attach(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<XdpModeChoice> {
-    let attempt = |program: &mut Xdp, m: XdpMode| program.attach(iface, m).map(|_| ()).map_err(anyhow::Error::from);
+fn attach(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<(XdpModeChoice, XdpLinkId)> {
+    let attempt = |program: &mut Xdp, m: XdpMode| program.attach(iface, m).map_err(anyhow::Error::from);
     match mode {
-        XdpModeChoice::Drv => attempt(program, XdpMode::Driver).with_context(|| format!("attaching XDP to {iface} in native mode"))?,
-        XdpModeChoice::Skb => attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} in generic mode"))?,
+        XdpModeChoice::Drv => Ok((mode, attempt(program, XdpMode::Driver).with_context(|| format!("attaching XDP to {iface} in native mode"))?)),
+        XdpModeChoice::Skb => Ok((mode, attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} in generic mode"))?)),
         XdpModeChoice::Auto => match attempt(program, XdpMode::Driver) {
-            Ok(()) => return Ok(XdpModeChoice::Drv),
+            Ok(link) => Ok((XdpModeChoice::Drv, link)),
             Err(native) => {
                 tracing::info!(iface, error = %native, "native XDP unavailable, trying generic mode");
-                attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} (native failed: {native:#})"))?;
-                return Ok(XdpModeChoice::Skb);
+                let link = attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} (native failed: {native:#})"))?;
+                Ok((XdpModeChoice::Skb, link))
             }
         },
     }
-    Ok(mode)
 }
 
 fn map_id(map: &MapData) -> Result<u32> {

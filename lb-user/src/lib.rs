@@ -16,6 +16,7 @@ pub mod handoff;
 pub mod health;
 pub mod listeners;
 pub mod model;
+pub mod pin;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;

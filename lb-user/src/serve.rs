@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// The zone this daemon serves.
     #[arg(long, default_value = "local")]
     pub zone: String,
+    /// bpffs directory for the splice map and the XDP links (e.g. /sys/fs/bpf/lb-user; one
+    /// per daemon). With it, flows handed to the XDP program survive a daemon restart: the
+    /// next daemon with the same --pin-dir adopts them. Without it they end with the daemon.
+    #[arg(long)]
+    pub pin_dir: Option<PathBuf>,
     /// Bytes (both directions) a connection of a `fastpath: auto` frontend moves in user
     /// space before it is handed to the XDP program.
     #[arg(long, default_value_t = 65_536)]
@@ -103,7 +108,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         warn!("no --iface given: running without the XDP program (no source ACLs before the handshake, no XDP fast path)");
         None
     } else {
-        Some(Dataplane::load_and_attach(&args.ifaces, args.xdp_mode)?)
+        Some(Dataplane::load_and_attach(&args.ifaces, args.xdp_mode, args.pin_dir.as_deref())?)
     };
     let handoff = dataplane.as_mut().and_then(|d| {
         let table = SpliceTable::new(d.take_splice()?);
@@ -125,7 +130,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let (control, api) = match result {
         Ok(started) => started,
         Err(e) => {
-            applier.shutdown();
+            applier.shutdown(false);
             return Err(e);
         }
     };
@@ -162,7 +167,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(reaper) = reaper {
         reaper.abort();
     }
-    applier.shutdown();
+    let keep_flows = args.pin_dir.is_some() && handoff.as_ref().is_some_and(|h| h.has_live_flows());
+    applier.shutdown(keep_flows);
     Ok(())
 }
 

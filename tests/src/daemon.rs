@@ -323,3 +323,40 @@ impl Stats {
         self.flows.iter().filter(|f| f.client == client).collect()
     }
 }
+
+/// A pin directory for one daemon (`--pin-dir`) on a bpffs the kit mounts at
+/// /run/lb-tests-bpffs: `ip netns exec` remounts /sys, so /sys/fs/bpf would be a fresh,
+/// empty bpffs for every daemon, and a restarted daemon could not find its pins.
+/// Removed (pins and all) on drop.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(name: &str) -> Result<Self> {
+        const ROOT: &str = "/run/lb-tests-bpffs";
+        fs::create_dir_all(ROOT)?;
+        let mounted = fs::read_to_string("/proc/self/mounts")?
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(ROOT));
+        if !mounted {
+            run_ok(
+                Command::new("mount").args(["-t", "bpf", "bpf", ROOT]),
+                Duration::from_secs(10),
+            )?;
+        }
+        let path = PathBuf::from(ROOT).join(name);
+        Ok(Self { path })
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                fs::remove_file(entry.path()).ok();
+            }
+        }
+        fs::remove_dir(&self.path).ok();
+    }
+}

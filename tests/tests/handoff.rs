@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use lb_tests::config::{Config, Farm, Frontend, Server};
-use lb_tests::daemon::{DaemonOpts, Stats};
+use lb_tests::daemon::{DaemonOpts, PinDir, Stats};
 use lb_tests::echo::echo_transfer;
 use lb_tests::EchoReport;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
-use lb_tests::{require_root, wait_for, Lab};
+use lb_tests::{in_netns, require_root, wait_for, Lab};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -162,5 +162,48 @@ fn one_percent_loss_still_byte_identical() -> Result<()> {
     transfer(&lab, 64 * MIB, Duration::from_secs(60))?;
     let stats = wait_reclaimed(&lab)?;
     ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
+    Ok(())
+}
+
+#[test]
+fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let pins = PinDir::new(lab.topo.prefix())?;
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--pin-dir".to_string(), pins.path.display().to_string()]);
+    let config = echo_config("xdp");
+    lab.start_with(&config, opts.clone())?;
+    let ns = lab.topo.cli().to_string();
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(60));
+    let len = 512 * MIB;
+    let transfer = std::thread::spawn(move || in_netns(&ns, || echo_transfer(&client, len, Duration::from_secs(60))));
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+        lab.stats().ok().filter(|s| handoff(s).handed_off == 1 && !transfer.is_finished())
+    })
+    .context("the transfer was not handed off while running")?;
+    // Dropping the first daemon (SIGTERM) leaves the flow pinned; the second adopts it.
+    lab.start_with(&config, opts)?;
+    let report = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
+    ensure!(report.received == len && report.sent_sha256 == report.received_sha256, "{report:?}");
+    let h = handoff(&wait_reclaimed(&lab)?);
+    ensure!(h.adopted == 1, "the new daemon did not adopt the flow: {h:?}");
+    Ok(())
+}
+
+#[test]
+fn h2_session_with_many_streams_over_a_handed_off_flow() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let config = Config::new()
+        .frontend(Frontend::new(1, "443").default_farm(H2_FARM).fastpath("xdp"))
+        .farm(h2_farm());
+    lab.start_with(&config, xdp_opts())?;
+    // One connection, 2,000 requests, 100 streams in flight at a time.
+    let out = run_in(lab.topo.cli(), &["h2load", "-n", "2000", "-c", "1", "-m", "100", "https://10.77.1.1/"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(text.contains("2000 succeeded, 0 failed"), "h2load: {text}");
+    let h = handoff(&wait_reclaimed(&lab)?);
+    ensure!(h.handed_off == 1, "{h:?}");
     Ok(())
 }

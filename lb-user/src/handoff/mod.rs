@@ -143,6 +143,11 @@ impl Handoff {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the XDP program carries flows right now.
+    pub fn has_live_flows(&self) -> bool {
+        self.table.entries().iter().any(|(_, e)| e.state == lb_common::splice_state::LIVE)
+    }
+
     fn is_freezing(&self, key: &FlowKey) -> bool {
         self.freezing.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }
