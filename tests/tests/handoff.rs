@@ -41,17 +41,19 @@ fn transfer(lab: &Lab, len: u64, idle: Duration) -> Result<EchoReport> {
     Ok(report)
 }
 
-/// Waits until every handed-off flow has ended and been reclaimed.
-fn wait_reclaimed(lab: &Lab) -> Result<Stats> {
+/// Waits until `connections` connections have finished (however they were carried) and
+/// every handed-off flow has been reclaimed.
+fn wait_settled(lab: &Lab, connections: u64) -> Result<Stats> {
     let mut last = None;
     let done = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
         let stats = lab.stats().ok()?;
         let h = handoff(&stats);
-        let done = stats.spliced.is_empty() && h.ended >= h.handed_off && h.active == 0;
+        let finished: u64 = h.by_frontend.values().flat_map(|m| m.values()).sum();
+        let done = finished >= connections && stats.spliced.is_empty() && h.ended >= h.handed_off + h.adopted && h.active == 0;
         last = Some(stats.clone());
         done.then_some(stats)
     });
-    done.with_context(|| format!("handed-off flows not reclaimed within 10 s: {last:?}"))
+    done.with_context(|| format!("connections not settled within 10 s: {last:?}"))
 }
 
 fn handoff(stats: &Stats) -> lb_tests::daemon::Handoff {
@@ -65,7 +67,7 @@ fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     let report = transfer(&lab, GIB, Duration::from_secs(60))?;
     eprintln!("{report:?}");
-    let stats = wait_reclaimed(&lab)?;
+    let stats = wait_settled(&lab, 1)?;
     let h = handoff(&stats);
     ensure!(h.handed_off == 1, "hand-off statistics: {h:?}");
     ensure!(h.by_frontend.get("1").and_then(|m| m.get("xdp")) == Some(&1), "{h:?}");
@@ -83,10 +85,10 @@ fn auto_hands_off_only_past_the_threshold() -> Result<()> {
     opts.extra_args.extend(["--handoff-after", "1048576"].map(String::from));
     lab.start_with(&echo_config("auto"), opts)?;
     transfer(&lab, 64 * 1024, Duration::from_secs(10))?;
-    let short = handoff(&wait_reclaimed(&lab)?);
+    let short = handoff(&wait_settled(&lab, 1)?);
     ensure!(short.attempts == 0 && short.handed_off == 0, "a 64 KiB connection was handed off: {short:?}");
     transfer(&lab, 64 * MIB, Duration::from_secs(30))?;
-    let long = handoff(&wait_reclaimed(&lab)?);
+    let long = handoff(&wait_settled(&lab, 2)?);
     ensure!(long.handed_off == 1, "a 64 MiB connection was not handed off: {long:?}");
     Ok(())
 }
@@ -98,7 +100,7 @@ fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
         let mut lab = Lab::with_standard_backends()?;
         lab.start_with(&echo_config(mode), xdp_opts())?;
         transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
-        let h = handoff(&lab.stats()?);
+        let h = handoff(&wait_settled(&lab, 1)?);
         ensure!(h.attempts == 0, "{mode}: {h:?}");
         ensure!(h.by_frontend.get("1").and_then(|m| m.get(mode)) == Some(&1), "{mode}: {h:?}");
     }
@@ -112,7 +114,7 @@ fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
     run_in(lab.topo.cli(), &["sysctl", "-qw", "net.ipv4.tcp_sack=0"])?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     transfer(&lab, 32 * MIB, Duration::from_secs(20))?;
-    let h = handoff(&lab.stats()?);
+    let h = handoff(&wait_settled(&lab, 1)?);
     ensure!(h.handed_off == 0, "{h:?}");
     ensure!(h.fallbacks.get("sack differs").is_some_and(|n| *n >= 1), "{h:?}");
     ensure!(h.by_frontend.get("1").and_then(|m| m.get("splice")) == Some(&1), "{h:?}");
@@ -135,7 +137,7 @@ fn ipv6_flow_is_handed_off() -> Result<()> {
         .timeout(Duration::from_secs(30));
     let report = lab.in_cli(|| echo_transfer(&opts, 256 * MIB, Duration::from_secs(30)))?;
     ensure!(report.received == 256 * MIB && report.sent_sha256 == report.received_sha256, "{report:?}");
-    let h = handoff(&wait_reclaimed(&lab)?);
+    let h = handoff(&wait_settled(&lab, 1)?);
     ensure!(h.handed_off == 1, "{h:?}");
     Ok(())
 }
@@ -160,7 +162,7 @@ fn one_percent_loss_still_byte_identical() -> Result<()> {
     lossy(lab.topo.srv(), SRV_IF)?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     transfer(&lab, 64 * MIB, Duration::from_secs(60))?;
-    let stats = wait_reclaimed(&lab)?;
+    let stats = wait_settled(&lab, 1)?;
     ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
     Ok(())
 }
@@ -186,7 +188,7 @@ fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<
     lab.start_with(&config, opts)?;
     let report = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
     ensure!(report.received == len && report.sent_sha256 == report.received_sha256, "{report:?}");
-    let h = handoff(&wait_reclaimed(&lab)?);
+    let h = handoff(&wait_settled(&lab, 0)?);
     ensure!(h.adopted == 1, "the new daemon did not adopt the flow: {h:?}");
     Ok(())
 }
@@ -203,7 +205,7 @@ fn h2_session_with_many_streams_over_a_handed_off_flow() -> Result<()> {
     let out = run_in(lab.topo.cli(), &["h2load", "-n", "2000", "-c", "1", "-m", "100", "https://10.77.1.1/"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(text.contains("2000 succeeded, 0 failed"), "h2load: {text}");
-    let h = handoff(&wait_reclaimed(&lab)?);
+    let h = handoff(&wait_settled(&lab, 1)?);
     ensure!(h.handed_off == 1, "{h:?}");
     Ok(())
 }
