@@ -80,6 +80,16 @@ impl Store {
         }
     }
 
+    /// A store held in memory only: nothing survives the process. For fuzzing, where a
+    /// durable commit (an fsync) per request would be the whole cost.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let database = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db)?;
+        let tx = database.begin_write().map_err(db)?;
+        WriteTx::init(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(Self { db: database, path: PathBuf::from(":memory:") })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -167,3 +167,18 @@ fn a_second_open_is_refused_while_the_first_holds_the_file() {
     let err = Store::open(dir.path()).err().expect("refused").to_string();
     assert!(err.contains("already open"), "{err}");
 }
+
+#[test]
+fn in_memory_store_reads_back_what_it_wrote() {
+    let store = Store::in_memory().unwrap();
+    let id = store
+        .write(|tx| -> Result<u32, StoreError> {
+            let id = tx.next_id(Kind::Frontend)?;
+            tx.insert(id, &frontend(id, "443"))?;
+            Ok(id)
+        })
+        .unwrap();
+    assert_eq!(id, 1);
+    let back: Option<Frontend> = store.read(|tx| tx.get(id)).unwrap();
+    assert_eq!(back.unwrap().port, "443");
+}
