@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{AclMode, Snapshot};
 
-static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
+/// The XDP object built by build.rs; public so that the packet fixture tests
+/// (tests/xdp_fixtures.rs) load the very program the daemon attaches.
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
