@@ -5,6 +5,9 @@
 //! them, so the kernel side never converts.
 #![no_std]
 
+pub mod csum;
+pub mod tcp;
+
 /// Address family tags used in keys (not the kernel's AF_* numbers: these are ours).
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

@@ -1,7 +1,7 @@
 //! Bounded header parsing: Ethernet (one optional VLAN tag), IPv4 / IPv6, TCP.
-//! Every read is checked against the end of the frame, as the verifier demands.
-use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, FAMILY_V4, FAMILY_V6};
+
+use crate::frame::Frame;
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -9,16 +9,18 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
-const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_TCP: u8 = 6;
 const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const TCP_MIN_HLEN: usize = 20;
-const TCP_FLAG_SYN: u8 = 0x02;
-const TCP_FLAG_ACK: u8 = 0x10;
+pub const IPV6_HLEN: usize = 40;
+pub const TCP_MIN_HLEN: usize = 20;
+pub const TCP_FLAG_FIN: u8 = 0x01;
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_RST: u8 = 0x04;
+pub const TCP_FLAG_ACK: u8 = 0x10;
 const IPV4_FRAG_MASK: u16 = 0x3FFF; // MF flag and fragment offset
 
-/// The fields of a TCP segment the program decides on. Addresses and ports stay in
-/// network byte order.
+/// The fields of a TCP segment the program decides on, and where its headers are.
+/// Addresses and ports stay in network byte order.
 pub struct Packet {
     pub family: u8,
     pub src_addr: [u8; 16],
@@ -26,12 +28,31 @@ pub struct Packet {
     pub src_port: u16,
     pub dst_port: u16,
     pub flags: u8,
+    /// Whether a VLAN tag sits between the Ethernet header and the IP header.
+    pub vlan: bool,
+    /// Offsets of the IP and TCP headers from the start of the frame.
+    pub l3: usize,
+    pub l4: usize,
+    /// TCP header length (data offset × 4), options included.
+    pub tcp_hlen: usize,
+    /// TCP header and payload, as the IP header counts them.
+    pub l4_len: usize,
 }
 
 impl Packet {
     #[inline(always)]
     pub fn is_syn_without_ack(&self) -> bool {
         self.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+    }
+
+    #[inline(always)]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    #[inline(always)]
+    pub fn has_payload(&self) -> bool {
+        self.l4_len > self.tcp_hlen
     }
 
     /// The key of the flow this frame belongs to, from the receiving host's point of view.
@@ -48,45 +69,15 @@ impl Packet {
     }
 }
 
-/// A pointer to `len` readable bytes at `offset`, or None past the end of the frame.
 #[inline(always)]
-fn bytes_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*const u8> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + len > end {
-        return None;
-    }
-    Some((start + offset) as *const u8)
-}
-
-#[inline(always)]
-fn read_u8(ctx: &XdpContext, offset: usize) -> Option<u8> {
-    let p = bytes_at(ctx, offset, 1)?;
-    // SAFETY: bytes_at proved one readable byte at p.
-    Some(unsafe { *p })
-}
-
-#[inline(always)]
-fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    let p = bytes_at(ctx, offset, 2)?;
-    // SAFETY: bytes_at proved two readable bytes at p.
-    Some(u16::from_be_bytes(unsafe { [*p, *p.add(1)] }))
-}
-
-#[inline(always)]
-fn read_n<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let p = bytes_at(ctx, offset, N)?;
-    // SAFETY: bytes_at proved N readable bytes at p; read_unaligned copes with any alignment.
-    Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
-}
-
-#[inline(always)]
-pub fn tcp_packet(ctx: &XdpContext) -> Option<Packet> {
+pub fn tcp_packet(frame: &Frame) -> Option<Packet> {
     let mut l3 = ETH_HLEN;
-    let mut ethertype = read_be16(ctx, 12)?;
+    let mut ethertype = frame.be16(12)?;
+    let mut vlan = false;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = read_be16(ctx, ETH_HLEN + 2)?;
+        ethertype = frame.be16(ETH_HLEN + 2)?;
         l3 += VLAN_HLEN;
+        vlan = true;
     }
     let mut packet = Packet {
         family: 0,
@@ -95,49 +86,59 @@ pub fn tcp_packet(ctx: &XdpContext) -> Option<Packet> {
         src_port: 0,
         dst_port: 0,
         flags: 0,
+        vlan,
+        l3,
+        l4: 0,
+        tcp_hlen: 0,
+        l4_len: 0,
     };
-    let l4 = match ethertype {
+    match ethertype {
         ETH_P_IP => {
-            let version_ihl = read_u8(ctx, l3)?;
+            let version_ihl = (frame.be16(l3)? >> 8) as u8;
             let ihl = ((version_ihl & 0x0F) as usize) * 4;
             if version_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
                 return None;
             }
-            if read_u8(ctx, l3 + 9)? != IPPROTO_TCP {
+            // TTL and protocol.
+            if frame.be16(l3 + 8)? as u8 != IPPROTO_TCP {
                 return None;
             }
             // Only a first fragment carries the TCP header; TCP normally never fragments.
-            if read_be16(ctx, l3 + 6)? & IPV4_FRAG_MASK != 0 {
+            if frame.be16(l3 + 6)? & IPV4_FRAG_MASK != 0 {
                 return None;
             }
             packet.family = FAMILY_V4;
-            let src: [u8; 4] = read_n(ctx, l3 + 12)?;
-            let dst: [u8; 4] = read_n(ctx, l3 + 16)?;
+            let src: [u8; 4] = frame.bytes(l3 + 12)?;
+            let dst: [u8; 4] = frame.bytes(l3 + 16)?;
             packet.src_addr[..4].copy_from_slice(&src);
             packet.dst_addr[..4].copy_from_slice(&dst);
-            l3 + ihl
+            packet.l4_len = (frame.be16(l3 + 2)? as usize).saturating_sub(ihl);
+            packet.l4 = l3 + ihl;
         }
         ETH_P_IPV6 => {
             // Extension headers are rare on TCP; such frames go to the kernel unjudged.
-            if read_u8(ctx, l3 + 6)? != IPPROTO_TCP {
+            // Next header and hop limit.
+            if (frame.be16(l3 + 6)? >> 8) as u8 != IPPROTO_TCP {
                 return None;
             }
             packet.family = FAMILY_V6;
-            packet.src_addr = read_n(ctx, l3 + 8)?;
-            packet.dst_addr = read_n(ctx, l3 + 24)?;
-            l3 + IPV6_HLEN
+            packet.src_addr = frame.bytes(l3 + 8)?;
+            packet.dst_addr = frame.bytes(l3 + 24)?;
+            packet.l4_len = frame.be16(l3 + 4)? as usize;
+            packet.l4 = l3 + IPV6_HLEN;
         }
         _ => return None,
-    };
-    // Read the TCP header through the very pointer that was bounds-checked: recomputing it
-    // from the variable IPv4 header length would lose the verifier's range proof.
-    let tcp = bytes_at(ctx, l4, TCP_MIN_HLEN)?;
-    // SAFETY: bytes_at proved TCP_MIN_HLEN readable bytes at tcp; ports are bytes 0..4 and
-    // the flags byte 13.
-    unsafe {
-        packet.src_port = u16::from_ne_bytes([*tcp, *tcp.add(1)]);
-        packet.dst_port = u16::from_ne_bytes([*tcp.add(2), *tcp.add(3)]);
-        packet.flags = *tcp.add(13);
+    }
+    let l4 = packet.l4;
+    let ports: [u8; 4] = frame.bytes(l4)?;
+    packet.src_port = u16::from_ne_bytes([ports[0], ports[1]]);
+    packet.dst_port = u16::from_ne_bytes([ports[2], ports[3]]);
+    // Data offset and flags.
+    let offset_flags = frame.be16(l4 + 12)?;
+    packet.tcp_hlen = ((offset_flags >> 12) as usize) * 4;
+    packet.flags = offset_flags as u8;
+    if packet.tcp_hlen < TCP_MIN_HLEN {
+        return None;
     }
     Some(packet)
 }

@@ -28,6 +28,8 @@ use crate::{
     snapshot::{AclMode, Snapshot},
 };
 
+/// The XDP object built by build.rs; public so that the packet fixture tests
+/// (tests/xdp_fixtures.rs) load the very program the daemon attaches.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]

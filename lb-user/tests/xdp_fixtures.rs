@@ -1,0 +1,515 @@
+//! Packet fixtures for the XDP splice fast path, run through BPF_PROG_TEST_RUN as Katran's
+//! tests do: each test loads the daemon's own object in a fresh network namespace (real
+//! routes and permanent neighbours, so bpf_fib_lookup answers), feeds it frames, and compares
+//! the output byte for byte with a frame built independently, whose checksums are computed
+//! from scratch (never incrementally).
+//!
+//! Needs root (namespaces, BPF). Run: `cargo test -p lb-user --test xdp_fixtures`.
+
+#[path = "xdp_fixtures/harness.rs"]
+mod harness;
+#[path = "xdp_fixtures/netns.rs"]
+mod netns;
+#[path = "xdp_fixtures/packet.rs"]
+mod packet;
+
+use harness::{Dataplane, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
+use lb_common::{
+    counter, splice_option, splice_seen, splice_state, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6,
+};
+use netns::*;
+use packet::{assert_frame_eq, options, sack, timestamp, Addrs, Segment, ACK, FIN, PSH, RST, SYN};
+
+const NOP: u8 = 1;
+const CLIENT_PORT: u16 = 40_000;
+const FRONTEND_PORT: u16 = 443;
+const LB_PORT: u16 = 50_000;
+const SERVER_PORT: u16 = 8_443;
+
+struct Fixture {
+    dp: Dataplane,
+    c0: u32,
+    s0: u32,
+}
+
+/// Runs a test inside its own namespace with the program loaded and both interfaces in
+/// the egress devmap; the namespace goes away whatever the outcome.
+fn with_fixture(test: impl FnOnce(&mut Fixture) + Send + 'static) {
+    let ns = Netns::create();
+    ns.run_inside(move || {
+        let mut dp = Dataplane::load();
+        let (c0, s0) = (ifindex("c0"), ifindex("s0"));
+        dp.allow_egress(c0);
+        dp.allow_egress(s0);
+        test(&mut Fixture { dp, c0, s0 });
+    });
+}
+
+fn v4(addr: [u8; 4]) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..4].copy_from_slice(&addr);
+    out
+}
+
+fn key(remote: [u8; 16], remote_port: u16, local: [u8; 16], local_port: u16, family: u8) -> FlowKey {
+    FlowKey {
+        remote_addr: remote,
+        local_addr: local,
+        remote_port: remote_port.to_be(),
+        local_port: local_port.to_be(),
+        family,
+        _pad: [0; 3],
+    }
+}
+
+fn client_key_v4() -> FlowKey {
+    key(v4(CLIENT_V4), CLIENT_PORT, v4(FRONTEND_V4), FRONTEND_PORT, FAMILY_V4)
+}
+
+fn client_key_v6() -> FlowKey {
+    key(CLIENT_V6, CLIENT_PORT, FRONTEND_V6, FRONTEND_PORT, FAMILY_V6)
+}
+
+/// Client → server rules with zero offsets; tests set the numbers they exercise.
+fn toward_server_v4() -> SpliceEntry {
+    SpliceEntry {
+        src_addr: v4(LB_V4),
+        dst_addr: v4(SERVER_V4),
+        src_port: LB_PORT.to_be(),
+        dst_port: SERVER_PORT.to_be(),
+        state: splice_state::LIVE,
+        options: splice_option::TIMESTAMPS | splice_option::SACK,
+        wscale_in: 7,
+        wscale_out: 7,
+        family: FAMILY_V4,
+        ..Default::default()
+    }
+}
+
+/// A data segment from the client to the frontend, as it arrives on c0.
+fn from_client_v4() -> Segment {
+    Segment {
+        eth_dst: C0_MAC,
+        eth_src: CLIENT_MAC,
+        vlan: None,
+        addrs: Addrs::V4(CLIENT_V4, FRONTEND_V4),
+        sport: CLIENT_PORT,
+        dport: FRONTEND_PORT,
+        seq: 5_000,
+        ack: 9_000,
+        flags: ACK | PSH,
+        window: 500,
+        options: Vec::new(),
+        payload: b"hello, server".to_vec(),
+    }
+}
+
+/// The addressing a client segment must leave with toward the server (s0).
+fn addressed_to_server_v4(input: &Segment) -> Segment {
+    Segment {
+        eth_dst: SERVER_MAC,
+        eth_src: S0_MAC,
+        addrs: Addrs::V4(LB_V4, SERVER_V4),
+        sport: LB_PORT,
+        dport: SERVER_PORT,
+        ..input.clone()
+    }
+}
+
+#[test]
+fn verifier_accepts_the_program() {
+    with_fixture(|fx| {
+        let insns = fx.dp.verified_instructions();
+        eprintln!("verifier processed {insns:?} instructions");
+        assert!(insns.is_some_and(|n| n > 0));
+    });
+}
+
+#[test]
+fn no_entry_passes_the_frame_unchanged() {
+    with_fixture(|fx| {
+        let input = from_client_v4().to_bytes();
+        let (action, out) = fx.dp.run(fx.c0, &input);
+        assert_eq!(action, XDP_PASS);
+        assert_frame_eq(&out, &input);
+        assert_eq!(fx.dp.counter(counter::PASSED), 1);
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+    });
+}
+
+#[test]
+fn seq_and_ack_wrap_around_2_pow_32() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry { seq_add: 0x200, ack_sub: 0x300, ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        let input = Segment { seq: 0xFFFF_FF80, ack: 0x100, ..from_client_v4() };
+        let expected = Segment { seq: 0x180, ack: 0xFFFF_FE00, ..addressed_to_server_v4(&input) };
+        let frame = input.to_bytes();
+        let (action, out) = fx.dp.run(fx.c0, &frame);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+        assert_eq!(fx.dp.counter(counter::SPLICED_BYTES), frame.len() as u64);
+        let entry = fx.dp.splice_entry(&client_key_v4());
+        assert_eq!((entry.packets, entry.bytes), (1, frame.len() as u64));
+        assert!(entry.last_ns > 0);
+        assert_eq!(entry.seen, 0);
+    });
+}
+
+#[test]
+fn aligned_timestamps_and_one_sack_block_are_translated() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry { seq_add: 7, ack_sub: 0x1000, tsval_add: 0x20, tsecr_sub: 0x30, ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        let input = Segment {
+            ack: 0x5000,
+            options: options(&[&[NOP, NOP], &timestamp(0xFFFF_FFF0, 0x10), &[NOP, NOP], &sack(&[(0x6000, 0x0800)])]),
+            ..from_client_v4()
+        };
+        let expected = Segment {
+            seq: input.seq + 7,
+            ack: 0x4000,
+            options: options(&[
+                &[NOP, NOP],
+                &timestamp(0x10, 0xFFFF_FFE0),
+                &[NOP, NOP],
+                &sack(&[(0x5000, 0xFFFF_F800)]),
+            ]),
+            ..addressed_to_server_v4(&input)
+        };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn timestamps_at_an_odd_offset_are_translated() {
+    with_fixture(|fx| {
+        // Offsets whose checksum delta is not byte-symmetric, so that a delta applied at
+        // the wrong alignment shows.
+        let rules = SpliceEntry { tsval_add: 0x0102_0375, tsecr_sub: 0x0A0B_0C0D, ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        // NOP then TS: the timestamp fields start at odd offsets from the TCP header.
+        let input = Segment { options: options(&[&[NOP], &timestamp(0xAABB_CCDD, 0x1122_3344)]), ..from_client_v4() };
+        let expected = Segment {
+            options: options(&[&[NOP], &timestamp(0xAABB_CCDDu32.wrapping_add(0x0102_0375), 0x1122_3344 - 0x0A0B_0C0D)]),
+            ..addressed_to_server_v4(&input)
+        };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn three_sack_blocks_and_timestamps_at_odd_offsets_are_translated() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry { ack_sub: 0x100, tsval_add: 5, tsecr_sub: 6, ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        let blocks = [(0x1000, 0x2000), (0x50, 0x3000), (0xFFFF_0000, 0xFFFF_0400)];
+        let input = Segment {
+            ack: 0x800,
+            options: options(&[&[NOP], &sack(&blocks), &timestamp(100, 200)]),
+            ..from_client_v4()
+        };
+        let translated: Vec<(u32, u32)> =
+            blocks.iter().map(|&(l, r): &(u32, u32)| (l.wrapping_sub(0x100), r.wrapping_sub(0x100))).collect();
+        let expected = Segment {
+            ack: 0x700,
+            options: options(&[&[NOP], &sack(&translated), &timestamp(105, 194)]),
+            ..addressed_to_server_v4(&input)
+        };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn options_not_negotiated_on_both_sides_are_left_alone() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry { ack_sub: 0x100, tsval_add: 5, tsecr_sub: 6, options: 0, ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        let opts = options(&[&[NOP, NOP], &timestamp(100, 200), &[NOP, NOP], &sack(&[(0x1000, 0x2000)])]);
+        let input = Segment { ack: 0x800, options: opts.clone(), ..from_client_v4() };
+        let expected = Segment { ack: 0x700, options: opts, ..addressed_to_server_v4(&input) };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn window_is_rescaled_between_shifts() {
+    with_fixture(|fx| {
+        // (window, shift of the sender, shift of the LB on the other side, expected)
+        let cases = [
+            (1000u16, 7u8, 8u8, 500u16), // up: fewer, larger units
+            (1000, 9, 7, 4000),          // down
+            (40_000, 9, 7, 65_535),      // capped
+            (3, 2, 10, 1),               // rounds to 0 bytes-worth: stays open at 1
+            (0, 0, 14, 0),               // a closed window stays closed
+            (1234, 7, 7, 1234),          // equal shifts: untouched
+        ];
+        for (window, wscale_in, wscale_out, want) in cases {
+            fx.dp.splice(client_key_v4(), SpliceEntry { wscale_in, wscale_out, ..toward_server_v4() });
+            let input = Segment { window, ..from_client_v4() };
+            let expected = Segment { window: want, ..addressed_to_server_v4(&input) };
+            let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+            assert_eq!(action, XDP_REDIRECT, "window {window} {wscale_in}->{wscale_out}");
+            assert_frame_eq(&out, &expected.to_bytes());
+        }
+    });
+}
+
+#[test]
+fn server_to_client_v4_is_translated_and_redirected() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry {
+            src_addr: v4(FRONTEND_V4),
+            dst_addr: v4(CLIENT_V4),
+            src_port: FRONTEND_PORT.to_be(),
+            dst_port: CLIENT_PORT.to_be(),
+            seq_add: 0x8000_0000,
+            ack_sub: 1,
+            wscale_in: 9,
+            wscale_out: 7,
+            ..toward_server_v4()
+        };
+        fx.dp.splice(key(v4(SERVER_V4), SERVER_PORT, v4(LB_V4), LB_PORT, FAMILY_V4), rules);
+        let input = Segment {
+            eth_dst: S0_MAC,
+            eth_src: SERVER_MAC,
+            addrs: Addrs::V4(SERVER_V4, LB_V4),
+            sport: SERVER_PORT,
+            dport: LB_PORT,
+            seq: 0x9000_0000,
+            ack: 0,
+            window: 100,
+            payload: b"hello, client".to_vec(),
+            ..from_client_v4()
+        };
+        let expected = Segment {
+            eth_dst: CLIENT_MAC,
+            eth_src: C0_MAC,
+            addrs: Addrs::V4(FRONTEND_V4, CLIENT_V4),
+            sport: FRONTEND_PORT,
+            dport: CLIENT_PORT,
+            seq: 0x1000_0000,
+            ack: 0xFFFF_FFFF,
+            window: 400,
+            ..input.clone()
+        };
+        let (action, out) = fx.dp.run(fx.s0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn ipv6_segment_is_translated_and_redirected() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry {
+            src_addr: LB_V6,
+            dst_addr: SERVER_V6,
+            family: FAMILY_V6,
+            seq_add: 0xFFFF_FFFF,
+            ack_sub: 0x10,
+            tsval_add: 1,
+            tsecr_sub: 2,
+            ..toward_server_v4()
+        };
+        fx.dp.splice(client_key_v6(), rules);
+        let input = Segment {
+            eth_dst: C0_MAC,
+            eth_src: CLIENT_MAC,
+            addrs: Addrs::V6(CLIENT_V6, FRONTEND_V6),
+            options: options(&[&[NOP, NOP], &timestamp(1000, 2000), &[NOP, NOP], &sack(&[(0x30, 0x40), (0x50, 0x60)])]),
+            ..from_client_v4()
+        };
+        let expected = Segment {
+            eth_dst: SERVER_MAC,
+            eth_src: S0_MAC,
+            addrs: Addrs::V6(LB_V6, SERVER_V6),
+            sport: LB_PORT,
+            dport: SERVER_PORT,
+            seq: input.seq - 1,
+            ack: input.ack - 0x10,
+            options: options(&[&[NOP, NOP], &timestamp(1001, 1998), &[NOP, NOP], &sack(&[(0x20, 0x30), (0x40, 0x50)])]),
+            ..input.clone()
+        };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+    });
+}
+
+#[test]
+fn fin_and_rst_are_forwarded_and_marked_seen() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { seq_add: 10, ack_sub: 20, ..toward_server_v4() });
+        let fin = Segment { flags: FIN | ACK, payload: Vec::new(), ..from_client_v4() };
+        let expected = Segment { seq: fin.seq + 10, ack: fin.ack - 20, ..addressed_to_server_v4(&fin) };
+        let (action, out) = fx.dp.run(fx.c0, &fin.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIN);
+
+        // A RST without ACK: its acknowledgment field is not a number to translate.
+        let rst = Segment { flags: RST, ack: 0, payload: Vec::new(), ..from_client_v4() };
+        let expected = Segment { seq: rst.seq + 10, ..addressed_to_server_v4(&rst) };
+        let (action, out) = fx.dp.run(fx.c0, &rst.to_bytes());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_frame_eq(&out, &expected.to_bytes());
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIN | splice_seen::RST);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 2);
+    });
+}
+
+#[test]
+fn syn_of_a_live_flow_is_dropped() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let syn = Segment { flags: SYN, payload: Vec::new(), ..from_client_v4() };
+        let (action, _) = fx.dp.run(fx.c0, &syn.to_bytes());
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+    });
+}
+
+#[test]
+fn frozen_flow_drops_what_advances_the_sequence_and_passes_acks_and_resets() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { state: splice_state::FROZEN, seq_add: 99, ..toward_server_v4() });
+        let data = from_client_v4();
+        let pure_ack = Segment { payload: Vec::new(), ..from_client_v4() };
+        let fin = Segment { flags: FIN | ACK, ..pure_ack.clone() };
+        let syn = Segment { flags: SYN, ..pure_ack.clone() };
+        let rst = Segment { flags: RST | ACK, ..data.clone() };
+        for dropped in [&data, &fin, &syn] {
+            let (action, _) = fx.dp.run(fx.c0, &dropped.to_bytes());
+            assert_eq!(action, XDP_DROP, "flags {:#x}, {} payload bytes", dropped.flags, dropped.payload.len());
+        }
+        for passed in [&pure_ack, &rst] {
+            let frame = passed.to_bytes();
+            let (action, out) = fx.dp.run(fx.c0, &frame);
+            assert_eq!(action, XDP_PASS, "flags {:#x}", passed.flags);
+            assert_frame_eq(&out, &frame);
+        }
+        assert_eq!(fx.dp.counter(counter::FROZEN_DROPPED), 3);
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+    });
+}
+
+#[test]
+fn flow_map_records_the_peer_tsval() {
+    with_fixture(|fx| {
+        fx.dp.pin_flow(client_key_v4(), FlowValue { frontend_id: 1, ..Default::default() });
+        assert_eq!(fx.dp.flow(&client_key_v4()).tsval_seen, 0);
+
+        let aligned = Segment { options: options(&[&[NOP, NOP], &timestamp(0xDEAD_BEEF, 7)]), ..from_client_v4() };
+        let frame = aligned.to_bytes();
+        let (action, out) = fx.dp.run(fx.c0, &frame);
+        assert_eq!(action, XDP_PASS);
+        assert_frame_eq(&out, &frame);
+        let flow = fx.dp.flow(&client_key_v4());
+        assert_eq!((flow.tsval_seen, flow.peer_tsval), (1, 0xDEAD_BEEF));
+
+        // Not the common layout: found by the option walk.
+        let walked =
+            Segment { options: options(&[&sack(&[(1, 2)]), &[NOP], &timestamp(0x0102_0304, 7)]), ..from_client_v4() };
+        fx.dp.run(fx.c0, &walked.to_bytes());
+        assert_eq!(fx.dp.flow(&client_key_v4()).peer_tsval, 0x0102_0304);
+
+        // No timestamp: the last one seen stays.
+        fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+        let flow = fx.dp.flow(&client_key_v4());
+        assert_eq!((flow.peer_tsval, flow.packets), (0x0102_0304, 3));
+    });
+}
+
+#[test]
+fn frozen_flow_keeps_recording_the_peer_tsval() {
+    with_fixture(|fx| {
+        fx.dp.pin_flow(client_key_v4(), FlowValue::default());
+        fx.dp.splice(client_key_v4(), SpliceEntry { state: splice_state::FROZEN, ..toward_server_v4() });
+        for (tsval, payload) in [(41u32, b"data".to_vec()), (42, Vec::new())] {
+            let input = Segment { options: options(&[&[NOP, NOP], &timestamp(tsval, 1)]), payload, ..from_client_v4() };
+            fx.dp.run(fx.c0, &input.to_bytes());
+            assert_eq!(fx.dp.flow(&client_key_v4()).peer_tsval, tsval);
+        }
+    });
+}
+
+#[test]
+fn fib_failure_drops_and_counts() {
+    with_fixture(|fx| {
+        for dst in [UNROUTED_V4, UNRESOLVED_V4] {
+            fx.dp.splice(client_key_v4(), SpliceEntry { dst_addr: v4(dst), ..toward_server_v4() });
+            let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+            assert_eq!(action, XDP_DROP, "toward {dst:?}");
+        }
+        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 2);
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+    });
+}
+
+#[test]
+fn egress_on_the_ingress_interface_is_xdp_tx() {
+    with_fixture(|fx| {
+        let rules = SpliceEntry { src_addr: v4(FRONTEND_V4), dst_addr: v4(NEIGHBOUR_V4), ..toward_server_v4() };
+        fx.dp.splice(client_key_v4(), rules);
+        let input = from_client_v4();
+        let expected = Segment {
+            eth_dst: NEIGHBOUR_MAC,
+            eth_src: C0_MAC,
+            addrs: Addrs::V4(FRONTEND_V4, NEIGHBOUR_V4),
+            sport: LB_PORT,
+            dport: SERVER_PORT,
+            ..input.clone()
+        };
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_TX);
+        assert_frame_eq(&out, &expected.to_bytes());
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+    });
+}
+
+#[test]
+fn egress_missing_from_the_devmap_is_a_splice_error() {
+    with_fixture(|fx| {
+        let s0 = fx.s0;
+        fx.dp.forbid_egress(s0);
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+    });
+}
+
+#[test]
+fn truncated_options_are_a_splice_error() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let input = Segment { options: options(&[&[NOP, NOP], &timestamp(1, 2)]), payload: Vec::new(), ..from_client_v4() };
+        let mut frame = input.to_bytes();
+        frame.truncate(frame.len() - 6); // the header claims 12 option bytes; 6 remain
+        let (action, _) = fx.dp.run(fx.c0, &frame);
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+    });
+}
+
+#[test]
+fn vlan_tagged_frame_of_a_live_flow_is_not_spliced() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let input = Segment { vlan: Some(100), ..from_client_v4() };
+        let (action, _) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+    });
+}

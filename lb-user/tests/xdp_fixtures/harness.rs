@@ -1,0 +1,138 @@
+//! The program loaded from the daemon's own object, its maps, and BPF_PROG_TEST_RUN
+//! (aya 0.14 does not expose it, so the bpf(2) call is made here).
+use std::os::fd::{AsFd, AsRawFd};
+
+use aya::{
+    maps::{DevMapHash, HashMap, PerCpuArray},
+    programs::Xdp,
+    Ebpf,
+};
+use lb_common::{FlowKey, FlowValue, SpliceEntry, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS, MAP_SPLICE, PROGRAM_XDP};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `struct xdp_md` as the test run takes it: data offsets plus the receiving interface.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+}
+
+impl Dataplane {
+    pub fn load() -> Self {
+        let mut ebpf = Ebpf::load(lb_user::bpf::XDP_OBJECT).expect("loading the XDP object");
+        let program: &mut Xdp = ebpf.program_mut(PROGRAM_XDP).expect("program in object").try_into().expect("an XDP program");
+        if let Err(e) = program.load() {
+            panic!("the verifier refused the program: {e:#?}");
+        }
+        Self { ebpf }
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf.program(PROGRAM_XDP).expect("program in object").try_into().expect("an XDP program")
+    }
+
+    pub fn verified_instructions(&self) -> Option<u32> {
+        self.program().info().ok()?.verified_instruction_count()
+    }
+
+    /// Runs the program once on `frame` as if received on `ifindex`; returns the action and
+    /// the frame as the program left it.
+    pub fn run(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let program = self.program();
+        let fd = program.fd().expect("loaded program").as_fd().as_raw_fd();
+        let mut out = vec![0u8; frame.len() + 256];
+        let ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..Default::default() };
+        let mut attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: frame.len() as u32,
+            data_size_out: out.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+            ctx_in: &ctx as *const XdpMd as u64,
+            ..Default::default()
+        };
+        // SAFETY: attr is a valid BPF_PROG_TEST_RUN attribute whose pointers name live
+        // buffers of the sizes given; the kernel writes at most data_size_out bytes to out.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>())
+        };
+        assert_eq!(rc, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
+        out.truncate(attr.data_size_out as usize);
+        (attr.retval, out)
+    }
+
+    pub fn splice(&mut self, key: FlowKey, entry: SpliceEntry) {
+        let mut map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map_mut(MAP_SPLICE).expect("splice map").try_into().expect("hash map");
+        map.insert(key, entry, 0).expect("writing the splice map");
+    }
+
+    pub fn splice_entry(&self, key: &FlowKey) -> SpliceEntry {
+        let map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map(MAP_SPLICE).expect("splice map").try_into().expect("hash map");
+        map.get(key, 0).expect("splice entry present")
+    }
+
+    pub fn pin_flow(&mut self, key: FlowKey, value: FlowValue) {
+        let mut map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map_mut(MAP_FLOWS).expect("flow map").try_into().expect("hash map");
+        map.insert(key, value, 0).expect("writing the flow map");
+    }
+
+    pub fn flow(&self, key: &FlowKey) -> FlowValue {
+        let map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map(MAP_FLOWS).expect("flow map").try_into().expect("hash map");
+        map.get(key, 0).expect("flow entry present")
+    }
+
+    /// Devmap entries must be written from inside the namespace that owns the interface.
+    pub fn allow_egress(&mut self, ifindex: u32) {
+        let mut map: DevMapHash<_> = self.ebpf.map_mut(MAP_EGRESS).expect("egress map").try_into().expect("devmap hash");
+        map.insert(ifindex, ifindex, None, 0).expect("writing the egress devmap");
+    }
+
+    pub fn forbid_egress(&mut self, ifindex: u32) {
+        let mut map: DevMapHash<_> = self.ebpf.map_mut(MAP_EGRESS).expect("egress map").try_into().expect("devmap hash");
+        map.remove(ifindex).expect("removing from the egress devmap");
+    }
+
+    pub fn counter(&self, index: u32) -> u64 {
+        let map: PerCpuArray<_, u64> = self.ebpf.map(MAP_COUNTERS).expect("counters").try_into().expect("per-cpu array");
+        map.get(&index, 0).expect("counter slot").iter().sum()
+    }
+}
