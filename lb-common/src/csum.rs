@@ -52,7 +52,7 @@ impl Delta {
     }
 
     #[inline(always)]
-    pub fn add(self, other: Delta) -> Self {
+    pub fn combine(self, other: Delta) -> Self {
         Delta(self.0 + fold(other.0) as u64)
     }
 

@@ -28,7 +28,7 @@ proptest! {
             let at = 2 + at % (data.len() - 5);
             let old = be32(&data, at);
             data[at..at + 4].copy_from_slice(&new.to_be_bytes());
-            delta = delta.add(Delta::ZERO.word32(old, new).realigned((at & 1) as u32));
+            delta = delta.combine(Delta::ZERO.word32(old, new).realigned((at & 1) as u32));
         }
         let updated = delta.apply(check);
         data[0] = 0;

@@ -56,7 +56,7 @@ pub fn rewrite(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<()
     delta = delta.word(window, new_window);
 
     if rules.options != 0 && packet.tcp_hlen > options::OPTIONS_START {
-        delta = delta.add(rewrite_options(frame, tcp, packet.tcp_hlen, rules)?);
+        delta = delta.combine(rewrite_options(frame, tcp, packet.tcp_hlen, rules)?);
     }
 
     let check = frame.be16(tcp + TCP_CHECK)?;
@@ -70,7 +70,7 @@ fn addresses(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<Delt
     let l3 = packet.l3;
     if packet.family == FAMILY_V4 {
         let delta = address_delta::<4>(&packet.src_addr, &rules.src_addr)
-            .add(address_delta::<4>(&packet.dst_addr, &rules.dst_addr));
+            .combine(address_delta::<4>(&packet.dst_addr, &rules.dst_addr));
         frame.set_bytes(l3 + IPV4_SRC, &prefix::<4>(&rules.src_addr))?;
         frame.set_bytes(l3 + IPV4_DST, &prefix::<4>(&rules.dst_addr))?;
         let check = frame.be16(l3 + IPV4_CHECK)?;
@@ -78,7 +78,7 @@ fn addresses(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<Delt
         Some(delta)
     } else {
         let delta = address_delta::<16>(&packet.src_addr, &rules.src_addr)
-            .add(address_delta::<16>(&packet.dst_addr, &rules.dst_addr));
+            .combine(address_delta::<16>(&packet.dst_addr, &rules.dst_addr));
         frame.set_bytes(l3 + IPV6_SRC, &rules.src_addr)?;
         frame.set_bytes(l3 + IPV6_DST, &rules.dst_addr)?;
         Some(delta)
@@ -113,7 +113,7 @@ fn rewrite_options(frame: &Frame, tcp: usize, tcp_hlen: usize, rules: &SpliceEnt
     if rules.options & splice_option::SACK != 0 && !rewrite_sack(frame, tcp, tcp_hlen, rules, &mut sack) {
         return None;
     }
-    Some(timestamp.add(sack))
+    Some(timestamp.combine(sack))
 }
 
 // The two rewrites below are out of line so that after the call the verifier carries one

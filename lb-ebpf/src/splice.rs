@@ -61,9 +61,10 @@ fn live(ctx: &XdpContext, frame: &Frame, packet: &Packet, entry: *mut SpliceEntr
     // SAFETY: `entry` comes from a successful lookup and stays valid for this run (RCU).
     // `seen` and `last_ns` are plain stores: each direction has its own entry, and the
     // reaper only needs to see them eventually; the counters use atomic adds. The rules
-    // are read in place (a copy would not fit the 512-byte stack beside the FIB lookup);
-    // the daemon never rewrites a live entry's rules, it only deletes the entry, which RCU
-    // defers past this run.
+    // are then read in place, as aya's own map `get` does (a copy would crowd the 512-byte
+    // stack): the fields read through `rules` are only written by the daemon, which must
+    // not change a LIVE entry's rules (it deletes the entry at the end of the flow); a
+    // frame racing such a change would be rewritten with a mix of old and new rules.
     let rules: &SpliceEntry = unsafe {
         if seen != 0 {
             (*entry).seen |= seen;

@@ -513,3 +513,109 @@ fn vlan_tagged_frame_of_a_live_flow_is_not_spliced() {
         assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
     });
 }
+
+/// A small deterministic generator (xorshift64*): the same cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn u32(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The window rule of FASTPATH.md, written out independently of lb_common::tcp.
+fn expected_window(window: u16, shift_in: u8, shift_out: u8) -> u16 {
+    if shift_in == shift_out {
+        return window;
+    }
+    let bytes = (u64::from(window) << shift_in) >> shift_out;
+    bytes.clamp(u64::from(window != 0), 65_535) as u16
+}
+
+/// NOP padding, timestamps and SACK blocks in either order.
+fn layout(pre: usize, ts: Option<(u32, u32)>, mid: usize, blocks: &[(u32, u32)], ts_first: bool) -> Vec<u8> {
+    let ts = ts.map(|(v, e)| timestamp(v, e)).unwrap_or_default();
+    let sack = if blocks.is_empty() { Vec::new() } else { sack(blocks) };
+    let (first, second) = if ts_first { (ts, sack) } else { (sack, ts) };
+    options(&[&vec![NOP; pre], &first, &vec![NOP; mid], &second])
+}
+
+#[test]
+fn random_segments_match_independently_built_frames() {
+    with_fixture(|fx| {
+        let mut rng = Rng(0x5EED_CAFE_F00D_0001);
+        for case in 0..300 {
+            let v6 = rng.below(2) == 1;
+            let rules = SpliceEntry {
+                seq_add: rng.u32(),
+                ack_sub: rng.u32(),
+                tsval_add: rng.u32(),
+                tsecr_sub: rng.u32(),
+                wscale_in: rng.below(15) as u8,
+                wscale_out: rng.below(15) as u8,
+                ..if v6 {
+                    SpliceEntry { src_addr: LB_V6, dst_addr: SERVER_V6, family: FAMILY_V6, ..toward_server_v4() }
+                } else {
+                    toward_server_v4()
+                }
+            };
+            fx.dp.splice(if v6 { client_key_v6() } else { client_key_v4() }, rules);
+
+            let (pre, mid) = (rng.below(4) as usize, rng.below(4) as usize);
+            let ts = (rng.below(4) != 0).then(|| (rng.u32(), rng.u32()));
+            let mut blocks: Vec<(u32, u32)> = (0..rng.below(5)).map(|_| (rng.u32(), rng.u32())).collect();
+            let ts_first = rng.below(2) == 1;
+            // At most 40 option bytes.
+            while pre + mid + ts.map_or(0, |_| 10) + if blocks.is_empty() { 0 } else { 2 + 8 * blocks.len() } > 40 {
+                blocks.pop();
+            }
+            let flags = [ACK, ACK | PSH, ACK | FIN, RST, RST | ACK][rng.below(5) as usize];
+            let payload: Vec<u8> = (0..rng.below(64)).map(|_| rng.below(256) as u8).collect();
+            let input = Segment {
+                addrs: if v6 { Addrs::V6(CLIENT_V6, FRONTEND_V6) } else { Addrs::V4(CLIENT_V4, FRONTEND_V4) },
+                seq: rng.u32(),
+                ack: rng.u32(),
+                flags,
+                window: rng.u32() as u16,
+                options: layout(pre, ts, mid, &blocks, ts_first),
+                payload,
+                ..from_client_v4()
+            };
+
+            let ack_sub = if flags & ACK != 0 { rules.ack_sub } else { 0 };
+            let sack_blocks: Vec<(u32, u32)> = blocks
+                .iter()
+                .map(|&(l, r)| (l.wrapping_sub(rules.ack_sub), r.wrapping_sub(rules.ack_sub)))
+                .collect();
+            let expected = Segment {
+                addrs: if v6 { Addrs::V6(LB_V6, SERVER_V6) } else { Addrs::V4(LB_V4, SERVER_V4) },
+                seq: input.seq.wrapping_add(rules.seq_add),
+                ack: input.ack.wrapping_sub(ack_sub),
+                window: expected_window(input.window, rules.wscale_in, rules.wscale_out),
+                options: layout(
+                    pre,
+                    ts.map(|(v, e)| (v.wrapping_add(rules.tsval_add), e.wrapping_sub(rules.tsecr_sub))),
+                    mid,
+                    &sack_blocks,
+                    ts_first,
+                ),
+                ..addressed_to_server_v4(&input)
+            };
+            let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+            assert_eq!(action, XDP_REDIRECT, "case {case}: {input:?}");
+            if out != expected.to_bytes() {
+                eprintln!("case {case}: rules {rules:?}\ninput {input:?}");
+                assert_frame_eq(&out, &expected.to_bytes());
+            }
+        }
+    });
+}

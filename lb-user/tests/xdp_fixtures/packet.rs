@@ -142,7 +142,7 @@ pub fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
 /// Concatenates options and pads with EOL to a multiple of 4.
 pub fn options(parts: &[&[u8]]) -> Vec<u8> {
     let mut all: Vec<u8> = parts.concat();
-    while all.len() % 4 != 0 {
+    while !all.len().is_multiple_of(4) {
         all.push(0);
     }
     all
