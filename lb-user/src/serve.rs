@@ -114,6 +114,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let table = SpliceTable::new(d.take_splice()?);
         Some(Handoff::new(table, Arc::clone(&d.flows), args.ifaces.clone(), handoff_settings))
     });
+    if handoff.is_some() {
+        for iface in &args.ifaces {
+            let v4 = crate::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
+            let v6 = crate::handoff::forwarding(iface, std::net::Ipv6Addr::UNSPECIFIED.into());
+            if !v4 || !v6 {
+                warn!(iface, ipv4 = v4, ipv6 = v6, "forwarding is off on this interface: connections arriving through it stay in user space (the XDP fast path needs sysctl net.ipv4.conf.IF.forwarding=1 / net.ipv6.conf.IF.forwarding=1)");
+            }
+        }
+    }
     let reaper = handoff.as_ref().map(|h| tokio::spawn(reaper::run(Arc::clone(h), Some(args.data_dir.clone()))));
     let attachments = dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default();
     let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());

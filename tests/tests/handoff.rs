@@ -26,6 +26,23 @@ fn xdp_opts() -> DaemonOpts {
     }
 }
 
+/// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
+fn xdp_lab() -> Result<Lab> {
+    let lab = Lab::with_standard_backends()?;
+    forwarding(&lab, true)?;
+    Ok(lab)
+}
+
+fn forwarding(lab: &Lab, on: bool) -> Result<()> {
+    let v = u8::from(on);
+    let out = run_in(
+        lab.topo.lb(),
+        &["sysctl", "-qw", &format!("net.ipv4.conf.all.forwarding={v}"), &format!("net.ipv6.conf.all.forwarding={v}")],
+    )?;
+    ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
 fn echo_config(fastpath: &str) -> Config {
     Config::new()
         .frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath))
@@ -34,7 +51,11 @@ fn echo_config(fastpath: &str) -> Config {
 
 fn transfer(lab: &Lab, len: u64, idle: Duration) -> Result<EchoReport> {
     let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(idle);
-    let report = lab.in_cli(|| echo_transfer(&opts, len, idle))?;
+    let report = lab.in_cli(|| echo_transfer(&opts, len, idle)).map_err(|e| {
+        // What the XDP program and the hand-off saw is most of the diagnosis.
+        eprintln!("transfer failed; stats: {:#?}", lab.stats());
+        e
+    })?;
     ensure!(report.sent == len && report.received == len, "{report:?}");
     ensure!(report.sent_sha256 == report.received_sha256, "bytes differ: {report:?}");
     ensure!(report.close_notify_received, "no close_notify from the server: {report:?}");
@@ -63,7 +84,7 @@ fn handoff(stats: &Stats) -> lb_tests::daemon::Handoff {
 #[test]
 fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     let report = transfer(&lab, GIB, Duration::from_secs(60))?;
     eprintln!("{report:?}");
@@ -80,7 +101,7 @@ fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
 #[test]
 fn auto_hands_off_only_past_the_threshold() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     let mut opts = xdp_opts();
     opts.extra_args.extend(["--handoff-after", "1048576"].map(String::from));
     lab.start_with(&echo_config("auto"), opts)?;
@@ -97,7 +118,7 @@ fn auto_hands_off_only_past_the_threshold() -> Result<()> {
 fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
     require_root!();
     for mode in ["splice", "copy"] {
-        let mut lab = Lab::with_standard_backends()?;
+        let mut lab = xdp_lab()?;
         lab.start_with(&echo_config(mode), xdp_opts())?;
         transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
         let h = handoff(&wait_settled(&lab, 1)?);
@@ -110,7 +131,7 @@ fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
 #[test]
 fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     run_in(lab.topo.cli(), &["sysctl", "-qw", "net.ipv4.tcp_sack=0"])?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     transfer(&lab, 32 * MIB, Duration::from_secs(20))?;
@@ -122,9 +143,21 @@ fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
 }
 
 #[test]
+fn without_forwarding_the_flow_stays_in_user_space() -> Result<()> {
+    require_root!();
+    let mut lab = xdp_lab()?;
+    forwarding(&lab, false)?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
+    let h = handoff(&wait_settled(&lab, 1)?);
+    ensure!(h.handed_off == 0 && h.fallbacks.get("forwarding disabled") == Some(&1), "{h:?}");
+    Ok(())
+}
+
+#[test]
 fn ipv6_flow_is_handed_off() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     lab.backends.tls("[fd77:2::2]:9443", &["lb-echo"], "farm echo6 (server 1)")?;
     let config = Config::new()
         .frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp"))
@@ -157,7 +190,7 @@ fn lossy(ns: &str, dev: &str) -> Result<()> {
 #[test]
 fn one_percent_loss_still_byte_identical() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     lossy(lab.topo.cli(), CLI_IF)?;
     lossy(lab.topo.srv(), SRV_IF)?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
@@ -170,7 +203,7 @@ fn one_percent_loss_still_byte_identical() -> Result<()> {
 #[test]
 fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     let pins = PinDir::new(lab.topo.prefix())?;
     let mut opts = xdp_opts();
     opts.extra_args.extend(["--pin-dir".to_string(), pins.path.display().to_string()]);
@@ -196,7 +229,7 @@ fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<
 #[test]
 fn h2_session_with_many_streams_over_a_handed_off_flow() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    let mut lab = xdp_lab()?;
     let config = Config::new()
         .frontend(Frontend::new(1, "443").default_farm(H2_FARM).fastpath("xdp"))
         .farm(h2_farm());

@@ -57,7 +57,7 @@ use crate::{
 };
 
 /// Hand-off attempts per connection (only for reasons worth retrying).
-const MAX_ATTEMPTS: u32 = 3;
+const MAX_ATTEMPTS: u32 = 5;
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// Once the threshold is reached, how long to wait for a moment when both connections are
@@ -224,7 +224,10 @@ impl Handoff {
                     self.stats.fallback(reason);
                     tracing::debug!(reason = reason.label(), attempts, "hand-off abandoned, relaying in user space");
                     let total = relay.moved().to_server + relay.moved().to_client;
-                    next_attempt = (reason.retryable() && attempts < MAX_ATTEMPTS).then(|| total + after_bytes.max(RETRY_AFTER_BYTES));
+                    // A missing timestamp only needs one more frame from the peer; a busy
+                    // flow needs time (bytes) to calm down.
+                    let wait = if reason == Fallback::NoTimestamp { 1 } else { after_bytes.max(RETRY_AFTER_BYTES) };
+                    next_attempt = (reason.retryable() && attempts < MAX_ATTEMPTS).then(|| total + wait);
                 }
             }
         }
@@ -237,13 +240,21 @@ impl Handoff {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
         let ((c_remote, c_local), (s_remote, s_local)) = (ends(client)?, ends(server)?);
-        if !self.through_xdp(c_local.ip()) || !self.through_xdp(s_local.ip()) {
-            return Err(Fallback::NotXdpInterface);
+        for local in [c_local.ip(), s_local.ip()] {
+            let iface = self.xdp_iface_of(local).ok_or(Fallback::NotXdpInterface)?;
+            if !forwarding(&iface, local) {
+                return Err(Fallback::ForwardingDisabled);
+            }
         }
-        translate::compatible(&negotiated(client)?, &negotiated(server)?)?;
+        let (a, b) = (negotiated(client)?, negotiated(server)?);
+        translate::compatible(&a, &b)?;
         let keys = [endpoints_key(c_remote, c_local), endpoints_key(s_remote, s_local)];
         if keys[0].family != keys[1].family {
             return Err(Fallback::Family);
+        }
+        // Checked before freezing, which is not free: frames get dropped meanwhile.
+        if a.timestamps && keys.iter().any(|k| self.flows.peer_tsval(k).is_none()) {
+            return Err(Fallback::NoTimestamp);
         }
         let _freezing = FreezingGuard::new(self, keys);
         self.table.freeze(keys)?;
@@ -294,16 +305,23 @@ impl Handoff {
         Ok(ended)
     }
 
-    /// Whether the local address belongs to an interface the XDP program is attached to:
-    /// frames to it then arrive through the program.
-    fn through_xdp(&self, local: IpAddr) -> bool {
+    /// The interface holding the local address, if the XDP program is attached to it:
+    /// frames to that address then arrive through the program.
+    fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
         let local = crate::routing::canonical(local);
-        let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return false };
-        addrs.into_iter().any(|a| {
-            self.xdp_ifaces.iter().any(|i| *i == a.interface_name)
-                && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local)
+        nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+            let ours = self.xdp_ifaces.iter().any(|i| *i == a.interface_name)
+                && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
+            ours.then_some(a.interface_name)
         })
     }
+}
+
+/// bpf_fib_lookup answers "forwarding disabled" unless the ingress interface forwards the
+/// frame's family; the daemon does not change that host setting itself.
+pub fn forwarding(iface: &str, family_of: IpAddr) -> bool {
+    let family = if crate::routing::canonical(family_of).is_ipv4() { "ipv4" } else { "ipv6" };
+    std::fs::read_to_string(format!("/proc/sys/net/{family}/conf/{iface}/forwarding")).is_ok_and(|v| v.trim() == "1")
 }
 
 fn sockaddr_ip(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {

@@ -25,6 +25,9 @@ pub enum Fallback {
     NotQuiescent,
     /// The connection does not arrive through an interface the XDP program is attached to.
     NotXdpInterface,
+    /// The ingress interface does not forward this IP family (sysctl
+    /// net.ipv4.conf.IF.forwarding / net.ipv6.conf.IF.forwarding): bpf_fib_lookup refuses.
+    ForwardingDisabled,
     /// A side finished sending (or reset) before the hand-off.
     Closing,
     /// The splice map is full.
@@ -45,6 +48,7 @@ impl Fallback {
             Self::NoTimestamp => "no peer timestamp seen",
             Self::NotQuiescent => "not quiescent",
             Self::NotXdpInterface => "not through an XDP interface",
+            Self::ForwardingDisabled => "forwarding disabled",
             Self::Closing => "closing",
             Self::MapFull => "splice map full",
             Self::NoPipe => "no pipe",
