@@ -143,6 +143,35 @@ fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
 }
 
 #[test]
+fn without_timestamps_on_either_side_the_flow_is_still_handed_off() -> Result<()> {
+    require_root!();
+    let mut lab = xdp_lab()?;
+    for ns in [lab.topo.cli(), lab.topo.srv()] {
+        run_in(ns, &["sysctl", "-qw", "net.ipv4.tcp_timestamps=0"])?;
+    }
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    transfer(&lab, 128 * MIB, Duration::from_secs(30))?;
+    let stats = wait_settled(&lab, 1)?;
+    ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
+    ensure!(stats.counters.spliced_bytes >= 200 * MIB, "{:?}", stats.counters);
+    Ok(())
+}
+
+#[test]
+fn timestamps_or_ecn_on_one_side_only_fall_back() -> Result<()> {
+    require_root!();
+    for (sysctl, reason) in [("net.ipv4.tcp_timestamps=0", "timestamps differ"), ("net.ipv4.tcp_ecn=1", "ecn")] {
+        let mut lab = xdp_lab()?;
+        run_in(lab.topo.cli(), &["sysctl", "-qw", sysctl])?;
+        lab.start_with(&echo_config("xdp"), xdp_opts())?;
+        transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
+        let h = handoff(&wait_settled(&lab, 1)?);
+        ensure!(h.handed_off == 0 && h.fallbacks.get(reason).is_some_and(|n| *n >= 1), "{sysctl}: {h:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn without_forwarding_the_flow_stays_in_user_space() -> Result<()> {
     require_root!();
     let mut lab = xdp_lab()?;
