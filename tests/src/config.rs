@@ -65,6 +65,9 @@ pub struct Frontend {
     pub disabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `auto`, `xdp`, `splice` or `copy` (daemon default `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<String>,
 }
 
 impl Frontend {
@@ -81,7 +84,13 @@ impl Frontend {
             zone: None,
             disabled: None,
             display_name: None,
+            fastpath: None,
         }
+    }
+    /// How routed connections' bytes move: `auto`, `xdp`, `splice` or `copy`.
+    pub fn fastpath(mut self, fastpath: &str) -> Self {
+        self.fastpath = Some(fastpath.to_string());
+        self
     }
     pub fn default_farm(mut self, farm_id: u32) -> Self {
         self.default_farm_id = Some(farm_id);
