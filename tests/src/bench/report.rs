@@ -47,6 +47,9 @@ pub struct Record {
     pub lb_cpu_s: Option<f64>,
     pub host_busy_s: f64,
     pub host_softirq_s: f64,
+    /// Share of the host's CPUs (0 to 1) busy just before this mode started: above 0.25,
+    /// something outside the benchmark was running and the numbers are suspect.
+    pub host_busy_before: f64,
     pub bytes: Option<u64>,
     pub connections: Option<u64>,
     pub secs: f64,

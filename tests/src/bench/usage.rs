@@ -57,22 +57,26 @@ impl Sample {
     }
 }
 
-/// Waits (up to `max`) until the host's CPUs were less than a quarter busy over a second:
+/// The share of the host's CPUs (0 to 1) busy below which a step may start.
+pub const QUIET: f64 = 0.25;
+
+/// Waits (up to `max`) until the host's CPUs were less than [`QUIET`] busy over a second:
 /// work left from the previous step (connections closing, a daemon stopping, writeback)
-/// would otherwise be charged to the next. Returns whether the host became quiet.
-pub fn wait_quiet(max: Duration) -> Result<bool> {
+/// would otherwise be charged to the next. Returns the last busy share seen, so that a
+/// result measured on a host busy with something else (another build, other tests) says so.
+pub fn wait_quiet(max: Duration) -> Result<f64> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
     let deadline = std::time::Instant::now() + max;
-    while std::time::Instant::now() < deadline {
+    loop {
         let before = Sample::now(None)?;
         std::thread::sleep(Duration::from_secs(1));
-        if before.until(&Sample::now(None)?).host_busy_s < 0.25 * cpus {
-            return Ok(true);
+        let share = before.until(&Sample::now(None)?).host_busy_s / cpus;
+        if share < QUIET || std::time::Instant::now() >= deadline {
+            return Ok(share);
         }
     }
-    Ok(false)
 }
 
 /// (busy, softirq) seconds of every CPU, from the first line of `/proc/stat`:

@@ -66,6 +66,8 @@ pub struct Run<'a> {
     pub xdp_mode: String,
     pub started_utc: String,
     pub round: u32,
+    /// Share of the host's CPUs busy just before the mode started.
+    pub host_busy_before: f64,
 }
 
 /// Generous bounds: a run that exceeds them is broken, not slow.
@@ -305,6 +307,7 @@ impl Run<'_> {
             mode: self.mode.name().to_string(),
             workload: workload.to_string(),
             round: self.round,
+            host_busy_before: self.host_busy_before,
             lb_cpu_s: m.delta.lb_cpu_s,
             host_busy_s: m.delta.host_busy_s,
             host_softirq_s: m.delta.host_softirq_s,
@@ -318,6 +321,12 @@ impl Run<'_> {
             started_utc: self.started_utc.clone(),
             ..Record::default()
         };
+        if self.host_busy_before >= super::usage::QUIET {
+            r.add_note(&format!(
+                "the host was {:.0}% busy with other work before this mode started",
+                self.host_busy_before * 100.0
+            ));
+        }
         if self.mode == Mode::Xdp && r.xdp_spliced_bytes.unwrap_or(0) == 0 {
             r.add_note("no XDP hand-off happened: the daemon relayed every byte itself");
         }

@@ -106,8 +106,12 @@ fn run(args: &Args) -> Result<bool> {
         for i in 0..args.modes.len() {
             let mode = args.modes[(i + round as usize) % args.modes.len()];
             interrupt::check()?;
-            if !usage::wait_quiet(Duration::from_secs(20))? {
-                eprintln!("lb-bench: the host is still busy after 20 s; measuring {mode} anyway");
+            let busy = usage::wait_quiet(Duration::from_secs(10))?;
+            if busy >= usage::QUIET {
+                eprintln!(
+                    "lb-bench: the host is still {:.0}% busy after 10 s (other work on this machine?); measuring {mode} anyway",
+                    busy * 100.0
+                );
             }
             let ctx = Ctx {
                 args,
@@ -117,7 +121,7 @@ fn run(args: &Args) -> Result<bool> {
                 nginx: &nginx,
                 started_utc: &started_utc,
             };
-            if let Err(e) = run_mode(&ctx, mode, round, &mut records) {
+            if let Err(e) = run_mode(&ctx, mode, round, busy, &mut records) {
                 if interrupt::requested() {
                     return Err(e);
                 }
@@ -133,6 +137,16 @@ fn run(args: &Args) -> Result<bool> {
     let modes: Vec<String> = args.modes.iter().map(|m| m.name().to_string()).collect();
     println!("\n{}", report::table(&records, &modes));
     println!("{}", report::targets(&records, &modes));
+    let disturbed = records
+        .iter()
+        .filter(|r| r.host_busy_before >= usage::QUIET)
+        .count();
+    if disturbed > 0 {
+        println!(
+            "CAUTION: {disturbed} of {} results started while the host was busy with other work (see host_busy_before)",
+            records.len()
+        );
+    }
     let path = report::write_json(&args.out_dir, &started_utc, &records)?;
     println!(
         "results: {} (a JSON array, one object per mode and workload)",
@@ -151,7 +165,13 @@ struct Ctx<'a> {
     started_utc: &'a str,
 }
 
-fn run_mode(ctx: &Ctx, mode: Mode, round: u32, records: &mut Vec<Record>) -> Result<()> {
+fn run_mode(
+    ctx: &Ctx,
+    mode: Mode,
+    round: u32,
+    host_busy_before: f64,
+    records: &mut Vec<Record>,
+) -> Result<()> {
     let daemon = mode.start_lb(ctx.topo, &ctx.args.xdp_mode)?;
     let run = Run {
         topo: ctx.topo,
@@ -163,6 +183,7 @@ fn run_mode(ctx: &Ctx, mode: Mode, round: u32, records: &mut Vec<Record>) -> Res
         xdp_mode: ctx.args.xdp_mode.clone(),
         started_utc: ctx.started_utc.to_string(),
         round,
+        host_busy_before,
     };
     let result = (|| {
         run.check_path()?;
