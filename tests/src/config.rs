@@ -87,8 +87,9 @@ impl Frontend {
             fastpath: None,
         }
     }
-    pub fn fastpath(mut self, mode: &str) -> Self {
-        self.fastpath = Some(mode.to_string());
+    /// How routed connections' bytes move: `auto`, `xdp`, `splice` or `copy`.
+    pub fn fastpath(mut self, fastpath: &str) -> Self {
+        self.fastpath = Some(fastpath.to_string());
         self
     }
     pub fn default_farm(mut self, farm_id: u32) -> Self {

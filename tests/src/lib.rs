@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod bench;
 pub mod certs;
 pub mod client;
 pub mod config;

@@ -30,7 +30,7 @@ static CREATE_LOCK: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static REAP_STALE: Once = Once::new();
 
-/// Every topology's namespaces are named `lbt<pid>x<n>-<role>`.
+/// Every test topology's namespaces are named `lbt<pid>x<n>-<role>`.
 const PREFIX: &str = "lbt";
 
 /// The three namespaces of a test, removed (with every process inside) on drop.
@@ -51,9 +51,21 @@ pub const SRV_IF: &str = "s0";
 impl Topology {
     /// Creates the namespaces, links and addresses. Partial creations are torn down on error.
     pub fn new() -> Result<Self> {
-        REAP_STALE.call_once(reap_stale);
+        REAP_STALE.call_once(|| reap_stale(PREFIX));
+        Self::create(PREFIX)
+    }
+
+    /// Like [`Topology::new`], with namespaces named `<kind><pid>x<n>-<role>`: programs other
+    /// than the tests (the benchmark) use their own `kind`, so that neither ever reaps or
+    /// collides with the other's namespaces. Stale namespaces of that kind are reaped first.
+    pub fn with_kind(kind: &str) -> Result<Self> {
+        reap_stale(kind);
+        Self::create(kind)
+    }
+
+    fn create(kind: &str) -> Result<Self> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("{PREFIX}{}x{}", std::process::id(), n);
+        let prefix = format!("{kind}{}x{}", std::process::id(), n);
         let mut topo = Self {
             cli: format!("{prefix}-cli"),
             lb: format!("{prefix}-lb"),
@@ -189,16 +201,16 @@ impl Drop for Topology {
     }
 }
 
-/// Removes namespaces left by test processes that died without cleaning up (killed, or
+/// Removes namespaces of `kind` left by processes that died without cleaning up (killed, or
 /// interrupted): those whose creator pid no longer runs.
-fn reap_stale() {
+fn reap_stale(kind: &str) {
     let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
-            .strip_prefix(PREFIX)
+            .strip_prefix(kind)
             .and_then(|rest| rest.split_once('x'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok())
         else {

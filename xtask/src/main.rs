@@ -4,6 +4,7 @@ mod build;
 mod cmd;
 mod demo;
 mod fuzz;
+mod packages;
 mod run;
 mod test;
 mod toolchain;
@@ -28,7 +29,7 @@ enum Command {
     Demo(build::Options),
     /// Build, then run unit and integration tests (root: namespaces and XDP).
     Test(test::Options),
-    /// Build, then run the criterion benchmarks.
+    /// Build, then run the network benchmark (root), or `bench micro`: the criterion benchmarks.
     Bench(bench::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
