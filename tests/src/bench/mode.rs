@@ -27,7 +27,9 @@ pub enum Mode {
     Copy,
     /// The daemon relays with splice(2).
     Splice,
-    /// The daemon hands routed connections to the XDP program (XDP on both interfaces).
+    /// The daemon hands routed connections to the XDP program (XDP on both interfaces) once
+    /// they moved the daemon's threshold (`fastpath: auto`, the production default): short
+    /// connections stay on splice, bulk ones go to XDP.
     Xdp,
 }
 
@@ -76,7 +78,10 @@ impl Mode {
         let frontend = Frontend::new(1, &FRONTEND_PORT.to_string())
             .default_farm(2)
             .named("bench")
-            .fastpath(self.name());
+            .fastpath(match self {
+                Mode::Xdp => "auto",
+                other => other.name(),
+            });
         Config::new()
             .frontend(frontend)
             .farm(Farm::new(1, "h2").server(server(1, H2_SERVER)))
