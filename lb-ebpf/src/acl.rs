@@ -32,6 +32,7 @@ fn frontend_policy(packet: &Packet) -> Option<lb_common::FrontendPolicy> {
         return Some(*policy);
     }
     key.addr = [0; 16];
+    // SAFETY: as above: a plain-old-data value copied out under RCU.
     unsafe { maps::LB_FRONTENDS.get(&key) }.copied()
 }
 

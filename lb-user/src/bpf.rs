@@ -4,7 +4,6 @@
 //! links on drop); links are bpf_link file descriptors, so even a killed daemon leaves no
 //! program attached.
 use std::{
-    collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -82,7 +81,7 @@ pub struct Dataplane {
 
 #[derive(Default)]
 struct AppliedPolicy {
-    frontend_keys: HashSet<FrontendKey>,
+    frontends: std::collections::HashMap<FrontendKey, FrontendPolicy>,
     acl_v4: Vec<Key<AclV4>>,
     acl_v6: Vec<Key<AclV6>>,
 }
@@ -167,6 +166,23 @@ impl Dataplane {
     /// configuration, never a mix.
     pub fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
         let mut next = AppliedPolicy::default();
+        let written = self.write_policy(snapshot, &mut next);
+        if let Err(e) = written {
+            self.roll_back(&next);
+            return Err(e);
+        }
+        let previous = std::mem::replace(&mut self.applied, next);
+        for key in previous.frontends.keys().filter(|k| !self.applied.frontends.contains_key(k)) {
+            self.frontends.remove(key).ok();
+        }
+        self.remove_acl_entries(&previous);
+        Ok(())
+    }
+
+    /// Writes the ACL entries of every frontend, then the frontends' policies, recording in
+    /// `next` what it wrote so far.
+    fn write_policy(&mut self, snapshot: &Snapshot, next: &mut AppliedPolicy) -> Result<()> {
+        let mut policies = Vec::new();
         for frontend in &snapshot.frontends {
             if frontend.ports.is_empty() {
                 continue;
@@ -194,22 +210,35 @@ impl Dataplane {
                 }
             }
             let policy = FrontendPolicy { frontend_id: frontend.id, acl_id, acl_mode: mode, _pad: [0; 7] };
-            for key in frontend_keys(&frontend.addresses, &frontend.ports) {
-                self.frontends.insert(key, policy, 0).with_context(|| format!("frontend {} policy", frontend.id))?;
-                next.frontend_keys.insert(key);
-            }
+            policies.extend(frontend_keys(&frontend.addresses, &frontend.ports).into_iter().map(|key| (key, policy, frontend.id)));
         }
-        let previous = std::mem::replace(&mut self.applied, next);
-        for key in previous.frontend_keys.difference(&self.applied.frontend_keys) {
-            self.frontends.remove(key).ok();
-        }
-        for key in &previous.acl_v4 {
-            self.acl_v4.remove(key).ok();
-        }
-        for key in &previous.acl_v6 {
-            self.acl_v6.remove(key).ok();
+        // Only now, with every ACL entry in place, do frontends switch to the new ones.
+        for (key, policy, frontend_id) in policies {
+            next.frontends.insert(key, policy);
+            self.frontends.insert(key, policy, 0).with_context(|| format!("frontend {frontend_id} policy"))?;
         }
         Ok(())
+    }
+
+    /// Undoes a partly written `next`: the previous policies come back, so a SYN is never
+    /// judged by half a configuration.
+    fn roll_back(&mut self, next: &AppliedPolicy) {
+        for key in next.frontends.keys() {
+            match self.applied.frontends.get(key) {
+                Some(previous) => self.frontends.insert(key, previous, 0).ok(),
+                None => self.frontends.remove(key).ok(),
+            };
+        }
+        self.remove_acl_entries(next);
+    }
+
+    fn remove_acl_entries(&mut self, policy: &AppliedPolicy) {
+        for key in &policy.acl_v4 {
+            self.acl_v4.remove(key).ok();
+        }
+        for key in &policy.acl_v6 {
+            self.acl_v6.remove(key).ok();
+        }
     }
 
     /// The splice map, for the hand-off (once).

@@ -177,12 +177,20 @@ fn protocol_matches<H: HelloFacts>(pattern: ProtocolPattern, hello: Option<&H>) 
     }
 }
 
-/// An address or a CIDR; a bare address means /32 or /128.
+/// An address or a CIDR; a bare address means /32 or /128. An IPv4-mapped IPv6 network
+/// (`::ffff:10.0.0.0/104`) becomes the IPv4 network it names (`10.0.0.0/8`): clients are
+/// matched by their canonical (IPv4) address, so the mapped form would never match.
 pub fn parse_source(p: &str) -> Option<IpNet> {
-    if let Ok(net) = p.parse::<IpNet>() {
-        return Some(net.trunc());
+    let net = match p.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => IpNet::from(p.parse::<IpAddr>().ok()?),
+    };
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.network().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok().map(IpNet::V4);
+        }
     }
-    p.parse::<IpAddr>().ok().map(IpNet::from)
+    Some(net)
 }
 
 /// IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d; rules are written in IPv4.
@@ -196,6 +204,16 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_mapped_sources_become_ipv4_networks() {
+        assert_eq!(parse_source("::ffff:10.0.0.0/104"), Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(parse_source("::ffff:192.0.2.7"), Some("192.0.2.7/32".parse().unwrap()));
+        assert_eq!(parse_source("::ffff:192.0.2.7/128"), Some("192.0.2.7/32".parse().unwrap()));
+        // Wider than the mapped block: an IPv6 network, kept as written.
+        assert_eq!(parse_source("::/0"), Some("::/0".parse().unwrap()));
+        assert_eq!(parse_source("fd00::/8"), Some("fd00::/8".parse().unwrap()));
+    }
 
     struct Hello {
         sni: Option<&'static str>,
