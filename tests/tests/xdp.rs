@@ -258,3 +258,44 @@ fn xdp_program_detached_when_daemon_stops_even_when_killed() -> Result<()> {
     }
     Ok(())
 }
+
+/// A refresh whose ACLs do not fit in the kernel's tries fails as a whole: the task reports
+/// the error, and the previous configuration (its ACL included) stays in force.
+#[test]
+fn refresh_overflowing_the_acl_map_fails_whole_and_keeps_the_previous_policy() -> Result<()> {
+    require_root!();
+    let lab = Lab::with_standard_backends()?;
+    let daemon = lb_tests::api::ApiDaemon::start(lb_tests::api::ApiDaemonOpts::in_netns(lab.topo.lb()))?;
+    let api = daemon.client();
+    api.create("/tcp/farm", serde_json::json!({"displayName": "h1", "port": 8443}))?;
+    api.create("/tcp/farm/1/server", serde_json::json!({"address": "10.77.2.4"}))?;
+    api.create(
+        "/tcp/frontend",
+        serde_json::json!({"port": "443", "zone": "all", "defaultFarmId": 1, "deniedSource": ["10.77.1.3/32"]}),
+    )?;
+    api.refresh_done()?;
+    ensure!(syn_from(&lab, CLIENT_IP2)? == Err(ErrorKind::TimedOut), "the denied source got in before the overflow");
+    // 4 × 20,000 entries: more than the 65,536 the IPv4 trie holds.
+    for frontend in 0..4u32 {
+        let cidrs: Vec<String> = (0..20_000u32).map(|i| format!("10.{}.{}.{}/32", 100 + frontend, i / 256, i % 256)).collect();
+        api.create(
+            "/tcp/frontend",
+            serde_json::json!({"port": (444 + frontend).to_string(), "zone": "all", "defaultFarmId": 1, "deniedSource": cidrs}),
+        )?;
+    }
+    let task = api.refresh(None)?;
+    ensure!(task["status"] == "error", "the overflowing refresh did not fail: {task}");
+    ensure!(task["message"].as_str().is_some_and(|m| m.contains("ACL entry")), "the error does not say what overflowed: {task}");
+    ensure!(syn_from(&lab, CLIENT_IP2)? == Err(ErrorKind::TimedOut), "the previous deny list stopped working");
+    let backend = served_from(&lab, CLIENT_IP)?;
+    ensure!(backend.starts_with("farm h1 "), "the allowed client landed on {backend:?}");
+    let refused = lab.in_cli(|| Ok(tcp_connect(None, vip(444), Duration::from_secs(2)).is_err()))?;
+    ensure!(refused, "a frontend of the failed refresh is listening");
+    // Nothing of the failed attempt stayed in the tries: a refresh that fits now succeeds.
+    for frontend in 2..=5 {
+        api.delete(&format!("/tcp/frontend/{frontend}"))?;
+    }
+    api.create("/tcp/frontend", serde_json::json!({"port": "444", "zone": "all", "defaultFarmId": 1, "deniedSource": ["10.77.1.2/32"]}))?;
+    api.refresh_done().context("a refresh after the failed one")?;
+    Ok(())
+}
