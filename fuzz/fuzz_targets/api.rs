@@ -2,10 +2,7 @@
 //! answer below 500 (a 4xx with a message when it is bad), and never a panic.
 #![no_main]
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{cell::RefCell, net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
@@ -36,18 +33,27 @@ impl Traffic for NoTraffic {
 struct Harness {
     runtime: tokio::runtime::Runtime,
     router: Router,
+    served: u32,
 }
 
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
+/// Requests served by one control plane before a fresh one replaces it. State carries
+/// across requests (a POST then a PUT of what it created), but an ever-growing
+/// configuration would make every refresh, and so the whole run, slower and slower.
+const REQUESTS_PER_HARNESS: u32 = 512;
+
+impl Harness {
+    fn new() -> Self {
         // In memory: a durable commit (fsync) per request would cap the run near 100 per second.
         let store = Store::in_memory().expect("store");
         let control = Control::new(store, Arc::new(NoTraffic), "lb", "local").expect("control plane");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let router = runtime.block_on(async { router(Arc::new(control), None) });
-        Harness { runtime, router }
-    })
+        Harness { runtime, router, served: 0 }
+    }
+}
+
+thread_local! {
+    static HARNESS: RefCell<Option<Harness>> = const { RefCell::new(None) };
 }
 
 const METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::DELETE];
@@ -66,7 +72,17 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let h = harness();
+    HARNESS.with_borrow_mut(|slot| {
+        let h = match slot {
+            Some(h) if h.served < REQUESTS_PER_HARNESS => h,
+            _ => slot.insert(Harness::new()),
+        };
+        h.served += 1;
+        serve(h, input);
+    });
+});
+
+fn serve(h: &Harness, input: Input) {
     let method = METHODS[input.method as usize % METHODS.len()].clone();
     let mut path = format!("/ipLoadbalancing/lb{}", PATHS[input.path as usize % PATHS.len()]);
     if input.suffix.len() < 64 && input.suffix.chars().all(|c| c.is_ascii_graphic()) {
@@ -78,4 +94,4 @@ fuzz_target!(|input: Input| {
     };
     let response = h.runtime.block_on(h.router.clone().oneshot(request)).expect("the router is infallible");
     assert!(response.status().as_u16() < 500, "{path}: {}", response.status());
-});
+}
