@@ -15,9 +15,10 @@
 //!    gets acknowledged.
 //! 3. Drain: relay what the receive queues still hold, and wait until both receive queues
 //!    (SIOCINQ) and both send queues (SIOCOUTQ: unacknowledged bytes) are empty.
-//! 4. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. Check the
-//!    queues once more (a frame accepted just before the freeze may have landed), read both
-//!    sockets' sequence numbers and clocks, and the peers' last TSvals the XDP program saw.
+//! 4. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 2 ms
+//!    after the freeze (a frame that passed the program just before it may still be in a
+//!    backlog queue), check the queues once more, read both sockets' sequence numbers and
+//!    clocks, and the peers' last TSvals the XDP program saw.
 //! 5. Go live: one entry per direction with the address, sequence, timestamp and window
 //!    translations. The sockets stay open (in repair mode, silent) until the flow ends, so
 //!    that no new connection can take the load balancer's port of B meanwhile.
@@ -64,6 +65,8 @@ const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// idle (nothing unread, nothing unacknowledged) before freezing anyway: freezing an idle
 /// flow drops nothing, freezing a busy one drops what the peers send meanwhile.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
+const FREEZE_SETTLE: Duration = Duration::from_millis(2);
 /// Bytes added to the threshold before another attempt.
 const RETRY_AFTER_BYTES: u64 = 1 << 20;
 /// TCP timestamp option length: the MSS we announce to the server includes it when used.
@@ -266,6 +269,7 @@ impl Handoff {
     }
 
     async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<()>, Fallback> {
+        let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
             relay.run_until(quiescent(client, server, deadline)).await.map_err(|_| Fallback::Closing)?;
@@ -280,7 +284,10 @@ impl Handoff {
             }
         }
         let repaired = Repair::on(client, server)?;
-        // A frame accepted just before the freeze may have landed since the last look.
+        // A frame that passed the program just before the freeze may still be on its way
+        // through the stack (a backlog queue on another CPU): give it time to land, then look
+        // once more. Whatever lands after this look would be lost, hence the margin.
+        tokio::time::sleep_until((frozen_at + FREEZE_SETTLE).into()).await;
         if !is_quiescent(client, server)? {
             return Err(Fallback::NotQuiescent);
         }
