@@ -203,6 +203,11 @@ impl Daemon {
         self.child.terminate(Duration::from_secs(10))
     }
 
+    /// SIGKILL: no cleanup of any kind runs in the daemon.
+    pub fn kill9(&mut self) {
+        self.child.kill();
+    }
+
     /// Whether the daemon process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.pid().is_some() && self.child.try_wait().is_none()

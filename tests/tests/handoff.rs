@@ -245,9 +245,10 @@ fn one_percent_loss_still_byte_identical() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
-    require_root!();
+/// Starts a 512 MiB echo transfer, stops the daemon once the flow is handed off (SIGTERM,
+/// or SIGKILL with `kill`), starts another on the same --pin-dir, and checks the transfer
+/// completes intact and the new daemon adopted, then reclaimed, the flow.
+fn restart_mid_transfer(kill: bool) -> Result<()> {
     let mut lab = xdp_lab()?;
     let pins = PinDir::new(lab.topo.prefix())?;
     let mut opts = xdp_opts();
@@ -262,6 +263,9 @@ fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<
         lab.stats().ok().filter(|s| handoff(s).handed_off == 1 && !transfer.is_finished())
     })
     .context("the transfer was not handed off while running")?;
+    if kill {
+        lab.daemon.as_mut().context("no daemon")?.kill9();
+    }
     // Dropping the first daemon (SIGTERM) leaves the flow pinned; the second adopts it.
     lab.start_with(&config, opts)?;
     let report = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
@@ -269,6 +273,18 @@ fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<
     let h = handoff(&wait_settled(&lab, 0)?);
     ensure!(h.adopted == 1, "the new daemon did not adopt the flow: {h:?}");
     Ok(())
+}
+
+#[test]
+fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
+    require_root!();
+    restart_mid_transfer(false)
+}
+
+#[test]
+fn daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
+    require_root!();
+    restart_mid_transfer(true)
 }
 
 #[test]
