@@ -25,8 +25,13 @@ pub struct Transfer {
     pub starttransfer_s: f64,
 }
 
-/// `curl <flags> https://<target><path>?[1-count]`, verifying the server with `ca`; bounded
-/// by `timeout` for the whole run. Fails when curl printed no transfer at all.
+/// Seconds without a byte after which curl gives a transfer up (a stalled connection).
+pub const STALL_SECS: u64 = 10;
+
+/// `curl <flags> https://<target><path>?[1-count]`, verifying the server with `ca`. Each
+/// transfer is bounded by `max_each` and given up after [`STALL_SECS`] without a byte (it
+/// then counts as failed, its code or size wrong); the whole run is bounded by `timeout`.
+/// Fails when curl printed no transfer at all.
 pub fn transfers(
     ns: &str,
     target: SocketAddr,
@@ -34,6 +39,7 @@ pub fn transfers(
     count: usize,
     ca: &Path,
     flags: &[&str],
+    max_each: Duration,
     timeout: Duration,
 ) -> Result<Vec<Transfer>> {
     let url = format!("https://{target}{path}?[1-{count}]");
@@ -44,10 +50,17 @@ pub fn transfers(
         "/dev/null",
         "-w",
         WRITE_OUT,
-        "--max-time",
-        "60",
-        "--cacert",
+        "--connect-timeout",
+        "5",
     ])
+    .args(["--max-time", &max_each.as_secs().max(1).to_string()])
+    .args([
+        "--speed-limit",
+        "1",
+        "--speed-time",
+        &STALL_SECS.to_string(),
+    ])
+    .arg("--cacert")
     .arg(ca)
     .args(flags)
     .arg(&url);

@@ -1,6 +1,7 @@
-//! The modes the benchmark compares and what each changes: whether the daemon runs, with
-//! which frontend `fastpath`, on which interfaces XDP is attached, and where
-//! clients dial.
+//! The modes the benchmark compares and what each changes: which load balancer runs in the
+//! lb namespace (none, a peer a user would pick instead, or our daemon with which frontend
+//! `fastpath`), on which interfaces the daemon attaches its XDP program, and where clients
+//! dial.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -8,6 +9,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
+use super::peers::{Peer, PeerKind};
+use super::usage::alive;
 use crate::config::{Config, Farm, Frontend, Route, Rule, Server};
 use crate::daemon::{Daemon, DaemonOpts};
 use crate::netns::{LB_CLI_IF, LB_SRV_IF};
@@ -16,40 +19,67 @@ use crate::{Topology, LB_VIP};
 /// nginx's h2 server (the h2 farm's only server) and h1 server (the h1 farm's).
 pub const H2_SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 77, 2, 2)), 8443);
 pub const H1_SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 77, 2, 4)), 8443);
-/// The frontend's port on the load balancer.
+/// The frontend's port on the load balancer (ours and the peers').
 pub const FRONTEND_PORT: u16 = 443;
+
+/// The frontend every load balancer listens on.
+pub fn frontend() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(LB_VIP), FRONTEND_PORT)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
-    /// No daemon: the client dials nginx, the lb namespace forwards packets (the limit).
+    /// No load balancer: the client dials nginx, the lb namespace forwards packets (the limit).
     Direct,
-    /// The daemon relays through user-space buffers.
+    /// HAProxy in TCP mode, routing on the ClientHello's ALPN, splicing both ways.
+    Haproxy,
+    /// nginx `stream {}` with `ssl_preread`, routing on the ALPN.
+    NginxStream,
+    /// Our daemon relaying through user-space buffers (`fastpath: copy`).
     Copy,
-    /// The daemon relays with splice(2).
+    /// Our daemon relaying with splice(2) (`fastpath: splice`).
     Splice,
-    /// The daemon hands routed connections to the XDP program (XDP on both interfaces) once
-    /// they moved the daemon's threshold (`fastpath: auto`, the production default): short
-    /// connections stay on splice, bulk ones go to XDP.
+    /// Our daemon handing every routed connection to the XDP program right after the hello
+    /// (`fastpath: xdp`).
     Xdp,
+    /// Our daemon as deployed (`fastpath: auto`, the default): splice first, the XDP hand-off
+    /// once a connection has moved the daemon's threshold.
+    Auto,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Direct, Mode::Copy, Mode::Splice, Mode::Xdp];
+    pub const ALL: [Mode; 7] = [
+        Mode::Direct,
+        Mode::Haproxy,
+        Mode::NginxStream,
+        Mode::Copy,
+        Mode::Splice,
+        Mode::Xdp,
+        Mode::Auto,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Direct => "direct",
+            Mode::Haproxy => "haproxy",
+            Mode::NginxStream => "nginx-stream",
             Mode::Copy => "copy",
             Mode::Splice => "splice",
             Mode::Xdp => "xdp",
+            Mode::Auto => "auto",
         }
+    }
+
+    /// Whether this mode runs our daemon (and so has its counters).
+    pub fn is_ours(self) -> bool {
+        matches!(self, Mode::Copy | Mode::Splice | Mode::Xdp | Mode::Auto)
     }
 
     /// Where an HTTP/2 client dials in this mode.
     pub fn h2_target(self) -> SocketAddr {
         match self {
             Mode::Direct => H2_SERVER,
-            _ => SocketAddr::new(IpAddr::V4(LB_VIP), FRONTEND_PORT),
+            _ => frontend(),
         }
     }
 
@@ -57,31 +87,30 @@ impl Mode {
     pub fn h1_target(self) -> SocketAddr {
         match self {
             Mode::Direct => H1_SERVER,
-            _ => SocketAddr::new(IpAddr::V4(LB_VIP), FRONTEND_PORT),
+            _ => frontend(),
         }
     }
 
-    /// The load balancer's interfaces that carry the XDP program. Copy and splice keep it
+    /// The load balancer's interfaces that carry our XDP program. Copy and splice keep it
     /// where a deployment has it (the client side: source ACL, accounting); the hand-off
-    /// needs it on both sides to redirect frames between them.
+    /// needs it on both sides to redirect frames between them. The daemon picks the kernel
+    /// hook on each interface by itself.
     pub fn xdp_ifaces(self) -> Vec<String> {
         match self {
-            Mode::Direct => Vec::new(),
             Mode::Copy | Mode::Splice => vec![LB_CLI_IF.to_string()],
-            Mode::Xdp => vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
+            Mode::Xdp | Mode::Auto => vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
+            Mode::Direct | Mode::Haproxy | Mode::NginxStream => Vec::new(),
         }
     }
 
-    /// The daemon's configuration: one frontend on :443 with this mode's `fastpath`, h2
-    /// clients (ALPN) to the h2 farm, everything else to the h1 farm.
+    /// Our daemon's configuration: one frontend on :443 with this mode's `fastpath`, h2
+    /// clients (ALPN) to the h2 farm, everything else to the h1 farm. The peers get the same
+    /// routing in their own words (see `peers`).
     pub fn config(self) -> Config {
         let frontend = Frontend::new(1, &FRONTEND_PORT.to_string())
             .default_farm(2)
             .named("bench")
-            .fastpath(match self {
-                Mode::Xdp => "auto",
-                other => other.name(),
-            });
+            .fastpath(self.name());
         Config::new()
             .frontend(frontend)
             .farm(Farm::new(1, "h2").server(server(1, H2_SERVER)))
@@ -89,21 +118,74 @@ impl Mode {
             .route(Route::to_farm(1, 1, 1).rule(Rule::new("protocol", "is", "http/2.0")))
     }
 
-    /// Starts the daemon for this mode (none for `direct`). `xdp_mode` is `--xdp-mode`.
-    pub fn start_lb(self, topo: &Topology, xdp_mode: &str) -> Result<Option<Daemon>> {
-        if self == Mode::Direct {
-            return Ok(None);
+    /// Starts this mode's load balancer in the lb namespace (none for `direct`).
+    /// `xdp_mode` is the daemon's `--xdp-mode`, `peer_workers` the peers' threads/workers.
+    pub fn start_lb(
+        self,
+        topo: &Topology,
+        xdp_mode: &str,
+        peer_workers: usize,
+    ) -> Result<Option<Lb>> {
+        let peer = |kind| Peer::start(kind, topo.lb(), peer_workers).map(|p| Some(Lb::Peer(p)));
+        match self {
+            Mode::Direct => Ok(None),
+            Mode::Haproxy => peer(PeerKind::Haproxy),
+            Mode::NginxStream => peer(PeerKind::NginxStream),
+            Mode::Copy | Mode::Splice | Mode::Xdp | Mode::Auto => {
+                // The frontend's `fastpath` alone selects the mode.
+                let opts = DaemonOpts {
+                    xdp_mode: xdp_mode.to_string(),
+                    ifaces: self.xdp_ifaces(),
+                    print_log_on_drop: false,
+                    ..DaemonOpts::default()
+                };
+                let daemon = Daemon::start_with(topo, &self.config(), opts)
+                    .with_context(|| format!("starting lb-user for mode {self}"))?;
+                Ok(Some(Lb::Ours(daemon)))
+            }
         }
-        // The frontend's `fastpath` alone selects the mode.
-        let opts = DaemonOpts {
-            xdp_mode: xdp_mode.to_string(),
-            ifaces: self.xdp_ifaces(),
-            print_log_on_drop: false,
-            ..DaemonOpts::default()
+    }
+}
+
+/// The load balancer of a mode, running; stopped on drop.
+pub enum Lb {
+    Ours(Daemon),
+    Peer(Peer),
+}
+
+impl Lb {
+    /// Our daemon, if this is it.
+    pub fn daemon(&self) -> Option<&Daemon> {
+        match self {
+            Lb::Ours(d) => Some(d),
+            Lb::Peer(_) => None,
+        }
+    }
+
+    /// Every process whose CPU time and memory are the load balancer's: the daemon's one
+    /// process (all its threads), or a peer's process tree (nginx's master and workers).
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        match self {
+            Lb::Ours(d) => Ok(vec![d.pid()?]),
+            Lb::Peer(p) => p.pids(),
+        }
+    }
+
+    /// Whether the load balancer's (main) process still runs.
+    pub fn is_alive(&self) -> bool {
+        let main = match self {
+            Lb::Ours(d) => d.pid().ok(),
+            Lb::Peer(p) => p.pid(),
         };
-        let daemon = Daemon::start_with(topo, &self.config(), opts)
-            .with_context(|| format!("starting lb-user for mode {self}"))?;
-        Ok(Some(daemon))
+        main.is_some_and(alive)
+    }
+
+    /// Its log, for a failure report.
+    pub fn log_excerpt(&self) -> String {
+        match self {
+            Lb::Ours(d) => d.log_excerpt(),
+            Lb::Peer(p) => p.log_tail(),
+        }
     }
 }
 
@@ -122,7 +204,10 @@ impl FromStr for Mode {
     fn from_str(s: &str) -> Result<Self> {
         match Mode::ALL.iter().find(|m| m.name() == s) {
             Some(m) => Ok(*m),
-            None => bail!("unknown mode {s:?} (direct, copy, splice, xdp)"),
+            None => {
+                let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+                bail!("unknown mode {s:?} ({})", names.join(", "))
+            }
         }
     }
 }

@@ -22,6 +22,26 @@ pub const BIG_PATH: &str = "/big.bin";
 /// A tiny file whose response carries `Connection: close` on HTTP/1.1.
 pub const CLOSE_PATH: &str = "/close.txt";
 
+/// The files nginx serves, written once per run and served by each topology's nginx.
+pub struct Content {
+    dir: TempDir,
+    big_len: u64,
+}
+
+impl Content {
+    /// Writes [`BIG_PATH`] (`big_len` bytes, left in the page cache) and [`CLOSE_PATH`].
+    pub fn write(big_len: u64) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("lb-bench-www-").tempdir()?;
+        write_big_file(&dir.path().join(BIG_PATH.trim_start_matches('/')), big_len)?;
+        fs::write(dir.path().join(CLOSE_PATH.trim_start_matches('/')), "ok\n")?;
+        Ok(Self { dir, big_len })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// A running nginx; stopped on drop (SIGTERM: the master stops its workers; then SIGKILL).
 /// The topology's drop also kills whatever is left in the namespace.
 pub struct Nginx {
@@ -31,18 +51,14 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Writes the content (`big_len` bytes for [`BIG_PATH`]) and the configuration, starts
-    /// nginx in `ns` with `workers` worker processes, and waits until both farms accept.
-    pub fn start(ns: &str, certs: &Certs, big_len: u64, workers: usize) -> Result<Self> {
+    /// Writes the configuration, starts nginx in `ns` serving `content` with `workers` worker
+    /// processes, and waits until both farms accept.
+    pub fn start(ns: &str, certs: &Certs, content: &Content, workers: usize) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("lb-bench-nginx-")
             .tempdir()?;
-        let www = dir.path().join("www");
-        fs::create_dir_all(&www)?;
-        write_big_file(&www.join(BIG_PATH.trim_start_matches('/')), big_len)?;
-        fs::write(www.join(CLOSE_PATH.trim_start_matches('/')), "ok\n")?;
         let conf = dir.path().join("nginx.conf");
-        fs::write(&conf, config(dir.path(), &www, certs, workers))?;
+        fs::write(&conf, config(dir.path(), content.root(), certs, workers))?;
         let error_log = dir.path().join("error.log");
         // Checked first, so that a bad configuration fails with nginx's own words.
         run_ok(
@@ -82,7 +98,7 @@ impl Nginx {
         Ok(Self {
             child,
             dir,
-            big_len,
+            big_len: content.big_len,
         })
     }
 

@@ -1,9 +1,8 @@
-//! What a run produces: one [`Record`] per (mode, workload, round), written as a JSON array
-//! to `target/bench/<UTC timestamp>.json`, and a table comparing each mode with `direct`,
-//! each value the median over rounds.
+//! What a run produces: one [`Record`] per (veth kind, mode, workload, round), written as a
+//! JSON array to `target/bench/<UTC timestamp>.json`, and the medians over rounds that the
+//! table (`table`) and the targets (`targets`) are made of.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,13 +12,27 @@ use serde::Serialize;
 
 use super::stats::median;
 
-/// One workload's result in one mode; `None` (JSON `null`) where a field does not apply.
+/// One workload's result in one mode on one kind of veth; `None` (JSON `null`) where a field
+/// does not apply or was not measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Record {
+    /// `default` (kernel defaults: tx checksum offload and TSO on, GRO off) or `wire` (tx
+    /// checksum offload off, GRO on).
+    pub veth: String,
     pub mode: String,
     pub workload: String,
     /// Which round of the run (each round runs every mode, in a rotated order).
     pub round: u32,
+    /// `ok`, or `failed`: the workload did not run to the end (the load balancer did not
+    /// start, did not answer, or the client failed); its figures are then all `null`, and
+    /// `error` says why.
+    pub status: String,
+    pub error: Option<String>,
+    /// What ran as the load balancer: `lb-user`, or the peer's version line.
+    pub lb: Option<String>,
+    /// The peer's threads (HAProxy `nbthread`) or worker processes (nginx
+    /// `worker_processes`), `--peer-workers`.
+    pub peer_workers: Option<usize>,
     /// Response bytes (bodies) × 8 / wall time of the transfers.
     pub gbit_s: Option<f64>,
     /// New TLS connections per second (one request each).
@@ -29,14 +42,15 @@ pub struct Record {
     pub p50_ms: Option<f64>,
     /// 99th percentile of the time to the first response byte on a new connection.
     pub p99_ttfb_ms: Option<f64>,
-    /// The daemon's own CPU seconds (user + system) per GB (10^9 bytes) moved.
+    /// The load balancer's own CPU seconds (user + system of its processes: our daemon, or
+    /// the peer's) per GB (10^9 bytes) moved.
     pub lb_cpu_s_per_gb: Option<f64>,
-    /// The daemon's own CPU seconds per 1,000 new connections.
+    /// The load balancer's own CPU seconds per 1,000 new connections.
     pub lb_cpu_s_per_1k_conns: Option<f64>,
-    /// Growth of the daemon's resident memory per idle connection held through it.
+    /// Growth of the load balancer's resident memory per idle connection held through it.
     pub mem_bytes_per_conn: Option<f64>,
-    /// Growth of the daemon's open descriptors per idle connection (2 with copy, 6 with
-    /// splice's two pipes: shows which relay really ran).
+    /// Growth of the load balancer's open descriptors per idle connection (for our daemon:
+    /// 2 with copy, 6 with splice's two pipes: shows which relay really ran).
     pub lb_fds_per_conn: Option<f64>,
     /// The whole host's busy CPU seconds per GB / per 1,000 connections: clients, nginx and
     /// the load balancer together, softirq included. Minus `direct`'s, it bounds what the load
@@ -53,15 +67,21 @@ pub struct Record {
     pub bytes: Option<u64>,
     pub connections: Option<u64>,
     pub secs: f64,
-    /// Requests or connections that failed.
+    /// Requests, transfers or connections that failed or came short (given up after a
+    /// stall included).
     pub failures: u64,
+    /// Flows our daemon counted as stalled after the hand-off during the workload (the growth
+    /// of `lb-user stats`'s `handoff.stalls`); `None` when the daemon does not report it.
+    pub handoff_stalls: Option<u64>,
+    /// Every number of `lb-user stats`'s `handoff` object, its growth during the workload.
+    pub handoff: Option<BTreeMap<String, u64>>,
     /// Bytes the XDP program moved between the two connections by itself during the
     /// workload (its `spliced_bytes` counter: the hand-off); `None` when the daemon has no
     /// such counter yet.
     pub xdp_spliced_bytes: Option<u64>,
     /// Every XDP counter's growth during the workload, as `lb-user stats` names them.
     pub xdp_counters: Option<BTreeMap<String, u64>>,
-    /// The load balancer's interfaces with the XDP program, and `--xdp-mode`.
+    /// The load balancer's interfaces with our XDP program, and `--xdp-mode`.
     pub xdp_ifaces: Vec<String>,
     pub xdp_mode: Option<String>,
     /// What the daemon says it attached (`runtime.json`'s `xdp`: interface and mode).
@@ -73,6 +93,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// This record as a workload that did not run to the end, for `error`.
+    pub fn failed(mut self, error: &str) -> Self {
+        self.status = "failed".to_string();
+        self.error = Some(error.to_string());
+        self
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+
     /// Appends `note` to the record's notes.
     pub fn add_note(&mut self, note: &str) {
         self.note = Some(match self.note.take() {
@@ -120,190 +151,46 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// A metric row of the table: which workload, which field, and how to compare with direct.
-struct Metric {
-    workload: &'static str,
-    label: &'static str,
-    value: fn(&Record) -> Option<f64>,
-    compare: Compare,
-}
-
-enum Compare {
-    /// value / direct's value (higher is better for throughput).
-    Ratio,
-    /// value − direct's value (latency added).
-    Added,
-    /// Nothing to compare (direct has no load balancer).
-    None,
-}
-
-const METRICS: &[Metric] = &[
-    Metric {
-        workload: "bulk-h1",
-        label: "Gbit/s",
-        value: |r| r.gbit_s,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        workload: "bulk-h1",
-        label: "LB CPU s/GB",
-        value: |r| r.lb_cpu_s_per_gb,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "bulk-h1",
-        label: "host CPU s/GB",
-        value: |r| r.host_cpu_s_per_gb,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        workload: "bulk-h1",
-        label: "XDP hand-off share",
-        value: handoff_share,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "bulk-h2",
-        label: "Gbit/s",
-        value: |r| r.gbit_s,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        workload: "bulk-h2",
-        label: "LB CPU s/GB",
-        value: |r| r.lb_cpu_s_per_gb,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "bulk-h2",
-        label: "host CPU s/GB",
-        value: |r| r.host_cpu_s_per_gb,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        workload: "bulk-h2",
-        label: "XDP hand-off share",
-        value: handoff_share,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "conns",
-        label: "conns/s",
-        value: |r| r.conns_s,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        workload: "conns",
-        label: "LB CPU s/1k conns",
-        value: |r| r.lb_cpu_s_per_1k_conns,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "latency",
-        label: "p99 handshake ms",
-        value: |r| r.p99_ms,
-        compare: Compare::Added,
-    },
-    Metric {
-        workload: "latency",
-        label: "p50 handshake ms",
-        value: |r| r.p50_ms,
-        compare: Compare::Added,
-    },
-    Metric {
-        workload: "latency",
-        label: "p99 1st byte ms",
-        value: |r| r.p99_ttfb_ms,
-        compare: Compare::Added,
-    },
-    Metric {
-        workload: "memory",
-        label: "LB bytes/conn",
-        value: |r| r.mem_bytes_per_conn,
-        compare: Compare::None,
-    },
-    Metric {
-        workload: "memory",
-        label: "LB fds/conn",
-        value: |r| r.lb_fds_per_conn,
-        compare: Compare::None,
-    },
-];
-
-/// The part of the bulk bytes the XDP program moved by itself (`-` where the daemon has no
-/// hand-off counter).
-fn handoff_share(r: &Record) -> Option<f64> {
-    Some(r.xdp_spliced_bytes? as f64 / r.bytes.filter(|b| *b > 0)? as f64)
-}
-
-/// The table: one row per metric, one column per mode, each cell the value and its
-/// comparison with `direct` (× for ratios, + for added latency).
-pub fn table(records: &[Record], modes: &[String]) -> String {
-    let mut rows: Vec<Vec<String>> = vec![std::iter::once("workload".to_string())
-        .chain(std::iter::once("metric".to_string()))
-        .chain(modes.iter().cloned())
-        .collect()];
-    for metric in METRICS {
-        if !records.iter().any(|r| r.workload == metric.workload) {
-            continue;
-        }
-        let direct = value_of(records, "direct", metric.workload, metric.value);
-        let mut row = vec![metric.workload.to_string(), metric.label.to_string()];
-        for mode in modes {
-            let value = value_of(records, mode, metric.workload, metric.value);
-            row.push(cell(value, direct, &metric.compare, mode == "direct"));
-        }
-        rows.push(row);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        for (c, text) in row.iter().enumerate() {
-            let pad = widths[c] - text.chars().count();
-            if c < 2 {
-                let _ = write!(out, "{text}{}  ", " ".repeat(pad));
-            } else {
-                let _ = write!(out, "{}{text}  ", " ".repeat(pad));
-            }
-        }
-        out = out.trim_end().to_string();
-        out.push('\n');
-    }
-    out
-}
-
-/// The median over rounds of `f` for (`mode`, `workload`).
-fn value_of(
+/// The median over rounds of `f` for (`veth`, `mode`, `workload`), among the records that ran
+/// to the end.
+pub fn median_of(
     records: &[Record],
+    veth: &str,
     mode: &str,
     workload: &str,
     f: fn(&Record) -> Option<f64>,
 ) -> Option<f64> {
-    let values: Vec<f64> = records
-        .iter()
-        .filter(|r| r.mode == mode && r.workload == workload)
+    let values: Vec<f64> = of(records, veth, mode, workload)
+        .filter(|r| r.is_ok())
         .filter_map(f)
         .collect();
     median(&values)
 }
 
-fn cell(value: Option<f64>, direct: Option<f64>, compare: &Compare, is_direct: bool) -> String {
-    let Some(v) = value else {
-        return "-".to_string();
-    };
-    let shown = number(v);
-    match (compare, direct) {
-        (_, _) if is_direct => shown,
-        (Compare::Ratio, Some(d)) if d > 0.0 => format!("{shown} ({:.2}×)", v / d),
-        (Compare::Added, Some(d)) => format!("{shown} ({:+.3})", v - d),
-        _ => shown,
-    }
+/// The records of (`veth`, `mode`, `workload`), every round.
+pub fn of<'a>(
+    records: &'a [Record],
+    veth: &'a str,
+    mode: &'a str,
+    workload: &'a str,
+) -> impl Iterator<Item = &'a Record> + 'a {
+    records
+        .iter()
+        .filter(move |r| r.veth == veth && r.mode == mode && r.workload == workload)
+}
+
+/// The first error of a (`veth`, `mode`, `workload`) that failed in some round.
+pub fn first_error<'a>(
+    records: &'a [Record],
+    veth: &'a str,
+    mode: &'a str,
+    workload: &'a str,
+) -> Option<&'a str> {
+    of(records, veth, mode, workload).find_map(|r| r.error.as_deref())
 }
 
 /// Three significant digits, more for large numbers.
-fn number(v: f64) -> String {
+pub fn number(v: f64) -> String {
     let a = v.abs();
     if a >= 100.0 {
         format!("{v:.0}")
@@ -313,61 +200,6 @@ fn number(v: f64) -> String {
         format!("{v:.2}")
     } else {
         format!("{v:.3}")
-    }
-}
-
-/// The targets, checked for every load-balancer mode (they are set for `xdp`).
-pub fn targets(records: &[Record], modes: &[String]) -> String {
-    let v = |mode: &str, workload: &str, f: fn(&Record) -> Option<f64>| {
-        value_of(records, mode, workload, f)
-    };
-    let ratio = |mode: &str, workload: &str, f: fn(&Record) -> Option<f64>| {
-        Some(v(mode, workload, f)? / v("direct", workload, f)?)
-    };
-    let mut out =
-        String::from("targets (set for xdp; shown for every mode; medians over rounds):\n");
-    for mode in modes.iter().filter(|m| *m != "direct") {
-        let mut checks = Vec::new();
-        for workload in ["bulk-h1", "bulk-h2"] {
-            checks.push(check(
-                &format!("{workload} ≥ 0.9× direct"),
-                ratio(mode, workload, |r| r.gbit_s),
-                |v| v >= 0.9,
-                "×",
-            ));
-            checks.push(check(
-                &format!("{workload} LB CPU ≤ 0.08 s/GB"),
-                v(mode, workload, |r| r.lb_cpu_s_per_gb),
-                |v| v <= 0.08,
-                " s",
-            ));
-        }
-        checks.push(check(
-            "conns ≥ 0.95× direct",
-            ratio(mode, "conns", |r| r.conns_s),
-            |v| v >= 0.95,
-            "×",
-        ));
-        let added = v(mode, "latency", |r| r.p99_ms).zip(v("direct", "latency", |r| r.p99_ms));
-        checks.push(check(
-            "added p99 ≤ 0.1 ms",
-            added.map(|(m, d)| m - d),
-            |v| v <= 0.1,
-            " ms",
-        ));
-        let _ = writeln!(out, "  {mode:<7} {}", checks.join("; "));
-    }
-    out
-}
-
-fn check(name: &str, value: Option<f64>, ok: fn(f64) -> bool, unit: &str) -> String {
-    match value {
-        Some(v) => format!(
-            "{name}: {} {}{unit}",
-            if ok(v) { "met" } else { "MISSED" },
-            number(v)
-        ),
-        None => format!("{name}: not measured"),
     }
 }
 
@@ -383,18 +215,35 @@ mod tests {
     }
 
     #[test]
-    fn table_compares_each_mode_with_direct() {
-        let rec = |mode: &str, gbit: f64| Record {
-            mode: mode.into(),
+    fn medians_leave_failed_rounds_out() {
+        let rec = |veth: &str, round: u32, gbit: Option<f64>| Record {
+            veth: veth.into(),
+            mode: "auto".into(),
             workload: "bulk-h1".into(),
-            gbit_s: Some(gbit),
+            round,
+            status: "ok".into(),
+            gbit_s: gbit,
             ..Record::default()
         };
-        let t = table(
-            &[rec("direct", 10.0), rec("copy", 5.0)],
-            &["direct".into(), "copy".into()],
+        let records = [
+            rec("wire", 0, Some(4.0)),
+            rec("wire", 1, Some(2.0)),
+            rec("wire", 2, None).failed("stalled"),
+            rec("default", 0, Some(9.0)),
+        ];
+        let gbit = |r: &Record| r.gbit_s;
+        assert_eq!(
+            median_of(&records, "wire", "auto", "bulk-h1", gbit),
+            Some(3.0)
         );
-        assert!(t.contains("5.00 (0.50×)"), "{t}");
-        assert!(!t.contains("p99"), "metrics without data are left out: {t}");
+        assert_eq!(
+            median_of(&records, "default", "auto", "bulk-h1", gbit),
+            Some(9.0)
+        );
+        assert_eq!(
+            first_error(&records, "wire", "auto", "bulk-h1"),
+            Some("stalled")
+        );
+        assert_eq!(first_error(&records, "default", "auto", "bulk-h1"), None);
     }
 }

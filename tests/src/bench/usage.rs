@@ -1,11 +1,14 @@
-//! Counters read before and after a workload: the daemon's CPU time and memory, the host's
-//! CPU time by kind, a namespace's TCP connection openings, and the XDP program's counters.
+//! Counters read before and after a workload: the load balancer's CPU time and memory, the
+//! host's CPU time by kind, a namespace's TCP connection openings, and our daemon's XDP and
+//! hand-off counters.
 //!
-//! The daemon's CPU time (utime + stime of every thread) is what the load balancer costs in
-//! its own process. The kernel work of its sockets, of forwarding and of the XDP program runs
-//! largely in softirq context, charged to whichever process was interrupted: it cannot be
-//! pinned on the daemon, so the host's totals are recorded beside it (everything runs on this
-//! host: clients, nginx, the load balancer) and compared between modes instead.
+//! The load balancer's CPU time (utime + stime of every thread of its processes: our daemon's
+//! one process, or a peer's process tree) is what it costs in its own processes, read the same
+//! way for ours and for the peers. The kernel work of its sockets, of forwarding and of the XDP
+//! program runs largely in softirq context, charged to whichever process was interrupted: it
+//! cannot be pinned on the load balancer, so the host's totals are recorded beside it
+//! (everything runs on this host: clients, nginx, the load balancer) and compared between
+//! modes instead.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,7 +25,7 @@ use crate::procfs;
 /// One reading of every counter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
-    /// The daemon's CPU seconds (none in `direct`).
+    /// The load balancer's CPU seconds (none in `direct`).
     pub lb_cpu_s: Option<f64>,
     /// Host CPU seconds spent busy (everything but idle and iowait), and in softirq.
     pub host_busy_s: f64,
@@ -38,11 +41,18 @@ pub struct Delta {
 }
 
 impl Sample {
-    /// Reads the counters; `lb_pid` is the daemon's pid when one runs.
-    pub fn now(lb_pid: Option<u32>) -> Result<Self> {
+    /// Reads the counters; `lb_pids` are the load balancer's processes when one runs.
+    pub fn now(lb_pids: Option<&[u32]>) -> Result<Self> {
         let (host_busy_s, host_softirq_s) = host_cpu()?;
+        let lb_cpu_s = lb_pids
+            .map(|pids| {
+                pids.iter()
+                    .map(|p| procfs::cpu_seconds(*p))
+                    .sum::<Result<f64>>()
+            })
+            .transpose()?;
         Ok(Self {
-            lb_cpu_s: lb_pid.map(procfs::cpu_seconds).transpose()?,
+            lb_cpu_s,
             host_busy_s,
             host_softirq_s,
         })
@@ -124,9 +134,8 @@ pub fn parse_active_opens(snmp: &str) -> Result<u64> {
         .context("no Tcp ActiveOpens in /proc/net/snmp")
 }
 
-/// The XDP program's counters as `lb-user stats` prints them (`counters`: name → total),
-/// whatever names this daemon has; `None` when they cannot be read (no XDP attached).
-pub fn xdp_counters(daemon: &Daemon) -> Option<BTreeMap<String, u64>> {
+/// `lb-user stats` as JSON; `None` when it cannot be read (no XDP attached).
+pub fn daemon_stats(daemon: &Daemon) -> Option<serde_json::Value> {
     let out = run_ok(
         Command::new(crate::lb_user_bin())
             .arg("stats")
@@ -135,14 +144,93 @@ pub fn xdp_counters(daemon: &Daemon) -> Option<BTreeMap<String, u64>> {
         Duration::from_secs(10),
     )
     .ok()?;
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let counters = stats.get("counters")?.as_object()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The numbers of one object of `lb-user stats` (`counters`: the XDP program's; `handoff`:
+/// the daemon's hand-off statistics), whatever names this daemon has.
+pub fn numbers_of(stats: &serde_json::Value, object: &str) -> Option<BTreeMap<String, u64>> {
+    let fields = stats.get(object)?.as_object()?;
     Some(
-        counters
+        fields
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
             .collect(),
     )
+}
+
+/// `root` and every process descended from it (nginx's master and its workers), from the
+/// parent pids in `/proc/<pid>/stat`.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_of(&stat))
+            {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line: the second field after the command name
+/// (which is in parentheses and may hold anything).
+pub fn parent_of(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` runs: it exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Resident memory and descriptors of several processes, summed.
+pub fn usage_of(pids: &[u32]) -> Result<procfs::Usage> {
+    let mut total = procfs::Usage { fds: 0, rss_kib: 0 };
+    for pid in pids {
+        let u = procfs::usage(*pid)?;
+        total.fds += u.fds;
+        total.rss_kib += u.rss_kib;
+    }
+    Ok(total)
 }
 
 /// `after − before` for every counter in both.
@@ -166,6 +254,13 @@ mod tests {
         let (busy, softirq) = parse_host_cpu(stat, 100.0).unwrap();
         assert!((busy - 1.8).abs() < 1e-9, "{busy}");
         assert!((softirq - 0.15).abs() < 1e-9, "{softirq}");
+    }
+
+    #[test]
+    fn parent_pid_follows_the_command_name() {
+        assert_eq!(parent_of("42 (nginx: worker) S 41 42 1 0"), Some(41));
+        assert_eq!(parent_of("7 (a) b) R 1 7"), Some(1));
+        assert_eq!(parent_of("garbage"), None);
     }
 
     #[test]

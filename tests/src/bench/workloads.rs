@@ -1,23 +1,24 @@
 //! The workloads, each measured in one mode: bulk transfer over TLS (HTTP/1.1 with curl, and
 //! HTTP/2 with h2load), new TLS connections per second (h2load, one request per connection),
 //! connection latency (curl, sequential fresh connections, so that no queue inflates it) and
-//! the daemon's memory per idle TLS connection (the kit's rustls client holding them open).
+//! the load balancer's memory per idle TLS connection (the kit's rustls client holding them
+//! open). Every client run is bounded in time, and a stalled transfer is given up and counted
+//! as failed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::mode::Mode;
+use super::mode::{Lb, Mode};
 use super::nginx::{Nginx, BIG_PATH, CLOSE_PATH};
 use super::report::Record;
-use super::usage::{counters_delta, tcp_active_opens, xdp_counters, Sample};
+use super::usage::{counters_delta, daemon_stats, numbers_of, tcp_active_opens, usage_of, Sample};
 use super::{curl, h2load, interrupt, stats};
 use crate::certs::Certs;
 use crate::client::{ClientOpts, TlsClient};
-use crate::daemon::Daemon;
 use crate::netns::in_netns;
-use crate::{procfs, Topology};
+use crate::Topology;
 
 /// How much each workload does.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,9 @@ impl Sizes {
 
 /// The XDP counter of bytes moved by the hand-off (`lb-user stats`), once the daemon has it.
 pub const SPLICED_BYTES: &str = "spliced_bytes";
+/// The hand-off statistic of flows that stopped moving (`lb-user stats`'s `handoff`), once
+/// the daemon has it.
+pub const STALLS: &str = "stalls";
 
 pub const WORKLOADS: [&str; 5] = ["bulk-h1", "bulk-h2", "conns", "latency", "memory"];
 
@@ -62,17 +66,24 @@ pub struct Run<'a> {
     pub nginx: &'a Nginx,
     pub sizes: Sizes,
     pub mode: Mode,
-    pub daemon: Option<&'a Daemon>,
+    pub lb: Option<&'a Lb>,
     pub xdp_mode: String,
+    /// The peers' threads or worker processes (`--peer-workers`).
+    pub peer_workers: usize,
     pub started_utc: String,
     pub round: u32,
     /// Share of the host's CPUs busy just before the mode started.
     pub host_busy_before: f64,
 }
 
-/// Generous bounds: a run that exceeds them is broken, not slow.
-const BULK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Generous bounds: a run that exceeds them is broken, not slow. A bulk download may take
+/// [`BULK_EACH`]; a small request [`SMALL_EACH`]; a whole client run of small requests
+/// [`CLIENT_TIMEOUT`].
+const BULK_EACH: Duration = Duration::from_secs(60);
+const SMALL_EACH: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// h2load gives a connection up after this long without a byte (`-N`).
+const H2LOAD_IDLE: &str = "10s";
 const BYTES_PER_GB: f64 = 1e9;
 
 impl Run<'_> {
@@ -89,7 +100,8 @@ impl Run<'_> {
         .with_context(|| format!("workload {name} in mode {}", self.mode))
     }
 
-    /// One small request in each farm, so that a broken setup fails before any measurement.
+    /// One small request in each farm, so that a broken setup fails before any measurement
+    /// (and a load balancer that broke during a workload is found before the next).
     pub fn check_path(&self) -> Result<()> {
         for (flag, target) in [
             ("--http1.1", self.mode.h1_target()),
@@ -102,7 +114,8 @@ impl Run<'_> {
                 1,
                 &self.certs.ca_pem(),
                 &[flag],
-                CLIENT_TIMEOUT,
+                SMALL_EACH,
+                SMALL_EACH + Duration::from_secs(5),
             )?;
             if t.iter().any(|t| t.code != 200) {
                 anyhow::bail!(
@@ -124,7 +137,8 @@ impl Run<'_> {
                 n,
                 &self.certs.ca_pem(),
                 &["--http1.1"],
-                BULK_TIMEOUT,
+                BULK_EACH,
+                BULK_EACH * n as u32 + Duration::from_secs(10),
             )
         })?;
         let transfers = &measured.value;
@@ -155,12 +169,17 @@ impl Run<'_> {
             n.to_string(),
             "-c1".into(),
             "-m1".into(),
+            "-N".into(),
+            H2LOAD_IDLE.into(),
             url.clone(),
         ];
-        let measured = self.measure(|| h2load::run(self.topo.cli(), &args, BULK_TIMEOUT))?;
+        let timeout = BULK_EACH * n as u32 + Duration::from_secs(10);
+        let measured = self.measure(|| h2load::run(self.topo.cli(), &args, timeout))?;
         let report = measured.value;
         let mut r = self.record("bulk-h2", &measured, format!("h2load {}", args.join(" ")));
-        r.failures = report.failed;
+        // Short transfers count too, whatever h2load made of them.
+        let whole = report.data_bytes / self.nginx.big_len().max(1);
+        r.failures = report.failed.max((n as u64).saturating_sub(whole));
         self.per_gb(&mut r, report.data_bytes, report.secs);
         Ok(r)
     }
@@ -174,6 +193,8 @@ impl Run<'_> {
             n.to_string(),
             "-c".into(),
             c.to_string(),
+            "-N".into(),
+            H2LOAD_IDLE.into(),
             url,
         ];
         let opens_before = tcp_active_opens(self.topo.cli())?;
@@ -181,7 +202,9 @@ impl Run<'_> {
         let connections = tcp_active_opens(self.topo.cli())? - opens_before;
         let report = measured.value;
         let mut r = self.record("conns", &measured, format!("h2load {}", args.join(" ")));
-        r.failures = report.failed;
+        r.failures = report
+            .failed
+            .max((n as u64).saturating_sub(report.succeeded));
         r.secs = report.secs;
         r.connections = Some(connections);
         // Counted by the kernel, not assumed from the requests: each response closes its
@@ -205,6 +228,7 @@ impl Run<'_> {
                 n,
                 &self.certs.ca_pem(),
                 &flags,
+                SMALL_EACH,
                 CLIENT_TIMEOUT,
             )
         })?;
@@ -232,43 +256,45 @@ impl Run<'_> {
             "{} rustls TLS connections held idle",
             self.sizes.memory_conns
         );
-        let Some(daemon) = self.daemon else {
+        let Some(lb) = self.lb else {
             let measured = self.measure(|| Ok(()))?;
             let mut r = self.record("memory", &measured, client);
             r.add_note("no load balancer in this mode");
             return Ok(r);
         };
-        let pid = daemon.pid()?;
+        let pids = lb.pids()?;
         let opts = ClientOpts::new(self.certs.roots(), "h1.lb.test", self.mode.h1_target())
             .alpn(&["http/1.1"])
             .timeout(Duration::from_secs(10));
         let wanted = self.sizes.memory_conns;
         let measured = self.measure(|| {
-            let before = procfs::usage(pid)?;
+            let before = usage_of(&pids)?;
             let (held, failures, after) = in_netns(self.topo.cli(), || {
-                let deadline = Instant::now() + Duration::from_secs(120);
+                let deadline = Instant::now() + CLIENT_TIMEOUT;
                 let (mut held, mut failures) = (Vec::with_capacity(wanted), 0u64);
                 while held.len() + (failures as usize) < wanted
                     && Instant::now() < deadline
                     && !interrupt::requested()
                 {
-                    // A handshake completes only once the daemon has connected to the server
-                    // and forwarded the hello: both of its sockets exist when this returns.
+                    // A handshake completes only once the load balancer has connected to the
+                    // server and forwarded the hello: both of its sockets exist when this
+                    // returns.
                     match TlsClient::connect(&opts) {
                         Ok(conn) => held.push(conn),
                         Err(_) => failures += 1,
                     }
                 }
-                // Let the daemon settle (relay tasks spawned, buffers touched).
+                // Let the load balancer settle (relay tasks spawned, buffers touched).
                 std::thread::sleep(Duration::from_millis(500));
-                let after = procfs::usage(pid)?;
+                let after = usage_of(&pids)?;
                 Ok((held.len(), failures, after))
             })?;
             Ok((before, held, failures, after))
         })?;
         let (before, held, failures, after) = measured.value;
         let mut r = self.record("memory", &measured, client);
-        r.failures = failures;
+        // Connections never attempted before the deadline count as failed too.
+        r.failures = failures.max((wanted - held) as u64);
         r.connections = Some(held as u64);
         if held > 0 {
             let grew_kib = after.rss_kib as f64 - before.rss_kib as f64;
@@ -276,48 +302,74 @@ impl Run<'_> {
             r.lb_fds_per_conn = Some((after.fds as f64 - before.fds as f64) / held as f64);
         }
         r.add_note(
-            "resident memory of the daemon only; kernel socket and pipe buffers are not counted",
+            "resident memory of the load balancer's processes only; kernel socket and pipe buffers are not counted",
         );
         Ok(r)
     }
 
-    /// Runs `f` between two samples of the counters (and of the XDP program's counters).
+    /// Runs `f` between two samples of the counters (and of our daemon's XDP and hand-off
+    /// counters).
     fn measure<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<Measured<T>> {
-        let pid = self.daemon.map(Daemon::pid).transpose()?;
-        let xdp_before = self.daemon.and_then(xdp_counters);
-        let before = Sample::now(pid)?;
+        let pids = self.lb.map(Lb::pids).transpose()?;
+        let daemon = self.lb.and_then(Lb::daemon);
+        let stats_before = daemon.and_then(daemon_stats);
+        let before = Sample::now(pids.as_deref())?;
         let started = Instant::now();
         let value = f()?;
         let secs = started.elapsed().as_secs_f64();
-        let after = Sample::now(pid)?;
-        let xdp_after = self.daemon.and_then(xdp_counters);
-        let xdp = xdp_before
-            .zip(xdp_after)
-            .map(|(b, a)| counters_delta(&b, &a));
+        let after = Sample::now(pids.as_deref())?;
+        let stats_after = daemon.and_then(daemon_stats);
+        let delta_of = |object: &str| {
+            let before = numbers_of(stats_before.as_ref()?, object)?;
+            let after = numbers_of(stats_after.as_ref()?, object)?;
+            Some(counters_delta(&before, &after))
+        };
         Ok(Measured {
             value,
             delta: before.until(&after),
             secs,
-            xdp,
+            xdp: delta_of("counters"),
+            handoff: delta_of("handoff"),
         })
     }
 
     fn record<T>(&self, workload: &str, m: &Measured<T>, client: String) -> Record {
+        let mut r = self.blank(workload);
+        r.lb_cpu_s = m.delta.lb_cpu_s;
+        r.host_busy_s = m.delta.host_busy_s;
+        r.host_softirq_s = m.delta.host_softirq_s;
+        r.secs = m.secs;
+        r.xdp_spliced_bytes = m.xdp.as_ref().and_then(|c| c.get(SPLICED_BYTES).copied());
+        r.xdp_counters = m.xdp.clone();
+        r.handoff_stalls = m.handoff.as_ref().and_then(|h| h.get(STALLS).copied());
+        r.handoff = m.handoff.clone();
+        r.client = client;
+        let bulk = workload.starts_with("bulk");
+        let expects_handoff = self.mode == Mode::Xdp || (self.mode == Mode::Auto && bulk);
+        if expects_handoff && r.xdp_spliced_bytes.unwrap_or(0) == 0 {
+            r.add_note("no XDP hand-off happened: the daemon relayed every byte itself");
+        }
+        r
+    }
+
+    /// A record of this mode and `workload` with nothing measured yet: the start of every
+    /// record, and what a workload that could not run leaves (see [`Record::failed`]).
+    pub fn blank(&self, workload: &str) -> Record {
         let mut r = Record {
+            veth: self.topo.veth().name().to_string(),
             mode: self.mode.name().to_string(),
             workload: workload.to_string(),
             round: self.round,
+            status: "ok".to_string(),
             host_busy_before: self.host_busy_before,
-            lb_cpu_s: m.delta.lb_cpu_s,
-            host_busy_s: m.delta.host_busy_s,
-            host_softirq_s: m.delta.host_softirq_s,
-            secs: m.secs,
-            xdp_spliced_bytes: m.xdp.as_ref().and_then(|c| c.get(SPLICED_BYTES).copied()),
-            xdp_counters: m.xdp.clone(),
+            lb: self.lb.map(describe),
+            peer_workers: matches!(self.lb, Some(Lb::Peer(_))).then_some(self.peer_workers),
             xdp_ifaces: self.mode.xdp_ifaces(),
-            xdp_mode: (self.mode != Mode::Direct).then(|| self.xdp_mode.clone()),
-            xdp_attached: self.daemon.map(|d| d.runtime()["xdp"].clone()),
-            client,
+            xdp_mode: self.mode.is_ours().then(|| self.xdp_mode.clone()),
+            xdp_attached: self
+                .lb
+                .and_then(Lb::daemon)
+                .map(|d| d.runtime()["xdp"].clone()),
             started_utc: self.started_utc.clone(),
             ..Record::default()
         };
@@ -326,9 +378,6 @@ impl Run<'_> {
                 "the host was {:.0}% busy with other work before this mode started",
                 self.host_busy_before * 100.0
             ));
-        }
-        if self.mode == Mode::Xdp && r.xdp_spliced_bytes.unwrap_or(0) == 0 {
-            r.add_note("no XDP hand-off happened: the daemon relayed every byte itself");
         }
         r
     }
@@ -347,9 +396,18 @@ impl Run<'_> {
     }
 }
 
+/// What ran as the load balancer: `lb-user`, or the peer's own version line.
+fn describe(lb: &Lb) -> String {
+    match lb {
+        Lb::Ours(_) => "lb-user".to_string(),
+        Lb::Peer(p) => p.version().to_string(),
+    }
+}
+
 struct Measured<T> {
     value: T,
     delta: super::usage::Delta,
     secs: f64,
     xdp: Option<BTreeMap<String, u64>>,
+    handoff: Option<BTreeMap<String, u64>>,
 }

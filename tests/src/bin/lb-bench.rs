@@ -1,53 +1,93 @@
-//! `cargo xtask bench`: the load balancer against the limit, with real TLS servers (nginx) and
-//! real clients (curl, h2load) in network namespaces of its own (`lbb<pid>x<n>-*`, removed at
+//! `cargo xtask bench`: the load balancer against the limit and against the peers a user
+//! would pick instead, with real TLS servers (nginx) and real clients (curl, h2load) in
+//! network namespaces of its own (`lbb<pid>x<n>-*`, one topology per kind of veth, removed at
 //! the end, even on failure or Ctrl-C). See `lb_tests::bench` for what is measured and how.
-//! Binaries: `LB_USER_BIN` (default: next to this binary). Needs root, `nginx`, `h2load`
-//! (Debian: nghttp2-client) and `curl`; `cargo xtask bench` installs them when missing.
+//! Binaries: `LB_USER_BIN` (default: next to this binary). Needs root, `nginx` (with its
+//! stream module), `haproxy`, `h2load` (Debian: nghttp2-client) and `curl`; `cargo xtask
+//! bench` installs them when missing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
-use lb_tests::bench::workloads::{Run, WORKLOADS};
-use lb_tests::bench::{interrupt, nginx::Nginx, report, usage, Mode, Record, Sizes};
-use lb_tests::netns::run_in;
+use lb_tests::bench::nginx::{Content, Nginx};
+use lb_tests::bench::peers::find_tool;
+use lb_tests::bench::runner::{failed_setup, Bench};
+use lb_tests::bench::table::{table, Setting};
+use lb_tests::bench::targets::targets;
+use lb_tests::bench::workloads::WORKLOADS;
+use lb_tests::bench::{interrupt, report, usage, Mode, Record, Sizes};
+use lb_tests::netns::{run_in, VethKind};
 use lb_tests::{is_root, Certs, Topology};
 
+/// `lb-bench --help`.
 #[derive(Parser)]
-#[command(about = "Network benchmark: direct vs the load balancer's copy, splice and xdp modes")]
+#[command(
+    about = "Network benchmark: direct vs HAProxy and nginx stream vs the load balancer's copy, \
+             splice, xdp and auto modes, on veths with kernel defaults and wire-like veths",
+    after_help = "Modes: direct (no load balancer: the lb namespace forwards; the limit), haproxy \
+                  (TCP mode, ALPN routing, splice forced both ways), nginx-stream (ssl_preread, \
+                  ALPN map), copy, splice, xdp (the frontend's fastpath; xdp hands off right after \
+                  the hello), auto (fastpath auto, the default: splice, then the XDP hand-off past \
+                  the threshold). xdp and auto attach the daemon to lbc and lbs, copy and splice \
+                  to lbc.\n\
+                  Veths: default (kernel defaults: tx checksum offload and TSO on, GRO off), wire \
+                  (tx checksum off, GRO on); a topology per kind, one after the other.\n\
+                  Prints, per veth kind and workload, each mode's median with its ratio to direct \
+                  and to haproxy, then the issue's targets (met / MISSED / not measured); writes \
+                  every (veth, mode, workload, round) to <out-dir>/<UTC stamp>.json. A mode that \
+                  fails is reported FAILED (status \"failed\" in the JSON) and the run goes on; \
+                  the exit status is then 1."
+)]
 struct Args {
-    /// Small sizes: a run of about a minute, to check the setup rather than to measure.
+    /// Small sizes and one round: a run of a few minutes, to check the setup rather than to
+    /// measure.
     #[arg(long)]
     quick: bool,
-    /// Modes to run, in order (direct is the reference of every ratio).
-    #[arg(long, value_delimiter = ',', default_value = "direct,copy,splice,xdp")]
+    /// Modes to run, in order (direct and haproxy are the references of the ratios).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,haproxy,nginx-stream,copy,splice,xdp,auto"
+    )]
     modes: Vec<Mode>,
+    /// Kinds of veth to run every mode on, one topology after the other.
+    #[arg(long, value_delimiter = ',', default_value = "default,wire")]
+    veth: Vec<VethKind>,
     /// Workloads to run in each mode.
     #[arg(long, value_delimiter = ',', default_values_t = WORKLOADS.map(String::from))]
     workloads: Vec<String>,
-    /// `--xdp-mode` of the daemon (auto tries native XDP first).
+    /// `--xdp-mode` of the daemon (auto: the daemon picks the hook per interface).
     #[arg(long, default_value = "auto")]
     xdp_mode: String,
     /// Size of the bulk file in MiB (default 256, 64 with --quick).
     #[arg(long)]
     big_mib: Option<u64>,
+    /// Downloads of the bulk file per bulk workload.
     #[arg(long)]
     bulk_downloads: Option<usize>,
+    /// New connections in the `conns` workload, and how many h2load clients make them.
     #[arg(long)]
     conns: Option<usize>,
     #[arg(long)]
     conns_clients: Option<usize>,
+    /// Sequential new connections timed in the `latency` workload.
     #[arg(long)]
     latency_samples: Option<usize>,
+    /// Idle TLS connections held in the `memory` workload.
     #[arg(long)]
     memory_conns: Option<usize>,
-    /// nginx worker processes.
+    /// Worker processes of the servers' nginx (the backends, not a load balancer).
     #[arg(long, default_value_t = 2)]
     nginx_workers: usize,
+    /// HAProxy's `nbthread` and nginx stream's `worker_processes` (our daemon runs tokio's
+    /// default: one worker thread per CPU).
+    #[arg(long, default_value_t = 1)]
+    peer_workers: usize,
     /// Rounds: each runs every mode (in an order rotated by one per round, so that no mode is
-    /// always first); the table shows medians. Default 2, 1 with --quick.
+    /// always first); the table shows medians. Default 3, 1 with --quick.
     #[arg(long)]
     rounds: Option<u32>,
     /// Where the JSON results go.
@@ -71,72 +111,74 @@ fn main() -> ExitCode {
     }
 }
 
-/// Returns whether every mode ran; the results of those that did are reported either way.
+/// Returns whether every mode ran cleanly; the results are reported either way.
 fn run(args: &Args) -> Result<bool> {
     interrupt::install()?;
     raise_fd_limit()?;
     for tool in ["nginx", "h2load", "curl"] {
-        if which(tool).is_none() {
-            bail!("`{tool}` not found: `cargo xtask bench` installs it (Debian: nginx, nghttp2-client, curl)");
-        }
+        find_tool(tool)?;
     }
     let sizes = sizes(args);
     let big_len = args.big_mib.unwrap_or(if args.quick { 64 } else { 256 }) << 20;
     let started_utc = report::utc_stamp();
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 2 }).max(1);
-
-    let topo = Topology::with_kind("lbb")?;
-    // `direct` routes the client to nginx through the lb namespace, as a router would.
-    run_in(
-        topo.lb(),
-        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
-    )
-    .context("enabling forwarding")?;
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let certs = Certs::generate()?;
+    let content = Content::write(big_len)?;
     eprintln!(
-        "lb-bench: namespaces {}-*, {} MiB bulk file, {rounds} round(s), {sizes:?}",
-        topo.prefix(),
+        "lb-bench: veths {:?}, modes {:?}, {} MiB bulk file, {rounds} round(s), {sizes:?}",
+        args.veth.iter().map(|v| v.name()).collect::<Vec<_>>(),
+        args.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
         big_len >> 20
     );
-    let nginx = Nginx::start(topo.srv(), &certs, big_len, args.nginx_workers)?;
 
     let mut records: Vec<Record> = Vec::new();
-    let mut all_ran = true;
-    for round in 0..rounds {
-        for i in 0..args.modes.len() {
-            let mode = args.modes[(i + round as usize) % args.modes.len()];
-            interrupt::check()?;
-            let busy = usage::wait_quiet(Duration::from_secs(10))?;
-            if busy >= usage::QUIET {
-                eprintln!(
-                    "lb-bench: the host is still {:.0}% busy after 10 s (other work on this machine?); measuring {mode} anyway",
-                    busy * 100.0
-                );
-            }
-            let ctx = Ctx {
-                args,
-                sizes,
-                topo: &topo,
-                certs: &certs,
-                nginx: &nginx,
-                started_utc: &started_utc,
-            };
-            if let Err(e) = run_mode(&ctx, mode, round, busy, &mut records) {
-                if interrupt::requested() {
-                    return Err(e);
+    let mut all_clean = true;
+    for &veth in &args.veth {
+        interrupt::check()?;
+        let clean = match on_veth(
+            args,
+            veth,
+            &certs,
+            &content,
+            sizes,
+            rounds,
+            &started_utc,
+            &mut records,
+        ) {
+            Ok(clean) => clean,
+            Err(e) if !interrupt::requested() => {
+                eprintln!("lb-bench: veth {}: FAILED to set up: {e:#}", veth.name());
+                for round in 0..rounds {
+                    records.extend(failed_setup(
+                        veth.name(),
+                        &args.modes,
+                        &args.workloads,
+                        round,
+                        &started_utc,
+                        &format!("setting up the {} topology: {e:#}", veth.name()),
+                    ));
                 }
-                all_ran = false;
-                eprintln!(
-                    "lb-bench: mode {mode} FAILED: {e:#}\n--- nginx error log ---\n{}",
-                    nginx.error_log_tail()
-                );
+                false
             }
-        }
+            Err(e) => return Err(e),
+        };
+        all_clean &= clean;
     }
 
+    let veths: Vec<String> = args.veth.iter().map(|v| v.name().to_string()).collect();
     let modes: Vec<String> = args.modes.iter().map(|m| m.name().to_string()).collect();
-    println!("\n{}", report::table(&records, &modes));
-    println!("{}", report::targets(&records, &modes));
+    let setting = Setting {
+        rounds,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        peer_workers: args.peer_workers,
+    };
+    println!(
+        "\n{}",
+        table(&records, &veths, &modes, &args.workloads, setting)
+    );
+    println!("{}", targets(&records, &veths, &modes));
     let disturbed = records
         .iter()
         .filter(|r| r.host_busy_before >= usage::QUIET)
@@ -149,87 +191,64 @@ fn run(args: &Args) -> Result<bool> {
     }
     let path = report::write_json(&args.out_dir, &started_utc, &records)?;
     println!(
-        "results: {} (a JSON array, one object per mode and workload)",
+        "results: {} (a JSON array, one object per veth, mode, workload and round)",
         path.display()
     );
-    Ok(all_ran)
+    Ok(all_clean)
 }
 
-/// What every mode of a run shares.
-struct Ctx<'a> {
-    args: &'a Args,
+/// Every round of every mode on a topology of veths of `veth`, torn down at the end.
+#[allow(clippy::too_many_arguments)]
+fn on_veth(
+    args: &Args,
+    veth: VethKind,
+    certs: &Certs,
+    content: &Content,
     sizes: Sizes,
-    topo: &'a Topology,
-    certs: &'a Certs,
-    nginx: &'a Nginx,
-    started_utc: &'a str,
-}
-
-fn run_mode(
-    ctx: &Ctx,
-    mode: Mode,
-    round: u32,
-    host_busy_before: f64,
+    rounds: u32,
+    started_utc: &str,
     records: &mut Vec<Record>,
-) -> Result<()> {
-    let daemon = mode.start_lb(ctx.topo, &ctx.args.xdp_mode)?;
-    let run = Run {
-        topo: ctx.topo,
-        certs: ctx.certs,
-        nginx: ctx.nginx,
-        sizes: ctx.sizes,
-        mode,
-        daemon: daemon.as_ref(),
-        xdp_mode: ctx.args.xdp_mode.clone(),
-        started_utc: ctx.started_utc.to_string(),
-        round,
-        host_busy_before,
+) -> Result<bool> {
+    let topo = Topology::with_kind("lbb", veth)?;
+    // `direct` routes the client to nginx through the lb namespace, as a router would (and
+    // the XDP hand-off's FIB lookups need forwarding on).
+    run_in(
+        topo.lb(),
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+    )
+    .context("enabling forwarding")?;
+    eprintln!(
+        "lb-bench: veth {}: namespaces {}-*",
+        veth.name(),
+        topo.prefix()
+    );
+    let nginx = Nginx::start(topo.srv(), certs, content, args.nginx_workers)?;
+    let bench = Bench {
+        topo: &topo,
+        certs,
+        nginx: &nginx,
+        sizes,
+        workloads: &args.workloads,
+        xdp_mode: &args.xdp_mode,
+        peer_workers: args.peer_workers,
+        started_utc,
     };
-    let result = (|| {
-        run.check_path()?;
-        for workload in &ctx.args.workloads {
-            let record = run.workload(workload)?;
-            eprintln!(
-                "lb-bench: round {round} {mode:<6} {workload:<8} {}",
-                summary(&record)
-            );
-            records.push(record);
+    let mut clean = true;
+    for round in 0..rounds {
+        for i in 0..args.modes.len() {
+            let mode = args.modes[(i + round as usize) % args.modes.len()];
+            interrupt::check()?;
+            let busy = usage::wait_quiet(Duration::from_secs(10))?;
+            if busy >= usage::QUIET {
+                eprintln!(
+                    "lb-bench: the host is still {:.0}% busy after 10 s (other work on this machine?); measuring {mode} anyway",
+                    busy * 100.0
+                );
+            }
+            clean &= bench.run_mode(mode, round, busy, records)?;
         }
-        Ok(())
-    })();
-    if let (Err(_), Some(d)) = (&result, &daemon) {
-        eprintln!(
-            "--- lb-user log ---\n{}\n--- end of lb-user log ---",
-            d.log_excerpt()
-        );
     }
-    result
-}
-
-fn summary(r: &Record) -> String {
-    let mut parts = Vec::new();
-    let mut add = |name: &str, v: Option<f64>| {
-        if let Some(v) = v {
-            parts.push(format!("{name} {v:.3}"));
-        }
-    };
-    add("Gbit/s", r.gbit_s);
-    add("conns/s", r.conns_s);
-    add("p99 ms", r.p99_ms);
-    add("LB CPU s/GB", r.lb_cpu_s_per_gb);
-    add("LB CPU s/1k conns", r.lb_cpu_s_per_1k_conns);
-    add("bytes/conn", r.mem_bytes_per_conn);
-    add("fds/conn", r.lb_fds_per_conn);
-    if r.failures > 0 {
-        parts.push(format!("{} FAILED", r.failures));
-    }
-    if let Some(b) = r.xdp_spliced_bytes.filter(|b| *b > 0) {
-        parts.push(format!("XDP hand-off moved {b} bytes"));
-    }
-    if let Some(note) = &r.note {
-        parts.push(format!("({note})"));
-    }
-    parts.join(", ")
+    Ok(clean)
 }
 
 fn sizes(args: &Args) -> Sizes {
@@ -247,19 +266,11 @@ fn sizes(args: &Args) -> Sizes {
     }
 }
 
-/// Idle connections need two descriptors each in the client and in the daemon (six with
-/// splice); the soft limit (often 1024) is raised to the hard one, inherited by children.
+/// Idle connections need two descriptors each in the client and in the load balancer (six
+/// with splice); the soft limit (often 1024) is raised to the hard one, inherited by children.
 fn raise_fd_limit() -> Result<()> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising RLIMIT_NOFILE")?;
     Ok(())
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
 }

@@ -1,0 +1,327 @@
+//! The targets, checked on the medians over rounds for each kind of veth: met,
+//! MISSED, or not measured (the mode or workload was not selected). A target whose mode or
+//! reference failed is MISSED, never met and never a zero.
+
+use std::fmt::Write as _;
+
+use super::report::{first_error, median_of, number, of, Record};
+
+/// How one target came out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Met(String),
+    Missed(String),
+    NotMeasured(String),
+}
+
+/// A figure a target needs: its median, or why there is none.
+enum Figure {
+    Value(f64),
+    /// Some round of the mode's workload failed and none ran to the end.
+    Failed(String),
+    /// Nothing was recorded for it (mode or workload not selected).
+    Absent,
+}
+
+struct Checker<'a> {
+    records: &'a [Record],
+    veth: &'a str,
+}
+
+impl Checker<'_> {
+    fn figure(&self, mode: &str, workload: &str, f: fn(&Record) -> Option<f64>) -> Figure {
+        if let Some(v) = median_of(self.records, self.veth, mode, workload, f) {
+            return Figure::Value(v);
+        }
+        match first_error(self.records, self.veth, mode, workload) {
+            Some(e) => Figure::Failed(format!(
+                "{mode} {workload} FAILED: {}",
+                e.lines().next().unwrap_or("")
+            )),
+            None if of(self.records, self.veth, mode, workload).next().is_some() => {
+                Figure::Failed(format!("{mode} {workload}: no figure measured"))
+            }
+            None => Figure::Absent,
+        }
+    }
+
+    /// `mode`'s figure (or its ratio to `base`'s when `base` is given) against `ok`.
+    fn check(
+        &self,
+        (mode, workload, f): (&str, &str, fn(&Record) -> Option<f64>),
+        base: Option<&str>,
+        ok: impl Fn(f64) -> bool,
+        unit: &str,
+    ) -> Outcome {
+        let value = match self.figure(mode, workload, f) {
+            Figure::Value(v) => v,
+            Figure::Failed(why) => return Outcome::Missed(why),
+            Figure::Absent => return Outcome::NotMeasured(format!("no {mode} {workload}")),
+        };
+        let value = match base.map(|b| (b, self.figure(b, workload, f))) {
+            None => value,
+            Some((_, Figure::Value(b))) if b > 0.0 => value / b,
+            Some((b, Figure::Value(_))) => {
+                return Outcome::Missed(format!("{b} {workload} measured 0"))
+            }
+            Some((_, Figure::Failed(why))) => return Outcome::Missed(why),
+            Some((b, Figure::Absent)) => return Outcome::NotMeasured(format!("no {b} {workload}")),
+        };
+        let shown = format!("{}{unit}", number(value));
+        if ok(value) {
+            Outcome::Met(shown)
+        } else {
+            Outcome::Missed(shown)
+        }
+    }
+
+    /// `mode`'s p99 handshake minus `direct`'s.
+    fn added_p99(&self, mode: &str, limit_ms: f64) -> Outcome {
+        let p99 = |r: &Record| r.p99_ms;
+        match (
+            self.figure(mode, "latency", p99),
+            self.figure("direct", "latency", p99),
+        ) {
+            (Figure::Value(m), Figure::Value(d)) => {
+                let added = m - d;
+                let shown = format!("{} ms", number(added));
+                if added <= limit_ms {
+                    Outcome::Met(shown)
+                } else {
+                    Outcome::Missed(shown)
+                }
+            }
+            (Figure::Failed(why), _) | (_, Figure::Failed(why)) => Outcome::Missed(why),
+            _ => Outcome::NotMeasured("no latency of auto and direct".to_string()),
+        }
+    }
+
+    /// Errors (failed or short requests, failed rounds) and hand-off stalls, every mode and
+    /// workload: met only when there is something to check and all of it is zero.
+    fn clean(&self, modes: &[String]) -> Outcome {
+        let mut offenders = Vec::new();
+        let mut seen = 0;
+        for mode in modes {
+            let mut errors = 0u64;
+            let mut stalls = 0u64;
+            let mut failed = Vec::new();
+            for r in self
+                .records
+                .iter()
+                .filter(|r| r.veth == self.veth && &r.mode == mode)
+            {
+                seen += 1;
+                errors += r.failures;
+                // A daemon that does not report stalls is taken as having none.
+                stalls += r.handoff_stalls.unwrap_or(0);
+                if !r.is_ok() && !failed.contains(&r.workload) {
+                    failed.push(r.workload.clone());
+                }
+            }
+            let mut what = Vec::new();
+            if !failed.is_empty() {
+                what.push(format!("FAILED {}", failed.join(",")));
+            }
+            if errors > 0 {
+                what.push(format!("{errors} errors"));
+            }
+            if stalls > 0 {
+                what.push(format!("{stalls} stalls"));
+            }
+            if !what.is_empty() {
+                offenders.push(format!("{mode}: {}", what.join(", ")));
+            }
+        }
+        match (seen, offenders.is_empty()) {
+            (0, _) => Outcome::NotMeasured("nothing ran".to_string()),
+            (_, true) => Outcome::Met("0".to_string()),
+            (_, false) => Outcome::Missed(offenders.join("; ")),
+        }
+    }
+}
+
+/// Every target for `veth`, named.
+pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(String, Outcome)> {
+    let c = Checker { records, veth };
+    let gbit = |r: &Record| r.gbit_s;
+    let cpu_gb = |r: &Record| r.lb_cpu_s_per_gb;
+    let mut out = Vec::new();
+    for workload in ["bulk-h1", "bulk-h2"] {
+        out.push((
+            format!("{workload} auto ≥ 0.9× direct"),
+            c.check(("auto", workload, gbit), Some("direct"), |v| v >= 0.9, "×"),
+        ));
+        out.push((
+            format!("{workload} auto ≥ 1.1× haproxy"),
+            c.check(("auto", workload, gbit), Some("haproxy"), |v| v >= 1.1, "×"),
+        ));
+        out.push((
+            format!("{workload} auto LB CPU ≤ 0.08 s/GB"),
+            c.check(("auto", workload, cpu_gb), None, |v| v <= 0.08, " s"),
+        ));
+        if veth == "default" {
+            out.push((
+                format!("{workload} splice ≥ haproxy"),
+                c.check(
+                    ("splice", workload, gbit),
+                    Some("haproxy"),
+                    |v| v >= 1.0,
+                    "×",
+                ),
+            ));
+            out.push((
+                format!("{workload} splice LB CPU/GB ≤ haproxy's"),
+                c.check(
+                    ("splice", workload, cpu_gb),
+                    Some("haproxy"),
+                    |v| v <= 1.0,
+                    "×",
+                ),
+            ));
+        }
+    }
+    out.push((
+        "conns auto ≥ 0.95× direct".to_string(),
+        c.check(
+            ("auto", "conns", |r| r.conns_s),
+            Some("direct"),
+            |v| v >= 0.95,
+            "×",
+        ),
+    ));
+    out.push((
+        "conns auto LB CPU ≤ 0.08 s/1k conns".to_string(),
+        c.check(
+            ("auto", "conns", |r| r.lb_cpu_s_per_1k_conns),
+            None,
+            |v| v <= 0.08,
+            " s",
+        ),
+    ));
+    out.push((
+        "latency auto added p99 ≤ 0.1 ms".to_string(),
+        c.added_p99("auto", 0.1),
+    ));
+    out.push((
+        "errors and stalls 0, every mode and workload".to_string(),
+        c.clean(modes),
+    ));
+    out
+}
+
+/// The targets as printed, a block per kind of veth, and a last line counting them.
+pub fn targets(records: &[Record], veths: &[String], modes: &[String]) -> String {
+    let mut out = String::from("targets (medians over rounds):\n");
+    let (mut met, mut missed, mut unmeasured) = (0, 0, 0);
+    for veth in veths {
+        let _ = writeln!(out, "  veth {veth}:");
+        for (name, outcome) in check_all(records, veth, modes) {
+            let text = match outcome {
+                Outcome::Met(v) => {
+                    met += 1;
+                    format!("met ({v})")
+                }
+                Outcome::Missed(v) => {
+                    missed += 1;
+                    format!("MISSED ({v})")
+                }
+                Outcome::NotMeasured(why) => {
+                    unmeasured += 1;
+                    format!("not measured ({why})")
+                }
+            };
+            let _ = writeln!(out, "    {name}: {text}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  {met} met, {missed} MISSED, {unmeasured} not measured"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(veth: &str, mode: &str, workload: &str, gbit: f64) -> Record {
+        Record {
+            veth: veth.into(),
+            mode: mode.into(),
+            workload: workload.into(),
+            status: "ok".into(),
+            gbit_s: Some(gbit),
+            lb_cpu_s_per_gb: Some(0.05),
+            ..Record::default()
+        }
+    }
+
+    fn outcome(all: &[(String, Outcome)], name: &str) -> Outcome {
+        all.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(|| panic!("no target {name}: {all:?}"))
+    }
+
+    #[test]
+    fn bulk_targets_compare_auto_with_direct_and_haproxy() {
+        let records = [
+            rec("wire", "direct", "bulk-h1", 10.0),
+            rec("wire", "haproxy", "bulk-h1", 8.0),
+            rec("wire", "auto", "bulk-h1", 9.5),
+        ];
+        let all = check_all(&records, "wire", &["direct".into(), "auto".into()]);
+        assert!(matches!(
+            outcome(&all, "bulk-h1 auto ≥ 0.9× direct"),
+            Outcome::Met(_)
+        ));
+        assert!(matches!(
+            outcome(&all, "bulk-h1 auto ≥ 1.1× haproxy"),
+            Outcome::Met(_)
+        ));
+        assert!(matches!(
+            outcome(&all, "bulk-h2 auto ≥ 0.9× direct"),
+            Outcome::NotMeasured(_)
+        ));
+        assert!(
+            !all.iter().any(|(n, _)| n.contains("splice")),
+            "splice targets are for default veths"
+        );
+    }
+
+    #[test]
+    fn a_failed_mode_misses_its_targets_and_the_clean_run() {
+        let records = [
+            rec("default", "direct", "bulk-h1", 10.0),
+            rec("default", "auto", "bulk-h1", 0.0).failed("stalled after the hand-off"),
+        ];
+        let modes = ["direct".to_string(), "auto".to_string()];
+        let all = check_all(&records, "default", &modes);
+        match outcome(&all, "bulk-h1 auto ≥ 0.9× direct") {
+            Outcome::Missed(why) => assert!(why.contains("FAILED: stalled"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match outcome(&all, "errors and stalls 0, every mode and workload") {
+            Outcome::Missed(why) => assert!(why.contains("auto: FAILED bulk-h1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stalls_count_and_absent_stalls_are_zero() {
+        let mut stalled = rec("wire", "auto", "bulk-h1", 9.0);
+        stalled.handoff_stalls = Some(2);
+        let quiet = rec("wire", "direct", "bulk-h1", 9.0);
+        let modes = ["direct".to_string(), "auto".to_string()];
+        let all = check_all(&[quiet.clone(), stalled], "wire", &modes);
+        assert_eq!(
+            outcome(&all, "errors and stalls 0, every mode and workload"),
+            Outcome::Missed("auto: 2 stalls".into())
+        );
+        let all = check_all(&[quiet], "wire", &modes);
+        assert_eq!(
+            outcome(&all, "errors and stalls 0, every mode and workload"),
+            Outcome::Met("0".into())
+        );
+    }
+}
