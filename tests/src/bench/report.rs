@@ -189,6 +189,25 @@ pub fn first_error<'a>(
     of(records, veth, mode, workload).find_map(|r| r.error.as_deref())
 }
 
+/// The gist of an error in one line: its first line, and the first line of a log quoted in
+/// it that says what went wrong (`Error: …` from our daemon, `[ALERT] …` from HAProxy,
+/// `[emerg] …` from nginx).
+pub fn gist(error: &str) -> String {
+    let mut lines = error.lines();
+    let mut text = lines.next().unwrap_or("").trim().to_string();
+    if let Some(cause) = lines.find(|l| {
+        let l = l.trim_start();
+        l.starts_with("Error:") || l.contains("[ALERT]") || l.contains("[emerg]")
+    }) {
+        text = format!("{} … {}", text.trim_end_matches(':'), cause.trim());
+    }
+    const MAX: usize = 160;
+    if text.chars().count() > MAX {
+        text = text.chars().take(MAX - 1).collect::<String>() + "…";
+    }
+    text
+}
+
 /// Three significant digits, more for large numbers.
 pub fn number(v: f64) -> String {
     let a = v.abs();
@@ -245,5 +264,19 @@ mod tests {
             Some("stalled")
         );
         assert_eq!(first_error(&records, "default", "auto", "bulk-h1"), None);
+    }
+
+    #[test]
+    fn errors_are_cut_to_their_gist() {
+        let e = "did not start: lb-user exited before it was ready; its log:\n\
+                 2026 INFO created a store\n\
+                 Error: the verifier refused the tc program: LoadError {\n    io_error";
+        assert_eq!(
+            gist(e),
+            "did not start: lb-user exited before it was ready; its log … \
+             Error: the verifier refused the tc program: LoadError {"
+        );
+        assert_eq!(gist("plain"), "plain");
+        assert_eq!(gist(&"x".repeat(500)).chars().count(), 160);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{first_error, median_of, number, of, Record};
+use super::report::{first_error, gist, median_of, number, of, Record};
 
 /// What the footnote states about the run.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +165,7 @@ fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> St
             let error = first_error(records, veth, mode, workload).unwrap_or("no record");
             rows.push(Row::Failed(
                 mode.clone(),
-                format!("FAILED: {}", short(error)),
+                format!("FAILED: {}", gist(error)),
             ));
             continue;
         }
@@ -207,25 +207,6 @@ enum Row {
     Cells(Vec<String>),
     /// A mode and why it has no figure: printed after the mode, across the columns.
     Failed(String, String),
-}
-
-/// The gist of an error in one line: its first line, and the first line of a log quoted in
-/// it that says what went wrong (`Error: …` from our daemon, `[ALERT] …` from HAProxy,
-/// `[emerg] …` from nginx).
-fn short(error: &str) -> String {
-    let mut lines = error.lines();
-    let mut text = lines.next().unwrap_or("").trim().to_string();
-    if let Some(cause) = lines.find(|l| {
-        let l = l.trim_start();
-        l.starts_with("Error:") || l.contains("[ALERT]") || l.contains("[emerg]")
-    }) {
-        text = format!("{} … {}", text.trim_end_matches(':'), cause.trim());
-    }
-    const MAX: usize = 160;
-    if text.chars().count() > MAX {
-        text = text.chars().take(MAX - 1).collect::<String>() + "…";
-    }
-    text
 }
 
 /// Columns padded to their widest cell: the first left-aligned, numbers right-aligned.
@@ -283,8 +264,9 @@ fn footnote(s: Setting) -> String {
          LB CPU: utime + stime of the load balancer's processes from /proc, read the same way \
          for all: lb-user (one process on tokio's default multi-thread runtime, one worker per \
          CPU: {cpus} here), haproxy (nbthread {w}), nginx-stream (worker_processes {w}; \
-         --peer-workers). host CPU: every CPU's busy time, softirq included (clients and \
-         servers too).\n\
+         --peer-workers), in clock ticks ({tick} ms: 0.000 is less than a tick over the \
+         workload). host CPU: every CPU's busy time, softirq included (clients and servers \
+         too).\n\
          errors: failed or short requests, transfers and connections (curl gives a transfer \
          up after 10 s without a byte), summed over rounds; stalls: the daemon's \
          handoff.stalls (- where it does not report it). XDP share: the part of the bytes \
@@ -292,6 +274,7 @@ fn footnote(s: Setting) -> String {
         rounds = s.rounds,
         cpus = s.cpus,
         w = s.peer_workers,
+        tick = 1000.0 / crate::procfs::clock_ticks_per_second(),
     )
 }
 
@@ -379,19 +362,5 @@ mod tests {
             at("direct") < at("xdp"),
             "rows keep the order of the modes: {t}"
         );
-    }
-
-    #[test]
-    fn errors_are_cut_to_their_gist() {
-        let e = "did not start: lb-user exited before it was ready; its log:\n\
-                 2026 INFO created a store\n\
-                 Error: the verifier refused the tc program: LoadError {\n    io_error";
-        assert_eq!(
-            short(e),
-            "did not start: lb-user exited before it was ready; its log … \
-             Error: the verifier refused the tc program: LoadError {"
-        );
-        assert_eq!(short("plain"), "plain");
-        assert_eq!(short(&"x".repeat(500)).chars().count(), 160);
     }
 }

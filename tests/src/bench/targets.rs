@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{first_error, median_of, number, of, Record};
+use super::report::{first_error, gist, median_of, number, of, Record};
 
 /// How one target came out.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +34,7 @@ impl Checker<'_> {
             return Figure::Value(v);
         }
         match first_error(self.records, self.veth, mode, workload) {
-            Some(e) => Figure::Failed(format!(
-                "{mode} {workload} FAILED: {}",
-                e.lines().next().unwrap_or("")
-            )),
+            Some(e) => Figure::Failed(format!("{mode} {workload} FAILED: {}", gist(e))),
             None if of(self.records, self.veth, mode, workload).next().is_some() => {
                 Figure::Failed(format!("{mode} {workload}: no figure measured"))
             }

@@ -146,6 +146,12 @@ impl Run<'_> {
             .iter()
             .filter(|t| t.code == 200 && t.bytes == self.nginx.big_len())
             .collect();
+        if ok.is_empty() {
+            anyhow::bail!(
+                "none of the {n} downloads completed: {}",
+                described(transfers, self.nginx.big_len())
+            );
+        }
         let bytes: u64 = ok.iter().map(|t| t.bytes).sum();
         let secs: f64 = ok.iter().map(|t| t.total_s).sum();
         let mut r = self.record(
@@ -233,6 +239,12 @@ impl Run<'_> {
             )
         })?;
         let ok: Vec<_> = measured.value.iter().filter(|t| t.code == 200).collect();
+        if ok.is_empty() {
+            anyhow::bail!(
+                "none of the {n} requests succeeded: {}",
+                described(&measured.value, 3)
+            );
+        }
         let handshakes: Vec<f64> = ok.iter().map(|t| t.appconnect_s * 1e3).collect();
         let first_bytes: Vec<f64> = ok.iter().map(|t| t.starttransfer_s * 1e3).collect();
         let mut r = self.record(
@@ -292,15 +304,18 @@ impl Run<'_> {
             Ok((before, held, failures, after))
         })?;
         let (before, held, failures, after) = measured.value;
+        if held == 0 {
+            anyhow::bail!(
+                "none of the {wanted} TLS connections was established ({failures} failed)"
+            );
+        }
         let mut r = self.record("memory", &measured, client);
         // Connections never attempted before the deadline count as failed too.
         r.failures = failures.max((wanted - held) as u64);
         r.connections = Some(held as u64);
-        if held > 0 {
-            let grew_kib = after.rss_kib as f64 - before.rss_kib as f64;
-            r.mem_bytes_per_conn = Some(grew_kib * 1024.0 / held as f64);
-            r.lb_fds_per_conn = Some((after.fds as f64 - before.fds as f64) / held as f64);
-        }
+        let grew_kib = after.rss_kib as f64 - before.rss_kib as f64;
+        r.mem_bytes_per_conn = Some(grew_kib * 1024.0 / held as f64);
+        r.lb_fds_per_conn = Some((after.fds as f64 - before.fds as f64) / held as f64);
         r.add_note(
             "resident memory of the load balancer's processes only; kernel socket and pipe buffers are not counted",
         );
@@ -394,6 +409,24 @@ impl Run<'_> {
         r.lb_cpu_s_per_gb = r.lb_cpu_s.map(|s| s / gb);
         r.host_cpu_s_per_gb = Some(r.host_busy_s / gb);
     }
+}
+
+/// Transfers as a failure report reads them: code, bytes of `expected`, time; the first few.
+fn described(transfers: &[curl::Transfer], expected: u64) -> String {
+    let mut parts: Vec<String> = transfers
+        .iter()
+        .take(3)
+        .map(|t| {
+            format!(
+                "HTTP {}, {} of {expected} bytes in {:.1} s",
+                t.code, t.bytes, t.total_s
+            )
+        })
+        .collect();
+    if transfers.len() > 3 {
+        parts.push(format!("… ({} in all)", transfers.len()));
+    }
+    parts.join("; ")
 }
 
 /// What ran as the load balancer: `lb-user`, or the peer's own version line.
