@@ -109,9 +109,35 @@ pub fn pseudo_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len: u32) -
     sum(src, 0) + sum(dst, 0) + u64::from(next_header) + u64::from(l4_len >> 16) + u64::from(l4_len & 0xFFFF)
 }
 
+/// What the checksum field of a segment holds while its checksum is left to offload
+/// (CHECKSUM_PARTIAL): the folded pseudo-header sum, not complemented. A frame whose field
+/// equals this either carries a partial checksum or, once in 65,536 frames, a full one
+/// that happens to match; either way only the receiving skb can tell which.
+#[inline(always)]
+pub fn partial_check(pseudo: u64) -> u16 {
+    fold(pseudo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offload_completes_a_partial_check_into_the_full_checksum() {
+        // What a NIC does with CHECKSUM_PARTIAL: sum the segment from the TCP header on,
+        // the field holding partial_check, and store the complement.
+        let (src, dst) = ([10, 77, 1, 2], [10, 77, 1, 1]);
+        let mut segment = [0u8; 33];
+        for (i, b) in segment.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+        }
+        segment[16] = 0;
+        segment[17] = 0;
+        let pseudo = pseudo_v4(&src, &dst, 6, segment.len() as u16);
+        let full = checksum(&segment, pseudo);
+        segment[16..18].copy_from_slice(&partial_check(pseudo).to_be_bytes());
+        assert_eq!(!fold(sum(&segment, 0)), full);
+    }
 
     #[test]
     fn rfc1071_example() {

@@ -21,6 +21,7 @@ pub const MAP_COUNTERS: &str = "LB_COUNTERS";
 pub const MAP_SPLICE: &str = "LB_SPLICE";
 pub const MAP_EGRESS: &str = "LB_EGRESS";
 pub const PROGRAM_XDP: &str = "lb_xdp";
+pub const PROGRAM_TC: &str = "lb_tc";
 
 /// Capacities. The flow map is an LRU: it must hold every live connection (two entries each).
 pub const FLOWS_MAX: u32 = 262_144;
@@ -53,10 +54,30 @@ pub mod counter {
     pub const FROZEN_DROPPED: u32 = 7;
     /// Frames of live flows dropped because bpf_fib_lookup found no next hop (or no neighbour).
     pub const FIB_FAILED: u32 = 8;
-    /// Frames of live flows dropped because the egress interface is not in the devmap, or
-    /// the frame could not be rewritten (truncated options).
+    /// Frames of live flows dropped because they cannot be part of the spliced connections
+    /// (a SYN, a VLAN tag, another address family) or could not be rewritten (truncated
+    /// options).
     pub const SPLICE_ERRORS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Frames of live flows the XDP program left to the tc program: a partial checksum
+    /// (only the skb knows how to complete it), an egress that cannot take XDP frames, or no
+    /// next hop known to the FIB yet.
+    pub const XDP_DEFERRED: u32 = 10;
+    pub const COUNT: u32 = 11;
+
+    /// Names of the counters, by index, as the statistics show them.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "passed",
+        "acl_dropped",
+        "flow_packets",
+        "flow_bytes",
+        "unparsed",
+        "spliced_packets",
+        "spliced_bytes",
+        "frozen_dropped",
+        "fib_failed",
+        "splice_errors",
+        "xdp_deferred",
+    ];
 }
 
 /// One direction of a TCP connection as seen by the load balancer's host:
@@ -164,6 +185,13 @@ pub struct SpliceEntry {
     /// Frames and bytes (whole frames as received) forwarded, atomic adds.
     pub packets: u64,
     pub bytes: u64,
+    /// Frames that carried payload, atomic adds: with `last_ack` of the reverse entry, the
+    /// daemon tells a stalled flow (data keeps coming, the receiver's ACK never moves).
+    pub data_packets: u64,
+    /// The acknowledgment number (as received) of the last frame with the ACK flag.
+    pub last_ack: u32,
+    /// The sequence number (as received) just past the payload of the last data frame.
+    pub data_end: u32,
 }
 
 /// A listening address of a frontend. `addr` all zero means "any address of this family".
@@ -239,7 +267,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowValue>(), 40);
-        assert_eq!(size_of::<SpliceEntry>(), 88);
+        assert_eq!(size_of::<SpliceEntry>(), 104);
         assert_eq!(size_of::<FrontendKey>(), 20);
         assert_eq!(size_of::<FrontendPolicy>(), 16);
         assert_eq!(size_of::<AclV4>(), 8);

@@ -6,7 +6,8 @@ use crate::{maps, parse::Packet};
 
 /// Whether the client of this SYN may open a connection to the frontend it addresses.
 /// Traffic to ports that are not frontends is not ours to judge.
-#[inline(always)]
+/// Out of line: its map keys then never share a call chain's stack with the splice path.
+#[inline(never)]
 pub fn admits(packet: &Packet) -> bool {
     let Some(policy) = frontend_policy(packet) else {
         return true;

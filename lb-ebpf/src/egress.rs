@@ -1,18 +1,17 @@
 //! Where a rewritten frame goes: the kernel's FIB picks the next hop for the new
-//! addresses; the frame leaves through the ingress interface (XDP_TX) or another one
-//! (redirect through the devmap).
+//! addresses; from XDP the frame leaves through the ingress interface (XDP_TX) or another
+//! one (redirect through the devmap); tc redirects the skb (hook.rs).
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, xdp_action, BPF_FIB_LKUP_RET_SUCCESS},
     helpers::bpf_fib_lookup as fib_lookup,
-    programs::XdpContext,
 };
-use lb_common::{counter, SpliceEntry, FAMILY_V4};
+use lb_common::{SpliceEntry, FAMILY_V4};
 
 use crate::{
-    counters,
     frame::Frame,
+    hook::Hook,
     maps,
     parse::{Packet, IPPROTO_TCP, IPV6_HLEN},
 };
@@ -21,66 +20,68 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const ETH_ALEN: usize = 6;
 
-#[inline(never)]
-pub fn send(ctx: &XdpContext, frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> u32 {
-    match next_hop(ctx, frame, packet, rules) {
-        // A failed lookup (no route, no neighbour yet, MTU) drops the frame: the kernel's
-        // socket is retired and would answer with a RST; the peer retransmits instead.
-        None => {
-            counters::add(counter::FIB_FAILED, 1);
-            xdp_action::XDP_DROP
-        }
-        Some(hop) => forward(ctx, frame, &hop),
+/// The XDP program may send a frame out of `ifindex`: its own interface (XDP_TX), or one
+/// the daemon put in the devmap (it leaves out interfaces that cannot take XDP frames, such
+/// as a veth whose peer may lack NAPI).
+#[inline(always)]
+pub fn xdp_can_send(ingress: u32, ifindex: u32) -> bool {
+    ifindex == ingress || maps::LB_EGRESS.get(ifindex).is_some()
+}
+
+/// XDP_TX back out of the ingress interface, else a redirect through the devmap.
+#[inline(always)]
+pub fn xdp_send(ingress: u32, ifindex: u32) -> u32 {
+    if ifindex == ingress {
+        return xdp_action::XDP_TX;
+    }
+    // xdp_can_send checked the devmap: the fallback is only for an entry the daemon
+    // removed since.
+    match maps::LB_EGRESS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
+        Ok(action) => action,
+        Err(action) => action,
     }
 }
 
-#[inline(always)]
-fn forward(ctx: &XdpContext, frame: &Frame, hop: &bpf_fib_lookup) -> u32 {
-    if frame.set_bytes(0, &hop.dmac).is_none() || frame.set_bytes(ETH_ALEN, &hop.smac).is_none() {
-        counters::add(counter::SPLICE_ERRORS, 1);
-        return xdp_action::XDP_DROP;
-    }
-    let action = if hop.ifindex == ingress_ifindex(ctx) {
-        xdp_action::XDP_TX
-    } else {
-        // The fallback in the low bits of the flags is what we get back if the egress is
-        // not in the devmap (the daemon attaches to it before handing a flow off to it).
-        match maps::LB_EGRESS.redirect(hop.ifindex, u64::from(xdp_action::XDP_DROP)) {
-            Ok(action) => action,
-            Err(_) => {
-                counters::add(counter::SPLICE_ERRORS, 1);
-                return xdp_action::XDP_DROP;
-            }
-        }
-    };
-    counters::add(counter::SPLICED_PACKETS, 1);
-    counters::add(counter::SPLICED_BYTES, frame.len());
-    action
-}
-
-#[inline(always)]
-fn ingress_ifindex(ctx: &XdpContext) -> u32 {
-    // SAFETY: ctx.ctx is the xdp_md the kernel passed to this run; reading its fields is the
-    // context access the verifier rewrites.
-    unsafe { (*ctx.ctx).ingress_ifindex }
+/// Where a rewritten frame goes: the egress interface and the frame's new MACs
+/// (destination then source, as the Ethernet header holds them).
+#[derive(Default)]
+pub struct Hop {
+    pub ifindex: u32,
+    pub macs: [u8; 2 * ETH_ALEN],
 }
 
 /// Asks the FIB for the next hop of the rewritten frame, as the kernel would route it
-/// arriving on the ingress interface (that interface must have forwarding enabled).
+/// arriving on the ingress interface (that interface must have forwarding enabled); false
+/// without one. Out of line, with an out-parameter (a BPF function cannot return a struct),
+/// so that the lookup's 64-byte parameters never share a call chain's 512-byte stack with
+/// the rewrite.
+#[inline(never)]
+pub fn next_hop<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, rules: &SpliceEntry, hop: &mut Hop) -> bool {
+    let Some(params) = lookup(hook, frame, packet, rules) else {
+        return false;
+    };
+    hop.ifindex = params.ifindex;
+    hop.macs[..ETH_ALEN].copy_from_slice(&params.dmac);
+    hop.macs[ETH_ALEN..].copy_from_slice(&params.smac);
+    true
+}
+
 #[inline(always)]
-fn next_hop(ctx: &XdpContext, frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<bpf_fib_lookup> {
+fn lookup<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<bpf_fib_lookup> {
     // SAFETY: bpf_fib_lookup is plain old data (integers and unions of integers); all zero
     // is its documented "no flags, no VLAN, main table" input.
     let mut params: bpf_fib_lookup = unsafe { zeroed() };
     params.l4_protocol = IPPROTO_TCP;
     params.sport = rules.src_port;
     params.dport = rules.dst_port;
-    params.ifindex = ingress_ifindex(ctx);
+    params.ifindex = hook.ingress_ifindex();
     let l3 = packet.l3;
     if packet.family == FAMILY_V4 {
         params.family = AF_INET;
-        // tot_len lets the lookup check the egress MTU.
-        params.__bindgen_anon_1.tot_len = frame.be16(l3 + 2)?;
+        // tot_len lets the lookup check the egress MTU; tc leaves it 0 so that the kernel
+        // checks the skb itself (a GSO aggregate is longer than the MTU, its segments not).
+        let tot_len = frame.be16(l3 + 2)?;
+        params.__bindgen_anon_1.tot_len = if H::FIB_CHECKS_LENGTH { tot_len } else { 0 };
         params.__bindgen_anon_2.tos = frame.be16(l3)? as u8;
         params.__bindgen_anon_3.ipv4_src =
             u32::from_ne_bytes([rules.src_addr[0], rules.src_addr[1], rules.src_addr[2], rules.src_addr[3]]);
@@ -88,14 +89,14 @@ fn next_hop(ctx: &XdpContext, frame: &Frame, packet: &Packet, rules: &SpliceEntr
             u32::from_ne_bytes([rules.dst_addr[0], rules.dst_addr[1], rules.dst_addr[2], rules.dst_addr[3]]);
     } else {
         params.family = AF_INET6;
-        params.__bindgen_anon_1.tot_len = (IPV6_HLEN + packet.l4_len) as u16;
+        params.__bindgen_anon_1.tot_len = if H::FIB_CHECKS_LENGTH { (IPV6_HLEN + packet.l4_len) as u16 } else { 0 };
         params.__bindgen_anon_3.ipv6_src = words(&rules.src_addr);
         params.__bindgen_anon_4.ipv6_dst = words(&rules.dst_addr);
     }
     // SAFETY: params is a live stack object of exactly the size we pass; the helper only
     // reads and writes inside it and reads the context.
     let rc = unsafe {
-        fib_lookup(ctx.ctx as *mut _, &mut params, size_of::<bpf_fib_lookup>() as i32, 0)
+        fib_lookup(hook.fib_ctx() as *mut _, &mut params, size_of::<bpf_fib_lookup>() as i32, 0)
     };
     (rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)).then_some(params)
 }

@@ -6,11 +6,10 @@ use lb_common::{counter, FlowKey};
 use crate::{counters, frame::Frame, maps, options, parse::Packet};
 
 #[inline(never)]
-pub fn count(frame: &Frame, packet: &Packet, key: &FlowKey) {
+pub fn count(frame_len: u64, frame: &Frame, packet: &Packet, key: &FlowKey) {
     let Some(value) = maps::LB_FLOWS.get_ptr_mut(key) else {
         return;
     };
-    let frame_len = frame.len();
     // SAFETY: the pointer comes from a successful map lookup and stays valid for the
     // duration of this program run (RCU); the counters are only touched with atomic adds,
     // which the verifier accepts on map values.

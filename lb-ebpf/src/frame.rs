@@ -5,8 +5,6 @@
 //! There is deliberately no one-byte read: LLVM turns `p + 1 > end` into `p >= end`, which
 //! proves nothing to the verifier when p has a variable offset. Single bytes are read as
 //! part of a 16-bit word with their neighbour.
-use aya_ebpf::programs::XdpContext;
-
 /// No header field we touch lies further into the frame than this (Ethernet, one VLAN tag,
 /// a 60-byte IPv4 header and a 60-byte TCP header end at byte 152). Refusing larger offsets
 /// gives the verifier an upper bound on every variable offset.
@@ -19,14 +17,10 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The bytes from `start` to `end` (the context's data and data_end).
     #[inline(always)]
-    pub fn new(ctx: &XdpContext) -> Self {
-        Self { start: ctx.data(), end: ctx.data_end() }
-    }
-
-    #[inline(always)]
-    pub fn len(&self) -> u64 {
-        (self.end - self.start) as u64
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
     }
 
     /// A pointer to `len` bytes at `offset`, or None past the end of the frame.

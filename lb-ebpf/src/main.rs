@@ -1,10 +1,14 @@
-//! The XDP program of the load balancer. It holds no policy: it executes what the daemon
-//! wrote into the maps. Decision flow, top to bottom:
+//! The kernel side of the load balancer. It holds no policy: it executes what the daemon
+//! wrote into the maps. Two entry points share every decision (hook.rs says where each
+//! runs). Decision flow, top to bottom:
 //! 1. a SYN to a frontend whose source ACL refuses the client is dropped before any handshake;
 //! 2. a frame of a handed-off flow follows the splice map: dropped or passed while the
 //!    daemon freezes the flow, rewritten and sent to the other peer once live (splice.rs);
 //! 3. a frame of a flow the daemon pinned is counted against that flow (flows.rs);
 //! 4. everything else goes on to the kernel's TCP stack.
+//!
+//! XDP, where it runs, does steps 1 and the live part of 2, and passes everything else to
+//! tc on the same interface, which does it all: each frame is counted once.
 #![no_std]
 #![no_main]
 // The BPF target has no atomic RMW in core's Atomic types; the intrinsic lowers to BPF_ATOMIC add.
@@ -18,36 +22,60 @@ mod counters;
 mod egress;
 mod flows;
 mod frame;
+mod hook;
 mod maps;
 mod options;
 mod parse;
 mod rewrite;
 mod splice;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use lb_common::counter;
 
-use crate::frame::Frame;
+use crate::hook::Hook;
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let frame = Frame::new(&ctx);
-    let Some(packet) = parse::tcp_packet(&frame) else {
-        // Not TCP over IP, or a frame we cannot read far enough: the kernel decides.
-        counters::add(counter::PASSED, 1);
-        return xdp_action::XDP_PASS;
-    };
+    let hook = hook::Xdp(&ctx);
+    let frame = hook.frame();
+    // Anything this program does not splice, tc judges and counts.
+    let mut packet = parse::Packet::default();
+    if !parse::tcp_packet(&frame, &mut packet) {
+        return hook::Xdp::PASS;
+    }
     if packet.is_syn_without_ack() && !acl::admits(&packet) {
         counters::add(counter::ACL_DROPPED, 1);
-        return xdp_action::XDP_DROP;
+        return hook::Xdp::DROP;
+    }
+    splice::xdp(&hook, &frame, &packet, &packet.flow_key()).unwrap_or(hook::Xdp::PASS)
+}
+
+#[classifier]
+pub fn lb_tc(ctx: TcContext) -> i32 {
+    let hook = hook::Tc(&ctx);
+    hook.pull_headers();
+    let frame = hook.frame();
+    let mut packet = parse::Packet::default();
+    if !parse::tcp_packet(&frame, &mut packet) {
+        // Not TCP over IP, or a frame we cannot read far enough: the kernel decides.
+        counters::add(counter::PASSED, 1);
+        return hook::Tc::PASS as i32;
+    }
+    packet.vlan |= hook.vlan_offloaded();
+    if packet.is_syn_without_ack() && !acl::admits(&packet) {
+        counters::add(counter::ACL_DROPPED, 1);
+        return hook::Tc::DROP as i32;
     }
     let key = packet.flow_key();
-    if let Some(action) = splice::handle(&ctx, &frame, &packet, &key) {
-        return action;
+    if let Some(verdict) = splice::tc(&hook, &frame, &packet, &key) {
+        return verdict as i32;
     }
-    flows::count(&frame, &packet, &key);
+    flows::count(hook.len(), &frame, &packet, &key);
     counters::add(counter::PASSED, 1);
-    xdp_action::XDP_PASS
+    hook::Tc::PASS as i32
 }
 
 #[cfg(not(test))]

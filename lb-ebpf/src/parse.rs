@@ -21,6 +21,7 @@ const IPV4_FRAG_MASK: u16 = 0x3FFF; // MF flag and fragment offset
 
 /// The fields of a TCP segment the program decides on, and where its headers are.
 /// Addresses and ports stay in network byte order.
+#[derive(Default)]
 pub struct Packet {
     pub family: u8,
     pub src_addr: [u8; 16],
@@ -69,8 +70,16 @@ impl Packet {
     }
 }
 
+/// Parses the frame into `packet`; false if it is not TCP over IP, or too short to read.
+/// An out-parameter rather than a returned Option: the entry points' stack frame would
+/// hold the Option and the Packet both.
 #[inline(always)]
-pub fn tcp_packet(frame: &Frame) -> Option<Packet> {
+pub fn tcp_packet(frame: &Frame, packet: &mut Packet) -> bool {
+    read_tcp_packet(frame, packet).is_some()
+}
+
+#[inline(always)]
+fn read_tcp_packet(frame: &Frame, packet: &mut Packet) -> Option<()> {
     let mut l3 = ETH_HLEN;
     let mut ethertype = frame.be16(12)?;
     let mut vlan = false;
@@ -79,19 +88,8 @@ pub fn tcp_packet(frame: &Frame) -> Option<Packet> {
         l3 += VLAN_HLEN;
         vlan = true;
     }
-    let mut packet = Packet {
-        family: 0,
-        src_addr: [0; 16],
-        dst_addr: [0; 16],
-        src_port: 0,
-        dst_port: 0,
-        flags: 0,
-        vlan,
-        l3,
-        l4: 0,
-        tcp_hlen: 0,
-        l4_len: 0,
-    };
+    packet.vlan = vlan;
+    packet.l3 = l3;
     match ethertype {
         ETH_P_IP => {
             let version_ihl = (frame.be16(l3)? >> 8) as u8;
@@ -140,5 +138,5 @@ pub fn tcp_packet(frame: &Frame) -> Option<Packet> {
     if packet.tcp_hlen < TCP_MIN_HLEN {
         return None;
     }
-    Some(packet)
+    Some(())
 }

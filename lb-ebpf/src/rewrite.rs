@@ -1,12 +1,14 @@
 //! Translation of a segment of one connection into the other's numbers (FASTPATH.md):
 //! addresses, ports, sequence and acknowledgment numbers, window, timestamps and SACK
-//! edges, with both checksums updated incrementally (RFC 1624).
-use lb_common::{csum::Delta, splice_option, tcp::rescale_window, SpliceEntry, FAMILY_V4};
+//! edges; the IPv4 header checksum is updated here, the TCP checksum by the hook
+//! (incrementally, RFC 1624).
+use lb_common::{csum, csum::Delta, splice_option, tcp::rescale_window, SpliceEntry, FAMILY_V4};
 
 use crate::{
     frame::Frame,
+    hook::Checksums,
     options,
-    parse::{Packet, TCP_FLAG_ACK},
+    parse::{Packet, IPPROTO_TCP, TCP_FLAG_ACK},
 };
 
 const IPV4_CHECK: usize = 10;
@@ -21,17 +23,24 @@ const TCP_CHECK: usize = 16;
 const SACK_BLOCK_LEN: usize = 8;
 const SACK_MAX_BLOCKS: usize = 4;
 
-/// Rewrites the frame in place. None if the frame is shorter than its headers claim; the
-/// frame may then be half rewritten and must be dropped.
+/// Rewrites the frame in place, all but the TCP checksum, and returns how the checksum
+/// must change (the hook applies it: hook.rs). None if the frame is shorter than its
+/// headers claim; the frame may then be half rewritten and must be dropped.
 #[inline(never)]
-pub fn rewrite(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<()> {
+pub fn rewrite(frame: &Frame, packet: &Packet, rules: &SpliceEntry, sums: &mut Checksums) -> bool {
+    rewrite_headers(frame, packet, rules, sums).is_some()
+}
+
+// Out of line with an out-parameter: a BPF function cannot return a pair (see below).
+#[inline(always)]
+fn rewrite_headers(frame: &Frame, packet: &Packet, rules: &SpliceEntry, sums: &mut Checksums) -> Option<()> {
     let tcp = packet.l4;
     if !frame.holds(tcp, packet.tcp_hlen) {
         return None;
     }
     // The TCP checksum covers the addresses through the pseudo-header.
-    let mut delta = addresses(frame, packet, rules)?;
-    delta = delta
+    let pseudo = addresses(frame, packet, rules)?;
+    let mut delta = Delta::ZERO
         .word(u16::from_be(packet.src_port), u16::from_be(rules.src_port))
         .word(u16::from_be(packet.dst_port), u16::from_be(rules.dst_port));
     frame.set_bytes(tcp, &rules.src_port.to_ne_bytes())?;
@@ -58,9 +67,33 @@ pub fn rewrite(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<()
     if rules.options != 0 && packet.tcp_hlen > options::OPTIONS_START {
         delta = delta.combine(rewrite_options(frame, tcp, packet.tcp_hlen, rules)?);
     }
+    *sums = Checksums { pseudo, header: delta };
+    Some(())
+}
 
-    let check = frame.be16(tcp + TCP_CHECK)?;
-    frame.set_be16(tcp + TCP_CHECK, delta.apply(check))
+/// Applies the rewrite's change to a complete TCP checksum in place (XDP, which only ever
+/// rewrites frames whose checksum is complete: see `looks_partial`).
+#[inline(always)]
+pub fn apply_to_complete(frame: &Frame, packet: &Packet, sums: Checksums) -> Option<()> {
+    let at = packet.l4 + TCP_CHECK;
+    let check = frame.be16(at)?;
+    frame.set_be16(at, sums.pseudo.combine(sums.header).apply(check))
+}
+
+/// Whether the checksum field holds the pseudo-header sum a sender leaves to offload
+/// (csum::partial_check). XDP sees no skb, so cannot complete such a checksum or know the
+/// frame's state: it leaves the frame to tc, whose skb knows.
+#[inline(always)]
+pub fn looks_partial(frame: &Frame, packet: &Packet) -> bool {
+    let Some(check) = frame.be16(packet.l4 + TCP_CHECK) else {
+        return false;
+    };
+    let pseudo = if packet.family == FAMILY_V4 {
+        csum::pseudo_v4(&prefix::<4>(&packet.src_addr), &prefix::<4>(&packet.dst_addr), IPPROTO_TCP, packet.l4_len as u16)
+    } else {
+        csum::pseudo_v6(&packet.src_addr, &packet.dst_addr, IPPROTO_TCP, packet.l4_len as u32)
+    };
+    check == csum::partial_check(pseudo)
 }
 
 /// Rewrites source and destination, updates the IPv4 header checksum, and returns the

@@ -1,32 +1,55 @@
 //! The decision for frames of a handed-off flow (FASTPATH.md): frozen while the daemon takes
 //! the offsets, then live, rewritten and sent straight to the other connection's peer.
+//!
+//! tc does all of it. XDP, where it also runs, only takes live frames it can finish on its
+//! own (complete checksum, a next hop that takes XDP frames) and leaves every other frame
+//! of the flow to tc: a frame is handled by exactly one of them, so counters and the
+//! flow's accounting never count it twice.
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
-use lb_common::{counter, splice_seen, splice_state, FlowKey, SpliceEntry};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{counter, csum::Delta, splice_seen, splice_state, FlowKey, SpliceEntry};
 
 use crate::{
-    counters, egress, flows,
+    counters,
+    egress::{self, Hop},
+    flows,
     frame::Frame,
+    hook::{self, Checksums, Hook},
     maps,
-    parse::{Packet, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
+    parse::{Packet, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
     rewrite,
 };
 
-/// The verdict for a frame of a flow in the splice map, or None when the flow is not
-/// handed off (or in a state this program does not know) and takes the ordinary path.
+const TCP_SEQ: usize = 4;
+const TCP_ACK: usize = 8;
+
+/// The verdict for a frame of a flow in the splice map, from XDP; None when the flow is not
+/// handed off, and the frame takes the ordinary path.
 #[inline(always)]
-pub fn handle(ctx: &XdpContext, frame: &Frame, packet: &Packet, key: &FlowKey) -> Option<u32> {
+pub fn xdp(hook: &hook::Xdp, frame: &Frame, packet: &Packet, key: &FlowKey) -> Option<u32> {
     let entry = maps::LB_SPLICE.get_ptr_mut(key)?;
     // SAFETY: a successful lookup yields a pointer to the value, valid for this run (RCU).
+    if unsafe { (*entry).state } != splice_state::LIVE {
+        return Some(hook::Xdp::PASS);
+    }
+    Some(live(hook, frame, packet, entry))
+}
+
+/// The verdict for a frame of a flow in the splice map, from tc; None when the flow is not
+/// handed off.
+#[inline(always)]
+pub fn tc(hook: &hook::Tc, frame: &Frame, packet: &Packet, key: &FlowKey) -> Option<u32> {
+    let entry = maps::LB_SPLICE.get_ptr_mut(key)?;
+    // SAFETY: as above.
     let state = unsafe { (*entry).state };
     match state {
         splice_state::FROZEN => {
             // The daemon still reads the peer's TSval from the flow map while frozen.
-            flows::count(frame, packet, key);
-            Some(frozen(packet))
+            flows::count(hook.len(), frame, packet, key);
+            Some(frozen::<hook::Tc>(packet))
         }
-        splice_state::LIVE => Some(live(ctx, frame, packet, entry)),
+        splice_state::LIVE => Some(live(hook, frame, packet, entry)),
         _ => None,
     }
 }
@@ -35,22 +58,74 @@ pub fn handle(ctx: &XdpContext, frame: &Frame, packet: &Packet, key: &FlowKey) -
 /// sequence space (payload, SYN, FIN) is dropped, to be retransmitted once live. Pure ACKs
 /// and RSTs reach the kernel: the send queues must drain, and a reset must not be lost.
 #[inline(always)]
-fn frozen(packet: &Packet) -> u32 {
+fn frozen<H: Hook>(packet: &Packet) -> u32 {
     if packet.has(TCP_FLAG_RST) {
         counters::add(counter::PASSED, 1);
-        return xdp_action::XDP_PASS;
+        return H::PASS;
     }
     if packet.has_payload() || packet.has(TCP_FLAG_SYN | TCP_FLAG_FIN) {
         counters::add(counter::FROZEN_DROPPED, 1);
-        return xdp_action::XDP_DROP;
+        return H::DROP;
     }
     counters::add(counter::PASSED, 1);
-    xdp_action::XDP_PASS
+    H::PASS
+}
+
+// Out of line: its locals (the FIB lookup's parameters, the checksum sums) would otherwise
+// sit in the entry point's frame, and the stacks of a call chain share 512 bytes.
+#[inline(never)]
+fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry) -> u32 {
+    // SAFETY: `entry` comes from a successful lookup and stays valid for this run (RCU).
+    // The rules are read in place, as aya's own map `get` does (a copy would crowd the
+    // 512-byte stack): the fields read through `rules` are only written by the daemon, which
+    // must not change a LIVE entry's rules (it deletes the entry at the end of the flow); a
+    // frame racing such a change would be rewritten with a mix of old and new rules.
+    let rules: &SpliceEntry = unsafe { &*entry };
+    // A SYN of a live flow is not part of the spliced connections (a stray retransmission
+    // or a new connection reusing the 4-tuple): translating it would corrupt both ends.
+    // Tagged frames are not spliced: the next hop's MACs come untagged from the FIB.
+    if packet.has(TCP_FLAG_SYN) || packet.vlan || rules.family != packet.family {
+        counters::add(counter::SPLICE_ERRORS, 1);
+        return H::DROP;
+    }
+    if H::XDP && rewrite::looks_partial(frame, packet) {
+        return deferred::<H>();
+    }
+    let mut hop = Hop::default();
+    if !egress::next_hop(hook, frame, packet, rules, &mut hop) {
+        if H::XDP {
+            return deferred::<H>();
+        }
+        // No route or no neighbour: the kernel's socket is retired and would answer with a
+        // RST, so the frame is dropped; the peer retransmits.
+        counters::add(counter::FIB_FAILED, 1);
+        return H::DROP;
+    }
+    if H::XDP && !egress::xdp_can_send(hook.ingress_ifindex(), hop.ifindex) {
+        return deferred::<H>();
+    }
+    account(hook, frame, packet, entry);
+    let mut sums = Checksums { pseudo: Delta::ZERO, header: Delta::ZERO };
+    if !rewrite::rewrite(frame, packet, rules, &mut sums) || frame.set_bytes(0, &hop.macs).is_none() {
+        counters::add(counter::SPLICE_ERRORS, 1);
+        return H::DROP;
+    }
+    // Counted first: finishing the checksum may end every access to the frame.
+    counters::add(counter::SPLICED_PACKETS, 1);
+    counters::add(counter::SPLICED_BYTES, hook.len());
+    hook.send(frame, packet, sums, hop.ifindex)
 }
 
 #[inline(always)]
-fn live(ctx: &XdpContext, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry) -> u32 {
-    let frame_len = frame.len();
+fn deferred<H: Hook>() -> u32 {
+    counters::add(counter::XDP_DEFERRED, 1);
+    H::PASS
+}
+
+/// What the daemon's reaper reads of a live flow: FIN/RST seen, the last frame's time,
+/// frames and bytes, and the progress numbers its stall check compares.
+#[inline(always)]
+fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry) {
     let mut seen = 0;
     if packet.has(TCP_FLAG_FIN) {
         seen |= splice_seen::FIN;
@@ -58,32 +133,26 @@ fn live(ctx: &XdpContext, frame: &Frame, packet: &Packet, entry: *mut SpliceEntr
     if packet.has(TCP_FLAG_RST) {
         seen |= splice_seen::RST;
     }
+    let seq = frame.be32(packet.l4 + TCP_SEQ).unwrap_or(0);
+    let ack = frame.be32(packet.l4 + TCP_ACK).unwrap_or(0);
+    let payload = packet.l4_len.saturating_sub(packet.tcp_hlen) as u32;
     // SAFETY: `entry` comes from a successful lookup and stays valid for this run (RCU).
-    // `seen` and `last_ns` are plain stores: each direction has its own entry, and the
-    // reaper only needs to see them eventually; the counters use atomic adds. The rules
-    // are then read in place, as aya's own map `get` does (a copy would crowd the 512-byte
-    // stack): the fields read through `rules` are only written by the daemon, which must
-    // not change a LIVE entry's rules (it deletes the entry at the end of the flow); a
-    // frame racing such a change would be rewritten with a mix of old and new rules.
-    let rules: &SpliceEntry = unsafe {
+    // `seen`, `last_ns`, `last_ack` and `data_end` are plain stores: each direction has its
+    // own entry, and the reaper only needs to see them eventually (a torn or stale value
+    // delays a stall report by one scan at most); the counters use atomic adds.
+    unsafe {
         if seen != 0 {
             (*entry).seen |= seen;
         }
         (*entry).last_ns = bpf_ktime_get_ns();
+        if packet.has(TCP_FLAG_ACK) {
+            (*entry).last_ack = ack;
+        }
+        if payload > 0 {
+            (*entry).data_end = seq.wrapping_add(payload);
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).data_packets, 1);
+        }
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).packets, 1);
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).bytes, frame_len);
-        &*entry
-    };
-    // A SYN of a live flow is not part of the spliced connections (a stray retransmission
-    // or a new connection reusing the 4-tuple): translating it would corrupt both ends.
-    // Tagged frames are not spliced: the next hop's MACs come untagged from the FIB.
-    if packet.has(TCP_FLAG_SYN) || packet.vlan || rules.family != packet.family {
-        counters::add(counter::SPLICE_ERRORS, 1);
-        return xdp_action::XDP_DROP;
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).bytes, hook.len());
     }
-    if rewrite::rewrite(frame, packet, rules).is_none() {
-        counters::add(counter::SPLICE_ERRORS, 1);
-        return xdp_action::XDP_DROP;
-    }
-    egress::send(ctx, frame, packet, rules)
 }

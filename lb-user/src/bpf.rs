@@ -1,6 +1,7 @@
-//! Loading and attaching the XDP program, and every access to its maps.
+//! Loading and attaching the kernel programs (tc on every interface, XDP where it fits:
+//! attach.rs), and every access to their maps.
 //!
-//! Dropping the [`Dataplane`] detaches the program from every interface (aya removes its
+//! Dropping the [`Dataplane`] detaches the programs from every interface (aya removes its
 //! links on drop); links are bpf_link file descriptors, so even a killed daemon leaves no
 //! program attached.
 use std::{
@@ -12,18 +13,19 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{lpm_trie::Key, DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
-    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use lb_common::{
     acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, SpliceEntry,
     ACL_ID_BITS, FAMILY_V4, FAMILY_V6, MAP_ACL_V4, MAP_ACL_V6, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS,
-    MAP_FRONTENDS, MAP_SPLICE, PROGRAM_XDP,
+    MAP_FRONTENDS, MAP_SPLICE, PROGRAM_TC, PROGRAM_XDP,
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
 use crate::{
-    pin,
+    attach, pin,
     snapshot::{AclMode, Snapshot},
 };
 
@@ -31,26 +33,14 @@ use crate::{
 /// (tests/xdp_fixtures.rs) load the very program the daemon attaches.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpModeChoice {
-    /// Native (driver) mode if the interface supports it, else generic.
-    Auto,
-    Drv,
-    Skb,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Attachment {
-    pub iface: String,
-    pub mode: XdpModeChoice,
-}
-
 /// Kernel ids of the program and maps, so that other processes (`lb-user stats`) can open
 /// them from any namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KernelIds {
+    /// The XDP program's id (0 when no interface has XDP).
     pub program: u32,
+    #[serde(default)]
+    pub tc_program: u32,
     pub flows: u32,
     pub counters: u32,
     pub frontends: u32,
@@ -69,7 +59,7 @@ pub struct Dataplane {
     counters: PerCpuArray<MapData, u64>,
     /// Taken by the hand-off (`take_splice`).
     splice: Option<HashMap<MapData, FlowKey, SpliceEntry>>,
-    /// Every attached interface, so that the program may redirect handed-off frames to it.
+    /// The interfaces XDP may redirect handed-off frames to.
     _egress: DevMapHash<MapData>,
     applied: AppliedPolicy,
     next_acl_id: u32,
@@ -89,35 +79,68 @@ struct AppliedPolicy {
 impl Dataplane {
     /// With `pin_dir`, the splice map and the links are pinned there (and adopted from there
     /// when a previous daemon left them): handed-off flows survive a restart.
-    pub fn load_and_attach(ifaces: &[String], mode: XdpModeChoice, pin_dir: Option<&Path>) -> Result<Self> {
+    pub fn load_and_attach(ifaces: &[String], xdp_use: XdpUse, mode: XdpModeChoice, pin_dir: Option<&Path>) -> Result<Self> {
         let mut loader = EbpfLoader::new();
         let splice_pin = pin_dir.map(|dir| dir.join(MAP_SPLICE));
         if let (Some(dir), Some(path)) = (pin_dir, &splice_pin) {
             pin::prepare(dir)?;
             loader.map_pin_path(MAP_SPLICE, path.as_path());
         }
-        let mut ebpf = loader.load(XDP_OBJECT).context("loading the XDP object into the kernel")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_XDP)
-            .ok_or_else(|| anyhow!("program {PROGRAM_XDP} missing from the object"))?
-            .try_into()?;
-        program.load().context("the verifier refused the XDP program")?;
-        let program_id = program.info()?.id();
-        let mut attachments = Vec::new();
+        let mut ebpf = loader.load(XDP_OBJECT).context("loading the kernel object")?;
+        let mut attachments: Vec<Attachment> = ifaces.iter().map(|iface| Attachment { iface: iface.clone(), tc: false, xdp: None }).collect();
         let mut pinned_links = Vec::new();
-        for iface in ifaces {
+
+        // tc first: XDP leaves to it every frame it does not splice.
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM_TC)
+            .ok_or_else(|| anyhow!("program {PROGRAM_TC} missing from the object"))?
+            .try_into()?;
+        tc.load().map_err(|e| anyhow!("the verifier refused the tc program: {e:#?}"))?;
+        let tc_program_id = tc.info()?.id();
+        for attachment in &mut attachments {
+            let iface = attachment.iface.as_str();
+            attachment.tc = true;
             if let Some(dir) = pin_dir {
-                if pin::adopt_link(program, dir, iface)? {
-                    tracing::info!(iface, "XDP program swapped into the link a previous daemon pinned");
-                    attachments.push(Attachment { iface: iface.clone(), mode });
+                if pin::adopt_tc_link(tc, dir, iface)? {
+                    tracing::info!(iface, "tc program swapped into the link a previous daemon pinned");
                     continue;
                 }
             }
-            let (used, link) = attach(program, iface, mode)?;
-            tracing::info!(iface, mode = ?used, "XDP program attached");
-            attachments.push(Attachment { iface: iface.clone(), mode: used });
+            let link = attach::attach_tc(tc, iface)?;
+            tracing::info!(iface, "tc program attached (ingress)");
             if let Some(dir) = pin_dir {
-                pinned_links.push(pin::pin_link(program, link, dir, iface)?);
+                pinned_links.push(pin::pin_tc_link(tc, link, dir, iface)?);
+            }
+        }
+
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROGRAM_XDP)
+            .ok_or_else(|| anyhow!("program {PROGRAM_XDP} missing from the object"))?
+            .try_into()?;
+        xdp.load().map_err(|e| anyhow!("the verifier refused the XDP program: {e:#?}"))?;
+        let program_id = xdp.info()?.id();
+        for attachment in &mut attachments {
+            let iface = attachment.iface.as_str();
+            if !xdp_use.on(iface) {
+                if let Some(dir) = pin_dir {
+                    // An XDP link an older daemon pinned here: tc now serves the interface.
+                    std::fs::remove_file(pin::link_path(dir, iface)).ok();
+                }
+                tracing::info!(iface, "no XDP on this interface (virtual, or --xdp never): tc alone");
+                continue;
+            }
+            if let Some(dir) = pin_dir {
+                if pin::adopt_link(xdp, dir, iface)? {
+                    tracing::info!(iface, "XDP program swapped into the link a previous daemon pinned");
+                    attachment.xdp = Some(mode);
+                    continue;
+                }
+            }
+            let (used, link) = attach::attach_xdp(xdp, iface, mode)?;
+            tracing::info!(iface, mode = ?used, "XDP program attached");
+            attachment.xdp = Some(used);
+            if let Some(dir) = pin_dir {
+                pinned_links.push(pin::pin_link(xdp, link, dir, iface)?);
             }
         }
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the object"));
@@ -128,12 +151,13 @@ impl Dataplane {
         let counters: PerCpuArray<MapData, u64> = take(MAP_COUNTERS)?.try_into()?;
         let splice: HashMap<MapData, FlowKey, SpliceEntry> = take(MAP_SPLICE)?.try_into()?;
         let mut egress: DevMapHash<MapData> = take(MAP_EGRESS)?.try_into()?;
-        for iface in ifaces {
+        for iface in ifaces.iter().filter(|iface| xdp_use.on(iface)) {
             let index = nix::net::if_::if_nametoindex(iface.as_str()).with_context(|| format!("interface {iface}"))?;
             egress.insert(index, index, None, 0).with_context(|| format!("adding {iface} to the egress devmap"))?;
         }
         let ids = KernelIds {
             program: program_id,
+            tc_program: tc_program_id,
             flows: map_id(flows.map())?,
             counters: map_id(counters.map())?,
             frontends: map_id(frontends.map())?,
@@ -268,23 +292,14 @@ impl Dataplane {
                 }
             }
         }
-        tracing::info!("XDP program detached");
-    }
-}
-
-fn attach(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<(XdpModeChoice, XdpLinkId)> {
-    let attempt = |program: &mut Xdp, m: XdpMode| program.attach(iface, m).map_err(anyhow::Error::from);
-    match mode {
-        XdpModeChoice::Drv => Ok((mode, attempt(program, XdpMode::Driver).with_context(|| format!("attaching XDP to {iface} in native mode"))?)),
-        XdpModeChoice::Skb => Ok((mode, attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} in generic mode"))?)),
-        XdpModeChoice::Auto => match attempt(program, XdpMode::Driver) {
-            Ok(link) => Ok((XdpModeChoice::Drv, link)),
-            Err(native) => {
-                tracing::info!(iface, error = %native, "native XDP unavailable, trying generic mode");
-                let link = attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} (native failed: {native:#})"))?;
-                Ok((XdpModeChoice::Skb, link))
+        if let Some(program) = self.ebpf.program_mut(PROGRAM_TC) {
+            if let Ok(tc) = <&mut SchedClassifier>::try_from(program) {
+                if let Err(e) = tc.unload() {
+                    tracing::warn!(error = %e, "detaching the tc program");
+                }
             }
-        },
+        }
+        tracing::info!("kernel programs detached");
     }
 }
 
@@ -400,6 +415,8 @@ pub struct Counters {
     pub fib_failed: u64,
     #[serde(default)]
     pub splice_errors: u64,
+    #[serde(default)]
+    pub xdp_deferred: u64,
 }
 
 impl Counters {
@@ -416,6 +433,7 @@ impl Counters {
             frozen_dropped: sum(counter::FROZEN_DROPPED)?,
             fib_failed: sum(counter::FIB_FAILED)?,
             splice_errors: sum(counter::SPLICE_ERRORS)?,
+            xdp_deferred: sum(counter::XDP_DEFERRED)?,
         })
     }
 }

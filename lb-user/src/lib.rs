@@ -5,6 +5,7 @@
 pub mod api;
 pub mod admission;
 pub mod apply;
+pub mod attach;
 pub mod balance;
 pub mod bpf;
 pub mod classify;

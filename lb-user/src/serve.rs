@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::{
     api::{self, ApiToken},
     apply::Applier,
-    bpf::{Dataplane, XdpModeChoice},
+    bpf::{Dataplane, XdpModeChoice, XdpUse},
     config_file,
     control::{self, Control, Traffic},
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
@@ -27,9 +27,17 @@ pub struct ServeArgs {
     /// zone (persisted in --data-dir; empty the first time).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Interface(s) to attach the XDP program to: where clients arrive. Repeat for several.
+    /// Interface(s) the kernel programs serve: where clients arrive, and (for the fast path's
+    /// hand-off) where servers are reached. Repeat for several. Each gets the tc program;
+    /// see --xdp for the XDP program.
     #[arg(long = "iface")]
     pub ifaces: Vec<String>,
+    /// Where the XDP program runs beside tc: `auto` on interfaces backed by a device on a
+    /// bus (NICs) and not on virtual ones (veth, bridges, VLANs); `always` (redirects into
+    /// a veth then need NAPI on its peer); `never`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp: XdpUse,
+    /// How XDP attaches where it runs: native first (`auto`), `drv` or `skb` (generic).
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: XdpModeChoice,
     /// Where the daemon keeps its state (the store: staged and applied configuration, ids,
@@ -105,10 +113,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let handoff_settings = handoff_settings(&args)?;
     let mut dataplane = if args.ifaces.is_empty() {
-        warn!("no --iface given: running without the XDP program (no source ACLs before the handshake, no XDP fast path)");
+        warn!("no --iface given: running without the kernel programs (no source ACLs before the handshake, no kernel fast path)");
         None
     } else {
-        Some(Dataplane::load_and_attach(&args.ifaces, args.xdp_mode, args.pin_dir.as_deref())?)
+        Some(Dataplane::load_and_attach(&args.ifaces, args.xdp, args.xdp_mode, args.pin_dir.as_deref())?)
     };
     let handoff = dataplane.as_mut().and_then(|d| {
         let table = SpliceTable::new(d.take_splice()?);

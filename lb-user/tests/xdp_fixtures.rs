@@ -13,7 +13,7 @@ mod netns;
 #[path = "xdp_fixtures/packet.rs"]
 mod packet;
 
-use harness::{Dataplane, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
+use harness::{Dataplane, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use lb_common::{
     counter, splice_option, splice_seen, splice_state, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6,
 };
@@ -120,8 +120,10 @@ fn addressed_to_server_v4(input: &Segment) -> Segment {
 fn verifier_accepts_the_program() {
     with_fixture(|fx| {
         let insns = fx.dp.verified_instructions();
-        eprintln!("verifier processed {insns:?} instructions");
+        let tc_insns = fx.dp.tc_verified_instructions();
+        eprintln!("verifier processed {insns:?} instructions (XDP), {tc_insns:?} (tc)");
         assert!(insns.is_some_and(|n| n > 0));
+        assert!(tc_insns.is_some_and(|n| n > 0));
     });
 }
 
@@ -131,6 +133,11 @@ fn no_entry_passes_the_frame_unchanged() {
         let input = from_client_v4().to_bytes();
         let (action, out) = fx.dp.run(fx.c0, &input);
         assert_eq!(action, XDP_PASS);
+        assert_frame_eq(&out, &input);
+        // XDP leaves the frame to tc, which judges and counts it.
+        assert_eq!(fx.dp.counter(counter::PASSED), 0);
+        let (action, out) = fx.dp.run_tc(fx.c0, &input);
+        assert_eq!(action, TC_ACT_OK);
         assert_frame_eq(&out, &input);
         assert_eq!(fx.dp.counter(counter::PASSED), 1);
         assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
@@ -389,13 +396,16 @@ fn frozen_flow_drops_what_advances_the_sequence_and_passes_acks_and_resets() {
         let syn = Segment { flags: SYN, ..pure_ack.clone() };
         let rst = Segment { flags: RST | ACK, ..data.clone() };
         for dropped in [&data, &fin, &syn] {
+            // XDP leaves frozen flows to tc, which drops what advances the sequence.
             let (action, _) = fx.dp.run(fx.c0, &dropped.to_bytes());
-            assert_eq!(action, XDP_DROP, "flags {:#x}, {} payload bytes", dropped.flags, dropped.payload.len());
+            assert_eq!(action, XDP_PASS, "XDP: flags {:#x}", dropped.flags);
+            let (action, _) = fx.dp.run_tc(fx.c0, &dropped.to_bytes());
+            assert_eq!(action, TC_ACT_SHOT, "flags {:#x}, {} payload bytes", dropped.flags, dropped.payload.len());
         }
         for passed in [&pure_ack, &rst] {
             let frame = passed.to_bytes();
-            let (action, out) = fx.dp.run(fx.c0, &frame);
-            assert_eq!(action, XDP_PASS, "flags {:#x}", passed.flags);
+            let (action, out) = fx.dp.run_tc(fx.c0, &frame);
+            assert_eq!(action, TC_ACT_OK, "flags {:#x}", passed.flags);
             assert_frame_eq(&out, &frame);
         }
         assert_eq!(fx.dp.counter(counter::FROZEN_DROPPED), 3);
@@ -411,8 +421,8 @@ fn flow_map_records_the_peer_tsval() {
 
         let aligned = Segment { options: options(&[&[NOP, NOP], &timestamp(0xDEAD_BEEF, 7)]), ..from_client_v4() };
         let frame = aligned.to_bytes();
-        let (action, out) = fx.dp.run(fx.c0, &frame);
-        assert_eq!(action, XDP_PASS);
+        let (action, out) = fx.dp.run_tc(fx.c0, &frame);
+        assert_eq!(action, TC_ACT_OK);
         assert_frame_eq(&out, &frame);
         let flow = fx.dp.flow(&client_key_v4());
         assert_eq!((flow.tsval_seen, flow.peer_tsval), (1, 0xDEAD_BEEF));
@@ -420,11 +430,11 @@ fn flow_map_records_the_peer_tsval() {
         // Not the common layout: found by the option walk.
         let walked =
             Segment { options: options(&[&sack(&[(1, 2)]), &[NOP], &timestamp(0x0102_0304, 7)]), ..from_client_v4() };
-        fx.dp.run(fx.c0, &walked.to_bytes());
+        fx.dp.run_tc(fx.c0, &walked.to_bytes());
         assert_eq!(fx.dp.flow(&client_key_v4()).peer_tsval, 0x0102_0304);
 
         // No timestamp: the last one seen stays.
-        fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+        fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
         let flow = fx.dp.flow(&client_key_v4());
         assert_eq!((flow.peer_tsval, flow.packets), (0x0102_0304, 3));
     });
@@ -437,20 +447,23 @@ fn frozen_flow_keeps_recording_the_peer_tsval() {
         fx.dp.splice(client_key_v4(), SpliceEntry { state: splice_state::FROZEN, ..toward_server_v4() });
         for (tsval, payload) in [(41u32, b"data".to_vec()), (42, Vec::new())] {
             let input = Segment { options: options(&[&[NOP, NOP], &timestamp(tsval, 1)]), payload, ..from_client_v4() };
-            fx.dp.run(fx.c0, &input.to_bytes());
+            fx.dp.run_tc(fx.c0, &input.to_bytes());
             assert_eq!(fx.dp.flow(&client_key_v4()).peer_tsval, tsval);
         }
     });
 }
 
 #[test]
-fn fib_failure_drops_and_counts() {
+fn fib_failure_is_left_to_tc_which_drops_and_counts() {
     with_fixture(|fx| {
         for dst in [UNROUTED_V4, UNRESOLVED_V4] {
             fx.dp.splice(client_key_v4(), SpliceEntry { dst_addr: v4(dst), ..toward_server_v4() });
             let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
-            assert_eq!(action, XDP_DROP, "toward {dst:?}");
+            assert_eq!(action, XDP_PASS, "XDP toward {dst:?}");
+            let (action, _) = fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
+            assert_eq!(action, TC_ACT_SHOT, "toward {dst:?}");
         }
+        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 2);
         assert_eq!(fx.dp.counter(counter::FIB_FAILED), 2);
         assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
     });
@@ -477,15 +490,42 @@ fn egress_on_the_ingress_interface_is_xdp_tx() {
     });
 }
 
+/// The daemon leaves out of the devmap the interfaces XDP must not redirect to (a veth whose
+/// peer may lack NAPI): XDP leaves such frames, untouched, to tc, which redirects the skb.
 #[test]
-fn egress_missing_from_the_devmap_is_a_splice_error() {
+fn egress_missing_from_the_devmap_is_left_to_tc() {
     with_fixture(|fx| {
         let s0 = fx.s0;
         fx.dp.forbid_egress(s0);
         fx.dp.splice(client_key_v4(), toward_server_v4());
-        let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
-        assert_eq!(action, XDP_DROP);
-        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+        let input = from_client_v4();
+        let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
+        assert_eq!(action, XDP_PASS);
+        assert_frame_eq(&out, &input.to_bytes());
+        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 0, "accounted by the hook that splices it");
+        let (action, out) = fx.dp.run_tc(fx.c0, &input.to_bytes());
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_frame_eq(&out, &addressed_to_server_v4(&input).to_bytes());
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 1);
+    });
+}
+
+/// A checksum left to offload (the field holds the pseudo-header sum) cannot be completed
+/// by XDP, which sees no skb: it leaves the frame to tc.
+#[test]
+fn partial_checksum_is_left_to_tc() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let mut frame = from_client_v4().to_bytes();
+        let l4_len = (frame.len() - 34) as u16;
+        let partial = lb_common::csum::partial_check(lb_common::csum::pseudo_v4(&CLIENT_V4, &FRONTEND_V4, 6, l4_len));
+        frame[50..52].copy_from_slice(&partial.to_be_bytes());
+        let (action, out) = fx.dp.run(fx.c0, &frame);
+        assert_eq!(action, XDP_PASS);
+        assert_frame_eq(&out, &frame);
+        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
         assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
     });
 }
@@ -551,7 +591,39 @@ fn layout(pre: usize, ts: Option<(u32, u32)>, mid: usize, blocks: &[(u32, u32)],
 
 #[test]
 fn random_segments_match_independently_built_frames() {
-    with_fixture(|fx| {
+    with_fixture(|fx| random_segments(fx, Hook::Xdp));
+}
+
+/// The same segments through the tc program: the kernel's checksum helpers, given an skb
+/// with CHECKSUM_NONE, must leave exactly the checksums computed from scratch.
+#[test]
+fn random_segments_through_tc_match_independently_built_frames() {
+    with_fixture(|fx| random_segments(fx, Hook::Tc));
+}
+
+/// Whether the TCP checksum field of an untagged frame equals its pseudo-header sum.
+fn looks_partial(frame: &[u8], v6: bool) -> bool {
+    use lb_common::csum::{partial_check, pseudo_v4, pseudo_v6};
+    let (tcp, pseudo) = if v6 {
+        let l4_len = u16::from_be_bytes([frame[18], frame[19]]);
+        let (src, dst): ([u8; 16], [u8; 16]) = (frame[22..38].try_into().unwrap(), frame[38..54].try_into().unwrap());
+        (54, pseudo_v6(&src, &dst, 6, u32::from(l4_len)))
+    } else {
+        let l4_len = u16::from_be_bytes([frame[16], frame[17]]) - 20;
+        let (src, dst): ([u8; 4], [u8; 4]) = (frame[26..30].try_into().unwrap(), frame[30..34].try_into().unwrap());
+        (34, pseudo_v4(&src, &dst, 6, l4_len))
+    };
+    u16::from_be_bytes([frame[tcp + 16], frame[tcp + 17]]) == partial_check(pseudo)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    Xdp,
+    Tc,
+}
+
+fn random_segments(fx: &mut Fixture, hook: Hook) {
+    {
         let mut rng = Rng(0x5EED_CAFE_F00D_0001);
         for case in 0..300 {
             let v6 = rng.below(2) == 1;
@@ -610,12 +682,25 @@ fn random_segments_match_independently_built_frames() {
                 ),
                 ..addressed_to_server_v4(&input)
             };
-            let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
-            assert_eq!(action, XDP_REDIRECT, "case {case}: {input:?}");
+            let (action, out) = match hook {
+                Hook::Xdp => fx.dp.run(fx.c0, &input.to_bytes()),
+                Hook::Tc => fx.dp.run_tc(fx.c0, &input.to_bytes()),
+            };
+            if matches!(hook, Hook::Xdp) && looks_partial(&input.to_bytes(), v6) {
+                // Once in 65,536 frames a full checksum equals the pseudo-header sum: XDP
+                // cannot tell it from a partial one and leaves it to tc.
+                assert_eq!((action, out), (XDP_PASS, input.to_bytes()), "case {case}");
+                continue;
+            }
+            let redirect = match hook {
+                Hook::Xdp => XDP_REDIRECT,
+                Hook::Tc => TC_ACT_REDIRECT,
+            };
+            assert_eq!(action, redirect, "{hook:?} case {case}: {input:?}");
             if out != expected.to_bytes() {
-                eprintln!("case {case}: rules {rules:?}\ninput {input:?}");
+                eprintln!("{hook:?} case {case}: rules {rules:?}\ninput {input:?}");
                 assert_frame_eq(&out, &expected.to_bytes());
             }
         }
-    });
+    }
 }

@@ -284,6 +284,9 @@ pub struct Handoff {
     pub active: u64,
     pub ended: u64,
     pub adopted: u64,
+    /// Directions of handed-off flows found stalled (data arriving, no ACK moving).
+    #[serde(default)]
+    pub stalls: u64,
     pub fallbacks: std::collections::BTreeMap<String, u64>,
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
@@ -303,6 +306,9 @@ pub struct Counters {
     pub frozen_dropped: u64,
     #[serde(default)]
     pub fib_failed: u64,
+    /// Frames of live flows XDP left to tc.
+    #[serde(default)]
+    pub xdp_deferred: u64,
     #[serde(default)]
     pub splice_errors: u64,
 }

@@ -9,7 +9,7 @@ use crate::client::ClientOpts;
 use crate::config::Config;
 use crate::curl::{curl_get, CurlResult};
 use crate::daemon::{Daemon, DaemonOpts, Stats};
-use crate::netns::{in_netns, Topology};
+use crate::netns::{in_netns, Topology, VethKind};
 use crate::{vip, LB_VIP};
 
 pub struct Lab {
@@ -22,7 +22,12 @@ pub struct Lab {
 impl Lab {
     /// Namespaces and certificates; no backend, no daemon yet.
     pub fn new() -> Result<Self> {
-        let topo = Topology::new()?;
+        Self::with_veth(VethKind::Wire)
+    }
+
+    /// Like [`Lab::new`], the veths left as `veth` says.
+    pub fn with_veth(veth: VethKind) -> Result<Self> {
+        let topo = Topology::with_veth(veth)?;
         let certs = Certs::generate()?;
         let backends = Backends::new(&topo, &certs)?;
         Ok(Self {
@@ -139,7 +144,12 @@ pub mod standard {
 impl Lab {
     /// A lab with every [`standard`] backend running.
     pub fn with_standard_backends() -> Result<Self> {
-        let mut lab = Self::new()?;
+        Self::standard_on(VethKind::Wire)
+    }
+
+    /// [`Lab::with_standard_backends`] on veths left as `veth` says.
+    pub fn standard_on(veth: VethKind) -> Result<Self> {
+        let mut lab = Self::with_veth(veth)?;
         for (listen, alpn, name) in standard::TLS_BACKENDS {
             lab.backends.tls(listen, alpn, name)?;
         }

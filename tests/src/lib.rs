@@ -38,7 +38,7 @@ pub use client::{ClientOpts, EchoReport, EchoSession, HttpResponse};
 pub use config::{Action, Config, Farm, Frontend, Route, Rule, Server};
 pub use daemon::{Daemon, DaemonOpts, Stats};
 pub use lab::Lab;
-pub use netns::{in_netns, run_in, spawn_in, Topology};
+pub use netns::{in_netns, run_in, spawn_in, Topology, VethKind};
 pub use proc::ChildGuard;
 
 /// The load balancer's address on the client side (`lbc`).

@@ -30,6 +30,40 @@ static CREATE_LOCK: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static REAP_STALE: Once = Once::new();
 
+/// How the topology's veth pairs are left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VethKind {
+    /// As `ip link add type veth` leaves them (and Docker, Kubernetes CNIs, systemd-nspawn):
+    /// transmit checksum offload and TSO on, GRO off, so frames may carry partial checksums
+    /// and a veth end has no NAPI.
+    Default,
+    /// Like a wire: full checksums on every frame (tx checksum offload off, hence no TSO) and
+    /// GRO (so NAPI) on every end.
+    Wire,
+}
+
+impl VethKind {
+    pub const ALL: [VethKind; 2] = [VethKind::Default, VethKind::Wire];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VethKind::Default => "default",
+            VethKind::Wire => "wire",
+        }
+    }
+}
+
+impl std::str::FromStr for VethKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "default" => Ok(VethKind::Default),
+            "wire" => Ok(VethKind::Wire),
+            other => Err(anyhow!("veth kind `{other}`: expected `default` or `wire`")),
+        }
+    }
+}
+
 /// Every test topology's namespaces are named `lbt<pid>x<n>-<role>`.
 const PREFIX: &str = "lbt";
 
@@ -39,6 +73,7 @@ pub struct Topology {
     cli: String,
     lb: String,
     srv: String,
+    veth: VethKind,
     created: Vec<String>,
 }
 
@@ -51,19 +86,24 @@ pub const SRV_IF: &str = "s0";
 impl Topology {
     /// Creates the namespaces, links and addresses. Partial creations are torn down on error.
     pub fn new() -> Result<Self> {
+        Self::with_veth(VethKind::Wire)
+    }
+
+    /// Like [`Topology::new`], with the veths left as `veth` says.
+    pub fn with_veth(veth: VethKind) -> Result<Self> {
         REAP_STALE.call_once(|| reap_stale(PREFIX));
-        Self::create(PREFIX)
+        Self::create(PREFIX, veth)
     }
 
     /// Like [`Topology::new`], with namespaces named `<kind><pid>x<n>-<role>`: programs other
     /// than the tests (the benchmark) use their own `kind`, so that neither ever reaps or
     /// collides with the other's namespaces. Stale namespaces of that kind are reaped first.
-    pub fn with_kind(kind: &str) -> Result<Self> {
+    pub fn with_kind(kind: &str, veth: VethKind) -> Result<Self> {
         reap_stale(kind);
-        Self::create(kind)
+        Self::create(kind, veth)
     }
 
-    fn create(kind: &str) -> Result<Self> {
+    fn create(kind: &str, veth: VethKind) -> Result<Self> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("{kind}{}x{}", std::process::id(), n);
         let mut topo = Self {
@@ -71,6 +111,7 @@ impl Topology {
             lb: format!("{prefix}-lb"),
             srv: format!("{prefix}-srv"),
             prefix,
+            veth,
             created: Vec::new(),
         };
         topo.build()
@@ -121,17 +162,16 @@ impl Topology {
         }
         v6(&srv, SRV_IF, "fd77:2::2/64")?;
 
-        // Make the veths behave like a wire: full checksums on every frame (an XDP program
-        // rewriting headers must see real checksums), and NAPI on every end so frames that XDP
-        // sends with XDP_TX / redirect are accepted by the peer.
         for (ns, dev) in [
             (&cli, CLI_IF),
             (&lb, LB_CLI_IF),
             (&lb, LB_SRV_IF),
             (&srv, SRV_IF),
         ] {
-            in_netns(ns, || ethtool::make_wire_like(dev))
-                .with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
+            if self.veth == VethKind::Wire {
+                in_netns(ns, || ethtool::make_wire_like(dev))
+                    .with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
+            }
         }
 
         for (ns, dev) in [
@@ -170,6 +210,10 @@ impl Topology {
             "fd77:2::1",
         ])?;
         Ok(())
+    }
+
+    pub fn veth(&self) -> VethKind {
+        self.veth
     }
 
     pub fn prefix(&self) -> &str {

@@ -1,6 +1,8 @@
-//! The XDP fast path: classified TLS connections handed to the XDP program carry their bytes
-//! intact, end cleanly, survive loss, and stay in user space when the two connections
-//! cannot be joined.
+//! The kernel fast path: classified TLS connections handed to the kernel programs carry
+//! their bytes intact, end cleanly, survive loss, and stay in user space when the two
+//! connections cannot be joined. Every test runs twice: on veths as the kernel leaves them
+//! (partial checksums, TSO, no GRO) and on wire-like ones (full checksums, GRO). No test
+//! may see a stalled flow.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use lb_tests::echo::echo_transfer;
 use lb_tests::EchoReport;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
-use lb_tests::{in_netns, require_root, wait_for, Lab};
+use lb_tests::{in_netns, require_root, wait_for, Lab, VethKind};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -26,9 +28,46 @@ fn xdp_opts() -> DaemonOpts {
     }
 }
 
+/// Each listed function, taking the veth kind, becomes a module with one test per kind.
+macro_rules! on_both_veths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn default_veth() -> Result<()> {
+                require_root!();
+                super::$name(VethKind::Default)
+            }
+
+            #[test]
+            fn wire_veth() -> Result<()> {
+                require_root!();
+                super::$name(VethKind::Wire)
+            }
+        }
+    )*};
+}
+
+on_both_veths!(
+    gib_each_way_is_byte_identical,
+    auto_hands_off_only_past_the_threshold,
+    splice_and_copy_frontends_never_hand_off,
+    sack_on_one_side_only_falls_back_to_splice,
+    without_timestamps_on_either_side_the_flow_is_still_handed_off,
+    timestamps_or_ecn_on_one_side_only_fall_back,
+    without_forwarding_the_flow_stays_in_user_space,
+    ipv6_flow_is_handed_off,
+    one_percent_loss_still_byte_identical,
+    daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow,
+    daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow,
+    h2_session_with_many_streams_over_a_handed_off_flow,
+    xdp_beside_tc_on_every_interface_is_byte_identical,
+);
+
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
-fn xdp_lab() -> Result<Lab> {
-    let lab = Lab::with_standard_backends()?;
+fn xdp_lab(veth: VethKind) -> Result<Lab> {
+    let lab = Lab::standard_on(veth)?;
     forwarding(&lab, true)?;
     Ok(lab)
 }
@@ -74,17 +113,17 @@ fn wait_settled(lab: &Lab, connections: u64) -> Result<Stats> {
         last = Some(stats.clone());
         done.then_some(stats)
     });
-    done.with_context(|| format!("connections not settled within 10 s: {last:?}"))
+    let stats = done.with_context(|| format!("connections not settled within 10 s: {last:?}"))?;
+    ensure!(handoff(&stats).stalls == 0, "a handed-off flow stalled: {:?}", stats.handoff);
+    Ok(stats)
 }
 
 fn handoff(stats: &Stats) -> lb_tests::daemon::Handoff {
     stats.handoff.clone().unwrap_or_default()
 }
 
-#[test]
-fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn gib_each_way_is_byte_identical(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     let report = transfer(&lab, GIB, Duration::from_secs(60))?;
     eprintln!("{report:?}");
@@ -98,10 +137,8 @@ fn gib_each_way_through_xdp_is_byte_identical() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn auto_hands_off_only_past_the_threshold() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn auto_hands_off_only_past_the_threshold(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     let mut opts = xdp_opts();
     opts.extra_args.extend(["--handoff-after", "1048576"].map(String::from));
     lab.start_with(&echo_config("auto"), opts)?;
@@ -114,11 +151,9 @@ fn auto_hands_off_only_past_the_threshold() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
-    require_root!();
+fn splice_and_copy_frontends_never_hand_off(veth: VethKind) -> Result<()> {
     for mode in ["splice", "copy"] {
-        let mut lab = xdp_lab()?;
+        let mut lab = xdp_lab(veth)?;
         lab.start_with(&echo_config(mode), xdp_opts())?;
         transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
         let h = handoff(&wait_settled(&lab, 1)?);
@@ -128,10 +163,8 @@ fn splice_and_copy_frontends_never_hand_off() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn sack_on_one_side_only_falls_back_to_splice(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     run_in(lab.topo.cli(), &["sysctl", "-qw", "net.ipv4.tcp_sack=0"])?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     transfer(&lab, 32 * MIB, Duration::from_secs(20))?;
@@ -142,10 +175,8 @@ fn sack_on_one_side_only_falls_back_to_splice() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn without_timestamps_on_either_side_the_flow_is_still_handed_off() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn without_timestamps_on_either_side_the_flow_is_still_handed_off(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     for ns in [lab.topo.cli(), lab.topo.srv()] {
         run_in(ns, &["sysctl", "-qw", "net.ipv4.tcp_timestamps=0"])?;
     }
@@ -157,11 +188,9 @@ fn without_timestamps_on_either_side_the_flow_is_still_handed_off() -> Result<()
     Ok(())
 }
 
-#[test]
-fn timestamps_or_ecn_on_one_side_only_fall_back() -> Result<()> {
-    require_root!();
+fn timestamps_or_ecn_on_one_side_only_fall_back(veth: VethKind) -> Result<()> {
     for (sysctl, reason) in [("net.ipv4.tcp_timestamps=0", "timestamps differ"), ("net.ipv4.tcp_ecn=1", "ecn")] {
-        let mut lab = xdp_lab()?;
+        let mut lab = xdp_lab(veth)?;
         run_in(lab.topo.cli(), &["sysctl", "-qw", sysctl])?;
         lab.start_with(&echo_config("xdp"), xdp_opts())?;
         transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
@@ -171,10 +200,8 @@ fn timestamps_or_ecn_on_one_side_only_fall_back() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn without_forwarding_the_flow_stays_in_user_space() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn without_forwarding_the_flow_stays_in_user_space(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     forwarding(&lab, false)?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
     transfer(&lab, 16 * MIB, Duration::from_secs(20))?;
@@ -183,10 +210,8 @@ fn without_forwarding_the_flow_stays_in_user_space() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn ipv6_flow_is_handed_off() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn ipv6_flow_is_handed_off(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     lab.backends.tls("[fd77:2::2]:9443", &["lb-echo"], "farm echo6 (server 1)")?;
     let config = Config::new()
         .frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp"))
@@ -227,10 +252,8 @@ fn dropped(ns: &str) -> Result<u64> {
         .sum())
 }
 
-#[test]
-fn one_percent_loss_still_byte_identical() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn one_percent_loss_still_byte_identical(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     lossy(lab.topo.cli(), CLI_IF)?;
     lossy(lab.topo.srv(), SRV_IF)?;
     lab.start_with(&echo_config("xdp"), xdp_opts())?;
@@ -248,8 +271,8 @@ fn one_percent_loss_still_byte_identical() -> Result<()> {
 /// Starts a 512 MiB echo transfer, stops the daemon once the flow is handed off (SIGTERM,
 /// or SIGKILL with `kill`), starts another on the same --pin-dir, and checks the transfer
 /// completes intact and the new daemon adopted, then reclaimed, the flow.
-fn restart_mid_transfer(kill: bool) -> Result<()> {
-    let mut lab = xdp_lab()?;
+fn restart_mid_transfer(veth: VethKind, kill: bool) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     let pins = PinDir::new(lab.topo.prefix())?;
     let mut opts = xdp_opts();
     opts.extra_args.extend(["--pin-dir".to_string(), pins.path.display().to_string()]);
@@ -275,22 +298,16 @@ fn restart_mid_transfer(kill: bool) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
-    require_root!();
-    restart_mid_transfer(false)
+fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow(veth: VethKind) -> Result<()> {
+    restart_mid_transfer(veth, false)
 }
 
-#[test]
-fn daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow() -> Result<()> {
-    require_root!();
-    restart_mid_transfer(true)
+fn daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow(veth: VethKind) -> Result<()> {
+    restart_mid_transfer(veth, true)
 }
 
-#[test]
-fn h2_session_with_many_streams_over_a_handed_off_flow() -> Result<()> {
-    require_root!();
-    let mut lab = xdp_lab()?;
+fn h2_session_with_many_streams_over_a_handed_off_flow(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
     let config = Config::new()
         .frontend(Frontend::new(1, "443").default_farm(H2_FARM).fastpath("xdp"))
         .farm(h2_farm());
@@ -301,5 +318,25 @@ fn h2_session_with_many_streams_over_a_handed_off_flow() -> Result<()> {
     ensure!(text.contains("2000 succeeded, 0 failed"), "h2load: {text}");
     let h = handoff(&wait_settled(&lab, 1)?);
     ensure!(h.handed_off == 1, "{h:?}");
+    Ok(())
+}
+
+/// `--xdp always`: XDP beside tc on both veths. On wire-like veths (full checksums, NAPI on
+/// every end) XDP splices the frames itself; on default ones every frame carries a partial
+/// checksum, and XDP leaves them all to tc. Either way the bytes arrive intact.
+fn xdp_beside_tc_on_every_interface_is_byte_identical(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--xdp", "always"].map(String::from));
+    lab.start_with(&echo_config("xdp"), opts)?;
+    transfer(&lab, 256 * MIB, Duration::from_secs(60))?;
+    let stats = wait_settled(&lab, 1)?;
+    ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
+    let c = stats.counters;
+    ensure!(c.spliced_bytes >= 512 * MIB && c.fib_failed == 0 && c.splice_errors == 0, "{c:?}");
+    match veth {
+        VethKind::Wire => ensure!(c.spliced_packets > 10 * c.xdp_deferred, "XDP left most frames to tc on wire-like veths: {c:?}"),
+        VethKind::Default => ensure!(c.xdp_deferred > 0, "partial checksums were not left to tc: {c:?}"),
+    }
     Ok(())
 }

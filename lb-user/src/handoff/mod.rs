@@ -27,6 +27,7 @@
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
 pub mod reaper;
 pub mod socket;
+pub mod stall;
 pub mod stats;
 pub mod table;
 pub mod translate;

@@ -11,7 +11,7 @@ use std::{
 
 use lb_common::{splice_seen, splice_state, FlowKey, SpliceEntry};
 
-use super::{stats, translate::reverse_key, Handoff};
+use super::{stall::StallWatch, stats, translate::reverse_key, Handoff};
 
 const SCAN_EVERY: Duration = Duration::from_millis(250);
 /// After an RST there is nothing left to translate but stray retransmissions.
@@ -23,6 +23,7 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
     let mut ending: HashMap<FlowKey, Instant> = HashMap::new();
     let mut orphans: HashMap<FlowKey, Instant> = HashMap::new();
     let mut published = None;
+    let mut stalls = StallWatch::default();
     loop {
         tokio::time::sleep(SCAN_EVERY).await;
         let entries: HashMap<FlowKey, SpliceEntry> = handoff.table.entries().into_iter().collect();
@@ -47,6 +48,20 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
             }
             live_pairs += 1;
             let other = entries.get(&other_key).copied().unwrap_or_default();
+            let now = Instant::now();
+            for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
+                if stalls.observe(*sent_key, sent, received, now) {
+                    handoff.stats.update(|r| r.stalls += 1);
+                    tracing::warn!(
+                        from = %super::translate::describe(sent_key),
+                        to = %super::translate::describe(&reverse_key(sent)),
+                        data_frames = sent.data_packets,
+                        data_end = sent.data_end,
+                        receiver_ack = received.last_ack,
+                        "handed-off flow stalled: data keeps arriving, the receiver acknowledges nothing (frames lost after the rewrite?)"
+                    );
+                }
+            }
             let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings) else {
                 ending.remove(&pair);
                 continue;
@@ -58,6 +73,7 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
             }
         }
         ending.retain(|pair, _| done.contains(pair));
+        stalls.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
         orphans.retain(|key, _| entries.contains_key(key));
         handoff.stats.update(|r| r.active = live_pairs);
         if let Some(dir) = &data_dir {

@@ -74,6 +74,11 @@ pub struct HandoffReport {
     pub ended: u64,
     /// Flows found in the pinned map at start-up (a previous daemon handed them off).
     pub adopted: u64,
+    /// Directions of handed-off flows whose data kept arriving while the receiver's ACK
+    /// stood still for a while (handoff/stall.rs): frames lost after the rewrite. Always 0
+    /// on a healthy host.
+    #[serde(default)]
+    pub stalls: u64,
     /// Connections that stayed in user space, by reason.
     pub fallbacks: BTreeMap<String, u64>,
     /// Connections relayed per frontend and mode (`copy`, `splice`, `xdp`).

@@ -131,6 +131,12 @@ pub fn reverse_key(entry: &SpliceEntry) -> FlowKey {
     }
 }
 
+/// `remote -> local` of a key, for logs.
+pub fn describe(key: &FlowKey) -> String {
+    let end = |addr: &[u8; 16], port: u16| SocketAddr::new(crate::bpf::bytes_addr(addr, key.family), u16::from_be(port));
+    format!("{} -> {}", end(&key.remote_addr, key.remote_port), end(&key.local_addr, key.local_port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

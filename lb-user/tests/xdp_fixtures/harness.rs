@@ -4,15 +4,18 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use aya::{
     maps::{DevMapHash, HashMap, PerCpuArray},
-    programs::Xdp,
+    programs::{SchedClassifier, Xdp},
     Ebpf,
 };
-use lb_common::{FlowKey, FlowValue, SpliceEntry, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS, MAP_SPLICE, PROGRAM_XDP};
+use lb_common::{FlowKey, FlowValue, SpliceEntry, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS, MAP_SPLICE, PROGRAM_TC, PROGRAM_XDP};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
@@ -50,6 +53,15 @@ struct XdpMd {
     egress_ifindex: u32,
 }
 
+/// `struct __sk_buff` as the test run takes it (include/uapi/linux/bpf.h, 192 bytes): all
+/// zero but the device the frame arrives on.
+#[repr(C)]
+struct SkBuffMd {
+    words: [u32; 48],
+}
+
+const SKB_IFINDEX: usize = 10;
+
 pub struct Dataplane {
     ebpf: Ebpf,
 }
@@ -61,7 +73,26 @@ impl Dataplane {
         if let Err(e) = program.load() {
             panic!("the verifier refused the program: {e:#?}");
         }
+        let tc: &mut SchedClassifier = ebpf.program_mut(PROGRAM_TC).expect("tc program in object").try_into().expect("a tc program");
+        if let Err(e) = tc.load() {
+            panic!("the verifier refused the tc program: {e:#?}");
+        }
         Self { ebpf }
+    }
+
+    pub fn tc_verified_instructions(&self) -> Option<u32> {
+        let tc: &SchedClassifier = self.ebpf.program(PROGRAM_TC)?.try_into().ok()?;
+        tc.info().ok()?.verified_instruction_count()
+    }
+
+    /// Runs the tc program once on `frame` as if received on `ifindex` (an skb whose
+    /// checksum state is CHECKSUM_NONE, as the test run builds it).
+    pub fn run_tc(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let tc: &SchedClassifier = self.ebpf.program(PROGRAM_TC).expect("tc program").try_into().expect("a tc program");
+        let mut ctx = SkBuffMd { words: [0; 48] };
+        ctx.words[SKB_IFINDEX] = ifindex;
+        let fd = tc.fd().expect("loaded program").as_fd().as_raw_fd();
+        test_run(fd, frame, (&ctx as *const SkBuffMd).cast(), std::mem::size_of::<SkBuffMd>())
     }
 
     fn program(&self) -> &Xdp {
@@ -77,27 +108,8 @@ impl Dataplane {
     pub fn run(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
         let program = self.program();
         let fd = program.fd().expect("loaded program").as_fd().as_raw_fd();
-        let mut out = vec![0u8; frame.len() + 256];
         let ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..Default::default() };
-        let mut attr = TestRunAttr {
-            prog_fd: fd as u32,
-            data_size_in: frame.len() as u32,
-            data_size_out: out.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            data_out: out.as_mut_ptr() as u64,
-            repeat: 1,
-            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
-            ctx_in: &ctx as *const XdpMd as u64,
-            ..Default::default()
-        };
-        // SAFETY: attr is a valid BPF_PROG_TEST_RUN attribute whose pointers name live
-        // buffers of the sizes given; the kernel writes at most data_size_out bytes to out.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>())
-        };
-        assert_eq!(rc, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
-        out.truncate(attr.data_size_out as usize);
-        (attr.retval, out)
+        test_run(fd, frame, (&ctx as *const XdpMd).cast(), std::mem::size_of::<XdpMd>())
     }
 
     pub fn splice(&mut self, key: FlowKey, entry: SpliceEntry) {
@@ -135,4 +147,28 @@ impl Dataplane {
         let map: PerCpuArray<_, u64> = self.ebpf.map(MAP_COUNTERS).expect("counters").try_into().expect("per-cpu array");
         map.get(&index, 0).expect("counter slot").iter().sum()
     }
+}
+
+/// One BPF_PROG_TEST_RUN of the program `fd` on `frame` with the context `ctx` (`ctx_len`
+/// bytes); returns the program's return value and the frame as it left it.
+fn test_run(fd: i32, frame: &[u8], ctx: *const u8, ctx_len: usize) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: fd as u32,
+        data_size_in: frame.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ctx_size_in: ctx_len as u32,
+        ctx_in: ctx as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid BPF_PROG_TEST_RUN attribute whose pointers name live buffers of
+    // the sizes given (ctx: ctx_len bytes, owned by the caller for the call); the kernel
+    // writes at most data_size_out bytes to out.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
+    assert_eq!(rc, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
+    out.truncate(attr.data_size_out as usize);
+    (attr.retval, out)
 }

@@ -1,0 +1,112 @@
+//! Stalled handed-off flows: data keeps arriving from one peer while the other peer's
+//! acknowledgment never moves. That is what a flow looks like when its rewritten frames
+//! are lost after the program (a checksum the receiver refuses, a device that drops what
+//! it is given): the sender retransmits forever and nobody else notices. Each direction of
+//! a live flow is watched from the two splice entries: this direction's data frames, and
+//! the last ACK number its receiver sent through the other direction.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use lb_common::{FlowKey, SpliceEntry};
+
+/// How long the receiver's ACK may stay put while data keeps coming. Retransmission
+/// timeouts start at 200 ms and double: two seconds hold three retransmissions.
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// Data frames needed within the window: one could be a last segment still in flight.
+const MIN_DATA_FRAMES: u64 = 2;
+
+struct Watch {
+    since: Instant,
+    data_packets: u64,
+    receiver_ack: u32,
+    reported: bool,
+}
+
+/// Remembers, per direction, since when its receiver's ACK has not moved.
+#[derive(Default)]
+pub struct StallWatch {
+    watches: HashMap<FlowKey, Watch>,
+}
+
+impl StallWatch {
+    /// Looks at one direction: `sent` is its splice entry (frames from the sender, keyed by
+    /// `key`), `received` the other direction's (frames from the receiver, whose ACKs
+    /// acknowledge this direction's data). True once per stall, when it is found.
+    pub fn observe(&mut self, key: FlowKey, sent: &SpliceEntry, received: &SpliceEntry, now: Instant) -> bool {
+        let fresh = || Watch { since: now, data_packets: sent.data_packets, receiver_ack: received.last_ack, reported: false };
+        let watch = self.watches.entry(key).or_insert_with(fresh);
+        if received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
+            // Progress (or entries rewritten under us): start over from here.
+            *watch = fresh();
+            return false;
+        }
+        let stalled = now.duration_since(watch.since) >= WINDOW && sent.data_packets - watch.data_packets >= MIN_DATA_FRAMES;
+        if stalled && !watch.reported {
+            watch.reported = true;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets directions that are no longer live.
+    pub fn retain(&mut self, live: impl Fn(&FlowKey) -> bool) {
+        self.watches.retain(|key, _| live(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(data_packets: u64) -> SpliceEntry {
+        SpliceEntry { data_packets, ..SpliceEntry::default() }
+    }
+
+    fn acked(last_ack: u32) -> SpliceEntry {
+        SpliceEntry { last_ack, ..SpliceEntry::default() }
+    }
+
+    #[test]
+    fn data_without_acknowledgment_for_the_window_is_one_stall() {
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        assert!(!watch.observe(key, &sent(10), &acked(7), t0));
+        assert!(!watch.observe(key, &sent(12), &acked(7), t0 + WINDOW / 2), "too early");
+        assert!(watch.observe(key, &sent(13), &acked(7), t0 + WINDOW));
+        assert!(!watch.observe(key, &sent(20), &acked(7), t0 + 3 * WINDOW), "reported once");
+    }
+
+    #[test]
+    fn moving_acknowledgments_are_never_a_stall() {
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        for i in 0..20u32 {
+            let now = t0 + WINDOW * i / 4;
+            assert!(!watch.observe(key, &sent(u64::from(i) * 100), &acked(i * 1000), now));
+        }
+    }
+
+    #[test]
+    fn an_idle_flow_is_not_stalled() {
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        assert!(!watch.observe(key, &sent(5), &acked(9), t0));
+        assert!(!watch.observe(key, &sent(6), &acked(9), t0 + 10 * WINDOW), "one frame is not a stall");
+    }
+
+    #[test]
+    fn a_stall_after_progress_is_counted_again() {
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        watch.observe(key, &sent(0), &acked(1), t0);
+        assert!(watch.observe(key, &sent(5), &acked(1), t0 + WINDOW));
+        assert!(!watch.observe(key, &sent(6), &acked(2), t0 + 2 * WINDOW));
+        assert!(watch.observe(key, &sent(9), &acked(2), t0 + 3 * WINDOW));
+    }
+}
