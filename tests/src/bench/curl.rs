@@ -25,13 +25,24 @@ pub struct Transfer {
     pub starttransfer_s: f64,
 }
 
-/// Seconds without a byte after which curl gives a transfer up (a stalled connection).
-pub const STALL_SECS: u64 = 10;
+/// The window over which curl measures a transfer's speed against [`Limits::floor`].
+pub const SLOW_SECS: u64 = 10;
 
-/// `curl <flags> https://<target><path>?[1-count]`, verifying the server with `ca`. Each
-/// transfer is bounded by `max_each` and given up after [`STALL_SECS`] without a byte (it
-/// then counts as failed, its code or size wrong); the whole run is bounded by `timeout`.
-/// Fails when curl printed no transfer at all.
+/// How long curl may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Each transfer (`--max-time`).
+    pub each: Duration,
+    /// A transfer slower than this many bytes per second over [`SLOW_SECS`] is given up
+    /// (`--speed-limit`): a stalled or trickling connection.
+    pub floor: u64,
+    /// The whole run (curl is killed past it).
+    pub whole: Duration,
+}
+
+/// `curl <flags> https://<target><path>?[1-count]`, verifying the server with `ca`, within
+/// `limits`: a transfer given up counts as failed (its code or size wrong). Fails when curl
+/// printed no transfer at all, or ran past the whole run's limit.
 pub fn transfers(
     ns: &str,
     target: SocketAddr,
@@ -39,8 +50,7 @@ pub fn transfers(
     count: usize,
     ca: &Path,
     flags: &[&str],
-    max_each: Duration,
-    timeout: Duration,
+    limits: Limits,
 ) -> Result<Vec<Transfer>> {
     let url = format!("https://{target}{path}?[1-{count}]");
     let mut cmd = command_in(ns, "curl");
@@ -53,19 +63,15 @@ pub fn transfers(
         "--connect-timeout",
         "5",
     ])
-    .args(["--max-time", &max_each.as_secs().max(1).to_string()])
-    .args([
-        "--speed-limit",
-        "1",
-        "--speed-time",
-        &STALL_SECS.to_string(),
-    ])
+    .args(["--max-time", &limits.each.as_secs().max(1).to_string()])
+    .args(["--speed-limit", &limits.floor.max(1).to_string()])
+    .args(["--speed-time", &SLOW_SECS.to_string()])
     .arg("--cacert")
     .arg(ca)
     .args(flags)
     .arg(&url);
-    let out =
-        output_with_timeout(&mut cmd, timeout).with_context(|| format!("curl {flags:?} {url}"))?;
+    let out = output_with_timeout(&mut cmd, limits.whole)
+        .with_context(|| format!("curl {flags:?} {url}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let transfers = parse(&text)?;
     if transfers.is_empty() {

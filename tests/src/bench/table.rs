@@ -267,8 +267,8 @@ fn footnote(s: Setting) -> String {
          --peer-workers), in clock ticks ({tick} ms: 0.000 is less than a tick over the \
          workload). host CPU: every CPU's busy time, softirq included (clients and servers \
          too).\n\
-         errors: failed or short requests, transfers and connections (curl gives a transfer \
-         up after 10 s without a byte), summed over rounds; stalls: the daemon's \
+         errors: failed or short requests, transfers and connections (a bulk download under \
+         1 MiB/s over 10 s is given up), summed over rounds; stalls: the daemon's \
          handoff.stalls (- where it does not report it). XDP share: the part of the bytes \
          moved by the XDP hand-off.\n",
         rounds = s.rounds,

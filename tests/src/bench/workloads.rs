@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::curl::Limits;
 use super::mode::{Lb, Mode};
 use super::nginx::{Nginx, BIG_PATH, CLOSE_PATH};
 use super::report::Record;
@@ -76,13 +77,20 @@ pub struct Run<'a> {
     pub host_busy_before: f64,
 }
 
-/// Generous bounds: a run that exceeds them is broken, not slow. A bulk download may take
-/// [`BULK_EACH`]; a small request [`SMALL_EACH`]; a whole client run of small requests
-/// [`CLIENT_TIMEOUT`].
-const BULK_EACH: Duration = Duration::from_secs(60);
-const SMALL_EACH: Duration = Duration::from_secs(10);
+/// Generous bounds: a run that exceeds them is broken, not slow. A small request may take
+/// [`SMALL`]'s time, a whole client run of small requests [`CLIENT_TIMEOUT`]; a bulk download
+/// is given [`Run::bulk_limits`].
+const SMALL: Limits = Limits {
+    each: Duration::from_secs(10),
+    floor: 1,
+    whole: Duration::from_secs(15),
+};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-/// h2load gives a connection up after this long without a byte (`-N`).
+/// The slowest a bulk download may go over [`curl::SLOW_SECS`] before it is given up as
+/// stalled or trickling (1 MiB/s: over a hundred times slower than any mode here).
+pub const BULK_FLOOR: u64 = 1 << 20;
+/// h2load gives a connection up after this long without a byte (`-N`); a trickle is only
+/// bounded by the whole run's limit.
 const H2LOAD_IDLE: &str = "10s";
 const BYTES_PER_GB: f64 = 1e9;
 
@@ -114,8 +122,7 @@ impl Run<'_> {
                 1,
                 &self.certs.ca_pem(),
                 &[flag],
-                SMALL_EACH,
-                SMALL_EACH + Duration::from_secs(5),
+                SMALL,
             )?;
             if t.iter().any(|t| t.code != 200) {
                 anyhow::bail!(
@@ -137,8 +144,7 @@ impl Run<'_> {
                 n,
                 &self.certs.ca_pem(),
                 &["--http1.1"],
-                BULK_EACH,
-                BULK_EACH * n as u32 + Duration::from_secs(10),
+                self.bulk_limits(),
             )
         })?;
         let transfers = &measured.value;
@@ -179,7 +185,7 @@ impl Run<'_> {
             H2LOAD_IDLE.into(),
             url.clone(),
         ];
-        let timeout = BULK_EACH * n as u32 + Duration::from_secs(10);
+        let timeout = self.bulk_limits().whole;
         let measured = self.measure(|| h2load::run(self.topo.cli(), &args, timeout))?;
         let report = measured.value;
         let mut r = self.record("bulk-h2", &measured, format!("h2load {}", args.join(" ")));
@@ -234,8 +240,10 @@ impl Run<'_> {
                 n,
                 &self.certs.ca_pem(),
                 &flags,
-                SMALL_EACH,
-                CLIENT_TIMEOUT,
+                Limits {
+                    whole: CLIENT_TIMEOUT,
+                    ..SMALL
+                },
             )
         })?;
         let ok: Vec<_> = measured.value.iter().filter(|t| t.code == 200).collect();
@@ -395,6 +403,17 @@ impl Run<'_> {
             ));
         }
         r
+    }
+
+    /// A bulk download may take as long as at 4 MiB/s (30 s at least), and go no slower than
+    /// [`BULK_FLOOR`]; the workload's downloads, that long each and 10 s.
+    fn bulk_limits(&self) -> Limits {
+        let each = Duration::from_secs((self.nginx.big_len() >> 22).max(30));
+        Limits {
+            each,
+            floor: BULK_FLOOR,
+            whole: each * self.sizes.bulk_downloads as u32 + Duration::from_secs(10),
+        }
     }
 
     /// Throughput and CPU per GB from `bytes` moved in `secs` of transfer time.
