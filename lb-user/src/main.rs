@@ -36,6 +36,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+    /// Print the tc programs attached to an interface's ingress (tcx), as JSON: what serves
+    /// its traffic right now, whichever process attached it.
+    Hooks {
+        #[arg(long)]
+        iface: String,
+    },
     /// Print a running daemon's XDP counters, pinned and handed-off flows and hand-off
     /// statistics as JSON.
     Stats {
@@ -72,6 +78,13 @@ fn main() -> Result<()> {
                     None => writeln!(out, "{client} none")?,
                 }
             }
+            Ok(())
+        }
+        Command::Hooks { iface } => {
+            let (_, programs) = aya::programs::SchedClassifier::query_tcx(&iface, aya::programs::TcAttachType::Ingress)
+                .map_err(|e| anyhow::anyhow!("querying the tc programs of {iface}: {e}"))?;
+            let names: Vec<String> = programs.iter().map(|p| p.name_as_str().unwrap_or("?").to_string()).collect();
+            println!("{}", serde_json::json!({"iface": iface, "tc_ingress": names}));
             Ok(())
         }
         Command::Stats { data_dir } => {

@@ -68,16 +68,16 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skips the calling test (returning `Ok(())`) with a clear message when not running as root.
+/// Fails the calling test with a clear message when not running as root: a test that could
+/// not run must never look passed.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (network namespaces, veth, XDP); run as root",
+            anyhow::bail!(
+                "{}: needs root (network namespaces, veth, kernel programs); run as root (`cargo xtask test`)",
                 module_path!()
             );
-            return Ok(());
         }
     };
 }

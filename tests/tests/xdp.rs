@@ -225,16 +225,16 @@ fn ipv6_denied_source_syn_dropped_in_xdp() -> Result<()> {
     Ok(())
 }
 
-fn xdp_attached(lab: &Lab) -> Result<bool> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", lab.topo.lb(), "link", "show", "lbc"])
-        .output()?;
-    ensure!(out.status.success(), "ip link show lbc failed");
-    Ok(String::from_utf8_lossy(&out.stdout).contains("xdp"))
+/// Whether the daemon's tc program serves lbc's ingress (a veth: tc alone, no XDP).
+fn kernel_program_attached(lab: &Lab) -> Result<bool> {
+    let bin = lb_tests::lb_user_bin().display().to_string();
+    let out = lb_tests::run_in(lab.topo.lb(), &[bin.as_str(), "hooks", "--iface", "lbc"])?;
+    ensure!(out.status.success(), "lb-user hooks: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).contains("lb_tc"))
 }
 
 #[test]
-fn xdp_program_detached_when_daemon_stops_even_when_killed() -> Result<()> {
+fn kernel_programs_detached_when_daemon_stops_even_when_killed() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
     let config = Config::new()
@@ -242,7 +242,7 @@ fn xdp_program_detached_when_daemon_stops_even_when_killed() -> Result<()> {
         .farm(h1_farm());
     for signal in ["TERM", "KILL"] {
         lab.start(&config)?;
-        ensure!(xdp_attached(&lab)?, "no XDP program on lbc while the daemon runs");
+        ensure!(kernel_program_attached(&lab)?, "no tc program on lbc while the daemon runs");
         let pid = lab.daemon()?.runtime()["pid"]
             .as_u64()
             .context("runtime.json has no pid")?;
@@ -251,9 +251,9 @@ fn xdp_program_detached_when_daemon_stops_even_when_killed() -> Result<()> {
             .status()?;
         ensure!(status.success(), "kill -{signal} {pid}");
         let detached = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
-            (!xdp_attached(&lab).unwrap_or(true)).then_some(())
+            (!kernel_program_attached(&lab).unwrap_or(true)).then_some(())
         });
-        ensure!(detached.is_some(), "XDP still attached 10 s after SIG{signal}");
+        ensure!(detached.is_some(), "the tc program is still attached 10 s after SIG{signal}");
         lab.daemon = None;
     }
     Ok(())
