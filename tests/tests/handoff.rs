@@ -340,3 +340,28 @@ fn xdp_beside_tc_on_every_interface_is_byte_identical(veth: VethKind) -> Result<
     }
     Ok(())
 }
+
+/// The stall watch works: once the server's host drops everything the load balancer
+/// forwards to it, the client's data keeps arriving while the server's ACK stands still,
+/// and the hand-off statistics count a stall (every other test requires none).
+#[test]
+fn a_blackholed_peer_is_counted_as_a_stall() -> Result<()> {
+    require_root!();
+    let mut lab = xdp_lab(VethKind::Default)?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    let ns = lab.topo.cli().to_string();
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(15));
+    let transfer = std::thread::spawn(move || in_netns(&ns, || echo_transfer(&client, 8 * GIB, Duration::from_secs(15))));
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1))
+        .context("the transfer was not handed off")?;
+    let blackhole = format!("table inet blackhole {{ chain in {{ type filter hook ingress device {SRV_IF} priority 0; drop; }}; }}");
+    let out = run_in(lab.topo.srv(), &["nft", &blackhole]).context("nft (install nftables)")?;
+    ensure!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+    let stalled = wait_for(Duration::from_secs(15), Duration::from_millis(250), || {
+        lab.stats().ok().filter(|s| handoff(s).stalls >= 1)
+    });
+    ensure!(stalled.is_some(), "no stall counted 15 s after the blackhole: {:?}", lab.stats()?.handoff);
+    let result = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))?;
+    ensure!(result.is_err(), "the transfer completed through a blackhole: {result:?}");
+    Ok(())
+}
