@@ -1,4 +1,5 @@
-//! Bytes through the load balancer arrive intact, in both directions, and a half-close travels.
+//! Bytes through the load balancer arrive intact, in both directions, and a half-close travels,
+//! on veths as the kernel leaves them and on wire-like ones.
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +7,7 @@ use anyhow::{ensure, Result};
 use lb_tests::client::{echo_transfer, TlsClient};
 use lb_tests::config::{Config, Frontend};
 use lb_tests::lab::standard::*;
-use lb_tests::{require_root, Lab};
+use lb_tests::{require_root, Lab, VethKind};
 
 const MIB: u64 = 1 << 20;
 
@@ -19,7 +20,14 @@ fn echo_config() -> Config {
 #[test]
 fn hundred_mib_each_way_is_byte_identical() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    for veth in VethKind::ALL {
+        hundred_mib_each_way(veth).map_err(|e| e.context(format!("{} veths", veth.name())))?;
+    }
+    Ok(())
+}
+
+fn hundred_mib_each_way(veth: VethKind) -> Result<()> {
+    let mut lab = Lab::standard_on(veth)?;
     lab.start(&echo_config())?;
     let opts = lab
         .client("echo.lb.test")
@@ -44,7 +52,14 @@ fn hundred_mib_each_way_is_byte_identical() -> Result<()> {
 #[test]
 fn half_close_is_propagated() -> Result<()> {
     require_root!();
-    let mut lab = Lab::with_standard_backends()?;
+    for veth in VethKind::ALL {
+        half_close(veth).map_err(|e| e.context(format!("{} veths", veth.name())))?;
+    }
+    Ok(())
+}
+
+fn half_close(veth: VethKind) -> Result<()> {
+    let mut lab = Lab::standard_on(veth)?;
     lab.start(&echo_config())?;
     let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]);
     let (at_shutdown, report) = lab.in_cli(|| {
