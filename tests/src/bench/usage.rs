@@ -233,14 +233,17 @@ pub fn usage_of(pids: &[u32]) -> Result<procfs::Usage> {
     Ok(total)
 }
 
-/// `after − before` for every counter in both.
+/// `after − before` for every counter of `after` (one missing from `before` was 0).
 pub fn counters_delta(
     before: &BTreeMap<String, u64>,
     after: &BTreeMap<String, u64>,
 ) -> BTreeMap<String, u64> {
     after
         .iter()
-        .filter_map(|(k, a)| Some((k.clone(), a.saturating_sub(*before.get(k)?))))
+        .map(|(k, a)| {
+            let b = before.get(k).copied().unwrap_or(0);
+            (k.clone(), a.saturating_sub(b))
+        })
         .collect()
 }
 
@@ -254,6 +257,15 @@ mod tests {
         let (busy, softirq) = parse_host_cpu(stat, 100.0).unwrap();
         assert!((busy - 1.8).abs() < 1e-9, "{busy}");
         assert!((softirq - 0.15).abs() < 1e-9, "{softirq}");
+    }
+
+    #[test]
+    fn counters_missing_before_count_from_zero() {
+        let before = BTreeMap::from([("a".to_string(), 5)]);
+        let after = BTreeMap::from([("a".to_string(), 7), ("stalls".to_string(), 2)]);
+        let delta = counters_delta(&before, &after);
+        assert_eq!(delta.get("a"), Some(&2));
+        assert_eq!(delta.get("stalls"), Some(&2));
     }
 
     #[test]

@@ -343,8 +343,10 @@ impl Run<'_> {
         let after = Sample::now(pids.as_deref())?;
         let stats_after = daemon.and_then(daemon_stats);
         let delta_of = |object: &str| {
-            let before = numbers_of(stats_before.as_ref()?, object)?;
+            let before = stats_before.as_ref()?;
             let after = numbers_of(stats_after.as_ref()?, object)?;
+            // An object the daemon had not published yet (no hand-off so far) is all zeros.
+            let before = numbers_of(before, object).unwrap_or_default();
             Some(counters_delta(&before, &after))
         };
         Ok(Measured {
