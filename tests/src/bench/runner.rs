@@ -98,7 +98,7 @@ impl Bench<'_> {
             clean = false;
             // Is the load balancer still there and answering? If not, the workloads left
             // would each only wait for their own timeouts.
-            let alive = lb.as_ref().map_or(true, Lb::is_alive);
+            let alive = lb.as_ref().is_none_or(Lb::is_alive);
             let answer = if alive {
                 run.check_path().err().map(|e| format!("{e:#}"))
             } else {

@@ -14,6 +14,9 @@ pub enum Outcome {
     NotMeasured(String),
 }
 
+/// Which figure of a record a target reads.
+type Metric = fn(&Record) -> Option<f64>;
+
 /// A figure a target needs: its median, or why there is none.
 enum Figure {
     Value(f64),
@@ -29,7 +32,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn figure(&self, mode: &str, workload: &str, f: fn(&Record) -> Option<f64>) -> Figure {
+    fn figure(&self, mode: &str, workload: &str, f: Metric) -> Figure {
         if let Some(v) = median_of(self.records, self.veth, mode, workload, f) {
             return Figure::Value(v);
         }
@@ -45,7 +48,7 @@ impl Checker<'_> {
     /// `mode`'s figure (or its ratio to `base`'s when `base` is given) against `ok`.
     fn check(
         &self,
-        (mode, workload, f): (&str, &str, fn(&Record) -> Option<f64>),
+        (mode, workload, f): (&str, &str, Metric),
         base: Option<&str>,
         ok: impl Fn(f64) -> bool,
         unit: &str,
