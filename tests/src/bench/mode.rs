@@ -39,11 +39,11 @@ pub enum Mode {
     Copy,
     /// Our daemon relaying with splice(2) (`fastpath: splice`).
     Splice,
-    /// Our daemon handing every routed connection to the XDP program right after the hello
-    /// (`fastpath: xdp`).
+    /// Our daemon handing every routed connection to its kernel fast path right after the
+    /// hello (`fastpath: xdp`).
     Xdp,
-    /// Our daemon as deployed (`fastpath: auto`, the default): splice first, the XDP hand-off
-    /// once a connection has moved the daemon's threshold.
+    /// Our daemon as deployed (`fastpath: auto`, the default): splice first, the kernel
+    /// hand-off once a connection has moved the daemon's threshold.
     Auto,
 }
 
@@ -91,10 +91,10 @@ impl Mode {
         }
     }
 
-    /// The load balancer's interfaces that carry our XDP program. Copy and splice keep it
-    /// where a deployment has it (the client side: source ACL, accounting); the hand-off
-    /// needs it on both sides to redirect frames between them. The daemon picks the kernel
-    /// hook on each interface by itself.
+    /// The load balancer's interfaces our daemon attaches its kernel programs to (`--iface`;
+    /// it picks the hook on each by itself). Copy and splice keep them where a deployment
+    /// has them (the client side: source ACL, accounting); the hand-off needs both sides to
+    /// redirect frames between them.
     pub fn xdp_ifaces(self) -> Vec<String> {
         match self {
             Mode::Copy | Mode::Splice => vec![LB_CLI_IF.to_string()],

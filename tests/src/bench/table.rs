@@ -50,7 +50,7 @@ const BULK: &[Column] = &[
     col("×haproxy", |r| r.lb_cpu_s_per_gb, Show::RatioTo("haproxy")),
     col("host CPU s/GB", |r| r.host_cpu_s_per_gb, Show::Value),
     col("×direct", |r| r.host_cpu_s_per_gb, Show::RatioTo("direct")),
-    col("XDP share", handoff_share, Show::Value),
+    col("hand-off share", handoff_share, Show::Value),
 ];
 
 const CONNS: &[Column] = &[
@@ -269,8 +269,8 @@ fn footnote(s: Setting) -> String {
          too).\n\
          errors: failed or short requests, transfers and connections (a bulk download under \
          1 MiB/s over 10 s is given up), summed over rounds; stalls: the daemon's \
-         handoff.stalls (- where it does not report it). XDP share: the part of the bytes \
-         moved by the XDP hand-off.\n",
+         handoff.stalls (- where it does not report it). hand-off share: the part of the bytes \
+         moved by the kernel hand-off (lb-user stats' spliced_bytes).\n",
         rounds = s.rounds,
         cpus = s.cpus,
         w = s.peer_workers,
