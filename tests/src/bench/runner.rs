@@ -159,7 +159,7 @@ pub fn summary(r: &Record) -> String {
         parts.push(format!("{s} hand-off stalls"));
     }
     if let Some(b) = r.xdp_spliced_bytes.filter(|b| *b > 0) {
-        parts.push(format!("XDP hand-off moved {b} bytes"));
+        parts.push(format!("kernel hand-off moved {b} bytes"));
     }
     if let Some(note) = &r.note {
         parts.push(format!("({note})"));

@@ -372,7 +372,7 @@ impl Run<'_> {
         let bulk = workload.starts_with("bulk");
         let expects_handoff = self.mode == Mode::Xdp || (self.mode == Mode::Auto && bulk);
         if expects_handoff && r.xdp_spliced_bytes.unwrap_or(0) == 0 {
-            r.add_note("no XDP hand-off happened: the daemon relayed every byte itself");
+            r.add_note("no kernel hand-off happened: the daemon relayed every byte itself");
         }
         r
     }

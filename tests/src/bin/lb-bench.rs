@@ -30,7 +30,7 @@ use lb_tests::{is_root, Certs, Topology};
     after_help = "Modes: direct (no load balancer: the lb namespace forwards; the limit), haproxy \
                   (TCP mode, ALPN routing, splice forced both ways), nginx-stream (ssl_preread, \
                   ALPN map), copy, splice, xdp (the frontend's fastpath; xdp hands off right after \
-                  the hello), auto (fastpath auto, the default: splice, then the XDP hand-off past \
+                  the hello), auto (fastpath auto, the default: splice, then the kernel hand-off past \
                   the threshold). xdp and auto attach the daemon to lbc and lbs, copy and splice \
                   to lbc.\n\
                   Veths: default (kernel defaults: tx checksum offload and TSO on, GRO off), wire \
@@ -42,8 +42,8 @@ use lb_tests::{is_root, Certs, Topology};
                   the exit status is then 1."
 )]
 struct Args {
-    /// Small sizes and one round: a run of a few minutes, to check the setup rather than to
-    /// measure.
+    /// Small sizes and one round (about ten minutes on 2 cores for every mode on both kinds
+    /// of veth): checks the setup rather than measures.
     #[arg(long)]
     quick: bool,
     /// Modes to run, in order (direct and haproxy are the references of the ratios).
@@ -59,7 +59,8 @@ struct Args {
     /// Workloads to run in each mode.
     #[arg(long, value_delimiter = ',', default_values_t = WORKLOADS.map(String::from))]
     workloads: Vec<String>,
-    /// `--xdp-mode` of the daemon (auto: the daemon picks the hook per interface).
+    /// `--xdp-mode` of the daemon: how XDP attaches where the daemon runs it beside its tc
+    /// programs (auto: native first).
     #[arg(long, default_value = "auto")]
     xdp_mode: String,
     /// Size of the bulk file in MiB (default 256, 64 with --quick).
@@ -68,9 +69,10 @@ struct Args {
     /// Downloads of the bulk file per bulk workload.
     #[arg(long)]
     bulk_downloads: Option<usize>,
-    /// New connections in the `conns` workload, and how many h2load clients make them.
+    /// New connections in the `conns` workload.
     #[arg(long)]
     conns: Option<usize>,
+    /// h2load clients making the `conns` workload's connections at once.
     #[arg(long)]
     conns_clients: Option<usize>,
     /// Sequential new connections timed in the `latency` workload.
@@ -211,7 +213,7 @@ fn on_veth(
 ) -> Result<bool> {
     let topo = Topology::with_kind("lbb", veth)?;
     // `direct` routes the client to nginx through the lb namespace, as a router would (and
-    // the XDP hand-off's FIB lookups need forwarding on).
+    // the hand-off's FIB lookups need forwarding on).
     run_in(
         topo.lb(),
         &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
