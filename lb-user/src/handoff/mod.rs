@@ -65,7 +65,7 @@ const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// Once the threshold is reached, how long to wait for a moment when both connections are
 /// idle (nothing unread, nothing unacknowledged) before freezing anyway: freezing an idle
 /// flow drops nothing, freezing a busy one drops what the peers send meanwhile.
-const IDLE_WAIT: Duration = Duration::from_millis(50);
+const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
 const FREEZE_SETTLE: Duration = Duration::from_millis(2);
 /// Bytes added to the threshold before another attempt.
