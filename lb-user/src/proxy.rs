@@ -55,7 +55,6 @@ impl Proxy {
         Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default() })
     }
 
-    /// Accepts connections for one frontend until the task is aborted.
     /// Accepts connections for one frontend until the task is aborted, never more at once
     /// than the frontend's `maxConnections`.
     pub async fn accept_loop(self: Arc<Self>, frontend_id: u32, listener: TcpListener) {
@@ -140,19 +139,24 @@ impl Proxy {
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
         let (server, mut upstream) = self.connect(farm, canonical(peer.ip()), mss).await?;
         let _slot = server.runtime.occupy();
+        // One getsockname for the pin and the PROXY header, none when neither needs it.
+        let client_local = match (&self.flows, server.proxy_protocol) {
+            (None, None) => None,
+            _ => Some(client.local_addr()?),
+        };
         // Pinned before the first byte goes to the server, so that the XDP program sees (and
         // records the timestamps of) every frame both peers send from here on.
-        let _pin = match &self.flows {
-            Some(flows) => Some(flows.pin(
-                Endpoint { remote: peer, local: client.local_addr()? },
+        let _pin = match (&self.flows, client_local) {
+            (Some(flows), Some(local)) => Some(flows.pin(
+                Endpoint { remote: peer, local },
                 Endpoint { remote: server.address, local: upstream.local_addr()? },
                 FlowValue { frontend_id: frontend.id, farm_id: farm.id, server_id: server.id, ..Default::default() },
             )?),
-            None => None,
+            _ => None,
         };
-        if let Some(version) = server.proxy_protocol {
+        if let (Some(version), Some(local)) = (server.proxy_protocol, client_local) {
             // Its own write: the header must reach the server whole (the hello may be long).
-            let header = ProxyHeader::for_connection(peer, client.local_addr()?, hello).to_vec(version)?;
+            let header = ProxyHeader::for_connection(peer, local, hello).to_vec(version)?;
             upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
         }
         upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
