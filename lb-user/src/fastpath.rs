@@ -1,20 +1,17 @@
 //! Moving bytes between a client and its server once the connection is classified.
-//! `splice` lets the kernel move bulk through a pipe without copying it to user space (and
-//! copies small reads, which costs less); `copy` copies everything, the always-available
-//! reference. Both propagate half-closes: when one side finishes sending, the other side's
-//! write half is shut down and the opposite direction goes on.
-mod buffers;
-mod direction;
+//! `splice` lets the kernel move them through a pipe without copying to user space; `copy`
+//! is the always-available reference. Both propagate half-closes: when one side finishes
+//! sending, the other side's write half is shut down and the opposite direction goes on.
+mod copy;
 mod pipes;
 mod splice;
 #[cfg(test)]
 mod tests;
 
-use std::{io, task::Poll};
+use std::io;
 
 use tokio::net::TcpStream;
 
-use self::direction::Direction;
 pub use self::splice::SpliceRelay;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -33,7 +30,7 @@ pub struct Moved {
     pub to_client: u64,
 }
 
-pub async fn relay(client: TcpStream, server: TcpStream, mode: RelayMode) -> io::Result<(Moved, RelayMode)> {
+pub async fn relay(mut client: TcpStream, mut server: TcpStream, mode: RelayMode) -> io::Result<(Moved, RelayMode)> {
     if mode != RelayMode::Copy {
         match SpliceRelay::new(&client, &server) {
             Ok(mut relay) => {
@@ -44,18 +41,8 @@ pub async fn relay(client: TcpStream, server: TcpStream, mode: RelayMode) -> io:
             Err(e) => tracing::debug!(error = %e, "no pipe for splice, copying"),
         }
     }
-    let (mut up, mut down) = (Direction::new(false), Direction::new(false));
-    std::future::poll_fn(|cx| both(up.poll(cx, &client, &server, false), down.poll(cx, &server, &client, false))).await?;
-    Ok((Moved { to_server: up.moved, to_client: down.moved }, RelayMode::Copy))
-}
-
-/// Ready when both directions are, or at the first error.
-fn both(up: Poll<io::Result<()>>, down: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
-    match (up, down) {
-        (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
-        (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
-        _ => Poll::Pending,
-    }
+    let moved = copy::copy(&mut client, &mut server).await?;
+    Ok((moved, RelayMode::Copy))
 }
 
 fn shutdown_write(stream: &TcpStream) {

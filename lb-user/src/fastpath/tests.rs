@@ -140,25 +140,10 @@ async fn a_stopped_splice_relay_holds_nothing_and_resumes() {
             })
             .await
             .unwrap();
-        assert!(relay.holds_nothing(), "stopped with bytes held");
+        assert!(relay.pipes_empty(), "stopped with bytes in a pipe");
         stops += 1;
     }
     let (at_server, at_client) = peers.await.unwrap();
     assert!(at_server == pattern(5, 32 * MIB) && at_client == pattern(6, 32 * MIB), "damaged after {stops} stops");
     assert!(stops > 5, "only {stops} stops: the test proved little");
-    let spliced = relay.spliced();
-    assert!(spliced > 32 * MIB as u64, "only {spliced} of 64 MiB went through a pipe");
-}
-
-/// Small reads are copied (cheaper than two splices for a few kilobytes), bulk is spliced
-/// (the previous test): a splice relay carrying a handshake-sized exchange uses no pipe.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_exchange_through_a_splice_relay_is_copied() {
-    let (client, lb_client, lb_server, server) = sockets().await;
-    let peers = tokio::spawn(async move { tokio::join!(exchange(server, pattern(7, 5000)), exchange(client, pattern(8, 3000))) });
-    let mut relay = SpliceRelay::new(&lb_client, &lb_server).unwrap();
-    relay.run_until(std::future::pending()).await.unwrap();
-    let (at_server, at_client) = peers.await.unwrap();
-    assert!(at_server == pattern(8, 3000) && at_client == pattern(7, 5000));
-    assert_eq!(relay.spliced(), 0);
 }
