@@ -106,10 +106,7 @@ impl Proxy {
         } else {
             None
         };
-        let hello: Option<&ClientHello> = match &classified {
-            Some(Classified::Tls(h)) => Some(h),
-            _ => None,
-        };
+        let hello = hello_of(&classified);
         let facts = ConnFacts { source: canonical(peer.ip()), hello };
         let farm = match frontend.decide(&facts) {
             Decision::Farm { farm, route_id } => {
@@ -127,13 +124,13 @@ impl Proxy {
                 return;
             }
         };
-        if let Err(e) = self.forward(frontend, farm, client, peer, hello, &first_bytes).await {
+        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes).await {
             Refusals::count(&self.refusals.upstream_failed);
             debug!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
         }
     }
 
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, hello: Option<&ClientHello>, first_bytes: &[u8]) -> Result<()> {
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut) -> Result<()> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
@@ -156,10 +153,13 @@ impl Proxy {
         };
         if let (Some(version), Some(local)) = (server.proxy_protocol, client_local) {
             // Its own write: the header must reach the server whole (the hello may be long).
-            let header = ProxyHeader::for_connection(peer, local, hello).to_vec(version)?;
+            let header = ProxyHeader::for_connection(peer, local, hello_of(&classified)).to_vec(version)?;
             upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
         }
-        upstream.write_all(first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
+        upstream.write_all(&first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
+        // Forwarded: the connection, idle for hours perhaps, need not keep the hello's bytes
+        // and parsed fields (4 KiB and more).
+        drop((classified, first_bytes));
         let relayed = async {
             let result = match (frontend.fastpath, handoff) {
                 (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),
@@ -222,6 +222,13 @@ impl Proxy {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {} timed out", server.address)))??;
         stream.set_nodelay(true).ok();
         Ok(stream)
+    }
+}
+
+fn hello_of(classified: &Option<Classified>) -> Option<&ClientHello> {
+    match classified {
+        Some(Classified::Tls(hello)) => Some(hello),
+        _ => None,
     }
 }
 
