@@ -15,6 +15,7 @@ pub mod error;
 pub mod fastpath;
 pub mod handoff;
 pub mod health;
+pub mod listen_socket;
 pub mod listeners;
 pub mod model;
 pub mod pin;

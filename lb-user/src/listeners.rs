@@ -1,70 +1,103 @@
 //! The set of listening sockets follows the applied snapshot. Applying a new snapshot binds
 //! what is new before anything changes (a bind failure applies nothing), keeps sockets whose
-//! address and frontend are unchanged (no connection attempt is refused during a refresh),
-//! and stops accepting on addresses that went away. Accepted connections are tasks of their
-//! own: stopping a listener never touches them.
+//! address is unchanged (no connection attempt is refused during a refresh, even when the
+//! address moves to another frontend: the same socket then serves its new owner), and stops
+//! accepting on addresses that went away after serving what already waits in their queues.
+//! Accepted connections are tasks of their own: stopping a listener never touches them.
 use std::{
     collections::HashMap,
-    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
 
 use anyhow::{Context, Result};
 use tokio::{net::TcpListener, task::AbortHandle};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
+    listen_socket::{self, ForeignListeners},
     proxy::Proxy,
     snapshot::{FrontendPlan, Snapshot},
 };
 
 #[derive(Default)]
 pub struct Listeners {
-    active: HashMap<SocketAddr, (u32, AbortHandle)>,
+    active: HashMap<SocketAddr, Serving>,
 }
 
-/// Sockets bound for a snapshot, not yet serving.
+/// One listening socket and the accept loop serving it for a frontend.
+struct Serving {
+    frontend: u32,
+    /// A second descriptor of the socket: it keeps the socket open while its accept loop is
+    /// replaced, and drains its queue before it closes.
+    socket: std::net::TcpListener,
+    task: AbortHandle,
+}
+
+/// Sockets bound (or kept) for a snapshot, not yet serving.
 pub struct Prepared {
     wanted: HashMap<SocketAddr, u32>,
-    bound: Vec<(SocketAddr, u32, TcpListener)>,
+    bound: Vec<(SocketAddr, u32, std::net::TcpListener)>,
 }
 
 impl Listeners {
-    /// Binds every address the snapshot needs that is not already served by the same
-    /// frontend. Nothing changes if any bind fails.
+    /// Binds every address the snapshot needs that is not already open. Nothing changes if
+    /// any bind fails, or if another process listens where the snapshot wants to.
     pub fn prepare(&self, snapshot: &Snapshot) -> Result<Prepared> {
         let mut wanted = HashMap::new();
         let mut bound = Vec::new();
+        let ours: Vec<&std::net::TcpListener> = self.active.values().map(|s| &s.socket).collect();
+        let mut foreign = ForeignListeners::scan(&ours).context("listing the host's listening sockets")?;
         for frontend in &snapshot.frontends {
             for addr in listen_addresses(frontend) {
                 wanted.insert(addr, frontend.id);
-                if self.active.get(&addr).is_some_and(|(id, _)| *id == frontend.id) {
+                if self.active.contains_key(&addr) {
                     continue;
                 }
-                // An address moving between frontends is rebound under its new owner;
-                // SO_REUSEADDR lets the new socket coexist with the old until it closes.
-                let listener = bind(addr).with_context(|| format!("frontend {}: listening on {addr}", frontend.id))?;
-                bound.push((addr, frontend.id, listener));
+                if let Some(other) = foreign.overlapping(addr) {
+                    anyhow::bail!("frontend {}: {addr} overlaps {other}, on which another process listens", frontend.id);
+                }
+                let socket = listen_socket::bind(addr).with_context(|| format!("frontend {}: listening on {addr}", frontend.id))?;
+                bound.push((addr, frontend.id, socket));
             }
         }
         Ok(Prepared { wanted, bound })
     }
 
-    /// Starts the new listeners and stops the ones the snapshot no longer has.
+    /// Starts the new listeners, hands moved addresses to their new frontend and stops the
+    /// ones the snapshot no longer has.
     pub fn commit(&mut self, prepared: Prepared, proxy: &Arc<Proxy>) {
-        self.active.retain(|addr, (id, task)| {
-            let keep = prepared.wanted.get(addr) == Some(id);
-            if !keep {
-                info!(frontend = *id, %addr, "stopped listening");
-                task.abort();
+        let Prepared { wanted, bound } = prepared;
+        // New sockets first: an address narrowed from the wildcard to a dedicated one is
+        // then served by the new socket (the more specific match) before the old one closes.
+        for (addr, frontend, socket) in bound {
+            match Serving::start(frontend, socket, proxy) {
+                Ok(serving) => {
+                    info!(frontend, %addr, "listening");
+                    self.active.insert(addr, serving);
+                }
+                Err(e) => warn!(frontend, %addr, error = %e, "could not serve a bound socket"),
             }
-            keep
-        });
-        for (addr, frontend_id, listener) in prepared.bound {
-            info!(frontend = frontend_id, %addr, "listening");
-            let task = tokio::spawn(Arc::clone(proxy).accept_loop(frontend_id, listener));
-            self.active.insert(addr, (frontend_id, task.abort_handle()));
+        }
+        let mut gone = Vec::new();
+        for (addr, serving) in &mut self.active {
+            match wanted.get(addr) {
+                Some(&owner) if owner != serving.frontend => {
+                    if let Err(e) = serving.hand_to(owner, proxy) {
+                        warn!(frontend = owner, %addr, error = %e, "could not hand the socket to its new frontend");
+                    } else {
+                        info!(frontend = owner, %addr, "listening (taken over from another frontend)");
+                    }
+                }
+                Some(_) => {}
+                None => gone.push(*addr),
+            }
+        }
+        for addr in gone {
+            if let Some(serving) = self.active.remove(&addr) {
+                info!(frontend = serving.frontend, %addr, "stopped listening");
+                serving.stop(proxy);
+            }
         }
     }
 
@@ -75,30 +108,48 @@ impl Listeners {
     }
 
     pub fn stop_all(&mut self) {
-        for (_, (_, task)) in self.active.drain() {
-            task.abort();
+        for (_, serving) in self.active.drain() {
+            serving.task.abort();
         }
     }
+}
+
+impl Serving {
+    fn start(frontend: u32, socket: std::net::TcpListener, proxy: &Arc<Proxy>) -> std::io::Result<Self> {
+        let task = spawn_accept_loop(frontend, &socket, proxy)?;
+        Ok(Self { frontend, socket, task })
+    }
+
+    /// The same socket, served for another frontend: the kernel keeps queueing connections
+    /// meanwhile, so none is refused.
+    fn hand_to(&mut self, frontend: u32, proxy: &Arc<Proxy>) -> std::io::Result<()> {
+        let task = spawn_accept_loop(frontend, &self.socket, proxy)?;
+        self.task.abort();
+        self.task = task;
+        self.frontend = frontend;
+        Ok(())
+    }
+
+    /// Stops the accept loop, then serves the connections already queued on the socket
+    /// (closing a listener resets them) before closing it.
+    fn stop(self, proxy: &Arc<Proxy>) {
+        self.task.abort();
+        while let Ok((stream, peer)) = self.socket.accept() {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => Arc::clone(proxy).serve_accepted(self.frontend, stream, peer),
+                Err(e) => warn!(frontend = self.frontend, error = %e, "could not serve a queued connection"),
+            }
+        }
+    }
+}
+
+fn spawn_accept_loop(frontend: u32, socket: &std::net::TcpListener, proxy: &Arc<Proxy>) -> std::io::Result<AbortHandle> {
+    let listener = TcpListener::from_std(socket.try_clone()?)?;
+    Ok(tokio::spawn(Arc::clone(proxy).accept_loop(frontend, listener)).abort_handle())
 }
 
 fn listen_addresses(frontend: &FrontendPlan) -> Vec<SocketAddr> {
     let any = [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)];
     let addresses: &[IpAddr] = if frontend.addresses.is_empty() { &any } else { &frontend.addresses };
     frontend.ports.iter().flat_map(|&port| addresses.iter().map(move |&ip| SocketAddr::new(ip, port))).collect()
-}
-
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // The IPv4 wildcard has its own socket.
-        socket.set_only_v6(true)?;
-    }
-    // Dedicated addresses may be brought up after the daemon (failover IPs).
-    socket.set_freebind(true).ok();
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
 }

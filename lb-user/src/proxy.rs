@@ -20,7 +20,7 @@ use tokio::{
 use tracing::{debug, info, warn, Instrument};
 
 use crate::{
-    admission::Gates,
+    admission::{Admitted, Gates},
     refusals::Refusals,
     snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
@@ -62,18 +62,7 @@ impl Proxy {
         loop {
             gate.wait_for_room(|| self.max_connections(frontend_id)).await;
             match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let admitted = gate.admit();
-                    let proxy = Arc::clone(&self);
-                    let span = tracing::debug_span!("conn", frontend = frontend_id, client = %peer);
-                    tokio::spawn(
-                        async move {
-                            proxy.handle(frontend_id, stream, peer).await;
-                            drop(admitted);
-                        }
-                        .instrument(span),
-                    );
-                }
+                Ok((stream, peer)) => Arc::clone(&self).spawn_connection(frontend_id, gate.admit(), stream, peer),
                 // Out of descriptors or a connection reset before accept: keep serving the others.
                 Err(e) => {
                     warn!(frontend = frontend_id, error = %e, "accept failed");
@@ -81,6 +70,26 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// Serves a connection accepted outside the accept loop (one that was waiting in the
+    /// queue of a listener being closed).
+    pub fn serve_accepted(self: Arc<Self>, frontend_id: u32, stream: TcpStream, peer: SocketAddr) {
+        let admitted = self.gates.for_frontend(frontend_id).admit();
+        self.spawn_connection(frontend_id, admitted, stream, peer);
+    }
+
+    /// Serves one accepted connection in a task of its own, counted against the frontend's
+    /// `maxConnections` while it lives.
+    fn spawn_connection(self: Arc<Self>, frontend_id: u32, admitted: Admitted, stream: TcpStream, peer: SocketAddr) {
+        let span = tracing::debug_span!("conn", frontend = frontend_id, client = %peer);
+        tokio::spawn(
+            async move {
+                self.handle(frontend_id, stream, peer).await;
+                drop(admitted);
+            }
+            .instrument(span),
+        );
     }
 
     fn max_connections(&self, frontend_id: u32) -> u32 {
@@ -92,6 +101,14 @@ impl Proxy {
         let Some(frontend) = snapshot.frontends.iter().find(|f| f.id == frontend_id) else {
             return;
         };
+        if !frontend.acl.admits(canonical(peer.ip())) {
+            Refusals::count(&self.refusals.source_denied);
+            debug!(frontend = frontend.id, client = %peer, "source refused by the frontend's allowedSource/deniedSource");
+            // A reset, not a FIN: nothing of ours lingers in TIME_WAIT for a refused client (a
+            // zero linger never blocks the close).
+            socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).ok();
+            return;
+        }
         client.set_nodelay(true).ok();
         let mut first_bytes = BytesMut::new();
         let classified = if frontend.needs_hello {

@@ -11,6 +11,9 @@ pub const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 pub struct Refusals {
+    /// Refused in user space by the frontend's source lists: clients that arrived where no
+    /// kernel program filtered their SYN (the kernel's own drops are its `acl_dropped` counter).
+    pub source_denied: AtomicU64,
     pub inspection_failed: AtomicU64,
     pub rejected: AtomicU64,
     pub unmatched: AtomicU64,
@@ -19,6 +22,7 @@ pub struct Refusals {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RefusalCounts {
+    pub source_denied: u64,
     pub inspection_failed: u64,
     pub rejected: u64,
     pub unmatched: u64,
@@ -32,6 +36,7 @@ impl Refusals {
 
     pub fn snapshot(&self) -> RefusalCounts {
         RefusalCounts {
+            source_denied: self.source_denied.load(Ordering::Relaxed),
             inspection_failed: self.inspection_failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             unmatched: self.unmatched.load(Ordering::Relaxed),
@@ -48,6 +53,7 @@ impl Refusals {
             let now = self.snapshot();
             if now != last {
                 tracing::info!(
+                    source_denied = now.source_denied,
                     inspection_failed = now.inspection_failed,
                     rejected = now.rejected,
                     unmatched = now.unmatched,

@@ -113,7 +113,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let handoff_settings = handoff_settings(&args)?;
     let mut dataplane = if args.ifaces.is_empty() {
-        warn!("no --iface given: running without the kernel programs (no source ACLs before the handshake, no kernel fast path)");
+        warn!("no --iface given: running without the kernel programs (source lists are checked after the handshake, in user space; no kernel fast path)");
         None
     } else {
         Some(Dataplane::load_and_attach(&args.ifaces, args.xdp, args.xdp_mode, args.pin_dir.as_deref())?)

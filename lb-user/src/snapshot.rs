@@ -90,6 +90,21 @@ pub struct SourceAcl {
     pub nets: Vec<IpNet>,
 }
 
+impl SourceAcl {
+    /// Whether a client at `source` may connect. The kernel programs apply the same lists to
+    /// SYNs on the interfaces they serve; this is the check for every other way in (no
+    /// `--iface`, a second NIC, a VLAN, `lo`). `source` must be canonical (an IPv4 client of
+    /// a dual-stack socket as IPv4), as the lists hold it.
+    pub fn admits(&self, source: IpAddr) -> bool {
+        let listed = || self.nets.iter().any(|net| net.contains(&source));
+        match self.mode {
+            AclMode::None => true,
+            AclMode::Allow => listed(),
+            AclMode::Deny => !listed(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum RouteTarget {
     Farm(Arc<FarmPlan>),

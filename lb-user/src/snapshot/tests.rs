@@ -137,3 +137,19 @@ fn frontends_sharing_a_port_conflict_unless_on_distinct_addresses() {
     c.frontends[1].dedicated_ipfo = Some(vec!["10.0.0.2/32".into()]);
     assert!(Snapshot::compile(&c).is_ok());
 }
+
+#[test]
+fn source_lists_admit_and_refuse_as_configured() {
+    let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect::<Vec<IpNet>>();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let open = SourceAcl { mode: AclMode::None, nets: vec![] };
+    assert!(open.admits(ip("192.0.2.1")));
+    let deny = SourceAcl { mode: AclMode::Deny, nets: nets(&["192.0.2.0/24", "2001:db8::/32"]) };
+    assert!(!deny.admits(ip("192.0.2.77")));
+    assert!(!deny.admits(ip("2001:db8::1")));
+    assert!(deny.admits(ip("198.51.100.1")));
+    let allow = SourceAcl { mode: AclMode::Allow, nets: nets(&["10.0.0.0/8"]) };
+    assert!(allow.admits(ip("10.1.2.3")));
+    assert!(!allow.admits(ip("11.0.0.1")));
+    assert!(!allow.admits(ip("::1")));
+}
