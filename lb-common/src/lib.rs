@@ -62,7 +62,10 @@ pub mod counter {
     /// (only the skb knows how to complete it), an egress that cannot take XDP frames, or no
     /// next hop known to the FIB yet.
     pub const XDP_DEFERRED: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// RSTs of live flows dropped because their sequence number lies outside the receiver's
+    /// window (RFC 5961 §3: a blind reset must not end a connection).
+    pub const RST_OUT_OF_WINDOW: u32 = 11;
+    pub const COUNT: u32 = 12;
 
     /// Names of the counters, by index, as the statistics show them.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -77,6 +80,7 @@ pub mod counter {
         "fib_failed",
         "splice_errors",
         "xdp_deferred",
+        "rst_out_of_window",
     ];
 }
 
@@ -112,11 +116,17 @@ pub struct FlowValue {
     pub side: u8,
     /// 1 once `peer_tsval` holds a value.
     pub tsval_seen: u8,
-    pub _pad: [u8; 2],
+    /// 1 once `data_end` holds a value.
+    pub data_seen: u8,
+    pub _pad: u8,
     /// The TSval (host byte order) of the last frame received from the peer that carried a
     /// timestamp option: the hand-off needs it to keep PAWS holding (FASTPATH.md).
     pub peer_tsval: u32,
-    pub _pad2: [u8; 4],
+    /// The furthest sequence number (host byte order) just past the payload of a frame the
+    /// program let through to the socket. At hand-off the socket must have received, in
+    /// order, everything up to it: otherwise some of it is still on its way through the
+    /// stack, or waits in the out-of-order queue, and would be lost with the socket.
+    pub data_end: u32,
     /// Updated by the XDP program with atomic adds.
     pub packets: u64,
     pub bytes: u64,
@@ -179,7 +189,11 @@ pub struct SpliceEntry {
     pub family: u8,
     /// Bits of [`splice_seen`], set by the XDP program.
     pub seen: u8,
-    pub _pad: [u8; 6],
+    /// The window field (unscaled, as received) of the last frame with the ACK flag: with
+    /// `last_ack` and `wscale_in`, the window in which the program accepts an RST sent to
+    /// this direction's sender. The daemon sets both when the flow goes live.
+    pub last_win: u16,
+    pub _pad: [u8; 4],
     /// bpf_ktime_get_ns() of the last frame, set by the XDP program.
     pub last_ns: u64,
     /// Frames and bytes (whole frames as received) forwarded, atomic adds.
@@ -188,7 +202,8 @@ pub struct SpliceEntry {
     /// Frames that carried payload, atomic adds: with `last_ack` of the reverse entry, the
     /// daemon tells a stalled flow (data keeps coming, the receiver's ACK never moves).
     pub data_packets: u64,
-    /// The acknowledgment number (as received) of the last frame with the ACK flag.
+    /// The acknowledgment number (as received) of the last frame with the ACK flag: what
+    /// this direction's sender has received of the other direction.
     pub last_ack: u32,
     /// The sequence number (as received) just past the payload of the last data frame.
     pub data_end: u32,

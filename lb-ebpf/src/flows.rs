@@ -5,8 +5,10 @@ use lb_common::{counter, FlowKey};
 
 use crate::{counters, frame::Frame, maps, options, parse::Packet};
 
+/// Counts a frame of a pinned flow. `delivered`: the frame goes on to the socket (not
+/// dropped by a frozen hand-off).
 #[inline(never)]
-pub fn count(frame_len: u64, frame: &Frame, packet: &Packet, key: &FlowKey) {
+pub fn count(frame_len: u64, frame: &Frame, packet: &Packet, key: &FlowKey, delivered: bool) {
     let Some(value) = maps::LB_FLOWS.get_ptr_mut(key) else {
         return;
     };
@@ -29,4 +31,23 @@ pub fn count(frame_len: u64, frame: &Frame, packet: &Packet, key: &FlowKey) {
             (*value).tsval_seen = 1;
         }
     }
+    let payload = packet.l4_len.saturating_sub(packet.tcp_hlen) as u32;
+    if delivered && payload > 0 {
+        let Some(seq) = frame.be32(packet.l4 + TCP_SEQ) else {
+            return;
+        };
+        let end = seq.wrapping_add(payload);
+        // SAFETY: as above; plain stores of one direction's frames. Frames racing on two
+        // CPUs may leave the older end: the daemon then sees less than was delivered, as if
+        // the newer frame had come a moment later, which its settle margin covers.
+        unsafe {
+            // Modulo 2^32: a retransmission does not move the end back.
+            if (*value).data_seen == 0 || (end.wrapping_sub((*value).data_end) as i32) > 0 {
+                (*value).data_end = end;
+                (*value).data_seen = 1;
+            }
+        }
+    }
 }
+
+const TCP_SEQ: usize = 4;

@@ -43,7 +43,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let frame = hook.frame();
     // Anything this program does not splice, tc judges and counts.
     let mut packet = parse::Packet::default();
-    if !parse::tcp_packet(&frame, &mut packet) {
+    if parse::tcp_packet(&frame, &mut packet) != parse::Parsed::Tcp {
         return hook::Xdp::PASS;
     }
     if packet.is_syn_without_ack() && !acl::admits(&packet) {
@@ -59,10 +59,17 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
     hook.pull_headers();
     let frame = hook.frame();
     let mut packet = parse::Packet::default();
-    if !parse::tcp_packet(&frame, &mut packet) {
+    match parse::tcp_packet(&frame, &mut packet) {
+        parse::Parsed::Tcp => {}
         // Not TCP over IP, or a frame we cannot read far enough: the kernel decides.
-        counters::add(counter::PASSED, 1);
-        return hook::Tc::PASS as i32;
+        parse::Parsed::Other => {
+            counters::add(counter::PASSED, 1);
+            return hook::Tc::PASS as i32;
+        }
+        parse::Parsed::Unparsed => {
+            counters::add(counter::UNPARSED, 1);
+            return hook::Tc::PASS as i32;
+        }
     }
     packet.vlan |= hook.vlan_offloaded();
     if packet.is_syn_without_ack() && !acl::admits(&packet) {
@@ -73,7 +80,7 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
     if let Some(verdict) = splice::tc(&hook, &frame, &packet, &key) {
         return verdict as i32;
     }
-    flows::count(hook.len(), &frame, &packet, &key);
+    flows::count(hook.len(), &frame, &packet, &key, true);
     counters::add(counter::PASSED, 1);
     hook::Tc::PASS as i32
 }

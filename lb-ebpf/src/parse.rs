@@ -70,21 +70,42 @@ impl Packet {
     }
 }
 
-/// Parses the frame into `packet`; false if it is not TCP over IP, or too short to read.
-/// An out-parameter rather than a returned Option: the entry points' stack frame would
-/// hold the Option and the Packet both.
+/// What the parser made of a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// A TCP segment: `packet` holds its fields.
+    Tcp,
+    /// Not TCP over IP (ARP, UDP, ICMP...): none of the program's business.
+    Other,
+    /// It claims to carry TCP (or may: an IPv6 extension header, a fragment) but the
+    /// program cannot read its TCP header: truncated, malformed, or beyond what it parses.
+    /// The kernel decides on it; the program counts it (`unparsed`).
+    Unparsed,
+}
+
+/// Parses the frame into `packet`. An out-parameter rather than a returned Option: the entry
+/// points' stack frame would hold the Option and the Packet both.
 #[inline(always)]
-pub fn tcp_packet(frame: &Frame, packet: &mut Packet) -> bool {
-    read_tcp_packet(frame, packet).is_some()
+pub fn tcp_packet(frame: &Frame, packet: &mut Packet) -> Parsed {
+    match read_tcp_packet(frame, packet) {
+        Ok(()) => Parsed::Tcp,
+        Err(skip) => skip,
+    }
+}
+
+/// A read past the frame's end: the frame is shorter than its headers say.
+#[inline(always)]
+fn need<T>(value: Option<T>) -> Result<T, Parsed> {
+    value.ok_or(Parsed::Unparsed)
 }
 
 #[inline(always)]
-fn read_tcp_packet(frame: &Frame, packet: &mut Packet) -> Option<()> {
+fn read_tcp_packet(frame: &Frame, packet: &mut Packet) -> Result<(), Parsed> {
     let mut l3 = ETH_HLEN;
-    let mut ethertype = frame.be16(12)?;
+    let mut ethertype = need(frame.be16(12))?;
     let mut vlan = false;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = frame.be16(ETH_HLEN + 2)?;
+        ethertype = need(frame.be16(ETH_HLEN + 2))?;
         l3 += VLAN_HLEN;
         vlan = true;
     }
@@ -92,51 +113,59 @@ fn read_tcp_packet(frame: &Frame, packet: &mut Packet) -> Option<()> {
     packet.l3 = l3;
     match ethertype {
         ETH_P_IP => {
-            let version_ihl = (frame.be16(l3)? >> 8) as u8;
+            let version_ihl = (need(frame.be16(l3))? >> 8) as u8;
             let ihl = ((version_ihl & 0x0F) as usize) * 4;
             if version_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
-                return None;
+                return Err(Parsed::Unparsed);
             }
             // TTL and protocol.
-            if frame.be16(l3 + 8)? as u8 != IPPROTO_TCP {
-                return None;
+            if need(frame.be16(l3 + 8))? as u8 != IPPROTO_TCP {
+                return Err(Parsed::Other);
             }
             // Only a first fragment carries the TCP header; TCP normally never fragments.
-            if frame.be16(l3 + 6)? & IPV4_FRAG_MASK != 0 {
-                return None;
+            if need(frame.be16(l3 + 6))? & IPV4_FRAG_MASK != 0 {
+                return Err(Parsed::Unparsed);
             }
             packet.family = FAMILY_V4;
-            let src: [u8; 4] = frame.bytes(l3 + 12)?;
-            let dst: [u8; 4] = frame.bytes(l3 + 16)?;
+            let src: [u8; 4] = need(frame.bytes(l3 + 12))?;
+            let dst: [u8; 4] = need(frame.bytes(l3 + 16))?;
             packet.src_addr[..4].copy_from_slice(&src);
             packet.dst_addr[..4].copy_from_slice(&dst);
-            packet.l4_len = (frame.be16(l3 + 2)? as usize).saturating_sub(ihl);
+            packet.l4_len = (need(frame.be16(l3 + 2))? as usize).saturating_sub(ihl);
             packet.l4 = l3 + ihl;
         }
         ETH_P_IPV6 => {
-            // Extension headers are rare on TCP; such frames go to the kernel unjudged.
-            // Next header and hop limit.
-            if (frame.be16(l3 + 6)? >> 8) as u8 != IPPROTO_TCP {
-                return None;
+            // Next header and hop limit. Extension headers are rare on TCP; such frames go
+            // to the kernel unjudged (and counted).
+            let next = (need(frame.be16(l3 + 6))? >> 8) as u8;
+            if next != IPPROTO_TCP {
+                return Err(if is_ipv6_extension(next) { Parsed::Unparsed } else { Parsed::Other });
             }
             packet.family = FAMILY_V6;
-            packet.src_addr = frame.bytes(l3 + 8)?;
-            packet.dst_addr = frame.bytes(l3 + 24)?;
-            packet.l4_len = frame.be16(l3 + 4)? as usize;
+            packet.src_addr = need(frame.bytes(l3 + 8))?;
+            packet.dst_addr = need(frame.bytes(l3 + 24))?;
+            packet.l4_len = need(frame.be16(l3 + 4))? as usize;
             packet.l4 = l3 + IPV6_HLEN;
         }
-        _ => return None,
+        _ => return Err(Parsed::Other),
     }
     let l4 = packet.l4;
-    let ports: [u8; 4] = frame.bytes(l4)?;
+    let ports: [u8; 4] = need(frame.bytes(l4))?;
     packet.src_port = u16::from_ne_bytes([ports[0], ports[1]]);
     packet.dst_port = u16::from_ne_bytes([ports[2], ports[3]]);
     // Data offset and flags.
-    let offset_flags = frame.be16(l4 + 12)?;
+    let offset_flags = need(frame.be16(l4 + 12))?;
     packet.tcp_hlen = ((offset_flags >> 12) as usize) * 4;
     packet.flags = offset_flags as u8;
     if packet.tcp_hlen < TCP_MIN_HLEN {
-        return None;
+        return Err(Parsed::Unparsed);
     }
-    Some(())
+    Ok(())
+}
+
+/// IPv6 next-header values that may precede a TCP header (hop-by-hop, routing, fragment,
+/// destination options, authentication).
+#[inline(always)]
+fn is_ipv6_extension(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 51 | 60)
 }

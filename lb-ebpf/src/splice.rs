@@ -10,6 +10,7 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{counter, csum::Delta, splice_seen, splice_state, FlowKey, SpliceEntry};
 
+
 use crate::{
     counters,
     egress::{self, Hop},
@@ -23,6 +24,7 @@ use crate::{
 
 const TCP_SEQ: usize = 4;
 const TCP_ACK: usize = 8;
+const TCP_WINDOW: usize = 14;
 
 /// The verdict for a frame of a flow in the splice map, from XDP; None when the flow is not
 /// handed off, and the frame takes the ordinary path.
@@ -46,7 +48,8 @@ pub fn tc(hook: &hook::Tc, frame: &Frame, packet: &Packet, key: &FlowKey) -> Opt
     match state {
         splice_state::FROZEN => {
             // The daemon still reads the peer's TSval from the flow map while frozen.
-            flows::count(hook.len(), frame, packet, key);
+            // Only pure ACKs and RSTs get through a frozen flow: no data is delivered.
+            flows::count(hook.len(), frame, packet, key, false);
             Some(frozen::<hook::Tc>(packet))
         }
         splice_state::LIVE => Some(live(hook, frame, packet, entry)),
@@ -104,7 +107,18 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     if H::XDP && !egress::xdp_can_send(hook.ingress_ifindex(), hop.ifindex) {
         return deferred::<H>();
     }
-    account(hook, frame, packet, entry);
+    let mut ends_flow = false;
+    if packet.has(TCP_FLAG_RST) {
+        match reset(frame, packet, rules) {
+            Reset::Exact => ends_flow = true,
+            Reset::InWindow => {}
+            Reset::Outside => {
+                counters::add(counter::RST_OUT_OF_WINDOW, 1);
+                return H::DROP;
+            }
+        }
+    }
+    account(hook, frame, packet, entry, ends_flow);
     let mut sums = Checksums { pseudo: Delta::ZERO, header: Delta::ZERO };
     if !rewrite::rewrite(frame, packet, rules, &mut sums) || frame.set_bytes(0, &hop.macs).is_none() {
         counters::add(counter::SPLICE_ERRORS, 1);
@@ -116,6 +130,53 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     hook.send(frame, packet, sums, hop.ifindex)
 }
 
+/// Where an RST of a live flow falls in its receiver's window (RFC 5961 §3.2).
+enum Reset {
+    /// At the receiver's next expected byte: it resets the connection, and the flow ends.
+    Exact,
+    /// Inside the window: sent on, the receiver answers with a challenge ACK (a live peer
+    /// then resets exactly, a spoofer cannot); the flow goes on meanwhile.
+    InWindow,
+    /// Outside the window (or the receiver's direction is unknown): dropped, so that a blind
+    /// reset cannot end a connection.
+    Outside,
+}
+
+/// The receiver's position is what it last acknowledged, from the entry of the frames it
+/// sends (the daemon seeds it at hand-off; the receiver's ACKs move it).
+// Out of line: a second map key and entry pointer on the rare RST path only.
+#[inline(never)]
+fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
+    let reverse = FlowKey {
+        remote_addr: rules.dst_addr,
+        local_addr: rules.src_addr,
+        remote_port: rules.dst_port,
+        local_port: rules.src_port,
+        family: rules.family,
+        _pad: [0; 3],
+    };
+    let Some(receiver) = maps::LB_SPLICE.get_ptr(&reverse) else {
+        return Reset::Outside;
+    };
+    let Some(seq) = frame.be32(packet.l4 + TCP_SEQ) else {
+        return Reset::Outside;
+    };
+    // SAFETY: a successful lookup yields a pointer to the value, valid for this run (RCU);
+    // the fields are plain loads (a stale value only makes the window a frame older).
+    let (next, window, shift) = unsafe { ((*receiver).last_ack, (*receiver).last_win, (*receiver).wscale_in) };
+    let offset = seq.wrapping_add(rules.seq_add).wrapping_sub(next);
+    if offset == 0 {
+        return Reset::Exact;
+    }
+    // RFC 7323 caps the shift at 14.
+    let window = (window as u32) << (shift.min(14) as u32);
+    if offset < window.max(1) {
+        Reset::InWindow
+    } else {
+        Reset::Outside
+    }
+}
+
 #[inline(always)]
 fn deferred<H: Hook>() -> u32 {
     counters::add(counter::XDP_DEFERRED, 1);
@@ -125,12 +186,12 @@ fn deferred<H: Hook>() -> u32 {
 /// What the daemon's reaper reads of a live flow: FIN/RST seen, the last frame's time,
 /// frames and bytes, and the progress numbers its stall check compares.
 #[inline(always)]
-fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry) {
+fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry, reset: bool) {
     let mut seen = 0;
     if packet.has(TCP_FLAG_FIN) {
         seen |= splice_seen::FIN;
     }
-    if packet.has(TCP_FLAG_RST) {
+    if reset {
         seen |= splice_seen::RST;
     }
     let seq = frame.be32(packet.l4 + TCP_SEQ).unwrap_or(0);
@@ -147,6 +208,7 @@ fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut Splice
         (*entry).last_ns = bpf_ktime_get_ns();
         if packet.has(TCP_FLAG_ACK) {
             (*entry).last_ack = ack;
+            (*entry).last_win = frame.be16(packet.l4 + TCP_WINDOW).unwrap_or(0);
         }
         if payload > 0 {
             (*entry).data_end = seq.wrapping_add(payload);

@@ -369,6 +369,13 @@ impl FlowTable {
         map.get(key, 0).ok().filter(|v| v.tsval_seen != 0).map(|v| v.peer_tsval)
     }
 
+    /// How far (sequence number just past the payload) the program let data through to
+    /// the socket of this flow; None before any data.
+    pub fn delivered_end(&self, key: &FlowKey) -> Option<u32> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key, 0).ok().filter(|v| v.data_seen != 0).map(|v| v.data_end)
+    }
+
     /// Records a classified connection from both ends; the entries go when the guard drops.
     pub fn pin(self: &Arc<Self>, client: Endpoint, server: Endpoint, value: FlowValue) -> Result<FlowPin> {
         let keys = [client.key(), server.key()];
@@ -417,6 +424,8 @@ pub struct Counters {
     pub splice_errors: u64,
     #[serde(default)]
     pub xdp_deferred: u64,
+    #[serde(default)]
+    pub rst_out_of_window: u64,
 }
 
 impl Counters {
@@ -434,6 +443,7 @@ impl Counters {
             fib_failed: sum(counter::FIB_FAILED)?,
             splice_errors: sum(counter::SPLICE_ERRORS)?,
             xdp_deferred: sum(counter::XDP_DEFERRED)?,
+            rst_out_of_window: sum(counter::RST_OUT_OF_WINDOW)?,
         })
     }
 }

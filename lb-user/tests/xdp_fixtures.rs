@@ -353,10 +353,22 @@ fn ipv6_segment_is_translated_and_redirected() {
     });
 }
 
+/// The entry of the server's frames, as far as the reset check reads it: the server has
+/// acknowledged up to `next` and offers `window << 7` bytes.
+fn server_window(next: u32, window: u16) -> SpliceEntry {
+    SpliceEntry { last_ack: next, last_win: window, wscale_in: 7, ..toward_server_v4() }
+}
+
+fn server_key_v4() -> FlowKey {
+    key(v4(SERVER_V4), SERVER_PORT, v4(LB_V4), LB_PORT, FAMILY_V4)
+}
+
 #[test]
 fn fin_and_rst_are_forwarded_and_marked_seen() {
     with_fixture(|fx| {
         fx.dp.splice(client_key_v4(), SpliceEntry { seq_add: 10, ack_sub: 20, ..toward_server_v4() });
+        // The server expects exactly the client's next byte: the RST below is exact.
+        fx.dp.splice(server_key_v4(), server_window(from_client_v4().seq + 10, 100));
         let fin = Segment { flags: FIN | ACK, payload: Vec::new(), ..from_client_v4() };
         let expected = Segment { seq: fin.seq + 10, ack: fin.ack - 20, ..addressed_to_server_v4(&fin) };
         let (action, out) = fx.dp.run(fx.c0, &fin.to_bytes());
@@ -372,6 +384,84 @@ fn fin_and_rst_are_forwarded_and_marked_seen() {
         assert_frame_eq(&out, &expected.to_bytes());
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIN | splice_seen::RST);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 2);
+    });
+}
+
+#[test]
+fn rst_inside_the_window_is_forwarded_without_ending_the_flow() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { seq_add: 10, ..toward_server_v4() });
+        let next = from_client_v4().seq + 10;
+        fx.dp.splice(server_key_v4(), server_window(next - 1_000, 100));
+        // 1,000 bytes past what the server acknowledged, inside its 12,800-byte window: the
+        // server answers with a challenge ACK (RFC 5961), so the flow is not over.
+        let rst = Segment { flags: RST, ack: 0, payload: Vec::new(), ..from_client_v4() };
+        let (action, out) = fx.dp.run_tc(fx.c0, &rst.to_bytes());
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let expected = Segment { seq: next, ..addressed_to_server_v4(&rst) };
+        assert_frame_eq(&out, &expected.to_bytes());
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, 0);
+        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 0);
+    });
+}
+
+#[test]
+fn blind_rst_outside_the_window_is_dropped_and_counted() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { seq_add: 10, ..toward_server_v4() });
+        let next = from_client_v4().seq + 10;
+        fx.dp.splice(server_key_v4(), server_window(next, 100));
+        for (seq, flags) in [(from_client_v4().seq + 12_800, RST), (from_client_v4().seq - 1, RST | ACK), (0x8000_0000, RST)] {
+            let rst = Segment { seq, flags, payload: Vec::new(), ..from_client_v4() };
+            let (action, _) = fx.dp.run(fx.c0, &rst.to_bytes());
+            assert_eq!(action, XDP_DROP, "XDP, seq {seq}");
+            let (action, _) = fx.dp.run_tc(fx.c0, &rst.to_bytes());
+            assert_eq!(action, TC_ACT_SHOT, "tc, seq {seq}");
+        }
+        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 6);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, 0);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 0);
+    });
+}
+
+#[test]
+fn rst_of_a_flow_without_its_other_direction_is_dropped() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let rst = Segment { flags: RST, payload: Vec::new(), ..from_client_v4() };
+        let (action, _) = fx.dp.run_tc(fx.c0, &rst.to_bytes());
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 1);
+    });
+}
+
+#[test]
+fn live_acks_record_the_receivers_window() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let data = from_client_v4();
+        let (action, _) = fx.dp.run_tc(fx.c0, &data.to_bytes());
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let entry = fx.dp.splice_entry(&client_key_v4());
+        assert_eq!((entry.last_ack, entry.last_win), (data.ack, data.window));
+    });
+}
+
+#[test]
+fn truncated_tcp_header_is_passed_and_counted_unparsed() {
+    with_fixture(|fx| {
+        let frame = from_client_v4().to_bytes();
+        // Ethernet and IPv4 headers whole, then 10 of the TCP header's 20 bytes.
+        let truncated = &frame[..14 + 20 + 10];
+        let (action, out) = fx.dp.run_tc(fx.c0, truncated);
+        assert_eq!(action, TC_ACT_OK);
+        assert_eq!(out, truncated);
+        assert_eq!(fx.dp.counter(counter::UNPARSED), 1);
+        // Not TCP at all is not "unparsed".
+        let mut udp = frame.clone();
+        udp[14 + 9] = 17;
+        fx.dp.run_tc(fx.c0, &udp);
+        assert_eq!(fx.dp.counter(counter::UNPARSED), 1);
     });
 }
 
@@ -437,6 +527,28 @@ fn flow_map_records_the_peer_tsval() {
         fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
         let flow = fx.dp.flow(&client_key_v4());
         assert_eq!((flow.peer_tsval, flow.packets), (0x0102_0304, 3));
+    });
+}
+
+#[test]
+fn flow_map_records_how_far_data_was_delivered() {
+    with_fixture(|fx| {
+        fx.dp.pin_flow(client_key_v4(), FlowValue { frontend_id: 1, ..Default::default() });
+        assert_eq!(fx.dp.flow(&client_key_v4()).data_seen, 0);
+        let data = from_client_v4();
+        let end = data.seq + data.payload.len() as u32;
+        fx.dp.run_tc(fx.c0, &data.to_bytes());
+        let flow = fx.dp.flow(&client_key_v4());
+        assert_eq!((flow.data_seen, flow.data_end), (1, end));
+        // A retransmission of older data does not move it back; a pure ACK does not move it.
+        fx.dp.run_tc(fx.c0, &Segment { seq: data.seq - 100, ..data.clone() }.to_bytes());
+        fx.dp.run_tc(fx.c0, &Segment { seq: end + 50, payload: Vec::new(), ..data.clone() }.to_bytes());
+        assert_eq!(fx.dp.flow(&client_key_v4()).data_end, end);
+        // Data dropped by a frozen hand-off was not delivered.
+        fx.dp.splice(client_key_v4(), SpliceEntry { state: splice_state::FROZEN, ..toward_server_v4() });
+        let (action, _) = fx.dp.run_tc(fx.c0, &Segment { seq: end, ..data.clone() }.to_bytes());
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(fx.dp.flow(&client_key_v4()).data_end, end);
     });
 }
 
@@ -663,6 +775,11 @@ fn random_segments(fx: &mut Fixture, hook: Hook) {
                 ..from_client_v4()
             };
 
+            if flags & RST != 0 {
+                // The server expects exactly this RST's byte: it passes the window check.
+                let server = if v6 { key(SERVER_V6, SERVER_PORT, LB_V6, LB_PORT, FAMILY_V6) } else { server_key_v4() };
+                fx.dp.splice(server, server_window(input.seq.wrapping_add(rules.seq_add), 0));
+            }
             let ack_sub = if flags & ACK != 0 { rules.ack_sub } else { 0 };
             let sack_blocks: Vec<(u32, u32)> = blocks
                 .iter()

@@ -311,6 +311,11 @@ pub struct Counters {
     pub xdp_deferred: u64,
     #[serde(default)]
     pub splice_errors: u64,
+    /// RSTs of live flows dropped outside their receiver's window.
+    #[serde(default)]
+    pub rst_out_of_window: u64,
+    #[serde(default)]
+    pub unparsed: u64,
 }
 
 /// One pinned flow of the XDP fast path.

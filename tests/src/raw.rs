@@ -29,7 +29,16 @@ impl RawSender {
 
     /// Sends one SYN from `src` to `dst` with initial sequence number `seq`.
     pub fn syn(&self, src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Result<()> {
-        let packet = syn_packet(src, dst, seq);
+        self.send(dst, &syn_packet(src, dst, seq))
+    }
+
+    /// Sends one bare RST from `src` to `dst` with sequence number `seq`: what a blind
+    /// attacker who knows a connection's addresses can send.
+    pub fn rst(&self, src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Result<()> {
+        self.send(dst, &segment(src, dst, seq, 0x04, &[]))
+    }
+
+    fn send(&self, dst: SocketAddrV4, packet: &[u8]) -> Result<()> {
         let to = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: 0,
@@ -51,7 +60,7 @@ impl RawSender {
         };
         if sent < 0 {
             return Err(io::Error::last_os_error())
-                .with_context(|| format!("sending a SYN {src} -> {dst}"));
+                .with_context(|| format!("sending a raw segment to {dst}"));
         }
         Ok(())
     }
@@ -60,17 +69,22 @@ impl RawSender {
 /// An IPv4 header (checksum, id and total length left to the kernel) and a TCP SYN with an
 /// MSS option.
 pub fn syn_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
-    let mut tcp = Vec::with_capacity(24);
+    segment(src, dst, seq, 0x02, &[2, 4, 0x05, 0xb4]) // MSS 1460
+}
+
+/// An IPv4 header and a TCP header with `flags` and `options` (whole words), no payload.
+fn segment(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, flags: u8, options: &[u8]) -> Vec<u8> {
+    let mut tcp = Vec::with_capacity(20 + options.len());
     tcp.extend_from_slice(&src.port().to_be_bytes());
     tcp.extend_from_slice(&dst.port().to_be_bytes());
     tcp.extend_from_slice(&seq.to_be_bytes());
     tcp.extend_from_slice(&0u32.to_be_bytes()); // ack
-    tcp.push(6 << 4); // data offset: 6 words (one option word)
-    tcp.push(0x02); // SYN
+    tcp.push(((5 + options.len() / 4) as u8) << 4); // data offset in words
+    tcp.push(flags);
     tcp.extend_from_slice(&64240u16.to_be_bytes()); // window
     tcp.extend_from_slice(&[0, 0]); // checksum, below
     tcp.extend_from_slice(&[0, 0]); // urgent pointer
-    tcp.extend_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+    tcp.extend_from_slice(options);
     let sum = tcp_checksum(*src.ip(), *dst.ip(), &tcp);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
 

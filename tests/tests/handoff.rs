@@ -13,7 +13,9 @@ use lb_tests::echo::echo_transfer;
 use lb_tests::EchoReport;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
-use lb_tests::{in_netns, require_root, wait_for, Lab, VethKind};
+use lb_tests::client::TlsClient;
+use lb_tests::raw::RawSender;
+use lb_tests::{in_netns, require_root, wait_for, Lab, VethKind, LB_VIP};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -63,6 +65,7 @@ on_both_veths!(
     daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow,
     h2_session_with_many_streams_over_a_handed_off_flow,
     xdp_beside_tc_on_every_interface_is_byte_identical,
+    blind_resets_do_not_end_a_handed_off_flow,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -338,6 +341,45 @@ fn xdp_beside_tc_on_every_interface_is_byte_identical(veth: VethKind) -> Result<
         VethKind::Wire => ensure!(c.spliced_packets > 10 * c.xdp_deferred, "XDP left most frames to tc on wire-like veths: {c:?}"),
         VethKind::Default => ensure!(c.xdp_deferred > 0, "partial checksums were not left to tc: {c:?}"),
     }
+    Ok(())
+}
+
+/// RFC 5961 §3 on the fast path: RSTs forged with a live flow's addresses but a guessed
+/// sequence number are dropped by the program (and counted), and the flow carries on; the
+/// real end of the connection still ends it.
+fn blind_resets_do_not_end_a_handed_off_flow(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
+    let mut session = lab.in_cli(|| {
+        let mut session = TlsClient::connect(&opts)?.into_echo(Duration::from_secs(10))?;
+        session.exchange(64 * 1024)?;
+        Ok(session)
+    })?;
+    wait_for(Duration::from_secs(10), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1))
+        .context("the session was not handed off")?;
+    let std::net::SocketAddr::V4(client) = session.local_addr()? else { anyhow::bail!("the client is not IPv4") };
+    let frontend = std::net::SocketAddrV4::new(LB_VIP, 443);
+    // Eight guesses spread over the sequence space: at most one can fall in the window (and
+    // be forwarded, for the server to answer with a challenge ACK); none is exact.
+    const GUESSES: u64 = 8;
+    lab.in_cli(|| {
+        let raw = RawSender::new()?;
+        (0..GUESSES as u32).try_for_each(|i| raw.rst(client, frontend, (i << 29) | 0x1234))
+    })?;
+    let dropped = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        lab.stats().ok().filter(|s| s.counters.rst_out_of_window >= GUESSES - 1)
+    });
+    ensure!(dropped.is_some(), "forged RSTs not dropped as out of window: {:?}", lab.stats()?.counters);
+    session.exchange(MIB).context("the session after forged RSTs")?;
+    let stats = lab.stats()?;
+    ensure!(handoff(&stats).ended == 0 && !stats.spliced.is_empty(), "the flow ended after forged RSTs: {:?}", stats.handoff);
+    session.shutdown_write()?;
+    session.read_to_eof()?;
+    let report = session.report();
+    ensure!(report.sent_sha256 == report.received_sha256 && report.close_notify_received, "{report:?}");
+    drop(session);
+    wait_settled(&lab, 1)?;
     Ok(())
 }
 

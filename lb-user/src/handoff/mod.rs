@@ -18,10 +18,15 @@
 //! 4. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 2 ms
 //!    after the freeze (a frame that passed the program just before it may still be in a
 //!    backlog queue), check the queues once more, read both sockets' sequence numbers and
-//!    clocks, and the peers' last TSvals the XDP program saw.
+//!    clocks, and the peers' last TSvals the XDP program saw. Every byte the program let
+//!    through must be in its socket in order (the program records how far it delivered):
+//!    data still crossing the stack, or waiting behind a hole in the out-of-order queue,
+//!    would be lost with the socket, so the hand-off waits for another moment.
 //! 5. Go live: one entry per direction with the address, sequence, timestamp and window
 //!    translations. The sockets stay open (in repair mode, silent) until the flow ends, so
-//!    that no new connection can take the load balancer's port of B meanwhile.
+//!    that no new connection can take the load balancer's port of B meanwhile. Their
+//!    sequence numbers are read once more: had one moved, the translation would be wrong,
+//!    and both connections are reset rather than corrupted.
 //!
 //! Any failure before step 5 undoes the freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
@@ -214,11 +219,13 @@ impl Handoff {
             attempts += 1;
             self.stats.update(|r| r.attempts += 1);
             match self.hand_off(&mut relay, &client, &server).await {
-                Ok(ended) => {
+                Ok((ended, keys)) => {
                     self.stats.update(|r| r.handed_off += 1);
                     let moved = relay.moved();
                     drop(relay);
-                    let _live = LiveGuard { handoff: self, keys: [endpoints_key(client.peer_addr()?, client.local_addr()?), endpoints_key(server.peer_addr()?, server.local_addr()?)] };
+                    // No syscall may fail between going live and this guard: the entries
+                    // would outlive their sockets' owner.
+                    let _live = LiveGuard { handoff: self, keys };
                     // Keep both sockets (silent, in repair mode) until the flow ends.
                     ended.await.ok();
                     drop((client, server));
@@ -226,6 +233,10 @@ impl Handoff {
                 }
                 Err(reason) => {
                     self.stats.fallback(reason);
+                    if reason == Fallback::SequencesMoved {
+                        // Both sockets close now, with an RST each.
+                        return Err(io::Error::other("hand-off: sequence numbers moved while going live"));
+                    }
                     tracing::debug!(reason = reason.label(), attempts, "hand-off abandoned, relaying in user space");
                     let total = relay.moved().to_server + relay.moved().to_client;
                     // A missing timestamp only needs one more frame from the peer; a busy
@@ -239,7 +250,7 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<oneshot::Receiver<()>, Fallback> {
+    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<()>, [FlowKey; 2]), Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -266,7 +277,7 @@ impl Handoff {
         if result.is_err() {
             self.table.remove(&keys);
         }
-        result
+        result.map(|ended| (ended, keys))
     }
 
     async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<()>, Fallback> {
@@ -301,13 +312,39 @@ impl Handoff {
                 peer_tsval: self.flows.peer_tsval(key),
             })
         };
-        let entries = translate::entries(&leg(client, &keys[0])?, &leg(server, &keys[1])?)?;
+        let legs = [leg(client, &keys[0])?, leg(server, &keys[1])?];
+        // Whatever the program let through must be in the socket, in order: else it is still
+        // crossing the stack (the settle margin was too short) or waits behind a hole in the
+        // out-of-order queue, and retiring the socket would lose it.
+        for (leg, key) in legs.iter().zip(&keys) {
+            if self.flows.delivered_end(key).is_some_and(|end| end.wrapping_sub(leg.seq.rcv_nxt) as i32 > 0) {
+                return Err(Fallback::Undelivered);
+            }
+        }
+        let entries = translate::entries(&legs[0], &legs[1])?;
         let (tell, ended) = oneshot::channel();
         self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(keys[0], tell);
         if let Err(e) = self.table.go_live(&entries) {
             self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&keys[0]);
             tracing::warn!(error = %e, "hand-off failed at the last step");
             return Err(Fallback::Error);
+        }
+        // The translation holds only if neither socket moved since it was read. Frozen
+        // entries let no data in, so a move means a frame landed late; the program may
+        // already have sent frames translated with stale numbers, and a corrupted stream is
+        // worse than a reset one.
+        let moved = [client, server].iter().zip(&legs).any(|(s, leg)| {
+            socket::sequences(s.as_fd()).map_or(true, |now| (now.snd_nxt, now.rcv_nxt) != (leg.seq.snd_nxt, leg.seq.rcv_nxt))
+        });
+        if moved {
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&keys[0]);
+            self.table.remove(&keys);
+            drop(repaired);
+            for s in [client, server] {
+                reset(s);
+            }
+            tracing::warn!(client = %legs[0].remote, server = %legs[1].remote, "a socket's sequence numbers moved while going live: both connections reset");
+            return Err(Fallback::SequencesMoved);
         }
         repaired.keep();
         Ok(ended)
@@ -346,6 +383,11 @@ fn negotiated(s: &TcpStream) -> Result<Negotiated, Fallback> {
 fn is_quiescent(client: &TcpStream, server: &TcpStream) -> Result<bool, Fallback> {
     let empty = |s: &TcpStream| socket::queues(s.as_fd()).map(|q| q == (0, 0)).map_err(|_| Fallback::Error);
     Ok(empty(client)? && empty(server)?)
+}
+
+/// Makes the socket's close send an RST (a zero linger on a socket out of repair mode).
+fn reset(socket: &TcpStream) {
+    socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO)).ok();
 }
 
 /// Completes when both sockets' queues are empty, or at the deadline.

@@ -41,6 +41,9 @@ pub struct Negotiated {
     pub unsupported: Option<&'static str>,
     /// Largest segment we send to the peer (without options).
     pub send_mss: u32,
+    /// The MSS we announced to the peer: the largest segment it may send us (options
+    /// included).
+    pub advertised_mss: u32,
 }
 
 pub fn negotiated(fd: BorrowedFd<'_>) -> io::Result<Negotiated> {
@@ -67,6 +70,7 @@ pub fn negotiated(fd: BorrowedFd<'_>) -> io::Result<Negotiated> {
         our_wscale: if wscale { shifts >> 4 } else { 0 },
         unsupported,
         send_mss: info.tcpi_snd_mss,
+        advertised_mss: info.tcpi_advmss,
     })
 }
 
@@ -94,6 +98,24 @@ pub struct Sequences {
     pub rcv_nxt: u32,
     /// The TSval our side would send now (its clock including the per-connection offset).
     pub tsval: u32,
+    /// The window the peer last advertised, in bytes (scaled).
+    pub peer_window: u32,
+}
+
+/// `TCP_REPAIR_WINDOW` (linux/tcp.h; the libc crate lacks it on Linux).
+const TCP_REPAIR_WINDOW: libc::c_int = 29;
+
+/// `struct tcp_repair_window` (linux/tcp.h): the kernel's layout, of which only `snd_wnd`
+/// is read.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[allow(dead_code)]
+struct RepairWindow {
+    snd_wl1: u32,
+    snd_wnd: u32,
+    max_window: u32,
+    rcv_wnd: u32,
+    rcv_wup: u32,
 }
 
 pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
@@ -102,7 +124,8 @@ pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
     let rcv_nxt: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)?;
     let tsval: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP)?;
-    Ok(Sequences { snd_nxt, rcv_nxt, tsval })
+    let window: RepairWindow = getsockopt(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW)?;
+    Ok(Sequences { snd_nxt, rcv_nxt, tsval, peer_window: window.snd_wnd })
 }
 
 /// Caps the MSS this socket announces; only effective before connect().

@@ -34,6 +34,16 @@ pub enum Fallback {
     MapFull,
     /// No pipe for splice(2): the connection is copied, and a copy cannot be paused.
     NoPipe,
+    /// Data the program let through has not reached a socket in order yet (still in the
+    /// stack's queues, or waiting behind a hole in the out-of-order queue): retired now, the
+    /// socket would take it along.
+    Undelivered,
+    /// One side's peer may send segments larger than the other side's path takes (a
+    /// smaller MTU there): translated, they would fail the FIB's MTU check for good.
+    MssMismatch,
+    /// A socket's sequence numbers moved between the read the translation used and going
+    /// live: both connections were reset rather than risk corrupting a stream.
+    SequencesMoved,
     /// A socket option or map update failed unexpectedly.
     Error,
 }
@@ -52,13 +62,16 @@ impl Fallback {
             Self::Closing => "closing",
             Self::MapFull => "splice map full",
             Self::NoPipe => "no pipe",
+            Self::Undelivered => "data not yet delivered",
+            Self::MssMismatch => "segment sizes differ",
+            Self::SequencesMoved => "sequences moved (reset)",
             Self::Error => "error",
         }
     }
 
     /// Worth another attempt later in the same connection.
     pub fn retryable(self) -> bool {
-        matches!(self, Self::NotQuiescent | Self::NoTimestamp | Self::MapFull)
+        matches!(self, Self::NotQuiescent | Self::NoTimestamp | Self::MapFull | Self::Undelivered)
     }
 }
 

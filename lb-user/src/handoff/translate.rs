@@ -7,6 +7,7 @@ use lb_common::{splice_option, splice_state, FlowKey, SpliceEntry};
 use super::{
     socket::{Negotiated, Sequences},
     stats::Fallback,
+    TIMESTAMP_OPTION_LEN,
 };
 use crate::bpf::addr_bytes;
 
@@ -53,6 +54,13 @@ pub fn compatible(a: &Negotiated, b: &Negotiated) -> Result<(), Fallback> {
     if a.sack != b.sack {
         return Err(Fallback::OptionsDiffer("sack"));
     }
+    // A peer's largest segment carries its timestamp option; the other side's send MSS
+    // already leaves room for ours.
+    let options = if a.timestamps { TIMESTAMP_OPTION_LEN } else { 0 };
+    let fits = |from: &Negotiated, to: &Negotiated| from.advertised_mss.saturating_sub(options) <= to.send_mss;
+    if !fits(a, b) || !fits(b, a) {
+        return Err(Fallback::MssMismatch);
+    }
     Ok(())
 }
 
@@ -97,6 +105,10 @@ pub fn entries(client: &Leg, server: &Leg) -> Result<[(FlowKey, SpliceEntry); 2]
         wscale_in: a.negotiated.peer_wscale,
         wscale_out: b.negotiated.our_wscale,
         family: client_key.family,
+        // Where the client's receive window stands (for RSTs sent to it): everything we
+        // sent it, acknowledged or about to be, since the flow is quiescent.
+        last_ack: a.seq.snd_nxt,
+        last_win: raw_window(a.seq.peer_window, a.negotiated.peer_wscale),
         ..SpliceEntry::default()
     };
     let to_client = SpliceEntry {
@@ -113,9 +125,16 @@ pub fn entries(client: &Leg, server: &Leg) -> Result<[(FlowKey, SpliceEntry); 2]
         wscale_in: b.negotiated.peer_wscale,
         wscale_out: a.negotiated.our_wscale,
         family: client_key.family,
+        last_ack: b.seq.snd_nxt,
+        last_win: raw_window(b.seq.peer_window, b.negotiated.peer_wscale),
         ..SpliceEntry::default()
     };
     Ok([(client_key, to_server), (server_key, to_client)])
+}
+
+/// A window in bytes as its sender writes it in the header: shifted right by its scale.
+fn raw_window(bytes: u32, shift: u8) -> u16 {
+    (bytes >> shift.min(14)).min(u32::from(u16::MAX)) as u16
 }
 
 /// The key of the frames travelling the other way, from an entry (for flows adopted after a
@@ -151,6 +170,7 @@ mod tests {
             our_wscale,
             unsupported: None,
             send_mss: 1448,
+            advertised_mss: 1460,
         }
     }
 
@@ -159,14 +179,14 @@ mod tests {
             remote: "10.77.1.2:40000".parse().unwrap(),
             local: "10.77.1.1:443".parse().unwrap(),
             negotiated: negotiated(7, 9),
-            seq: Sequences { snd_nxt: 5_000, rcv_nxt: 0xFFFF_FF00, tsval: 1_000_000 },
+            seq: Sequences { snd_nxt: 5_000, rcv_nxt: 0xFFFF_FF00, tsval: 1_000_000, peer_window: 64 << 7 },
             peer_tsval: Some(77),
         };
         let server = Leg {
             remote: "10.77.2.2:8443".parse().unwrap(),
             local: "10.77.2.1:50000".parse().unwrap(),
             negotiated: negotiated(8, 9),
-            seq: Sequences { snd_nxt: 0x100, rcv_nxt: 3_000, tsval: 2_000_000 },
+            seq: Sequences { snd_nxt: 0x100, rcv_nxt: 3_000, tsval: 2_000_000, peer_window: 1 << 30 },
             peer_tsval: Some(900),
         };
         (client, server)
@@ -220,6 +240,33 @@ mod tests {
     }
 
     #[test]
+    fn each_receivers_window_is_seeded_for_the_reset_check() {
+        let (a, b) = legs();
+        let [(_, up), (_, down)] = entries(&a, &b).unwrap();
+        // The entry of the client's frames holds the client's receive window: an RST from
+        // the server, translated, lands at A.snd_nxt when it is exact.
+        assert_eq!((up.last_ack, up.last_win), (a.seq.snd_nxt, 64));
+        assert_eq!(b.seq.rcv_nxt.wrapping_add(down.seq_add), up.last_ack);
+        // A window too large for 16 bits at the peer's shift is capped, not wrapped.
+        assert_eq!((down.last_ack, down.last_win), (b.seq.snd_nxt, u16::MAX));
+    }
+
+    #[test]
+    fn a_peer_sending_larger_segments_than_the_other_path_takes_falls_back() {
+        let (a, mut b) = legs();
+        // The server's path takes 1,388-byte payloads (a 1,440-byte MTU), the client may send 1,448.
+        b.negotiated.send_mss = 1388;
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::MssMismatch);
+        let (mut a, b) = legs();
+        a.negotiated.send_mss = 1388;
+        assert_eq!(entries(&a, &b).unwrap_err(), Fallback::MssMismatch);
+        // Equal paths, or a smaller peer MSS than the path takes, are fine.
+        let (a, mut b) = legs();
+        b.negotiated.advertised_mss = 1400;
+        assert!(entries(&a, &b).is_ok());
+    }
+
+    #[test]
     fn mismatched_options_fall_back() {
         let (mut a, b) = legs();
         a.negotiated.sack = false;
@@ -241,6 +288,9 @@ mod tests {
         let (mut a, mut b) = legs();
         a.negotiated.timestamps = false;
         b.negotiated.timestamps = false;
+        // Without the option, segments carry 12 more bytes of payload.
+        a.negotiated.send_mss = 1460;
+        b.negotiated.send_mss = 1460;
         a.peer_tsval = None;
         let [(_, up), _] = entries(&a, &b).unwrap();
         assert_eq!(up.options & splice_option::TIMESTAMPS, 0);
