@@ -65,7 +65,11 @@ pub mod counter {
     /// RSTs of live flows dropped because their sequence number lies outside the receiver's
     /// window (RFC 5961 §3: a blind reset must not end a connection).
     pub const RST_OUT_OF_WINDOW: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// Frames of live flows tc sent through the kernel's neighbour subsystem because the FIB
+    /// knew the route but not the next hop's MAC (an entry that expired while the retired
+    /// sockets were silent): the kernel resolves it, queueing the frame meanwhile.
+    pub const NEIGH_RESOLVED: u32 = 12;
+    pub const COUNT: u32 = 13;
 
     /// Names of the counters, by index, as the statistics show them.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -81,6 +85,7 @@ pub mod counter {
         "splice_errors",
         "xdp_deferred",
         "rst_out_of_window",
+        "neigh_resolved",
     ];
 }
 
@@ -154,6 +159,8 @@ pub mod splice_option {
 pub mod splice_seen {
     pub const FIN: u8 = 1;
     pub const RST: u8 = 2;
+    /// A frame of this direction was dropped for want of a route (`fib_failed`).
+    pub const FIB_FAILED: u8 = 4;
 }
 
 /// How to rewrite a frame of a handed-off flow, keyed by the [`FlowKey`] of the frame as it

@@ -4,7 +4,7 @@
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup, xdp_action, BPF_FIB_LKUP_RET_SUCCESS},
+    bindings::{bpf_fib_lookup, xdp_action, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
     helpers::bpf_fib_lookup as fib_lookup,
 };
 use lb_common::{SpliceEntry, FAMILY_V4};
@@ -50,11 +50,24 @@ pub struct Hop {
     pub macs: [u8; 2 * ETH_ALEN],
 }
 
+impl Hop {
+    /// The route is known but not the next hop's MAC (`macs` stays zero: a flag of its own
+    /// would not fit the 512-byte stack): only tc can send the frame, through the kernel's
+    /// neighbour resolution.
+    #[inline(always)]
+    pub fn unresolved(&self) -> bool {
+        self.macs[..ETH_ALEN] == [0; ETH_ALEN]
+    }
+}
+
 /// Asks the FIB for the next hop of the rewritten frame, as the kernel would route it
 /// arriving on the ingress interface (that interface must have forwarding enabled); false
 /// without one. Out of line, with an out-parameter (a BPF function cannot return a struct),
 /// so that the lookup's 64-byte parameters never share a call chain's 512-byte stack with
 /// the rewrite.
+///
+/// A route without a resolved neighbour still answers (with `unresolved` set) for tc,
+/// which can have the kernel resolve it; XDP cannot.
 #[inline(never)]
 pub fn next_hop<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, rules: &SpliceEntry, hop: &mut Hop) -> bool {
     let Some(params) = lookup(hook, frame, packet, rules) else {
@@ -95,10 +108,17 @@ fn lookup<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, rules: &SpliceEntry
     }
     // SAFETY: params is a live stack object of exactly the size we pass; the helper only
     // reads and writes inside it and reads the context.
-    let rc = unsafe {
-        fib_lookup(hook.fib_ctx() as *mut _, &mut params, size_of::<bpf_fib_lookup>() as i32, 0)
-    };
-    (rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)).then_some(params)
+    let rc = unsafe { fib_lookup(hook.fib_ctx() as *mut _, &mut params, size_of::<bpf_fib_lookup>() as i32, 0) };
+    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        return Some(params);
+    }
+    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) && !H::XDP {
+        // The egress interface is known; no MAC is (see Hop::unresolved).
+        params.dmac = [0; ETH_ALEN];
+        params.smac = [0; ETH_ALEN];
+        return Some(params);
+    }
+    None
 }
 
 #[inline(always)]

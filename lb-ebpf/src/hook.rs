@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{xdp_action, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect,
+    helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{counter, csum::Delta};
@@ -55,8 +55,8 @@ pub trait Hook {
     /// Whether bpf_fib_lookup should check the egress MTU against the IP header's length;
     /// tc leaves it to the kernel, which knows an skb's segment size.
     const FIB_CHECKS_LENGTH: bool;
-    /// Finishes the rewritten frame's TCP checksum and sends it out of `ifindex`.
-    fn send(&self, frame: &Frame, packet: &Packet, sums: Checksums, ifindex: u32) -> u32;
+    /// Finishes the rewritten frame's TCP checksum and sends it to `hop`.
+    fn send(&self, frame: &Frame, packet: &Packet, sums: Checksums, hop: &egress::Hop) -> u32;
 }
 
 pub struct Xdp<'a>(pub &'a XdpContext);
@@ -97,12 +97,12 @@ impl Hook for Xdp<'_> {
     /// XDP only ever rewrites frames whose checksum is complete (splice.rs defers the
     /// others to tc), so the field takes the change directly.
     #[inline(always)]
-    fn send(&self, frame: &Frame, packet: &Packet, sums: Checksums, ifindex: u32) -> u32 {
+    fn send(&self, frame: &Frame, packet: &Packet, sums: Checksums, hop: &egress::Hop) -> u32 {
         if rewrite::apply_to_complete(frame, packet, sums).is_none() {
             counters::add(counter::SPLICE_ERRORS, 1);
             return Self::DROP;
         }
-        egress::xdp_send(self.ingress_ifindex(), ifindex)
+        egress::xdp_send(self.ingress_ifindex(), hop.ifindex)
     }
 }
 
@@ -140,9 +140,15 @@ impl Tc<'_> {
     }
 
     #[inline(always)]
-    pub fn redirect(&self, ifindex: u32) -> u32 {
+    pub fn redirect(&self, hop: &egress::Hop) -> u32 {
+        if hop.unresolved() {
+            counters::add(counter::NEIGH_RESOLVED, 1);
+            // SAFETY: a plain helper call; without parameters (null, 0) the kernel looks
+            // the next hop up itself from the rewritten headers and fills both MACs.
+            return unsafe { bpf_redirect_neigh(hop.ifindex, core::ptr::null_mut(), 0, 0) as u32 };
+        }
         // SAFETY: a plain helper call; it only records the target in per-CPU state.
-        unsafe { bpf_redirect(ifindex, 0) as u32 }
+        unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
     }
 }
 
@@ -181,11 +187,11 @@ impl Hook for Tc<'_> {
     }
 
     #[inline(always)]
-    fn send(&self, _frame: &Frame, packet: &Packet, sums: Checksums, ifindex: u32) -> u32 {
+    fn send(&self, _frame: &Frame, packet: &Packet, sums: Checksums, hop: &egress::Hop) -> u32 {
         if self.finish_checksum(packet.l4, sums).is_none() {
             counters::add(counter::SPLICE_ERRORS, 1);
             return Self::DROP;
         }
-        self.redirect(ifindex)
+        self.redirect(hop)
     }
 }

@@ -99,9 +99,12 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
         if H::XDP {
             return deferred::<H>();
         }
-        // No route or no neighbour: the kernel's socket is retired and would answer with a
-        // RST, so the frame is dropped; the peer retransmits.
+        // No route: the kernel's socket is retired and would answer with a RST, so the
+        // frame is dropped; the peer retransmits. Marked on the flow, for the daemon to
+        // count and report it.
         counters::add(counter::FIB_FAILED, 1);
+        // SAFETY: as in `account`: a plain store the reaper reads eventually.
+        unsafe { (*entry).seen |= splice_seen::FIB_FAILED };
         return H::DROP;
     }
     if H::XDP && !egress::xdp_can_send(hook.ingress_ifindex(), hop.ifindex) {
@@ -120,14 +123,15 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     }
     account(hook, frame, packet, entry, ends_flow);
     let mut sums = Checksums { pseudo: Delta::ZERO, header: Delta::ZERO };
-    if !rewrite::rewrite(frame, packet, rules, &mut sums) || frame.set_bytes(0, &hop.macs).is_none() {
+    // An unresolved hop gets its MACs from the kernel's neighbour subsystem (tc only).
+    if !rewrite::rewrite(frame, packet, rules, &mut sums) || (!hop.unresolved() && frame.set_bytes(0, &hop.macs).is_none()) {
         counters::add(counter::SPLICE_ERRORS, 1);
         return H::DROP;
     }
     // Counted first: finishing the checksum may end every access to the frame.
     counters::add(counter::SPLICED_PACKETS, 1);
     counters::add(counter::SPLICED_BYTES, hook.len());
-    hook.send(frame, packet, sums, hop.ifindex)
+    hook.send(frame, packet, sums, &hop)
 }
 
 /// Where an RST of a live flow falls in its receiver's window (RFC 5961 §3.2).

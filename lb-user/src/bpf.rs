@@ -426,6 +426,8 @@ pub struct Counters {
     pub xdp_deferred: u64,
     #[serde(default)]
     pub rst_out_of_window: u64,
+    #[serde(default)]
+    pub neigh_resolved: u64,
 }
 
 impl Counters {
@@ -444,6 +446,7 @@ impl Counters {
             splice_errors: sum(counter::SPLICE_ERRORS)?,
             xdp_deferred: sum(counter::XDP_DEFERRED)?,
             rst_out_of_window: sum(counter::RST_OUT_OF_WINDOW)?,
+            neigh_resolved: sum(counter::NEIGH_RESOLVED)?,
         })
     }
 }

@@ -566,18 +566,37 @@ fn frozen_flow_keeps_recording_the_peer_tsval() {
 }
 
 #[test]
-fn fib_failure_is_left_to_tc_which_drops_and_counts() {
+fn fib_failure_is_left_to_tc_which_drops_counts_and_marks_the_flow() {
     with_fixture(|fx| {
-        for dst in [UNROUTED_V4, UNRESOLVED_V4] {
-            fx.dp.splice(client_key_v4(), SpliceEntry { dst_addr: v4(dst), ..toward_server_v4() });
-            let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
-            assert_eq!(action, XDP_PASS, "XDP toward {dst:?}");
-            let (action, _) = fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
-            assert_eq!(action, TC_ACT_SHOT, "toward {dst:?}");
-        }
-        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 2);
-        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 2);
+        fx.dp.splice(client_key_v4(), SpliceEntry { dst_addr: v4(UNROUTED_V4), ..toward_server_v4() });
+        let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+        assert_eq!(action, XDP_PASS, "XDP toward an unrouted address");
+        let (action, _) = fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
+        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 1);
         assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIB_FAILED);
+    });
+}
+
+#[test]
+fn a_route_without_a_neighbour_is_resolved_by_the_kernel_from_tc() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { dst_addr: v4(UNRESOLVED_V4), ..toward_server_v4() });
+        // XDP cannot resolve a neighbour: it leaves the frame to tc.
+        let (action, _) = fx.dp.run(fx.c0, &from_client_v4().to_bytes());
+        assert_eq!(action, XDP_PASS);
+        // tc rewrites it and has the kernel resolve the next hop (bpf_redirect_neigh).
+        let input = from_client_v4();
+        let (action, out) = fx.dp.run_tc(fx.c0, &input.to_bytes());
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let expected = Segment { addrs: Addrs::V4(LB_V4, UNRESOLVED_V4), ..addressed_to_server_v4(&input) };
+        // The MACs are the kernel's to fill after the program: only the IP packet is ours.
+        assert_frame_eq(&out[14..], &expected.to_bytes()[14..]);
+        assert_eq!(fx.dp.counter(counter::NEIGH_RESOLVED), 1);
+        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 0);
+        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
     });
 }
 

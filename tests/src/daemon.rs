@@ -287,6 +287,9 @@ pub struct Handoff {
     /// Directions of handed-off flows found stalled (data arriving, no ACK moving).
     #[serde(default)]
     pub stalls: u64,
+    /// Directions of handed-off flows that lost frames for want of a route.
+    #[serde(default)]
+    pub unroutable: u64,
     pub fallbacks: std::collections::BTreeMap<String, u64>,
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
@@ -316,6 +319,9 @@ pub struct Counters {
     pub rst_out_of_window: u64,
     #[serde(default)]
     pub unparsed: u64,
+    /// Frames of live flows tc sent through the kernel's neighbour resolution.
+    #[serde(default)]
+    pub neigh_resolved: u64,
 }
 
 /// One pinned flow of the XDP fast path.

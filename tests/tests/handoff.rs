@@ -66,6 +66,8 @@ on_both_veths!(
     h2_session_with_many_streams_over_a_handed_off_flow,
     xdp_beside_tc_on_every_interface_is_byte_identical,
     blind_resets_do_not_end_a_handed_off_flow,
+    flushed_neighbours_are_resolved_again_mid_transfer,
+    a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -301,6 +303,54 @@ fn restart_mid_transfer(veth: VethKind, kill: bool) -> Result<()> {
     Ok(())
 }
 
+/// After a restart, an adopted flow has no socket to hold the load balancer's port of its
+/// server-side connection. With a single ephemeral port on the load balancer, the flow
+/// takes it; after the restart a new connection toward the same server must not get it
+/// (its frames would collide with the flow's): connect() finds no port, and the adopted
+/// session goes on intact. Once the flow ends, the port is free again.
+fn a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections(veth: VethKind) -> Result<()> {
+    const PORT: u16 = 45_000;
+    let mut lab = xdp_lab(veth)?;
+    let out = run_in(lab.topo.lb(), &["sysctl", "-qw", &format!("net.ipv4.ip_local_port_range={PORT} {PORT}")])?;
+    ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
+    let pins = PinDir::new(lab.topo.prefix())?;
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--pin-dir".to_string(), pins.path.display().to_string()]);
+    let config = echo_config("xdp");
+    lab.start_with(&config, opts.clone())?;
+    let echo = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
+    let mut session = lab.in_cli(|| {
+        let mut session = TlsClient::connect(&echo)?.into_echo(Duration::from_secs(10))?;
+        session.exchange(64 * 1024)?;
+        Ok(session)
+    })?;
+    wait_for(Duration::from_secs(10), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1))
+        .context("the session was not handed off")?;
+    lab.start_with(&config, opts)?;
+    wait_for(Duration::from_secs(5), Duration::from_millis(50), || lab.stats().ok().filter(|s| handoff(s).adopted == 1))
+        .context("the flow was not adopted")?;
+    // The load balancer's only ephemeral port, toward the echo server: taken.
+    let server: std::net::SocketAddr = "10.77.2.2:9443".parse()?;
+    let attempt = lb_tests::netns::in_netns(lab.topo.lb(), || Ok(std::net::TcpStream::connect_timeout(&server, Duration::from_secs(2))))?;
+    match attempt {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+        other => anyhow::bail!("a new connection toward the server could draw the adopted flow's port: {other:?}"),
+    }
+    session.exchange(MIB).context("the adopted session")?;
+    session.shutdown_write()?;
+    session.read_to_eof()?;
+    let report = session.report();
+    ensure!(report.sent_sha256 == report.received_sha256 && report.close_notify_received, "{report:?}");
+    drop(session);
+    wait_settled(&lab, 0)?;
+    // The flow is over: its port is free for new connections again (toward another server:
+    // the echo server may keep the old connection in TIME_WAIT).
+    let other: std::net::SocketAddr = "10.77.2.3:9444".parse()?;
+    let freed = lb_tests::netns::in_netns(lab.topo.lb(), || Ok(std::net::TcpStream::connect_timeout(&other, Duration::from_secs(2))))?;
+    ensure!(freed.is_ok(), "the port stayed reserved after the flow ended: {freed:?}");
+    Ok(())
+}
+
 fn daemon_restart_mid_transfer_does_not_interrupt_a_handed_off_flow(veth: VethKind) -> Result<()> {
     restart_mid_transfer(veth, false)
 }
@@ -380,6 +430,32 @@ fn blind_resets_do_not_end_a_handed_off_flow(veth: VethKind) -> Result<()> {
     ensure!(report.sent_sha256 == report.received_sha256 && report.close_notify_received, "{report:?}");
     drop(session);
     wait_settled(&lab, 1)?;
+    Ok(())
+}
+
+/// The load balancer's neighbour entries vanish mid-transfer (as they expire while the
+/// retired sockets are silent): tc has the kernel resolve them again, the transfer ends
+/// byte-identical and no frame is dropped for want of a route.
+fn flushed_neighbours_are_resolved_again_mid_transfer(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    let ns = lab.topo.cli().to_string();
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(20));
+    let transfer = std::thread::spawn(move || in_netns(&ns, || echo_transfer(&client, 256 * MIB, Duration::from_secs(20))));
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1))
+        .context("the transfer was not handed off")?;
+    for _ in 0..5 {
+        for dev in [LB_CLI_IF, LB_SRV_IF] {
+            let out = run_in(lab.topo.lb(), &["ip", "neigh", "flush", "dev", dev])?;
+            ensure!(out.status.success(), "ip neigh flush: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
+    ensure!(report.sent_sha256 == report.received_sha256 && report.received == 256 * MIB, "{report:?}");
+    let stats = wait_settled(&lab, 1)?;
+    ensure!(stats.counters.neigh_resolved > 0, "no frame went through neighbour resolution: {:?}", stats.counters);
+    ensure!(stats.counters.fib_failed == 0 && handoff(&stats).unroutable == 0, "frames dropped for want of a route: {:?}", stats);
     Ok(())
 }
 

@@ -31,6 +31,7 @@
 //! Any failure before step 5 undoes the freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
 pub mod reaper;
+mod reserve;
 pub mod socket;
 pub mod stall;
 pub mod stats;
@@ -49,7 +50,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::FlowKey;
+use lb_common::{FlowKey, SpliceEntry};
 use tokio::{net::TcpStream, sync::oneshot};
 
 use self::{
@@ -121,6 +122,8 @@ pub struct Handoff {
     /// Set when the daemon stops: live flows are then left to the XDP program (a restarted
     /// daemon adopts them) instead of being torn down with their tasks.
     stopping: AtomicBool,
+    /// Ports of adopted flows' server-side connections, held until those flows end.
+    reserved: Mutex<reserve::Reserved>,
 }
 
 impl Handoff {
@@ -134,10 +137,16 @@ impl Handoff {
             freezing: Mutex::default(),
             live: Mutex::default(),
             stopping: AtomicBool::new(false),
+            reserved: Mutex::default(),
         };
-        let adopted = handoff.table.entries().iter().filter(|(_, e)| e.state == lb_common::splice_state::LIVE).count() as u64 / 2;
+        let live: Vec<SpliceEntry> = handoff.table.entries().into_iter().map(|(_, e)| e).filter(|e| e.state == lb_common::splice_state::LIVE).collect();
+        let adopted = live.len() as u64 / 2;
         if adopted > 0 {
-            tracing::info!(flows = adopted, "adopted flows a previous daemon handed off");
+            let (ports, failed) = handoff.reserved.lock().unwrap_or_else(|p| p.into_inner()).adopt(live.iter());
+            tracing::info!(flows = adopted, reserved_ports = ports, "adopted flows a previous daemon handed off");
+            for (addr, error) in failed {
+                tracing::warn!(%addr, %error, "could not reserve an adopted flow's port: a new upstream connection may draw it");
+            }
         }
         handoff.stats.update(|r| r.adopted = adopted);
         Arc::new(handoff)
@@ -159,6 +168,14 @@ impl Handoff {
 
     fn is_freezing(&self, key: &FlowKey) -> bool {
         self.freezing.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    /// Gives back the ports an ended adopted flow held (nothing for other flows).
+    fn release_ports(&self, entries: [&SpliceEntry; 2]) {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in entries {
+            reserved.release(entry);
+        }
     }
 
     fn flow_ended(&self, a: &FlowKey, b: &FlowKey) {

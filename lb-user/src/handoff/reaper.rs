@@ -24,6 +24,7 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
     let mut orphans: HashMap<FlowKey, Instant> = HashMap::new();
     let mut published = None;
     let mut stalls = StallWatch::default();
+    let mut unroutable: HashSet<FlowKey> = HashSet::new();
     loop {
         tokio::time::sleep(SCAN_EVERY).await;
         let entries: HashMap<FlowKey, SpliceEntry> = handoff.table.entries().into_iter().collect();
@@ -50,6 +51,14 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
             let other = entries.get(&other_key).copied().unwrap_or_default();
             let now = Instant::now();
             for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
+                if sent.seen & splice_seen::FIB_FAILED != 0 && unroutable.insert(*sent_key) {
+                    handoff.stats.update(|r| r.unroutable += 1);
+                    tracing::warn!(
+                        from = %super::translate::describe(sent_key),
+                        to = %super::translate::describe(&reverse_key(sent)),
+                        "handed-off flow has no route to its peer: its frames are dropped until one exists (fib_failed)"
+                    );
+                }
                 if stalls.observe(*sent_key, sent, received, now) {
                     handoff.stats.update(|r| r.stalls += 1);
                     tracing::warn!(
@@ -68,12 +77,14 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
             };
             if ending.entry(pair).or_insert_with(Instant::now).elapsed() >= linger {
                 handoff.table.remove(&[*key, other_key]);
+                handoff.release_ports([entry, &other]);
                 handoff.flow_ended(key, &other_key);
                 ending.remove(&pair);
             }
         }
         ending.retain(|pair, _| done.contains(pair));
         stalls.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
+        unroutable.retain(|key| entries.contains_key(key));
         orphans.retain(|key, _| entries.contains_key(key));
         handoff.stats.update(|r| r.active = live_pairs);
         if let Some(dir) = &data_dir {

@@ -92,6 +92,10 @@ pub struct HandoffReport {
     /// on a healthy host.
     #[serde(default)]
     pub stalls: u64,
+    /// Directions of handed-off flows that dropped frames for want of a route to the peer
+    /// (`fib_failed`), each counted once: the peer is unreachable from this host now.
+    #[serde(default)]
+    pub unroutable: u64,
     /// Connections that stayed in user space, by reason.
     pub fallbacks: BTreeMap<String, u64>,
     /// Connections relayed per frontend and mode (`copy`, `splice`, `xdp`).
