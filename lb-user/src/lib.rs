@@ -28,4 +28,5 @@ pub mod serve;
 pub mod server_state;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
