@@ -29,4 +29,5 @@ pub mod serve;
 pub mod server_state;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::{
     api::{self, ApiToken},
     apply::Applier,
-    bpf::{Dataplane, XdpModeChoice, XdpUse},
+    bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     config_file,
     control::{self, Control, Traffic},
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
@@ -17,6 +17,7 @@ use crate::{
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
     store::Store,
+    telemetry::{self, DaemonState},
 };
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +54,11 @@ pub struct ServeArgs {
     /// `Authorization: Bearer <token>`. Required when --api is not a loopback address.
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
+    /// Address of a listener serving only `GET /metrics` (Prometheus text format), never
+    /// behind the API token; port 0 picks a free port (runtime.json tells which). The API
+    /// serves `/metrics` too, behind its token when one is set.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
     /// The service name under /ipLoadbalancing/{serviceName}.
     #[arg(long, default_value = "lb")]
     pub service: String,
@@ -142,9 +148,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
     });
+    let kernel_counters = match &kernel_ids {
+        Some(ids) => Some(KernelCounters::open(ids)?),
+        None => None,
+    };
+    let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
     let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
-    let result = start(&args, &applier, store, imported, token).await;
-    let (control, api) = match result {
+    let result = start(&args, &applier, store, imported, token, telemetry).await;
+    let (control, api, metrics) = match result {
         Ok(started) => started,
         Err(e) => {
             applier.shutdown(false);
@@ -162,6 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             xdp: attachments,
             kernel: kernel_ids,
             api: api.as_ref().map(|a| a.addr),
+            metrics: metrics.as_ref().map(|m| m.addr),
         },
     )?;
     info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
@@ -174,6 +186,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     if let Some(api) = api {
         api.stop().await;
+    }
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
     }
     drop(control);
     drop(runtime);
@@ -204,6 +219,14 @@ fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
     })
 }
 
+/// What the daemon state handle needs besides the control plane (made in `start`).
+struct Telemetry {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Arc<Proxy>,
+    handoff: Option<Arc<Handoff>>,
+    kernel: Option<KernelCounters>,
+}
+
 /// Opens the control plane, applies the imported or the persisted configuration, and
 /// starts the API.
 async fn start(
@@ -212,7 +235,8 @@ async fn start(
     store: Store,
     imported: Option<crate::model::ServiceConfig>,
     token: Option<ApiToken>,
-) -> Result<(Arc<Control>, Option<ApiServer>)> {
+    telemetry: Telemetry,
+) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
     let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
     match imported {
@@ -226,14 +250,19 @@ async fn start(
             info!(frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "serving the persisted applied configuration");
         }
     }
+    let daemon = Arc::new(DaemonState::new(telemetry.snapshot, telemetry.proxy, telemetry.handoff, telemetry.kernel, Arc::clone(&control)));
+    let metrics = match args.metrics {
+        Some(addr) => Some(ApiServer::start("--metrics", addr, telemetry::metrics_router(Arc::clone(&daemon))).await?),
+        None => None,
+    };
     let api = match args.api {
-        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token)).await?),
+        Some(addr) => Some(ApiServer::start("--api", addr, api::router(Arc::clone(&control), token, Some(daemon))).await?),
         None => {
             info!("no --api: the control-plane API is not served");
             None
         }
     };
-    Ok((control, api))
+    Ok((control, api, metrics))
 }
 
 struct ApiServer {
@@ -243,8 +272,8 @@ struct ApiServer {
 }
 
 impl ApiServer {
-    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--api: listening on {addr}"))?;
+    async fn start(flag: &'static str, addr: SocketAddr, router: axum::Router) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{flag}: listening on {addr}"))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -252,10 +281,10 @@ impl ApiServer {
                 stopped.changed().await.ok();
             };
             if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-                warn!(error = %e, "the API server stopped");
+                warn!(error = %e, flag, "the HTTP server stopped");
             }
         });
-        info!(%addr, "API listening");
+        info!(%addr, flag, "HTTP listening");
         Ok(Self { addr, stop, task })
     }
 
