@@ -17,10 +17,13 @@ use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpSocket, TcpStream},
 };
-use tracing::{debug, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::{
+    access::{ConnLog, Termination},
     admission::Gates,
+    drain::Connections,
+    liveness::{keepalive, IdleWatch},
     refusals::Refusals,
     snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
@@ -48,11 +51,13 @@ pub struct Proxy {
     settings: ProxySettings,
     gates: Gates,
     pub refusals: Refusals,
+    /// Every connection from accept to end, for the drain at shutdown.
+    pub connections: Arc<Connections>,
 }
 
 impl Proxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, handoff: Option<Arc<Handoff>>, settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default() })
+        Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default(), connections: Arc::default() })
     }
 
     /// Accepts connections for one frontend until the task is aborted, never more at once
@@ -64,12 +69,19 @@ impl Proxy {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let admitted = gate.admit();
+                    let tracked = self.connections.enter();
                     let proxy = Arc::clone(&self);
                     let span = tracing::debug_span!("conn", frontend = frontend_id, client = %peer);
                     tokio::spawn(
                         async move {
-                            proxy.handle(frontend_id, stream, peer).await;
-                            drop(admitted);
+                            let mut log = ConnLog::new(frontend_id, peer);
+                            tokio::select! {
+                                () = proxy.handle(frontend_id, stream, peer, &mut log) => {}
+                                // The drain is over: a handed-off flow that outlives the daemon goes on in the kernel.
+                                () = tracked.closing() => log.end(if log.is_handed_off() && proxy.handoff.is_some() { Termination::LeftToKernel } else { Termination::DrainTimeout }),
+                            }
+                            log.emit();
+                            drop((admitted, tracked));
                         }
                         .instrument(span),
                     );
@@ -87,7 +99,8 @@ impl Proxy {
         self.snapshot.load().frontends.iter().find(|f| f.id == frontend_id).map_or(DEFAULT_MAX_CONNECTIONS, |f| f.max_connections)
     }
 
-    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr) {
+    /// Serves one connection, recording in `log` what the access log says of it.
+    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr, log: &mut ConnLog) {
         let snapshot = self.snapshot.load_full();
         let Some(frontend) = snapshot.frontends.iter().find(|f| f.id == frontend_id) else {
             return;
@@ -99,7 +112,7 @@ impl Proxy {
                 Ok(c) => Some(c),
                 Err(e) => {
                     Refusals::count(&self.refusals.inspection_failed);
-                    debug!(frontend = frontend.id, client = %peer, error = %e, "connection closed during inspection");
+                    log.fail(Termination::InspectionFailed, e);
                     return;
                 }
             }
@@ -107,34 +120,41 @@ impl Proxy {
             None
         };
         let hello = hello_of(&classified);
+        if let Some(hello) = hello {
+            log.hello(hello);
+        }
         let facts = ConnFacts { source: canonical(peer.ip()), hello };
         let farm = match frontend.decide(&facts) {
             Decision::Farm { farm, route_id } => {
-                debug!(frontend = frontend.id, route = ?route_id, farm = farm.id, sni = ?hello.and_then(|h| h.sni()), "routed");
+                log.routed(route_id, farm.id);
                 farm
             }
             Decision::Reject { route_id } => {
                 Refusals::count(&self.refusals.rejected);
-                debug!(frontend = frontend.id, client = %peer, route = route_id, "rejected by route");
+                log.rejected(route_id);
                 return;
             }
             Decision::Close => {
                 Refusals::count(&self.refusals.unmatched);
-                debug!(frontend = frontend.id, client = %peer, "no route matched and no default farm: closed");
+                log.end(Termination::NoRoute);
                 return;
             }
         };
-        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes).await {
+        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes, log).await {
             Refusals::count(&self.refusals.upstream_failed);
-            debug!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
+            log.fail(Termination::UpstreamFailed, format!("{e:#}"));
         }
     }
 
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut) -> Result<()> {
+    /// Connects to a server of the farm and relays until the connection ends; Err when no
+    /// server could take it.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog) -> Result<()> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
         let (server, mut upstream) = self.connect(farm, canonical(peer.ip()), mss).await?;
+        log.server(server.id);
         let _slot = server.runtime.occupy();
         // One getsockname for the pin and the PROXY header, none when neither needs it.
         let client_local = match (&self.flows, server.proxy_protocol) {
@@ -160,12 +180,17 @@ impl Proxy {
         // Forwarded: the connection, idle for hours perhaps, need not keep the hello's bytes
         // and parsed fields (4 KiB and more).
         drop((classified, first_bytes));
+        for stream in [&client, &upstream] {
+            keepalive(stream).ok();
+        }
+        let idle = IdleWatch::new(&client, &upstream, frontend.idle_timeout);
+        log.path(if frontend.fastpath == Fastpath::Copy { Carried::Copy } else { Carried::Splice });
         let relayed = async {
             let result = match (frontend.fastpath, handoff) {
                 (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),
                 (Fastpath::Auto | Fastpath::Xdp, Some(handoff)) => {
                     let after = if frontend.fastpath == Fastpath::Xdp { 0 } else { handoff.settings().after_bytes };
-                    handoff.relay(client, upstream, after).await
+                    handoff.relay(client, upstream, after, || log.path(Carried::Xdp)).await
                 }
                 _ => relay(client, upstream, RelayMode::Auto)
                     .await
@@ -176,17 +201,16 @@ impl Proxy {
             }
             result
         };
-        if server.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
-            tokio::select! {
-                result = relayed => log_relay(server, result),
-                () = server.runtime.marked_down() => {
-                    info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
-                    Ok(())
-                }
+        let shutdown_sessions = server.on_marked_down == Some(OnMarkedDown::ShutdownSessions);
+        tokio::select! {
+            result = relayed => log_relay(log, result),
+            () = server.runtime.marked_down(), if shutdown_sessions => {
+                info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
+                log.end(Termination::ServerMarkedDown);
             }
-        } else {
-            log_relay(server, relayed.await)
+            () = idle.expired() => log.end(Termination::IdleTimeout),
         }
+        Ok(())
     }
 
     /// Connects to the farm's chosen server. A server that refuses or times out is skipped
@@ -232,15 +256,15 @@ fn hello_of(classified: &Option<Classified>) -> Option<&ClientHello> {
     }
 }
 
-fn log_relay(server: &ServerPlan, result: io::Result<(Moved, Carried)>) -> Result<()> {
-    let (moved, mode) = match result {
-        // A peer resetting or vanishing is how many TCP conversations end: not an error of ours.
-        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted) => {
-            debug!(server = server.id, error = %e, "connection ended by a peer reset");
-            return Ok(());
+fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>) {
+    match result {
+        Ok((moved, carried)) => {
+            log.moved(moved);
+            log.path(carried);
+            log.end(Termination::Closed);
         }
-        other => other.with_context(|| format!("relaying with server {}", server.id))?,
-    };
-    debug!(server = server.id, ?mode, to_server = moved.to_server, to_client = moved.to_client, "connection done");
-    Ok(())
+        // A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end: not an error of ours.
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut) => log.fail(Termination::PeerReset, e),
+        Err(e) => log.fail(Termination::RelayError, e),
+    }
 }
