@@ -44,6 +44,8 @@ pub enum Termination {
     /// Handed off to the XDP program, which keeps carrying it after the daemon stopped
     /// (`--pin-dir`): the next daemon adopts it.
     LeftToKernel,
+    /// Handed off to the XDP program, and ended with the daemon (no `--pin-dir`).
+    DaemonStopped,
 }
 
 impl Termination {
@@ -52,7 +54,7 @@ impl Termination {
         match self {
             Self::InspectionFailed | Self::RejectedByRoute | Self::NoRoute => "refused",
             Self::UpstreamFailed | Self::RelayError => "failed",
-            Self::Cancelled | Self::Closed | Self::PeerReset | Self::IdleTimeout | Self::ServerMarkedDown | Self::DrainTimeout | Self::LeftToKernel => "relayed",
+            Self::Cancelled | Self::Closed | Self::PeerReset | Self::IdleTimeout | Self::ServerMarkedDown | Self::DrainTimeout | Self::LeftToKernel | Self::DaemonStopped => "relayed",
         }
     }
 
@@ -70,6 +72,7 @@ impl Termination {
             Self::ServerMarkedDown => "server-marked-down",
             Self::DrainTimeout => "drain-timeout",
             Self::LeftToKernel => "left-to-kernel",
+            Self::DaemonStopped => "daemon-stopped",
         }
     }
 

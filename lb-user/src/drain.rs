@@ -1,9 +1,9 @@
-//! Stopping gracefully: once the listeners are closed, the connections in flight get up to
-//! `--drain-timeout` to finish on their own, then the rest are closed.
+//! Stopping gracefully: once the listeners are closed, the connections relayed in user space
+//! get up to `--drain-timeout` to finish on their own, then the rest are closed.
 //!
-//! Connections handed to the XDP program are not waited for when they outlive the daemon
-//! (`--pin-dir`: the next daemon adopts them); without a pin directory they end with the
-//! daemon, so the drain waits for them like for the others.
+//! Connections handed to the XDP program are not waited for: with `--pin-dir` they outlive
+//! the daemon (the next daemon adopts them), without it they end with the daemon, as they
+//! always did.
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -24,6 +24,8 @@ pub struct Connections {
     ended: Notify,
     closing: AtomicBool,
     close: Notify,
+    /// Set with `closing`: handed-off flows outlive the daemon.
+    flows_survive: AtomicBool,
 }
 
 /// One connection, counted until dropped.
@@ -63,8 +65,14 @@ impl Connections {
         self.live.load(Ordering::Acquire)
     }
 
+    /// Whether the handed-off flows of closed connections go on in the kernel.
+    pub fn flows_survive(&self) -> bool {
+        self.flows_survive.load(Ordering::Acquire)
+    }
+
     /// Ends every connection still open (their tasks log them and return).
-    pub fn close_all(&self) {
+    pub fn close_all(&self, flows_survive: bool) {
+        self.flows_survive.store(flows_survive, Ordering::Release);
         self.closing.store(true, Ordering::Release);
         self.close.notify_waiters();
     }
@@ -99,28 +107,24 @@ pub struct Drain<'a> {
 }
 
 impl Drain<'_> {
-    /// Handed-off flows not waited for.
-    fn survivors(&self) -> usize {
-        if self.flows_survive {
-            self.handoff.map_or(0, Handoff::live_flows)
-        } else {
-            0
-        }
+    /// Connections carried by the XDP program: not waited for.
+    fn handed_off(&self) -> usize {
+        self.handoff.map_or(0, Handoff::live_flows)
     }
 
     /// Waits for the connections to finish, up to the timeout; returns how many are left.
     pub async fn wait(&self) -> usize {
         let started = Instant::now();
-        let waiting = self.connections.live().saturating_sub(self.survivors());
-        info!(connections = waiting, handed_off_kept = self.survivors(), timeout_s = self.timeout.as_secs_f64(), "draining: listeners closed, waiting for connections to finish");
-        let left = self.connections.wait_until(started + self.timeout, || self.survivors()).await;
+        let waiting = self.connections.live().saturating_sub(self.handed_off());
+        info!(connections = waiting, handed_off = self.handed_off(), handed_off_kept = self.flows_survive, timeout_s = self.timeout.as_secs_f64(), "draining: listeners closed, waiting for connections to finish");
+        let left = self.connections.wait_until(started + self.timeout, || self.handed_off()).await;
         info!(finished = waiting.saturating_sub(left), still_open = left, elapsed_ms = started.elapsed().as_millis() as u64, "drain over");
         left
     }
 
     /// Closes whatever is left and gives the tasks a moment to log their end.
     pub async fn close_rest(&self) {
-        self.connections.close_all();
+        self.connections.close_all(self.flows_survive);
         self.connections.wait_until(Instant::now() + Duration::from_secs(1), || 0).await;
     }
 }

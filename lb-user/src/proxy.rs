@@ -77,8 +77,12 @@ impl Proxy {
                             let mut log = ConnLog::new(frontend_id, peer);
                             tokio::select! {
                                 () = proxy.handle(frontend_id, stream, peer, &mut log) => {}
-                                // The drain is over: a handed-off flow that outlives the daemon goes on in the kernel.
-                                () = tracked.closing() => log.end(if log.is_handed_off() && proxy.handoff.is_some() { Termination::LeftToKernel } else { Termination::DrainTimeout }),
+                                // The drain is over: what is left is closed (a handed-off flow with --pin-dir goes on in the kernel).
+                                () = tracked.closing() => log.end(match (log.is_handed_off(), proxy.connections.flows_survive()) {
+                                    (true, true) => Termination::LeftToKernel,
+                                    (true, false) => Termination::DaemonStopped,
+                                    (false, _) => Termination::DrainTimeout,
+                                }),
                             }
                             log.emit();
                             drop((admitted, tracked));
