@@ -146,10 +146,6 @@ impl ConnLog {
         self.path = Some(path);
     }
 
-    pub fn is_handed_off(&self) -> bool {
-        self.path == Some(Carried::Xdp)
-    }
-
     pub fn moved(&mut self, moved: Moved) {
         self.moved = moved;
     }
@@ -221,7 +217,7 @@ mod tests {
         let mut log = ConnLog::new(1, "192.0.2.1:5000".parse().unwrap());
         assert_eq!(log.termination(), Termination::Cancelled);
         log.path(Carried::Xdp);
-        assert!(log.is_handed_off());
+        assert_eq!(log.path, Some(Carried::Xdp));
         log.end(Termination::Closed);
         assert_eq!(log.termination().reason(), "closed");
     }

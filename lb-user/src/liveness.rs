@@ -16,6 +16,8 @@ use std::{
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
+use crate::fastpath::Moved;
+
 /// Silence before the first keepalive probe.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Between unanswered probes.
@@ -29,7 +31,8 @@ pub fn keepalive(stream: &TcpStream) -> io::Result<()> {
     SockRef::from(stream).set_tcp_keepalive(&settings)
 }
 
-/// Watches the two sockets of a relayed connection for idleness.
+/// Watches the two sockets of a relayed connection for idleness, and tells how many bytes
+/// each received (for the access log of a connection whose relay is cut short).
 ///
 /// It holds their raw descriptors, not the streams: those belong to the relay. It must only
 /// be awaited next to the relay that owns them (in the same `select!`), so that it is never
@@ -59,6 +62,18 @@ impl IdleWatch {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Whether the connection is carried by the XDP program (its sockets in repair mode).
+    pub fn handed_off(&self) -> bool {
+        in_repair(self.fds[0]).unwrap_or(false)
+    }
+
+    /// Bytes the kernel received from the client and from the server so far (`tcpi_bytes_received`;
+    /// for a handed-off connection, up to the hand-off). Zero where it cannot tell.
+    pub fn received(&self) -> Moved {
+        let [client, server] = self.fds.map(|fd| tcp_info(fd).map_or(0, |i| i.tcpi_bytes_received));
+        Moved { to_server: client, to_client: server }
     }
 
     /// How long since either socket last received data; None when a socket is in repair
@@ -93,8 +108,11 @@ fn in_repair(fd: RawFd) -> io::Result<bool> {
 /// `tcpi_last_data_recv`: time since the socket last received a segment carrying data
 /// (or, before any, since the connection was established).
 fn last_data_received(fd: RawFd) -> io::Result<Duration> {
-    let info: TcpInfo = getsockopt(fd, libc::TCP_INFO)?;
-    Ok(Duration::from_millis(u64::from(info.0.tcpi_last_data_recv)))
+    Ok(Duration::from_millis(u64::from(tcp_info(fd)?.tcpi_last_data_recv)))
+}
+
+fn tcp_info(fd: RawFd) -> io::Result<libc::tcp_info> {
+    getsockopt::<TcpInfo>(fd, libc::TCP_INFO).map(|i| i.0)
 }
 
 struct TcpInfo(libc::tcp_info);
@@ -149,6 +167,8 @@ mod tests {
         };
         tokio::join!(watch.expired(), talk);
         let took = started.elapsed();
+        let received = watch.received();
+        assert_eq!((received.to_server, received.to_client), (1, 1));
         assert!(took >= Duration::from_millis(880), "expired after {took:?}, before 300 + 600 ms");
         assert!(took < Duration::from_millis(1500), "expired only after {took:?}");
     }

@@ -22,7 +22,7 @@ use tracing::{info, warn, Instrument};
 use crate::{
     access::{ConnLog, Termination},
     admission::Gates,
-    drain::Connections,
+    drain::{Connections, Tracked},
     liveness::{keepalive, IdleWatch},
     refusals::Refusals,
     snapshot::DEFAULT_MAX_CONNECTIONS,
@@ -76,13 +76,10 @@ impl Proxy {
                         async move {
                             let mut log = ConnLog::new(frontend_id, peer);
                             tokio::select! {
-                                () = proxy.handle(frontend_id, stream, peer, &mut log) => {}
-                                // The drain is over: what is left is closed (a handed-off flow with --pin-dir goes on in the kernel).
-                                () = tracked.closing() => log.end(match (log.is_handed_off(), proxy.connections.flows_survive()) {
-                                    (true, true) => Termination::LeftToKernel,
-                                    (true, false) => Termination::DaemonStopped,
-                                    (false, _) => Termination::DrainTimeout,
-                                }),
+                                // A relayed connection sees the close itself (and logs its bytes).
+                                biased;
+                                () = proxy.handle(frontend_id, stream, peer, &mut log, &tracked) => {}
+                                () = tracked.closing() => log.end(Termination::DrainTimeout),
                             }
                             log.emit();
                             drop((admitted, tracked));
@@ -104,7 +101,7 @@ impl Proxy {
     }
 
     /// Serves one connection, recording in `log` what the access log says of it.
-    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr, log: &mut ConnLog) {
+    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr, log: &mut ConnLog, tracked: &Tracked) {
         let snapshot = self.snapshot.load_full();
         let Some(frontend) = snapshot.frontends.iter().find(|f| f.id == frontend_id) else {
             return;
@@ -144,7 +141,7 @@ impl Proxy {
                 return;
             }
         };
-        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes, log).await {
+        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes, log, tracked).await {
             Refusals::count(&self.refusals.upstream_failed);
             log.fail(Termination::UpstreamFailed, format!("{e:#}"));
         }
@@ -153,7 +150,7 @@ impl Proxy {
     /// Connects to a server of the farm and relays until the connection ends; Err when no
     /// server could take it.
     #[allow(clippy::too_many_arguments)]
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog) -> Result<()> {
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog, tracked: &Tracked) -> Result<()> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
@@ -183,6 +180,7 @@ impl Proxy {
         upstream.write_all(&first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
         // Forwarded: the connection, idle for hours perhaps, need not keep the hello's bytes
         // and parsed fields (4 KiB and more).
+        let first_len = first_bytes.len() as u64;
         drop((classified, first_bytes));
         for stream in [&client, &upstream] {
             keepalive(stream).ok();
@@ -205,15 +203,23 @@ impl Proxy {
             }
             result
         };
+        // Each way of cutting the relay short reads the byte counts while the sockets are open.
         let shutdown_sessions = server.on_marked_down == Some(OnMarkedDown::ShutdownSessions);
-        tokio::select! {
-            result = relayed => log_relay(log, result),
-            () = server.runtime.marked_down(), if shutdown_sessions => {
-                info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
-                log.end(Termination::ServerMarkedDown);
+        let (end, received) = tokio::select! {
+            result = relayed => {
+                log_relay(log, result, first_len);
+                return Ok(());
             }
-            () = idle.expired() => log.end(Termination::IdleTimeout),
-        }
+            cut = async { server.runtime.marked_down().await; (Termination::ServerMarkedDown, idle.received()) }, if shutdown_sessions => {
+                info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
+                cut
+            }
+            cut = async { idle.expired().await; (Termination::IdleTimeout, idle.received()) } => cut,
+            // The drain is over: what is left is closed (a handed-off flow with --pin-dir goes on in the kernel).
+            cut = async { tracked.closing().await; (closed_at_exit(idle.handed_off(), self.connections.flows_survive()), idle.received()) } => cut,
+        };
+        log.moved(received);
+        log.end(end);
         Ok(())
     }
 
@@ -260,10 +266,20 @@ fn hello_of(classified: &Option<Classified>) -> Option<&ClientHello> {
     }
 }
 
-fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>) {
+/// How a connection still open when the drain ends is logged.
+fn closed_at_exit(handed_off: bool, flows_survive: bool) -> Termination {
+    match (handed_off, flows_survive) {
+        (true, true) => Termination::LeftToKernel,
+        (true, false) => Termination::DaemonStopped,
+        (false, _) => Termination::DrainTimeout,
+    }
+}
+
+/// `first_len`: the bytes forwarded before the relay started (the ClientHello).
+fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>, first_len: u64) {
     match result {
         Ok((moved, carried)) => {
-            log.moved(moved);
+            log.moved(Moved { to_server: first_len + moved.to_server, ..moved });
             log.path(carried);
             log.end(Termination::Closed);
         }
