@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the load balancer.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Validate a configuration file and exit.
     Check {
         #[arg(long)]
@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             raise_file_limit();
-            tokio::runtime::Runtime::new()?.block_on(serve::run(args))
+            tokio::runtime::Runtime::new()?.block_on(serve::run(*args))
         }
         Command::Check { config } => {
             let config = config_file::load(&config)?;
