@@ -79,7 +79,11 @@ impl Applier {
         self.snapshot.load_full()
     }
 
-    /// Stops accepting and probing, and detaches the XDP program.
+    /// Closes every listener (the drain at shutdown); established connections go on.
+    pub fn stop_listening(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).listeners.stop_all();
+    }
+
     /// Stops listening and detaches the XDP program; with `keep_flows`, handed-off flows are
     /// left running in the XDP program (pinned) for the next daemon.
     pub fn shutdown(&self, keep_flows: bool) {

@@ -1,10 +1,15 @@
 //! `lb-user serve`: wiring the pieces together for the daemon's lifetime.
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use tokio::{signal::unix::SignalKind, sync::watch};
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use crate::{
     api::{self, ApiToken},
@@ -12,8 +17,12 @@ use crate::{
     bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     config_file,
     control::{self, Control, Traffic},
+    drain::Drain,
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
+    logging::LogFormat,
+    notify,
     proxy::{Proxy, ProxySettings},
+    signals::Signals,
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
     store::Store,
@@ -87,6 +96,14 @@ pub struct ServeArgs {
     /// Seconds to wait for a server to accept a connection before trying another.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
+    /// Seconds connections in flight get to finish after SIGTERM or SIGINT (the listeners
+    /// are closed at once); those still open then are closed. Flows handed to the XDP program
+    /// are not waited for when --pin-dir lets them outlive the daemon.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
+    /// How log events are written on stderr: `text` lines, or `json`, one object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// The token the API requires, and whether it may listen where asked.
@@ -105,6 +122,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         anyhow::bail!("--connect-timeout must be within 0.05..=600 seconds");
     }
     let token = api_token(&args)?;
+    let drain_timeout = seconds("drain-timeout", args.drain_timeout, 0.0..=86_400.0)?;
+    let mut signals = Signals::install().context("installing the signal handlers")?;
+    let _watchdog = notify::spawn_watchdog();
     let imported = match &args.config {
         Some(path) => {
             let config = config_file::load(path)?;
@@ -153,7 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
-    let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
+    let applier = Arc::new(Applier::new(snapshot, Arc::clone(&proxy), dataplane));
     let result = start(&args, &applier, store, imported, token, telemetry).await;
     let (control, api, metrics) = match result {
         Ok(started) => started,
@@ -177,40 +197,78 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
     )?;
     info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
+    notify::ready(&status_line(&applier));
 
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => info!("SIGTERM: stopping"),
-        _ = sigint.recv() => info!("SIGINT: stopping"),
-    }
+    let stop = signals
+        .until_stop(async || {
+            reload(args.config.as_deref(), &control).await;
+            notify::ready(&status_line(&applier));
+        })
+        .await;
+    info!(signal = stop.name(), "stopping");
+    notify::stopping(&format!("{}: draining connections (up to {drain_timeout:?})", stop.name()));
     if let Some(api) = api {
         api.stop().await;
     }
+    // No new connection from here on; those in flight get the drain.
+    applier.stop_listening();
+    let flows_survive = args.pin_dir.is_some();
+    let drain = Drain { connections: &proxy.connections, handoff: handoff.as_deref(), flows_survive, timeout: drain_timeout };
+    drain.wait().await;
+    if let Some(handoff) = &handoff {
+        // Live flows now outlive their connection tasks (kept with --pin-dir, else detached below).
+        handoff.stop();
+    }
+    drain.close_rest().await;
+    // Scrapable until the drain is over.
     if let Some(metrics) = metrics {
         metrics.stop().await;
     }
     drop(control);
     drop(runtime);
     summary.abort();
-    if let Some(handoff) = &handoff {
-        handoff.stop();
-    }
     if let Some(reaper) = reaper {
         reaper.abort();
     }
-    let keep_flows = args.pin_dir.is_some() && handoff.as_ref().is_some_and(|h| h.has_live_flows());
+    let keep_flows = flows_survive && handoff.as_ref().is_some_and(|h| h.has_live_flows());
     applier.shutdown(keep_flows);
+    info!("stopped");
     Ok(())
 }
 
-fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
-    let secs = |flag: &str, value: f64, range: std::ops::RangeInclusive<f64>| -> Result<Duration> {
-        if !value.is_finite() || !range.contains(&value) {
-            anyhow::bail!("--{flag} must be within {}..={} seconds", range.start(), range.end());
-        }
-        Ok(Duration::from_secs_f64(value))
+/// SIGHUP: imports `--config` again; on any error nothing changes.
+async fn reload(config: Option<&Path>, control: &Arc<Control>) {
+    let Some(path) = config else {
+        info!("SIGHUP: nothing to reload (no --config; the configuration changes through the API)");
+        return;
     };
+    notify::reloading();
+    info!(config = %path.display(), "SIGHUP: reloading the configuration file");
+    let outcome = match config_file::load(path) {
+        Ok(config) => control.reimport(config).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => info!(config = %path.display(), "configuration reloaded: it is now the staged and applied configuration"),
+        Err(e) => error!(config = %path.display(), error = format!("{e:#}"), "reload failed: nothing changed, the configuration in force stays"),
+    }
+}
+
+/// The STATUS= line systemd shows.
+fn status_line(applier: &Applier) -> String {
+    let snapshot = applier.current();
+    format!("serving {} frontends, {} farms on {} listeners", snapshot.frontends.len(), snapshot.farms.len(), applier.listening().len())
+}
+
+fn seconds(flag: &str, value: f64, range: std::ops::RangeInclusive<f64>) -> Result<Duration> {
+    if !value.is_finite() || !range.contains(&value) {
+        anyhow::bail!("--{flag} must be within {}..={} seconds", range.start(), range.end());
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
+    let secs = seconds;
     Ok(HandoffSettings {
         after_bytes: args.handoff_after,
         quiesce_timeout: secs("handoff-quiesce-timeout", args.handoff_quiesce_timeout, 0.01..=60.0)?,

@@ -23,6 +23,10 @@ pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Live connections a frontend carries before its listeners stop accepting.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 20_000;
 const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+/// A frontend's `idleTimeout` when unset: like the hand-off's `--handoff-idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u32 = 900;
+/// A week: `idleTimeout: 0` is there for longer.
+const MAX_IDLE_TIMEOUT_SECS: u32 = 604_800;
 const MAX_PORT: u16 = 49151;
 
 #[derive(Debug, Clone)]
@@ -135,6 +139,8 @@ pub struct FrontendPlan {
     /// In evaluation order: reject routes first, then ascending weight, then creation order.
     pub routes: Vec<RoutePlan>,
     pub inspect_timeout: Duration,
+    /// A relayed connection idle this long is closed; None: never.
+    pub idle_timeout: Option<Duration>,
     pub max_connections: u32,
     pub fastpath: Fastpath,
     /// False when no rule looks at the ClientHello: the decision is made at accept time and
@@ -335,6 +341,11 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         Some(secs) if secs.is_finite() && (0.1..=300.0).contains(&secs) => Duration::from_secs_f64(secs),
         Some(secs) => return Err(err("inspectTimeout", format!("{secs} is out of 0.1..=300 seconds"))),
     };
+    let idle_timeout = match frontend.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) {
+        0 => None,
+        secs if secs <= MAX_IDLE_TIMEOUT_SECS => Some(Duration::from_secs(secs.into())),
+        secs => return Err(err("idleTimeout", format!("{secs} is out of 0..={MAX_IDLE_TIMEOUT_SECS} seconds (0: no idle timeout)"))),
+    };
     let max_connections = match frontend.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
@@ -351,6 +362,7 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         default_farm,
         routes: vec![],
         inspect_timeout,
+        idle_timeout,
         needs_hello: false,
         counters,
     })

@@ -5,6 +5,7 @@
 mod farms;
 mod frontends;
 mod refresh;
+mod reload;
 mod routes;
 mod staged;
 mod validate;

@@ -156,6 +156,11 @@ impl Handoff {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Flows this daemon handed off that are still live (adopted ones not included).
+    pub fn live_flows(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Whether the XDP program carries flows right now.
     pub fn has_live_flows(&self) -> bool {
         self.table.entries().iter().any(|(_, e)| e.state == lb_common::splice_state::LIVE)
@@ -188,9 +193,10 @@ impl Handoff {
     }
 
     /// Relays a connection, handing it to the XDP program once `after_bytes` have moved (0:
-    /// right away). Returns when the connection is over, however it was carried.
-    /// The bytes moved in user space are added to `meter` as they move.
-    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64, meter: Meter<'_>) -> io::Result<(Moved, Carried)> {
+    /// right away). Returns when the connection is over, however it was carried; the bytes
+    /// moved in user space are added to `meter` as they move, and `handed_off` is called
+    /// once the XDP program carries the connection.
+    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64, meter: Meter<'_>, handed_off: impl FnOnce()) -> io::Result<(Moved, Carried)> {
         let mut relay = match SpliceRelay::metered(&client, &server, meter) {
             Ok(relay) => relay,
             Err(_) => {
@@ -230,6 +236,7 @@ impl Handoff {
             match self.hand_off(&mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
                     self.stats.update(|r| r.handed_off += 1);
+                    handed_off();
                     let moved = relay.moved();
                     drop(relay);
                     // No syscall may fail between going live and this guard: the entries
@@ -406,18 +413,25 @@ async fn quiescent(client: &TcpStream, server: &TcpStream, deadline: Instant) {
     }
 }
 
-/// Both sockets in repair mode until `keep` (or back out of it when dropped).
+/// Both sockets in repair mode until `keep` (or back out of it when dropped). Their TCP
+/// keepalive is off meanwhile: a probe from a socket the XDP program has taken over would
+/// carry the socket's own (untranslated) sequence numbers to the peer.
 struct Repair<'a> {
     sockets: [&'a TcpStream; 2],
+    keepalive: [bool; 2],
     kept: bool,
 }
 
 impl<'a> Repair<'a> {
     fn on(client: &'a TcpStream, server: &'a TcpStream) -> Result<Self, Fallback> {
+        let keepalive = [client, server].map(|s| socket2::SockRef::from(s).keepalive().unwrap_or(false));
         socket::repair_on(client.as_fd()).map_err(|_| Fallback::Error)?;
-        let repair = Self { sockets: [client, server], kept: false };
+        let repair = Self { sockets: [client, server], keepalive, kept: false };
         if socket::repair_on(server.as_fd()).is_err() {
             return Err(Fallback::Error);
+        }
+        for s in repair.sockets {
+            socket2::SockRef::from(s).set_keepalive(false).map_err(|_| Fallback::Error)?;
         }
         Ok(repair)
     }
@@ -430,8 +444,11 @@ impl<'a> Repair<'a> {
 impl Drop for Repair<'_> {
     fn drop(&mut self) {
         if !self.kept {
-            for s in self.sockets {
+            for (s, keepalive) in self.sockets.into_iter().zip(self.keepalive) {
                 socket::repair_off(s.as_fd()).ok();
+                if keepalive {
+                    socket2::SockRef::from(s).set_keepalive(true).ok();
+                }
             }
         }
     }

@@ -117,6 +117,20 @@ fn invalid_configurations_name_object_and_field() {
 }
 
 #[test]
+fn idle_timeout_defaults_to_900_s_zero_disables_it_and_out_of_range_names_the_field() {
+    let mut c = config(None, vec![]);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, Some(std::time::Duration::from_secs(900)));
+    c.frontends[0].idle_timeout = Some(0);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, None);
+    c.frontends[0].idle_timeout = Some(604_800);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, Some(std::time::Duration::from_secs(604_800)));
+    c.frontends[0].idle_timeout = Some(604_801);
+    let e = Snapshot::compile(&c).unwrap_err();
+    assert_eq!((e.object, e.id, e.field), ("frontend", Some(1), "idleTimeout"));
+    assert!(e.to_string().contains("0..=604800"), "{e}");
+}
+
+#[test]
 fn ports_parse_lists_and_ranges() {
     assert_eq!(parse_ports("443").unwrap(), vec![443]);
     assert_eq!(parse_ports("80,443").unwrap(), vec![80, 443]);

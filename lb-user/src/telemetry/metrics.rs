@@ -266,7 +266,6 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
         Family::new("handoff_active_flows", "Handed-off flows in the splice map now (lingering ones included).").with(none(), Value::Gauge(report.active as f64)),
         Family::new("handoff_adopted_flows", "Flows adopted at start from a previous daemon's pinned map.").with(none(), Value::Gauge(report.adopted as f64)),
         Family::new("handoff_stalls", "Directions of handed-off flows whose data kept arriving while the receiver acknowledged nothing.").with(none(), Value::Counter(report.stalls)),
-        Family::new("handoff_unroutable", "Directions of handed-off flows that dropped frames for want of a route to their peer.").with(none(), Value::Counter(report.unroutable)),
         fallbacks,
     ]
 }
