@@ -65,6 +65,8 @@ impl Applier {
         state.listeners.commit(prepared, &self.proxy);
         let servers: std::collections::HashSet<u32> = snapshot.farms.values().flat_map(|f| f.servers.iter().map(|s| s.id)).collect();
         self.runtimes.retain(|id| servers.contains(&id), |id| snapshot.farms.contains_key(&id));
+        let routes: std::collections::HashSet<u32> = snapshot.frontends.iter().flat_map(|f| f.routes.iter().map(|r| r.id)).collect();
+        self.runtimes.retain_listeners(|id| snapshot.frontends.iter().any(|f| f.id == id), |id| routes.contains(&id));
         self.health.reconcile(&snapshot);
         Ok(())
     }
@@ -77,7 +79,11 @@ impl Applier {
         self.snapshot.load_full()
     }
 
-    /// Stops accepting and probing, and detaches the XDP program.
+    /// Closes every listener (the drain at shutdown); established connections go on.
+    pub fn stop_listening(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).listeners.stop_all();
+    }
+
     /// Stops listening and detaches the XDP program; with `keep_flows`, handed-off flows are
     /// left running in the XDP program (pinned) for the next daemon.
     pub fn shutdown(&self, keep_flows: bool) {

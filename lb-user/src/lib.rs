@@ -2,6 +2,7 @@
 //! ClientHello (without terminating TLS), routes it by ALPN, SNI and source to a farm,
 //! picks a server and relays the bytes, while its XDP program enforces source ACLs before
 //! any handshake and accounts pinned flows.
+pub mod access;
 pub mod api;
 pub mod admission;
 pub mod apply;
@@ -11,13 +12,17 @@ pub mod bpf;
 pub mod classify;
 pub mod config_file;
 pub mod control;
+pub mod drain;
 pub mod error;
 pub mod fastpath;
 pub mod handoff;
 pub mod health;
 pub mod listen_socket;
 pub mod listeners;
+pub mod liveness;
+pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod pin;
 pub mod probe;
 pub mod proxy;
@@ -26,7 +31,9 @@ pub mod refusals;
 pub mod routing;
 pub mod runtime;
 pub mod serve;
+pub mod signals;
 pub mod server_state;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

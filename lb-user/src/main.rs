@@ -2,7 +2,7 @@ use std::{io::Write, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_user::{bpf, config_file, runtime, serve, snapshot::Snapshot};
+use lb_user::{bpf, config_file, logging, runtime, serve, snapshot::Snapshot};
 
 /// TLS-aware L4 load balancer: routes TCP connections by their TLS ClientHello (ALPN, SNI)
 /// and source address without terminating TLS.
@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the load balancer.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Validate a configuration file and exit.
     Check {
         #[arg(long)]
@@ -52,15 +52,14 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init(match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => logging::LogFormat::Text,
+    });
     match cli.command {
         Command::Serve(args) => {
             raise_file_limit();
-            tokio::runtime::Runtime::new()?.block_on(serve::run(args))
+            tokio::runtime::Runtime::new()?.block_on(serve::run(*args))
         }
         Command::Check { config } => {
             let config = config_file::load(&config)?;

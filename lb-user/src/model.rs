@@ -38,6 +38,12 @@ pub struct Frontend {
     /// How a routed connection's bytes move (beyond IPLB). Default `auto`.
     #[serde(default)]
     pub fastpath: Option<Fastpath>,
+    /// Seconds a relayed connection may stay idle (neither side sending) before the daemon
+    /// closes it; 0 disables the timeout (beyond IPLB). Default 900. Connections handed to
+    /// the XDP program follow the daemon's `--handoff-idle-timeout` instead.
+    #[serde(default)]
+    #[schema(maximum = 604800)]
+    pub idle_timeout: Option<u32>,
 }
 
 /// How the bytes of a routed connection move once its server is chosen.

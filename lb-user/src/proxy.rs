@@ -17,20 +17,24 @@ use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpSocket, TcpStream},
 };
-use tracing::{debug, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::{
+    access::{ConnLog, Termination},
     admission::{Admitted, Gates},
+    drain::{Connections, Tracked},
+    liveness::{keepalive, IdleWatch},
     refusals::Refusals,
     snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
-    fastpath::{relay, Moved, RelayMode},
+    fastpath::{relay_metered, Moved, RelayMode},
     handoff::{Carried, Handoff},
     model::{Fastpath, OnMarkedDown},
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    telemetry::counters::{self, Meter, Path, UpstreamFailure},
     tls::ClientHello,
 };
 
@@ -48,11 +52,13 @@ pub struct Proxy {
     settings: ProxySettings,
     gates: Gates,
     pub refusals: Refusals,
+    /// Every connection from accept to end, for the drain at shutdown.
+    pub connections: Arc<Connections>,
 }
 
 impl Proxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, flows: Option<Arc<FlowTable>>, handoff: Option<Arc<Handoff>>, settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default() })
+        Arc::new(Self { snapshot, flows, handoff, settings, gates: Gates::default(), refusals: Refusals::default(), connections: Arc::default() })
     }
 
     /// Accepts connections for one frontend until the task is aborted, never more at once
@@ -82,28 +88,44 @@ impl Proxy {
     /// Serves one accepted connection in a task of its own, counted against the frontend's
     /// `maxConnections` while it lives.
     fn spawn_connection(self: Arc<Self>, frontend_id: u32, admitted: Admitted, stream: TcpStream, peer: SocketAddr) {
+        let tracked = self.connections.enter();
         let span = tracing::debug_span!("conn", frontend = frontend_id, client = %peer);
         tokio::spawn(
             async move {
-                self.handle(frontend_id, stream, peer).await;
-                drop(admitted);
+                let mut log = ConnLog::new(frontend_id, peer);
+                tokio::select! {
+                    // A relayed connection sees the close itself (and logs its bytes).
+                    biased;
+                    () = self.handle(frontend_id, stream, peer, &mut log, &tracked) => {}
+                    () = tracked.closing() => log.end(Termination::DrainTimeout),
+                }
+                log.emit();
+                drop((admitted, tracked));
             }
             .instrument(span),
         );
+    }
+
+    /// Connections a frontend carries right now.
+    pub fn live_connections(&self, frontend_id: u32) -> u32 {
+        self.gates.live(frontend_id)
     }
 
     fn max_connections(&self, frontend_id: u32) -> u32 {
         self.snapshot.load().frontends.iter().find(|f| f.id == frontend_id).map_or(DEFAULT_MAX_CONNECTIONS, |f| f.max_connections)
     }
 
-    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr) {
+    /// Serves one connection, recording in `log` what the access log says of it.
+    async fn handle(&self, frontend_id: u32, mut client: TcpStream, peer: SocketAddr, log: &mut ConnLog, tracked: &Tracked) {
         let snapshot = self.snapshot.load_full();
         let Some(frontend) = snapshot.frontends.iter().find(|f| f.id == frontend_id) else {
             return;
         };
+        counters::count(&frontend.counters.accepted);
         if !frontend.acl.admits(canonical(peer.ip())) {
             Refusals::count(&self.refusals.source_denied);
-            debug!(frontend = frontend.id, client = %peer, "source refused by the frontend's allowedSource/deniedSource");
+            counters::count(&frontend.counters.source_denied);
+            log.end(Termination::SourceDenied);
             // A reset, not a FIN: nothing of ours lingers in TIME_WAIT for a refused client (a
             // zero linger never blocks the close).
             socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).ok();
@@ -112,11 +134,16 @@ impl Proxy {
         client.set_nodelay(true).ok();
         let mut first_bytes = BytesMut::new();
         let classified = if frontend.needs_hello {
+            let started = std::time::Instant::now();
             match read_hello(&mut client, &mut first_bytes, frontend.inspect_timeout).await {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    frontend.counters.hello_read.observe(started.elapsed());
+                    Some(c)
+                }
                 Err(e) => {
                     Refusals::count(&self.refusals.inspection_failed);
-                    debug!(frontend = frontend.id, client = %peer, error = %e, "connection closed during inspection");
+                    counters::count(&frontend.counters.inspection_failed);
+                    log.fail(Termination::InspectionFailed, e);
                     return;
                 }
             }
@@ -124,34 +151,52 @@ impl Proxy {
             None
         };
         let hello = hello_of(&classified);
+        if let Some(hello) = hello {
+            log.hello(hello);
+        }
         let facts = ConnFacts { source: canonical(peer.ip()), hello };
-        let farm = match frontend.decide(&facts) {
-            Decision::Farm { farm, route_id } => {
-                debug!(frontend = frontend.id, route = ?route_id, farm = farm.id, sni = ?hello.and_then(|h| h.sni()), "routed");
+        let decision = frontend.decide(&facts);
+        if let Some(route) = decision.route() {
+            counters::count(&route.counters.matched);
+        }
+        let farm = match decision {
+            Decision::Farm { farm, route_id, .. } => {
+                counters::count(&frontend.counters.routed);
+                counters::count(&farm.counters.routed);
+                log.routed(route_id, farm.id);
                 farm
             }
-            Decision::Reject { route_id } => {
+            Decision::Reject { route_id, .. } => {
                 Refusals::count(&self.refusals.rejected);
-                debug!(frontend = frontend.id, client = %peer, route = route_id, "rejected by route");
+                counters::count(&frontend.counters.rejected);
+                log.rejected(route_id);
                 return;
             }
             Decision::Close => {
                 Refusals::count(&self.refusals.unmatched);
-                debug!(frontend = frontend.id, client = %peer, "no route matched and no default farm: closed");
+                counters::count(&frontend.counters.unmatched);
+                log.end(Termination::NoRoute);
                 return;
             }
         };
-        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes).await {
+        if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes, log, tracked).await {
+            let failure = e.downcast_ref::<ConnectError>().map_or(UpstreamFailure::Relay, ConnectError::failure);
             Refusals::count(&self.refusals.upstream_failed);
-            debug!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
+            frontend.counters.failed_upstream.count(failure);
+            farm.counters.failed_upstream.count(failure);
+            log.fail(Termination::UpstreamFailed, format!("{e:#}"));
         }
     }
 
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut) -> Result<()> {
+    /// Connects to a server of the farm and relays until the connection ends; Err when no
+    /// server could take it.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog, tracked: &Tracked) -> Result<()> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
         let (server, mut upstream) = self.connect(farm, canonical(peer.ip()), mss).await?;
+        log.server(server.id);
         let _slot = server.runtime.occupy();
         // One getsockname for the pin and the PROXY header, none when neither needs it.
         let client_local = match (&self.flows, server.proxy_protocol) {
@@ -176,47 +221,71 @@ impl Proxy {
         upstream.write_all(&first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
         // Forwarded: the connection, idle for hours perhaps, need not keep the hello's bytes
         // and parsed fields (4 KiB and more).
+        let first_len = first_bytes.len() as u64;
         drop((classified, first_bytes));
+        for stream in [&client, &upstream] {
+            keepalive(stream).ok();
+        }
+        let idle = IdleWatch::new(&client, &upstream, frontend.idle_timeout);
+        log.path(if frontend.fastpath == Fastpath::Copy { Carried::Copy } else { Carried::Splice });
         let relayed = async {
+            let meter = Meter::new(&frontend.counters.bytes, &server.runtime.counters.bytes);
             let result = match (frontend.fastpath, handoff) {
-                (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),
+                (Fastpath::Copy, _) => relay_metered(client, upstream, RelayMode::Copy, meter).await.map(|(m, _)| (m, Carried::Copy)),
                 (Fastpath::Auto | Fastpath::Xdp, Some(handoff)) => {
                     let after = if frontend.fastpath == Fastpath::Xdp { 0 } else { handoff.settings().after_bytes };
-                    handoff.relay(client, upstream, after).await
+                    handoff.relay(client, upstream, after, meter, || log.path(Carried::Xdp { frames: Moved::default() })).await
                 }
-                _ => relay(client, upstream, RelayMode::Auto)
+                _ => relay_metered(client, upstream, RelayMode::Auto, meter)
                     .await
                     .map(|(m, mode)| (m, if mode == RelayMode::Copy { Carried::Copy } else { Carried::Splice })),
             };
             if let (Ok((_, carried)), Some(handoff)) = (&result, &self.handoff) {
                 handoff.stats.relayed(frontend.id, carried.label());
             }
+            if let Ok((_, carried)) = &result {
+                count_relayed(frontend, server, *carried);
+            }
             result
         };
-        if server.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
-            tokio::select! {
-                result = relayed => log_relay(server, result),
-                () = server.runtime.marked_down() => {
-                    info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
-                    Ok(())
-                }
+        // Each way of cutting the relay short reads the byte counts while the sockets are open.
+        let shutdown_sessions = server.on_marked_down == Some(OnMarkedDown::ShutdownSessions);
+        let (end, received) = tokio::select! {
+            result = relayed => {
+                log_relay(log, result, first_len);
+                return Ok(());
             }
-        } else {
-            log_relay(server, relayed.await)
-        }
+            cut = async { server.runtime.marked_down().await; (Termination::ServerMarkedDown, idle.received()) }, if shutdown_sessions => {
+                info!(server = server.id, client = %peer, "server marked down: session shut down (onMarkedDown)");
+                cut
+            }
+            cut = async { idle.expired().await; (Termination::IdleTimeout, idle.received()) } => cut,
+            // The drain is over: what is left is closed (a handed-off flow with --pin-dir goes on in the kernel).
+            cut = async { tracked.closing().await; (closed_at_exit(idle.handed_off(), self.connections.flows_survive()), idle.received()) } => cut,
+        };
+        log.moved(received);
+        log.end(end);
+        Ok(())
     }
 
     /// Connects to the farm's chosen server. A server that refuses or times out is skipped
     /// and another one tried, up to MAX_CONNECT_ATTEMPTS servers, so that a client rarely
     /// meets a dead server even before its probe notices.
-    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr, mss: Option<u32>) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
+    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr, mss: Option<u32>) -> Result<(&'f Arc<ServerPlan>, TcpStream), ConnectError> {
         let mut failed: Vec<u32> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while failed.len() < MAX_CONNECT_ATTEMPTS {
             let Some(server) = farm.balancer.pick(client, &failed) else { break };
+            let started = std::time::Instant::now();
             match self.connect_one(server, mss).await {
-                Ok(stream) => return Ok((server, stream)),
+                Ok(stream) => {
+                    let stats = &server.runtime.counters;
+                    stats.connect_time.observe(started.elapsed());
+                    counters::count(&stats.connected);
+                    return Ok((server, stream));
+                }
                 Err(e) => {
+                    counters::count(&server.runtime.counters.connect_failed);
                     warn!(farm = farm.id, server = server.id, error = %e, "connect failed, trying another server");
                     failed.push(server.id);
                     errors.push(format!("server {}: {e}", server.id));
@@ -224,9 +293,9 @@ impl Proxy {
             }
         }
         if errors.is_empty() {
-            anyhow::bail!("farm {} has no server that can take the connection", farm.id);
+            return Err(ConnectError::NoServer { farm: farm.id });
         }
-        anyhow::bail!("farm {}: every server tried failed ({})", farm.id, errors.join("; "))
+        Err(ConnectError::AllFailed { farm: farm.id, errors: errors.join("; ") })
     }
 
     async fn connect_one(&self, server: &ServerPlan, mss: Option<u32>) -> io::Result<TcpStream> {
@@ -242,6 +311,34 @@ impl Proxy {
     }
 }
 
+/// Why no server connection could be made for a routed connection.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("farm {farm} has no server that can take the connection")]
+    NoServer { farm: u32 },
+    #[error("farm {farm}: every server tried failed ({errors})")]
+    AllFailed { farm: u32, errors: String },
+}
+
+impl ConnectError {
+    fn failure(&self) -> UpstreamFailure {
+        match self {
+            Self::NoServer { .. } => UpstreamFailure::NoServer,
+            Self::AllFailed { .. } => UpstreamFailure::Connect,
+        }
+    }
+}
+
+/// The final path of a finished connection, and for a handed-off one the bytes the kernel
+/// program forwarded (the relays counted the user-space bytes as they moved them).
+fn count_relayed(frontend: &FrontendPlan, server: &ServerPlan, carried: Carried) {
+    frontend.counters.relayed(Path::from(carried));
+    if let Carried::Xdp { frames } = carried {
+        frontend.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);
+        server.runtime.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);
+    }
+}
+
 fn hello_of(classified: &Option<Classified>) -> Option<&ClientHello> {
     match classified {
         Some(Classified::Tls(hello)) => Some(hello),
@@ -249,15 +346,25 @@ fn hello_of(classified: &Option<Classified>) -> Option<&ClientHello> {
     }
 }
 
-fn log_relay(server: &ServerPlan, result: io::Result<(Moved, Carried)>) -> Result<()> {
-    let (moved, mode) = match result {
-        // A peer resetting or vanishing is how many TCP conversations end: not an error of ours.
-        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted) => {
-            debug!(server = server.id, error = %e, "connection ended by a peer reset");
-            return Ok(());
+/// How a connection still open when the drain ends is logged.
+fn closed_at_exit(handed_off: bool, flows_survive: bool) -> Termination {
+    match (handed_off, flows_survive) {
+        (true, true) => Termination::LeftToKernel,
+        (true, false) => Termination::DaemonStopped,
+        (false, _) => Termination::DrainTimeout,
+    }
+}
+
+/// `first_len`: the bytes forwarded before the relay started (the ClientHello).
+fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>, first_len: u64) {
+    match result {
+        Ok((moved, carried)) => {
+            log.moved(Moved { to_server: first_len + moved.to_server, ..moved });
+            log.path(carried);
+            log.end(Termination::Closed);
         }
-        other => other.with_context(|| format!("relaying with server {}", server.id))?,
-    };
-    debug!(server = server.id, ?mode, to_server = moved.to_server, to_client = moved.to_client, "connection done");
-    Ok(())
+        // A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end: not an error of ours.
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut) => log.fail(Termination::PeerReset, e),
+        Err(e) => log.fail(Termination::RelayError, e),
+    }
 }

@@ -1,22 +1,32 @@
 //! `lb-user serve`: wiring the pieces together for the daemon's lifetime.
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use tokio::{signal::unix::SignalKind, sync::watch};
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use crate::{
     api::{self, ApiToken},
     apply::Applier,
-    bpf::{Dataplane, XdpModeChoice, XdpUse},
+    bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     config_file,
     control::{self, Control, Traffic},
+    drain::Drain,
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
+    logging::LogFormat,
+    notify,
     proxy::{Proxy, ProxySettings},
+    signals::Signals,
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
     store::Store,
+    telemetry::{self, DaemonState},
 };
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +63,11 @@ pub struct ServeArgs {
     /// `Authorization: Bearer <token>`. Required when --api is not a loopback address.
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
+    /// Address of a listener serving only `GET /metrics` (Prometheus text format), never
+    /// behind the API token; port 0 picks a free port (runtime.json tells which). The API
+    /// serves `/metrics` too, behind its token when one is set.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
     /// The service name under /ipLoadbalancing/{serviceName}.
     #[arg(long, default_value = "lb")]
     pub service: String,
@@ -81,6 +96,14 @@ pub struct ServeArgs {
     /// Seconds to wait for a server to accept a connection before trying another.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
+    /// Seconds connections in flight get to finish after SIGTERM or SIGINT (the listeners
+    /// are closed at once); those still open then are closed. Flows handed to the XDP program
+    /// are not waited for when --pin-dir lets them outlive the daemon.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
+    /// How log events are written on stderr: `text` lines, or `json`, one object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// The token the API requires, and whether it may listen where asked.
@@ -99,6 +122,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         anyhow::bail!("--connect-timeout must be within 0.05..=600 seconds");
     }
     let token = api_token(&args)?;
+    let drain_timeout = seconds("drain-timeout", args.drain_timeout, 0.0..=86_400.0)?;
+    let mut signals = Signals::install().context("installing the signal handlers")?;
+    let _watchdog = notify::spawn_watchdog();
     let imported = match &args.config {
         Some(path) => {
             let config = config_file::load(path)?;
@@ -142,9 +168,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
     });
-    let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
-    let result = start(&args, &applier, store, imported, token).await;
-    let (control, api) = match result {
+    let kernel_counters = match &kernel_ids {
+        Some(ids) => Some(KernelCounters::open(ids)?),
+        None => None,
+    };
+    let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
+    let applier = Arc::new(Applier::new(snapshot, Arc::clone(&proxy), dataplane));
+    let result = start(&args, &applier, store, imported, token, telemetry).await;
+    let (control, api, metrics) = match result {
         Ok(started) => started,
         Err(e) => {
             applier.shutdown(false);
@@ -162,46 +193,96 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             xdp: attachments,
             kernel: kernel_ids,
             api: api.as_ref().map(|a| a.addr),
+            metrics: metrics.as_ref().map(|m| m.addr),
         },
     )?;
     info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
+    notify::ready(&status_line(&applier));
 
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => info!("SIGTERM: stopping"),
-        _ = sigint.recv() => info!("SIGINT: stopping"),
-    }
+    let stop = signals
+        .until_stop(async || {
+            reload(args.config.as_deref(), &control).await;
+            notify::ready(&status_line(&applier));
+        })
+        .await;
+    info!(signal = stop.name(), "stopping");
+    notify::stopping(&format!("{}: draining connections (up to {drain_timeout:?})", stop.name()));
     if let Some(api) = api {
         api.stop().await;
+    }
+    // No new connection from here on; those in flight get the drain.
+    applier.stop_listening();
+    let flows_survive = args.pin_dir.is_some();
+    let drain = Drain { connections: &proxy.connections, handoff: handoff.as_deref(), flows_survive, timeout: drain_timeout };
+    drain.wait().await;
+    if let Some(handoff) = &handoff {
+        // Live flows now outlive their connection tasks (kept with --pin-dir, else detached below).
+        handoff.stop();
+    }
+    drain.close_rest().await;
+    // Scrapable until the drain is over.
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
     }
     drop(control);
     drop(runtime);
     summary.abort();
-    if let Some(handoff) = &handoff {
-        handoff.stop();
-    }
     if let Some(reaper) = reaper {
         reaper.abort();
     }
-    let keep_flows = args.pin_dir.is_some() && handoff.as_ref().is_some_and(|h| h.has_live_flows());
+    let keep_flows = flows_survive && handoff.as_ref().is_some_and(|h| h.has_live_flows());
     applier.shutdown(keep_flows);
+    info!("stopped");
     Ok(())
 }
 
-fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
-    let secs = |flag: &str, value: f64, range: std::ops::RangeInclusive<f64>| -> Result<Duration> {
-        if !value.is_finite() || !range.contains(&value) {
-            anyhow::bail!("--{flag} must be within {}..={} seconds", range.start(), range.end());
-        }
-        Ok(Duration::from_secs_f64(value))
+/// SIGHUP: imports `--config` again; on any error nothing changes.
+async fn reload(config: Option<&Path>, control: &Arc<Control>) {
+    let Some(path) = config else {
+        info!("SIGHUP: nothing to reload (no --config; the configuration changes through the API)");
+        return;
     };
+    notify::reloading();
+    info!(config = %path.display(), "SIGHUP: reloading the configuration file");
+    let outcome = match config_file::load(path) {
+        Ok(config) => control.reimport(config).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => info!(config = %path.display(), "configuration reloaded: it is now the staged and applied configuration"),
+        Err(e) => error!(config = %path.display(), error = format!("{e:#}"), "reload failed: nothing changed, the configuration in force stays"),
+    }
+}
+
+/// The STATUS= line systemd shows.
+fn status_line(applier: &Applier) -> String {
+    let snapshot = applier.current();
+    format!("serving {} frontends, {} farms on {} listeners", snapshot.frontends.len(), snapshot.farms.len(), applier.listening().len())
+}
+
+fn seconds(flag: &str, value: f64, range: std::ops::RangeInclusive<f64>) -> Result<Duration> {
+    if !value.is_finite() || !range.contains(&value) {
+        anyhow::bail!("--{flag} must be within {}..={} seconds", range.start(), range.end());
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
+    let secs = seconds;
     Ok(HandoffSettings {
         after_bytes: args.handoff_after,
         quiesce_timeout: secs("handoff-quiesce-timeout", args.handoff_quiesce_timeout, 0.01..=60.0)?,
         linger: secs("handoff-linger", args.handoff_linger, 0.0..=600.0)?,
         idle_timeout: secs("handoff-idle-timeout", args.handoff_idle_timeout, 1.0..=86_400.0)?,
     })
+}
+
+/// What the daemon state handle needs besides the control plane (made in `start`).
+struct Telemetry {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Arc<Proxy>,
+    handoff: Option<Arc<Handoff>>,
+    kernel: Option<KernelCounters>,
 }
 
 /// Opens the control plane, applies the imported or the persisted configuration, and
@@ -212,7 +293,8 @@ async fn start(
     store: Store,
     imported: Option<crate::model::ServiceConfig>,
     token: Option<ApiToken>,
-) -> Result<(Arc<Control>, Option<ApiServer>)> {
+    telemetry: Telemetry,
+) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
     let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
     match imported {
@@ -226,14 +308,19 @@ async fn start(
             info!(frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "serving the persisted applied configuration");
         }
     }
+    let daemon = Arc::new(DaemonState::new(telemetry.snapshot, telemetry.proxy, telemetry.handoff, telemetry.kernel, Arc::clone(&control)));
+    let metrics = match args.metrics {
+        Some(addr) => Some(ApiServer::start("--metrics", addr, telemetry::metrics_router(Arc::clone(&daemon))).await?),
+        None => None,
+    };
     let api = match args.api {
-        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token)).await?),
+        Some(addr) => Some(ApiServer::start("--api", addr, api::router(Arc::clone(&control), token, Some(daemon))).await?),
         None => {
             info!("no --api: the control-plane API is not served");
             None
         }
     };
-    Ok((control, api))
+    Ok((control, api, metrics))
 }
 
 struct ApiServer {
@@ -243,8 +330,8 @@ struct ApiServer {
 }
 
 impl ApiServer {
-    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--api: listening on {addr}"))?;
+    async fn start(flag: &'static str, addr: SocketAddr, router: axum::Router) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{flag}: listening on {addr}"))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -252,10 +339,10 @@ impl ApiServer {
                 stopped.changed().await.ok();
             };
             if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-                warn!(error = %e, "the API server stopped");
+                warn!(error = %e, flag, "the HTTP server stopped");
             }
         });
-        info!(%addr, "API listening");
+        info!(%addr, flag, "HTTP listening");
         Ok(Self { addr, stop, task })
     }
 

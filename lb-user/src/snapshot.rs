@@ -16,12 +16,17 @@ use crate::{
     model::{Farm, Fastpath, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
     routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
     server_state::{Runtimes, ServerRuntime},
+    telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters},
 };
 
 pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Live connections a frontend carries before its listeners stop accepting.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 20_000;
 const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+/// A frontend's `idleTimeout` when unset: like the hand-off's `--handoff-idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u32 = 900;
+/// A week: `idleTimeout: 0` is there for longer.
+const MAX_IDLE_TIMEOUT_SECS: u32 = 604_800;
 const MAX_PORT: u16 = 49151;
 
 #[derive(Debug, Clone)]
@@ -75,6 +80,8 @@ pub struct FarmPlan {
     /// ALPN protocols the routes to this farm select on (a `tls` probe offers them and
     /// requires the server to pick one).
     pub probe_alpn: Vec<Vec<u8>>,
+    /// Shared across snapshots for the same farm id.
+    pub counters: Arc<FarmCounters>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +123,8 @@ pub struct RoutePlan {
     pub id: u32,
     pub target: RouteTarget,
     pub rules: Vec<CompiledRule>,
+    /// Shared across snapshots for the same route id.
+    pub counters: Arc<RouteCounters>,
 }
 
 #[derive(Debug)]
@@ -130,20 +139,35 @@ pub struct FrontendPlan {
     /// In evaluation order: reject routes first, then ascending weight, then creation order.
     pub routes: Vec<RoutePlan>,
     pub inspect_timeout: Duration,
+    /// A relayed connection idle this long is closed; None: never.
+    pub idle_timeout: Option<Duration>,
     pub max_connections: u32,
     pub fastpath: Fastpath,
     /// False when no rule looks at the ClientHello: the decision is made at accept time and
     /// server-first protocols work.
     pub needs_hello: bool,
+    /// Shared across snapshots for the same frontend id.
+    pub counters: Arc<FrontendCounters>,
 }
 
 /// What to do with a connection.
 #[derive(Debug)]
 pub enum Decision<'a> {
-    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan> },
-    Reject { route_id: u32 },
+    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan>, route: Option<&'a RoutePlan> },
+    Reject { route_id: u32, route: &'a RoutePlan },
     /// Nothing matched and the frontend has no default farm.
     Close,
+}
+
+impl Decision<'_> {
+    /// The route that decided, if one did (not the default farm).
+    pub fn route(&self) -> Option<&RoutePlan> {
+        match self {
+            Decision::Farm { route, .. } => *route,
+            Decision::Reject { route, .. } => Some(route),
+            Decision::Close => None,
+        }
+    }
 }
 
 impl FrontendPlan {
@@ -151,13 +175,13 @@ impl FrontendPlan {
         for route in &self.routes {
             if route.rules.iter().all(|rule| rule.matches(facts)) {
                 return match &route.target {
-                    RouteTarget::Farm(farm) => Decision::Farm { route_id: Some(route.id), farm },
-                    RouteTarget::Reject => Decision::Reject { route_id: route.id },
+                    RouteTarget::Farm(farm) => Decision::Farm { route_id: Some(route.id), farm, route: Some(route) },
+                    RouteTarget::Reject => Decision::Reject { route_id: route.id, route },
                 };
             }
         }
         match &self.default_farm {
-            Some(farm) => Decision::Farm { route_id: None, farm },
+            Some(farm) => Decision::Farm { route_id: None, farm, route: None },
             None => Decision::Close,
         }
     }
@@ -188,7 +212,7 @@ impl Snapshot {
             if !frontend_ids.insert(id) {
                 return Err(ConfigError::new("frontend", Some(id), "frontendId", "duplicate id"));
             }
-            frontends.push(compile_frontend(frontend, id, &farms)?);
+            frontends.push(compile_frontend(frontend, id, &farms, runtimes.frontend_counters(id))?);
         }
         let mut route_ids = HashSet::new();
         let mut routes_by_frontend: HashMap<u32, Vec<(u16, RoutePlan)>> = HashMap::new();
@@ -201,7 +225,7 @@ impl Snapshot {
                 return Err(ConfigError::new("route", Some(id), "frontendId", format!("frontend {} does not exist", route.frontend_id)));
             }
             let weight = route.weight.unwrap_or(0);
-            routes_by_frontend.entry(route.frontend_id).or_default().push((weight, compile_route(route, id, &farms)?));
+            routes_by_frontend.entry(route.frontend_id).or_default().push((weight, compile_route(route, id, &farms, runtimes.route_counters(id))?));
         }
         for frontend in &mut frontends {
             let mut routes = routes_by_frontend.remove(&frontend.id).unwrap_or_default();
@@ -274,6 +298,7 @@ fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc
             servers,
             probe: farm.probe.clone(),
             probe_alpn: Vec::new(),
+            counters: runtimes.farm_counters(id),
         };
         if plans.insert(id, Arc::new(plan)).is_some() {
             return Err(ConfigError::new("farm", Some(id), "farmId", "duplicate id"));
@@ -282,7 +307,7 @@ fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc
     Ok(plans)
 }
 
-fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<FrontendPlan, ConfigError> {
+fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>, counters: Arc<FrontendCounters>) -> Result<FrontendPlan, ConfigError> {
     let err = |field, message: String| ConfigError::new("frontend", Some(id), field, message);
     let ports = parse_ports(&frontend.port).map_err(|m| err("port", m))?;
     let default_farm = match frontend.default_farm_id {
@@ -316,6 +341,11 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         Some(secs) if secs.is_finite() && (0.1..=300.0).contains(&secs) => Duration::from_secs_f64(secs),
         Some(secs) => return Err(err("inspectTimeout", format!("{secs} is out of 0.1..=300 seconds"))),
     };
+    let idle_timeout = match frontend.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) {
+        0 => None,
+        secs if secs <= MAX_IDLE_TIMEOUT_SECS => Some(Duration::from_secs(secs.into())),
+        secs => return Err(err("idleTimeout", format!("{secs} is out of 0..={MAX_IDLE_TIMEOUT_SECS} seconds (0: no idle timeout)"))),
+    };
     let max_connections = match frontend.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
@@ -332,11 +362,13 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         default_farm,
         routes: vec![],
         inspect_timeout,
+        idle_timeout,
         needs_hello: false,
+        counters,
     })
 }
 
-fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<RoutePlan, ConfigError> {
+fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>, counters: Arc<RouteCounters>) -> Result<RoutePlan, ConfigError> {
     let err = |field, message: String| ConfigError::new("route", Some(id), field, message);
     if route.weight.is_some_and(|w| w > 255) {
         return Err(err("weight", "weight must be in 0..=255".into()));
@@ -363,7 +395,7 @@ fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) ->
             CompiledRule::compile(rule, rid)
         })
         .collect::<Result<_, _>>()?;
-    Ok(RoutePlan { id, target, rules })
+    Ok(RoutePlan { id, target, rules, counters })
 }
 
 /// The ALPN ids routes select on, gathered per target farm for its `tls` probe.

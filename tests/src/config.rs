@@ -68,6 +68,9 @@ pub struct Frontend {
     /// `auto`, `xdp`, `splice` or `copy` (daemon default `auto`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fastpath: Option<String>,
+    /// Seconds a relayed connection may stay idle (daemon default 900; 0: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<u32>,
 }
 
 impl Frontend {
@@ -85,7 +88,13 @@ impl Frontend {
             disabled: None,
             display_name: None,
             fastpath: None,
+            idle_timeout: None,
         }
+    }
+    /// Seconds a relayed connection may stay idle before the daemon closes it.
+    pub fn idle_timeout(mut self, seconds: u32) -> Self {
+        self.idle_timeout = Some(seconds);
+        self
     }
     /// How routed connections' bytes move: `auto`, `xdp`, `splice` or `copy`.
     pub fn fastpath(mut self, fastpath: &str) -> Self {

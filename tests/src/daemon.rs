@@ -37,6 +37,8 @@ pub struct DaemonOpts {
     pub print_log_on_drop: bool,
     /// More `serve` arguments, appended as given (e.g. `["--connect-timeout", "1"]`).
     pub extra_args: Vec<String>,
+    /// More environment variables for the daemon (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DaemonOpts {
@@ -47,6 +49,7 @@ impl Default for DaemonOpts {
             ready_timeout: Duration::from_secs(20),
             print_log_on_drop: true,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -107,6 +110,7 @@ impl Daemon {
             .arg(&data_dir)
             .args(["--service", "test"])
             .args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             // Errors without backtraces keep the log readable; panics still show where.
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -196,6 +200,27 @@ impl Daemon {
     /// The daemon's process id (from `runtime.json`).
     pub fn pid(&self) -> Result<u32> {
         pid_of(&self.runtime)
+    }
+
+    /// Sends `signal` and returns at once.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let pid = self.child.pid().context("the daemon already exited")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .with_context(|| format!("sending {signal} to the daemon"))
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own; None if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, wait up to 10 s, SIGKILL. Returns the exit status.

@@ -28,7 +28,10 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::{ApiError, ErrorBody};
 pub use extract::BODY_LIMIT;
 
-use crate::control::{blocking, Control, ControlError};
+use crate::{
+    control::{blocking, Control, ControlError},
+    telemetry::DaemonState,
+};
 
 pub const SERVICE_PREFIX: &str = "/ipLoadbalancing/{serviceName}";
 
@@ -74,9 +77,17 @@ impl ApiToken {
 pub struct Api {
     control: Arc<Control>,
     token: Option<ApiToken>,
+    /// The running daemon's state (metrics, status page); None when the API runs without
+    /// traffic behind it (unit tests).
+    daemon: Option<Arc<DaemonState>>,
 }
 
 impl Api {
+    /// The running daemon's state, when there is one behind this API.
+    pub(crate) fn daemon(&self) -> Option<&Arc<DaemonState>> {
+        self.daemon.as_ref()
+    }
+
     /// Runs control-plane work (store transactions) off the async workers.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static) -> Result<T, ApiError> {
         let control = Arc::clone(&self.control);
@@ -85,19 +96,28 @@ impl Api {
 }
 
 /// The whole API, `/openapi.json` included.
-pub fn router(control: Arc<Control>, token: Option<ApiToken>) -> Router {
-    let api = Api { control, token };
+pub fn router(control: Arc<Control>, token: Option<ApiToken>, daemon: Option<Arc<DaemonState>>) -> Router {
+    let api = Api { control, token, daemon };
     let service = OpenApiRouter::new().merge(frontends::routes()).merge(farms::routes()).merge(routes::routes()).merge(service::routes());
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base()).nest(SERVICE_PREFIX, service).split_for_parts();
     let doc = openapi::complete(doc, api.token.is_some());
     let doc_json = Arc::new(openapi::to_json(&doc));
     router
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.as_str().to_owned()) }))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path") })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
+}
+
+/// `GET /metrics`: the Prometheus exposition (behind the token, like every API path).
+async fn metrics(State(api): State<Api>) -> Response {
+    match api.daemon() {
+        Some(daemon) => crate::telemetry::metrics_response(Arc::clone(daemon)).await,
+        None => ApiError::not_found("no metrics: this API runs without a daemon behind it").into_response(),
+    }
 }
 
 /// Authentication, then the service name, before any handler.

@@ -35,7 +35,7 @@ struct Harness {
 fn harness(token: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let control = Control::new(Store::open(dir.path()).unwrap(), Arc::new(NoTraffic), "lb", "local").unwrap();
-    Harness { router: router(Arc::new(control), token.map(ApiToken::new)), _dir: dir }
+    Harness { router: router(Arc::new(control), token.map(ApiToken::new), None), _dir: dir }
 }
 
 struct Answer {
@@ -286,4 +286,19 @@ async fn openapi_documents_every_path_with_its_schemas() {
     assert!(schemas["FrontendUpdate"].get("required").is_none_or(|r| r == &json!([])), "{}", schemas["FrontendUpdate"]);
     assert_eq!(schemas["Route"]["properties"]["rules"]["readOnly"], true);
     assert_eq!(doc["paths"][format!("{prefix}/tcp/frontend/{{frontendId}}")]["put"]["responses"]["204"]["description"], "Staged");
+}
+
+#[tokio::test]
+async fn idle_timeout_is_a_frontend_field_and_out_of_range_names_it() {
+    let h = harness(None);
+    let a = h.post("/tcp/frontend", json!({"port": "443", "idleTimeout": 30})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(h.get("/tcp/frontend/1").await.body["idleTimeout"], json!(30));
+    assert_error(&h.post("/tcp/frontend", json!({"port": "444", "idleTimeout": 604_801})).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "`idleTimeout`");
+    assert_error(&h.post("/tcp/frontend", json!({"port": "445", "idleTimeout": -1})).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "idleTimeout");
+    let a = h.call(Method::PUT, "/tcp/frontend/1", Some(json!({"idleTimeout": 0}))).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    let schema = h.send(Method::GET, "/openapi.json", None, None).await.body;
+    let field = &schema["components"]["schemas"]["Frontend"]["properties"]["idleTimeout"];
+    assert_eq!(field["maximum"], json!(604_800), "{field}");
 }

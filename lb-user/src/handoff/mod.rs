@@ -62,6 +62,7 @@ use self::{
 use crate::{
     bpf::FlowTable,
     fastpath::{Moved, SpliceRelay},
+    telemetry::counters::Meter,
 };
 
 /// Hand-off attempts per connection (only for reasons worth retrying).
@@ -96,7 +97,9 @@ pub struct HandoffSettings {
 pub enum Carried {
     Copy,
     Splice,
-    Xdp,
+    /// Handed off; `frames` is what the XDP program forwarded each way (whole frames, as
+    /// its splice entries counted them; zero when the flow outlived its task).
+    Xdp { frames: Moved },
 }
 
 impl Carried {
@@ -104,7 +107,7 @@ impl Carried {
         match self {
             Self::Copy => "copy",
             Self::Splice => "splice",
-            Self::Xdp => "xdp",
+            Self::Xdp { .. } => "xdp",
         }
     }
 }
@@ -117,8 +120,9 @@ pub struct Handoff {
     pub stats: HandoffStats,
     /// Keys of flows being frozen right now (the reaper leaves their entries alone).
     freezing: Mutex<HashSet<FlowKey>>,
-    /// Live flows handed off by this daemon, by client-side key: told when the flow ends.
-    live: Mutex<HashMap<FlowKey, oneshot::Sender<()>>>,
+    /// Live flows handed off by this daemon, by client-side key: told when the flow ends,
+    /// with the frame bytes the XDP program forwarded each way.
+    live: Mutex<HashMap<FlowKey, oneshot::Sender<Moved>>>,
     /// Set when the daemon stops: live flows are then left to the XDP program (a restarted
     /// daemon adopts them) instead of being torn down with their tasks.
     stopping: AtomicBool,
@@ -161,6 +165,11 @@ impl Handoff {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Flows this daemon handed off that are still live (adopted ones not included).
+    pub fn live_flows(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Whether the XDP program carries flows right now.
     pub fn has_live_flows(&self) -> bool {
         self.table.entries().iter().any(|(_, e)| e.state == lb_common::splice_state::LIVE)
@@ -178,12 +187,16 @@ impl Handoff {
         }
     }
 
-    fn flow_ended(&self, a: &FlowKey, b: &FlowKey) {
+    /// A flow's pair of entries is gone; `a_bytes` and `b_bytes` are the bytes of the frames
+    /// that arrived with keys `a` and `b` (from their remote ends).
+    fn flow_ended(&self, (a, a_bytes): (&FlowKey, u64), (b, b_bytes): (&FlowKey, u64)) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        for key in [a, b] {
-            if let Some(tell) = live.remove(key) {
-                tell.send(()).ok();
-            }
+        // Flows are registered under their client-side key: its frames go to the server.
+        if let Some(tell) = live.remove(a) {
+            tell.send(Moved { to_server: a_bytes, to_client: b_bytes }).ok();
+        }
+        if let Some(tell) = live.remove(b) {
+            tell.send(Moved { to_server: b_bytes, to_client: a_bytes }).ok();
         }
         drop(live);
         self.stats.update(|r| r.ended += 1);
@@ -197,13 +210,15 @@ impl Handoff {
     }
 
     /// Relays a connection, handing it to the XDP program once `after_bytes` have moved (0:
-    /// right away). Returns when the connection is over, however it was carried.
-    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64) -> io::Result<(Moved, Carried)> {
-        let mut relay = match SpliceRelay::new(&client, &server) {
+    /// right away). Returns when the connection is over, however it was carried; the bytes
+    /// moved in user space are added to `meter` as they move, and `handed_off` is called
+    /// once the XDP program carries the connection.
+    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64, meter: Meter<'_>, handed_off: impl FnOnce()) -> io::Result<(Moved, Carried)> {
+        let mut relay = match SpliceRelay::metered(&client, &server, meter) {
             Ok(relay) => relay,
             Err(_) => {
                 self.stats.fallback(Fallback::NoPipe);
-                let (moved, _) = crate::fastpath::relay(client, server, crate::fastpath::RelayMode::Copy).await?;
+                let (moved, _) = crate::fastpath::relay_metered(client, server, crate::fastpath::RelayMode::Copy, meter).await?;
                 return Ok((moved, Carried::Copy));
             }
         };
@@ -238,15 +253,16 @@ impl Handoff {
             match self.hand_off(&mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
                     self.stats.update(|r| r.handed_off += 1);
+                    handed_off();
                     let moved = relay.moved();
                     drop(relay);
                     // No syscall may fail between going live and this guard: the entries
                     // would outlive their sockets' owner.
                     let _live = LiveGuard { handoff: self, keys };
                     // Keep both sockets (silent, in repair mode) until the flow ends.
-                    ended.await.ok();
+                    let frames = ended.await.unwrap_or_default();
                     drop((client, server));
-                    return Ok((moved, Carried::Xdp));
+                    return Ok((moved, Carried::Xdp { frames }));
                 }
                 Err(reason) => {
                     self.stats.fallback(reason);
@@ -267,7 +283,7 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<()>, [FlowKey; 2]), Fallback> {
+    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -297,7 +313,7 @@ impl Handoff {
         result.map(|ended| (ended, keys))
     }
 
-    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<()>, Fallback> {
+    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
@@ -414,18 +430,25 @@ async fn quiescent(client: &TcpStream, server: &TcpStream, deadline: Instant) {
     }
 }
 
-/// Both sockets in repair mode until `keep` (or back out of it when dropped).
+/// Both sockets in repair mode until `keep` (or back out of it when dropped). Their TCP
+/// keepalive is off meanwhile: a probe from a socket the XDP program has taken over would
+/// carry the socket's own (untranslated) sequence numbers to the peer.
 struct Repair<'a> {
     sockets: [&'a TcpStream; 2],
+    keepalive: [bool; 2],
     kept: bool,
 }
 
 impl<'a> Repair<'a> {
     fn on(client: &'a TcpStream, server: &'a TcpStream) -> Result<Self, Fallback> {
+        let keepalive = [client, server].map(|s| socket2::SockRef::from(s).keepalive().unwrap_or(false));
         socket::repair_on(client.as_fd()).map_err(|_| Fallback::Error)?;
-        let repair = Self { sockets: [client, server], kept: false };
+        let repair = Self { sockets: [client, server], keepalive, kept: false };
         if socket::repair_on(server.as_fd()).is_err() {
             return Err(Fallback::Error);
+        }
+        for s in repair.sockets {
+            socket2::SockRef::from(s).set_keepalive(false).map_err(|_| Fallback::Error)?;
         }
         Ok(repair)
     }
@@ -438,8 +461,11 @@ impl<'a> Repair<'a> {
 impl Drop for Repair<'_> {
     fn drop(&mut self) {
         if !self.kept {
-            for s in self.sockets {
+            for (s, keepalive) in self.sockets.into_iter().zip(self.keepalive) {
                 socket::repair_off(s.as_fd()).ok();
+                if keepalive {
+                    socket2::SockRef::from(s).set_keepalive(true).ok();
+                }
             }
         }
     }

@@ -47,7 +47,7 @@ fn decide(snapshot: &Snapshot, hello: Option<&Hello>, source: &str) -> String {
     let facts = ConnFacts { source: source.parse().unwrap(), hello };
     match snapshot.frontends[0].decide(&facts) {
         Decision::Farm { farm, .. } => format!("farm {}", farm.id),
-        Decision::Reject { route_id } => format!("reject {route_id}"),
+        Decision::Reject { route_id, .. } => format!("reject {route_id}"),
         Decision::Close => "close".into(),
     }
 }
@@ -117,6 +117,20 @@ fn invalid_configurations_name_object_and_field() {
 }
 
 #[test]
+fn idle_timeout_defaults_to_900_s_zero_disables_it_and_out_of_range_names_the_field() {
+    let mut c = config(None, vec![]);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, Some(std::time::Duration::from_secs(900)));
+    c.frontends[0].idle_timeout = Some(0);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, None);
+    c.frontends[0].idle_timeout = Some(604_800);
+    assert_eq!(Snapshot::compile(&c).unwrap().frontends[0].idle_timeout, Some(std::time::Duration::from_secs(604_800)));
+    c.frontends[0].idle_timeout = Some(604_801);
+    let e = Snapshot::compile(&c).unwrap_err();
+    assert_eq!((e.object, e.id, e.field), ("frontend", Some(1), "idleTimeout"));
+    assert!(e.to_string().contains("0..=604800"), "{e}");
+}
+
+#[test]
 fn ports_parse_lists_and_ranges() {
     assert_eq!(parse_ports("443").unwrap(), vec![443]);
     assert_eq!(parse_ports("80,443").unwrap(), vec![80, 443]);
@@ -152,4 +166,25 @@ fn source_lists_admit_and_refuse_as_configured() {
     assert!(allow.admits(ip("10.1.2.3")));
     assert!(!allow.admits(ip("11.0.0.1")));
     assert!(!allow.admits(ip("::1")));
+}
+
+#[test]
+fn counters_survive_a_recompile_for_the_objects_that_stay() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let runtimes = Runtimes::default();
+    let first = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), None, vec![])]), &runtimes).unwrap();
+    first.frontends[0].counters.accepted.fetch_add(3, Relaxed);
+    first.frontends[0].routes[0].counters.matched.fetch_add(2, Relaxed);
+    first.farms[&1].counters.routed.fetch_add(2, Relaxed);
+    first.farms[&1].servers[0].runtime.counters.connected.fetch_add(2, Relaxed);
+    let second = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), Some(3), vec![])]), &runtimes).unwrap();
+    assert_eq!(second.frontends[0].counters.accepted.load(Relaxed), 3);
+    assert_eq!(second.frontends[0].routes[0].counters.matched.load(Relaxed), 2);
+    assert_eq!(second.farms[&1].counters.routed.load(Relaxed), 2);
+    assert_eq!(second.farms[&1].servers[0].runtime.counters.connected.load(Relaxed), 2);
+    // Objects removed by an apply lose their counters: a new route 4 later starts at zero.
+    runtimes.retain_listeners(|_| true, |_| false);
+    let third = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), None, vec![])]), &runtimes).unwrap();
+    assert_eq!(third.frontends[0].routes[0].counters.matched.load(Relaxed), 0);
+    assert_eq!(third.frontends[0].counters.accepted.load(Relaxed), 3);
 }

@@ -42,6 +42,9 @@ pub struct FrontendFields {
     /// (hand-off right after the ClientHello), splice or copy.
     #[arg(long, value_name = "MODE", value_parser = ["auto", "xdp", "splice", "copy"])]
     pub fastpath: Option<String>,
+    /// Seconds a relayed connection may stay idle before it is closed (default 900; 0: never).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u32>,
 }
 
 impl Fields for FrontendFields {
@@ -56,6 +59,7 @@ impl Fields for FrontendFields {
         ("inspect-timeout", "inspectTimeout"),
         ("max-connections", "maxConnections"),
         ("fastpath", "fastpath"),
+        ("idle-timeout", "idleTimeout"),
     ];
 
     fn body(&self) -> Result<Map<String, Value>, Error> {
@@ -71,6 +75,7 @@ impl Fields for FrontendFields {
         body.set("inspectTimeout", self.inspect_timeout);
         body.set("maxConnections", self.max_connections);
         body.set("fastpath", self.fastpath.as_ref());
+        body.set("idleTimeout", self.idle_timeout);
         Ok(body.into_map())
     }
 }
