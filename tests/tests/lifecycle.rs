@@ -612,3 +612,41 @@ fn the_json_access_log_has_one_event_per_connection_with_its_fields() -> Result<
     ensure!(not_json.is_empty(), "lines that are not JSON: {not_json:?}");
     Ok(())
 }
+
+#[test]
+fn sigint_drains_like_sigterm() -> Result<()> {
+    require_root!();
+    let mut lab = Lab::with_standard_backends()?;
+    let config = Config::new()
+        .frontend(
+            Frontend::new(1, &PLAIN_PORT.to_string())
+                .default_farm(PLAIN_FARM)
+                .fastpath("copy"),
+        )
+        .farm(plain_farm());
+    lab.start_with(&config, opts(&["--drain-timeout", "1"]))?;
+    let mut open = plain_connect(&lab)?;
+    let int = Instant::now();
+    lab.daemon()?.signal(Signal::SIGINT)?;
+    let status = lab
+        .daemon
+        .as_mut()
+        .context("no daemon")?
+        .wait_exit(Duration::from_secs(10))
+        .context("the daemon still runs 10 s after SIGINT with a 1 s drain timeout")?;
+    let took = int.elapsed();
+    ensure!(status.success(), "exit status after SIGINT: {status}");
+    ensure!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "the daemon exited {took:?} after SIGINT (drain timeout 1 s): no drain?"
+    );
+    let mut buf = [0u8; 8];
+    let n = open.read(&mut buf).unwrap_or(0);
+    ensure!(n == 0, "the connection still delivered {n} bytes after the daemon exited");
+    let log = log_text(&lab);
+    ensure!(
+        log.contains("signal=\"SIGINT\"") && log.contains("still_open=1"),
+        "no SIGINT drain in the log:\n{log}"
+    );
+    Ok(())
+}
