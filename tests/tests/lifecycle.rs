@@ -401,8 +401,7 @@ fn sighup_reloads_the_config_file_and_a_broken_file_changes_nothing() -> Result<
             let log = log_text(&lab);
             (log.matches("reload failed").count() > failures).then(|| {
                 log.lines()
-                    .filter(|l| l.contains("reload failed"))
-                    .last()
+                    .rfind(|l| l.contains("reload failed"))
                     .unwrap_or_default()
                     .to_string()
             })
