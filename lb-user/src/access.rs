@@ -120,8 +120,12 @@ impl ConnLog {
         }
     }
 
-    /// The hello's SNI and offered ALPN ids (copied: the hello is dropped once forwarded).
+    /// The hello's SNI and offered ALPN ids (copied: the hello is dropped once forwarded;
+    /// not when the access log is off).
     pub fn hello(&mut self, hello: &ClientHello) {
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return;
+        }
         self.sni = hello.sni().map(Into::into);
         if hello.has_alpn() {
             let ids: Vec<String> = hello.alpn().map(|id| String::from_utf8_lossy(id).into_owned()).collect();

@@ -97,8 +97,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
     /// Seconds connections in flight get to finish after SIGTERM or SIGINT (the listeners
-    /// are closed at once); those still open then are closed. Flows handed to the XDP program
-    /// are not waited for when --pin-dir lets them outlive the daemon.
+    /// are closed at once); those still open then are closed. Connections handed to the XDP
+    /// program are not waited for: with --pin-dir they outlive the daemon.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout: f64,
     /// How log events are written on stderr: `text` lines, or `json`, one object per line.
