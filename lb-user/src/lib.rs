@@ -27,5 +27,6 @@ pub mod runtime;
 pub mod serve;
 pub mod server_state;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod tls;
