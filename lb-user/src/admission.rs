@@ -66,6 +66,11 @@ impl Gates {
         let mut gates = self.by_frontend.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(gates.entry(frontend_id).or_default())
     }
+
+    /// Live connections of a frontend (0 when it never accepted one).
+    pub fn live(&self, frontend_id: u32) -> u32 {
+        self.by_frontend.lock().unwrap_or_else(|p| p.into_inner()).get(&frontend_id).map_or(0, |gate| gate.live())
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ impl Applier {
         state.listeners.commit(prepared, &self.proxy);
         let servers: std::collections::HashSet<u32> = snapshot.farms.values().flat_map(|f| f.servers.iter().map(|s| s.id)).collect();
         self.runtimes.retain(|id| servers.contains(&id), |id| snapshot.farms.contains_key(&id));
+        let routes: std::collections::HashSet<u32> = snapshot.frontends.iter().flat_map(|f| f.routes.iter().map(|r| r.id)).collect();
+        self.runtimes.retain_listeners(|id| snapshot.frontends.iter().any(|f| f.id == id), |id| routes.contains(&id));
         self.health.reconcile(&snapshot);
         Ok(())
     }

@@ -438,6 +438,26 @@ impl Counters {
     }
 }
 
+/// The kernel programs' counter array, opened by its id for reading at any time (scrapes).
+pub struct KernelCounters(PerCpuArray<MapData, u64>);
+
+impl KernelCounters {
+    pub fn open(ids: &KernelIds) -> Result<Self> {
+        let map = MapData::from_id(ids.counters).context("opening the counters map")?;
+        Ok(Self(Map::PerCpuArray(map).try_into()?))
+    }
+
+    /// Every counter summed over the CPUs.
+    pub fn read(&self) -> Result<Counters> {
+        Counters::read(&self.0)
+    }
+
+    /// Every counter summed over the CPUs, under its name in `lb_common::counter::NAMES`.
+    pub fn by_name(&self) -> Result<Vec<(&'static str, u64)>> {
+        (0..counter::COUNT).map(|index| Ok((counter::NAMES[index as usize], self.0.get(&index, 0)?.iter().sum()))).collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowReport {
     /// The connection's remote end: the client for client-side entries.

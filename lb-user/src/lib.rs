@@ -29,4 +29,5 @@ pub mod server_state;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

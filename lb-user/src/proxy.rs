@@ -83,6 +83,11 @@ impl Proxy {
         }
     }
 
+    /// Connections a frontend carries right now.
+    pub fn live_connections(&self, frontend_id: u32) -> u32 {
+        self.gates.live(frontend_id)
+    }
+
     fn max_connections(&self, frontend_id: u32) -> u32 {
         self.snapshot.load().frontends.iter().find(|f| f.id == frontend_id).map_or(DEFAULT_MAX_CONNECTIONS, |f| f.max_connections)
     }

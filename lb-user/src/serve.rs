@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::{
     api::{self, ApiToken},
     apply::Applier,
-    bpf::{Dataplane, XdpModeChoice, XdpUse},
+    bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     config_file,
     control::{self, Control, Traffic},
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
@@ -17,6 +17,7 @@ use crate::{
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
     store::Store,
+    telemetry::DaemonState,
 };
 
 #[derive(Debug, clap::Args)]
@@ -142,8 +143,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
     });
+    let kernel_counters = match &kernel_ids {
+        Some(ids) => Some(KernelCounters::open(ids)?),
+        None => None,
+    };
+    let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
     let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
-    let result = start(&args, &applier, store, imported, token).await;
+    let result = start(&args, &applier, store, imported, token, telemetry).await;
     let (control, api) = match result {
         Ok(started) => started,
         Err(e) => {
@@ -204,6 +210,14 @@ fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
     })
 }
 
+/// What the daemon state handle needs besides the control plane (made in `start`).
+struct Telemetry {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Arc<Proxy>,
+    handoff: Option<Arc<Handoff>>,
+    kernel: Option<KernelCounters>,
+}
+
 /// Opens the control plane, applies the imported or the persisted configuration, and
 /// starts the API.
 async fn start(
@@ -212,6 +226,7 @@ async fn start(
     store: Store,
     imported: Option<crate::model::ServiceConfig>,
     token: Option<ApiToken>,
+    telemetry: Telemetry,
 ) -> Result<(Arc<Control>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
     let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
@@ -226,8 +241,9 @@ async fn start(
             info!(frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "serving the persisted applied configuration");
         }
     }
+    let daemon = Arc::new(DaemonState::new(telemetry.snapshot, telemetry.proxy, telemetry.handoff, telemetry.kernel, Arc::clone(&control)));
     let api = match args.api {
-        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token)).await?),
+        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token, Some(daemon))).await?),
         None => {
             info!("no --api: the control-plane API is not served");
             None

@@ -14,6 +14,8 @@ use std::{
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters, ServerCounters};
+
 #[derive(Debug)]
 pub struct ServerRuntime {
     up: AtomicBool,
@@ -21,6 +23,8 @@ pub struct ServerRuntime {
     /// Woken when the server is marked down, for `onMarkedDown: shutdown-sessions`.
     marked_down: Notify,
     report: Mutex<HealthReport>,
+    /// Connections, connect times and bytes, for metrics; bumped without locks.
+    pub counters: ServerCounters,
 }
 
 /// The last health verdict, as `serverState` shows it.
@@ -40,6 +44,7 @@ impl Default for ServerRuntime {
             active: AtomicU32::new(0),
             marked_down: Notify::new(),
             report: Mutex::new(HealthReport { status: "unchecked", ..Default::default() }),
+            counters: ServerCounters::default(),
         }
     }
 }
@@ -110,18 +115,37 @@ impl ServerRuntime {
     }
 }
 
-/// Run-time state by server id (and stickiness tables by farm id), shared by every snapshot
-/// compiled through it.
+/// Run-time state by server id (and stickiness tables by farm id, counters by frontend,
+/// route and farm id), shared by every snapshot compiled through it.
 #[derive(Debug, Default)]
 pub struct Runtimes {
     servers: Mutex<HashMap<u32, Arc<ServerRuntime>>>,
     sticky: Mutex<HashMap<u32, Arc<crate::balance::StickyTable>>>,
+    frontends: Mutex<HashMap<u32, Arc<FrontendCounters>>>,
+    routes: Mutex<HashMap<u32, Arc<RouteCounters>>>,
+    farms: Mutex<HashMap<u32, Arc<FarmCounters>>>,
+}
+
+fn shared<T: Default>(map: &Mutex<HashMap<u32, Arc<T>>>, id: u32) -> Arc<T> {
+    Arc::clone(map.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default())
 }
 
 impl Runtimes {
     pub fn sticky_table(&self, farm_id: u32) -> Arc<crate::balance::StickyTable> {
         let mut tables = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(tables.entry(farm_id).or_insert_with(|| Arc::new(crate::balance::StickyTable::new())))
+    }
+
+    pub fn frontend_counters(&self, frontend_id: u32) -> Arc<FrontendCounters> {
+        shared(&self.frontends, frontend_id)
+    }
+
+    pub fn route_counters(&self, route_id: u32) -> Arc<RouteCounters> {
+        shared(&self.routes, route_id)
+    }
+
+    pub fn farm_counters(&self, farm_id: u32) -> Arc<FarmCounters> {
+        shared(&self.farms, farm_id)
     }
 
     pub fn get_or_create(&self, server_id: u32) -> Arc<ServerRuntime> {
@@ -145,6 +169,13 @@ impl Runtimes {
             keep
         });
         self.sticky.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_farm(*id));
+        self.farms.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_farm(*id));
+    }
+
+    /// Forgets the counters of frontends and routes that are no longer configured.
+    pub fn retain_listeners(&self, keep_frontend: impl Fn(u32) -> bool, keep_route: impl Fn(u32) -> bool) {
+        self.frontends.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_frontend(*id));
+        self.routes.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| keep_route(*id));
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{
     model::{Farm, Fastpath, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
     routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
     server_state::{Runtimes, ServerRuntime},
+    telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters},
 };
 
 pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,6 +76,8 @@ pub struct FarmPlan {
     /// ALPN protocols the routes to this farm select on (a `tls` probe offers them and
     /// requires the server to pick one).
     pub probe_alpn: Vec<Vec<u8>>,
+    /// Shared across snapshots for the same farm id.
+    pub counters: Arc<FarmCounters>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +104,8 @@ pub struct RoutePlan {
     pub id: u32,
     pub target: RouteTarget,
     pub rules: Vec<CompiledRule>,
+    /// Shared across snapshots for the same route id.
+    pub counters: Arc<RouteCounters>,
 }
 
 #[derive(Debug)]
@@ -120,6 +125,8 @@ pub struct FrontendPlan {
     /// False when no rule looks at the ClientHello: the decision is made at accept time and
     /// server-first protocols work.
     pub needs_hello: bool,
+    /// Shared across snapshots for the same frontend id.
+    pub counters: Arc<FrontendCounters>,
 }
 
 /// What to do with a connection.
@@ -173,7 +180,7 @@ impl Snapshot {
             if !frontend_ids.insert(id) {
                 return Err(ConfigError::new("frontend", Some(id), "frontendId", "duplicate id"));
             }
-            frontends.push(compile_frontend(frontend, id, &farms)?);
+            frontends.push(compile_frontend(frontend, id, &farms, runtimes.frontend_counters(id))?);
         }
         let mut route_ids = HashSet::new();
         let mut routes_by_frontend: HashMap<u32, Vec<(u16, RoutePlan)>> = HashMap::new();
@@ -186,7 +193,7 @@ impl Snapshot {
                 return Err(ConfigError::new("route", Some(id), "frontendId", format!("frontend {} does not exist", route.frontend_id)));
             }
             let weight = route.weight.unwrap_or(0);
-            routes_by_frontend.entry(route.frontend_id).or_default().push((weight, compile_route(route, id, &farms)?));
+            routes_by_frontend.entry(route.frontend_id).or_default().push((weight, compile_route(route, id, &farms, runtimes.route_counters(id))?));
         }
         for frontend in &mut frontends {
             let mut routes = routes_by_frontend.remove(&frontend.id).unwrap_or_default();
@@ -259,6 +266,7 @@ fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc
             servers,
             probe: farm.probe.clone(),
             probe_alpn: Vec::new(),
+            counters: runtimes.farm_counters(id),
         };
         if plans.insert(id, Arc::new(plan)).is_some() {
             return Err(ConfigError::new("farm", Some(id), "farmId", "duplicate id"));
@@ -267,7 +275,7 @@ fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc
     Ok(plans)
 }
 
-fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<FrontendPlan, ConfigError> {
+fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>, counters: Arc<FrontendCounters>) -> Result<FrontendPlan, ConfigError> {
     let err = |field, message: String| ConfigError::new("frontend", Some(id), field, message);
     let ports = parse_ports(&frontend.port).map_err(|m| err("port", m))?;
     let default_farm = match frontend.default_farm_id {
@@ -318,10 +326,11 @@ fn compile_frontend(frontend: &Frontend, id: u32, farms: &HashMap<u32, Arc<FarmP
         routes: vec![],
         inspect_timeout,
         needs_hello: false,
+        counters,
     })
 }
 
-fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) -> Result<RoutePlan, ConfigError> {
+fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>, counters: Arc<RouteCounters>) -> Result<RoutePlan, ConfigError> {
     let err = |field, message: String| ConfigError::new("route", Some(id), field, message);
     if route.weight.is_some_and(|w| w > 255) {
         return Err(err("weight", "weight must be in 0..=255".into()));
@@ -348,7 +357,7 @@ fn compile_route(route: &Route, id: u32, farms: &HashMap<u32, Arc<FarmPlan>>) ->
             CompiledRule::compile(rule, rid)
         })
         .collect::<Result<_, _>>()?;
-    Ok(RoutePlan { id, target, rules })
+    Ok(RoutePlan { id, target, rules, counters })
 }
 
 /// The ALPN ids routes select on, gathered per target farm for its `tls` probe.

@@ -28,7 +28,10 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::{ApiError, ErrorBody};
 pub use extract::BODY_LIMIT;
 
-use crate::control::{blocking, Control, ControlError};
+use crate::{
+    control::{blocking, Control, ControlError},
+    telemetry::DaemonState,
+};
 
 pub const SERVICE_PREFIX: &str = "/ipLoadbalancing/{serviceName}";
 
@@ -74,9 +77,17 @@ impl ApiToken {
 pub struct Api {
     control: Arc<Control>,
     token: Option<ApiToken>,
+    /// The running daemon's state (metrics, status page); None when the API runs without
+    /// traffic behind it (unit tests).
+    daemon: Option<Arc<DaemonState>>,
 }
 
 impl Api {
+    /// The running daemon's state, when there is one behind this API.
+    pub(crate) fn daemon(&self) -> Option<&Arc<DaemonState>> {
+        self.daemon.as_ref()
+    }
+
     /// Runs control-plane work (store transactions) off the async workers.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static) -> Result<T, ApiError> {
         let control = Arc::clone(&self.control);
@@ -85,8 +96,8 @@ impl Api {
 }
 
 /// The whole API, `/openapi.json` included.
-pub fn router(control: Arc<Control>, token: Option<ApiToken>) -> Router {
-    let api = Api { control, token };
+pub fn router(control: Arc<Control>, token: Option<ApiToken>, daemon: Option<Arc<DaemonState>>) -> Router {
+    let api = Api { control, token, daemon };
     let service = OpenApiRouter::new().merge(frontends::routes()).merge(farms::routes()).merge(routes::routes()).merge(service::routes());
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base()).nest(SERVICE_PREFIX, service).split_for_parts();
     let doc = openapi::complete(doc, api.token.is_some());

@@ -35,7 +35,7 @@ struct Harness {
 fn harness(token: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let control = Control::new(Store::open(dir.path()).unwrap(), Arc::new(NoTraffic), "lb", "local").unwrap();
-    Harness { router: router(Arc::new(control), token.map(ApiToken::new)), _dir: dir }
+    Harness { router: router(Arc::new(control), token.map(ApiToken::new), None), _dir: dir }
 }
 
 struct Answer {

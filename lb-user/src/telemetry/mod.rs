@@ -1,0 +1,75 @@
+//! What the daemon knows about itself at run time, for whoever reports it (`GET /metrics`,
+//! the status page): one handle giving read access to the applied snapshot (and through it
+//! every frontend's, route's, farm's and server's counters and health), the proxy's
+//! refusals and live connections, the hand-off statistics, the kernel counters and the
+//! control plane. Readers take what they need at request time; nothing here is on the
+//! connection path.
+pub mod counters;
+
+use std::{sync::Arc, time::SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    bpf::{Counters, KernelCounters},
+    control::Control,
+    handoff::{stats::HandoffReport, Handoff},
+    proxy::Proxy,
+    refusals::RefusalCounts,
+    snapshot::Snapshot,
+};
+
+pub struct DaemonState {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Arc<Proxy>,
+    handoff: Option<Arc<Handoff>>,
+    kernel: Option<KernelCounters>,
+    control: Arc<Control>,
+    started: SystemTime,
+}
+
+impl DaemonState {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, handoff: Option<Arc<Handoff>>, kernel: Option<KernelCounters>, control: Arc<Control>) -> Self {
+        Self { snapshot, proxy, handoff, kernel, control, started: SystemTime::now() }
+    }
+
+    /// The applied configuration, compiled; its plans hold the counters (`counters` fields)
+    /// and servers' run-time state (`ServerPlan::runtime`).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Connections a frontend carries right now (accepted and not yet ended).
+    pub fn frontend_active(&self, frontend_id: u32) -> u32 {
+        self.proxy.live_connections(frontend_id)
+    }
+
+    /// Connections the proxy closed on purpose, totals since start (every frontend).
+    pub fn refusals(&self) -> RefusalCounts {
+        self.proxy.refusals.snapshot()
+    }
+
+    /// Hand-off statistics; None without the kernel programs.
+    pub fn handoff(&self) -> Option<HandoffReport> {
+        self.handoff.as_ref().map(|h| h.stats.report())
+    }
+
+    /// The kernel programs' counters summed over CPUs; None without them (no `--iface`).
+    pub fn kernel_counters(&self) -> Option<anyhow::Result<Counters>> {
+        self.kernel.as_ref().map(KernelCounters::read)
+    }
+
+    /// The same counters under their lb-common names, for generic reporting.
+    pub fn kernel_counters_by_name(&self) -> Option<anyhow::Result<Vec<(&'static str, u64)>>> {
+        self.kernel.as_ref().map(KernelCounters::by_name)
+    }
+
+    /// The control plane: pending changes, tasks, service status.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+}
