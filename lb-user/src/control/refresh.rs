@@ -27,7 +27,7 @@ impl Control {
     /// The newest `limit` tasks, newest first.
     pub fn recent_tasks(&self, limit: usize) -> Result<Vec<Task>, ControlError> {
         let mut tasks: Vec<Task> = self.store.read(|tx| tx.all::<Task>())?.into_iter().map(|(_, task)| task).collect();
-        tasks.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.id));
         tasks.truncate(limit);
         Ok(tasks)
     }

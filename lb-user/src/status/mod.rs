@@ -13,7 +13,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-pub use model::{ControlFacts, StatusReport};
+pub use model::{ControlFacts, RuntimeFacts, StatusReport};
+
+use crate::{control::ControlError, telemetry::DaemonState};
 
 /// The page, compiled into the binary.
 pub const PAGE: &str = include_str!("page.html");
@@ -42,6 +44,30 @@ pub fn page() -> Response {
         PAGE,
     )
         .into_response()
+}
+
+/// The report, from the daemon's state. Reads the store: run it off the async workers.
+pub fn report(daemon: &DaemonState) -> Result<StatusReport, ControlError> {
+    let control = daemon.control();
+    let snapshot = daemon.snapshot();
+    let applied = control.applied_config()?;
+    let facts = ControlFacts {
+        service: control.service().to_string(),
+        zone: control.zone().to_string(),
+        listeners: control.listening().iter().map(ToString::to_string).collect(),
+        pending_changes: control.pending_changes()?,
+        tasks: control.recent_tasks(model::TASKS_SHOWN)?,
+    };
+    let kernel = match daemon.kernel_counters() {
+        Some(Ok(counters)) => Some(counters),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "status page: reading the kernel counters failed");
+            None
+        }
+        None => None,
+    };
+    let runtime = RuntimeFacts { frontend_active: snapshot.frontends.iter().map(|f| (f.id, daemon.frontend_active(f.id))).collect(), handoff: daemon.handoff(), kernel };
+    Ok(StatusReport::build(&snapshot, &applied, facts, runtime))
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! Built from the applied snapshot (routes in evaluation order, server run-time state) joined
 //! with the applied configuration (the words operators wrote: names, rules, probes), plus the
 //! control plane's pending changes and tasks and the hand-off and kernel counters.
-use std::{collections::HashMap, time::SystemTime};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
 
 use serde::Serialize;
 
@@ -13,6 +17,7 @@ use crate::{
     model::{self, ServiceConfig},
     snapshot::{AclMode, FarmPlan, FrontendPlan, RoutePlan, RouteTarget, ServerPlan, Snapshot},
     store::Task,
+    telemetry::counters::{ByteCounters, Path},
 };
 
 /// Refresh tasks the page lists, newest first.
@@ -57,6 +62,14 @@ pub struct FrontendStatus {
     pub acl_sources: Vec<String>,
     pub fastpath: String,
     pub max_connections: u32,
+    /// Connections it carries now.
+    pub active_connections: u32,
+    /// Totals since the daemon started.
+    pub accepted: u64,
+    pub routed: u64,
+    pub rejected: u64,
+    pub unmatched: u64,
+    pub bytes: Bytes,
     /// Where a connection no route takes goes; absent: it is closed.
     pub default_farm: Option<FarmRef>,
     /// In evaluation order: the first route whose rules all match decides.
@@ -80,6 +93,8 @@ pub struct RouteStatus {
     pub action: String,
     pub farm: Option<FarmRef>,
     pub weight: u16,
+    /// Connections this route decided since the daemon started.
+    pub matched: u64,
     /// Every rule must match (none: the route takes every connection).
     pub rules: Vec<RuleStatus>,
 }
@@ -100,6 +115,8 @@ pub struct FarmStatus {
     pub balance: String,
     /// The probe type and interval (`tcp every 5 s`); absent: servers are not checked.
     pub probe: Option<String>,
+    /// Connections sent to this farm since the daemon started.
+    pub routed: u64,
     pub servers: Vec<ServerStatus>,
 }
 
@@ -118,6 +135,34 @@ pub struct ServerStatus {
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     pub active_connections: u32,
+    /// Connections established to it since the daemon started.
+    pub connections: u64,
+    /// Connection attempts it refused or let time out.
+    pub connect_failures: u64,
+    pub bytes: Bytes,
+}
+
+/// Bytes each way since the daemon started, every relay path (copy, splice, XDP) summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bytes {
+    pub to_server: u64,
+    pub to_client: u64,
+}
+
+impl From<&ByteCounters> for Bytes {
+    fn from(counters: &ByteCounters) -> Self {
+        Self { to_server: Path::ALL.iter().map(|p| counters.to_server(*p)).sum(), to_client: Path::ALL.iter().map(|p| counters.to_client(*p)).sum() }
+    }
+}
+
+/// What the running daemon contributes beyond the snapshot.
+#[derive(Default)]
+pub struct RuntimeFacts {
+    /// Live connections by frontend id.
+    pub frontend_active: HashMap<u32, u32>,
+    pub handoff: Option<HandoffReport>,
+    pub kernel: Option<Counters>,
 }
 
 /// What the control plane contributes.
@@ -131,14 +176,15 @@ pub struct ControlFacts {
 }
 
 impl StatusReport {
-    pub fn build(snapshot: &Snapshot, applied: &ServiceConfig, control: ControlFacts, handoff: Option<HandoffReport>, kernel: Option<Counters>) -> Self {
+    pub fn build(snapshot: &Snapshot, applied: &ServiceConfig, control: ControlFacts, runtime: RuntimeFacts) -> Self {
         let described = Described::index(applied);
-        let mut frontends: Vec<FrontendStatus> = snapshot.frontends.iter().map(|f| frontend_status(f, &described)).collect();
+        let mut frontends: Vec<FrontendStatus> =
+            snapshot.frontends.iter().map(|f| frontend_status(f, &described, runtime.frontend_active.get(&f.id).copied().unwrap_or(0))).collect();
         frontends.sort_by_key(|f| f.id);
         let mut farms: Vec<FarmStatus> = snapshot.farms.values().map(|f| farm_status(f, &described)).collect();
         farms.sort_by_key(|f| f.id);
         let mut tasks = control.tasks;
-        tasks.sort_by(|a, b| b.id.cmp(&a.id));
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
         tasks.truncate(TASKS_SHOWN);
         Self {
             service: control.service,
@@ -149,8 +195,8 @@ impl StatusReport {
             farms,
             pending_changes: control.pending_changes,
             tasks,
-            handoff,
-            kernel,
+            handoff: runtime.handoff,
+            kernel: runtime.kernel,
         }
     }
 }
@@ -178,7 +224,11 @@ fn farm_ref(farm: &FarmPlan) -> FarmRef {
     FarmRef { id: farm.id, name: farm.name.clone() }
 }
 
-fn frontend_status(plan: &FrontendPlan, described: &Described) -> FrontendStatus {
+fn total(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn frontend_status(plan: &FrontendPlan, described: &Described, active_connections: u32) -> FrontendStatus {
     let config = described.frontends.get(&plan.id);
     let port = match config {
         Some(f) => f.port.clone(),
@@ -199,6 +249,12 @@ fn frontend_status(plan: &FrontendPlan, described: &Described) -> FrontendStatus
         acl_sources: plan.acl.nets.iter().map(ToString::to_string).collect(),
         fastpath: lowercase_name(&plan.fastpath),
         max_connections: plan.max_connections,
+        active_connections,
+        accepted: total(&plan.counters.accepted),
+        routed: total(&plan.counters.routed),
+        rejected: total(&plan.counters.rejected),
+        unmatched: total(&plan.counters.unmatched),
+        bytes: Bytes::from(&plan.counters.bytes),
         default_farm: plan.default_farm.as_deref().map(farm_ref),
         routes: plan.routes.iter().enumerate().map(|(i, r)| route_status(i + 1, r, described)).collect(),
     }
@@ -221,6 +277,7 @@ fn route_status(position: usize, plan: &RoutePlan, described: &Described) -> Rou
         action: action.to_string(),
         farm,
         weight: config.and_then(|r| r.weight).unwrap_or(0),
+        matched: total(&plan.counters.matched),
         rules,
     }
 }
@@ -252,7 +309,14 @@ fn farm_status(plan: &FarmPlan, described: &Described) -> FarmStatus {
     });
     let mut servers: Vec<ServerStatus> = plan.servers.iter().map(|s| server_status(s)).collect();
     servers.sort_by_key(|s| s.id);
-    FarmStatus { id: plan.id, name: plan.name.clone(), balance: lowercase_name(&config.and_then(|f| f.balance).unwrap_or_default()), probe, servers }
+    FarmStatus {
+        id: plan.id,
+        name: plan.name.clone(),
+        balance: lowercase_name(&config.and_then(|f| f.balance).unwrap_or_default()),
+        probe,
+        routed: total(&plan.counters.routed),
+        servers,
+    }
 }
 
 fn server_status(plan: &ServerPlan) -> ServerStatus {
@@ -268,6 +332,9 @@ fn server_status(plan: &ServerPlan) -> ServerStatus {
         last_error: report.last_error,
         consecutive_failures: report.consecutive_failures,
         active_connections: plan.runtime.active_connections(),
+        connections: total(&plan.runtime.counters.connected),
+        connect_failures: total(&plan.runtime.counters.connect_failed),
+        bytes: Bytes::from(&plan.runtime.counters.bytes),
     }
 }
 

@@ -73,7 +73,7 @@ fn facts(pending: u64, task_ids: &[u32]) -> ControlFacts {
 
 fn report(config: &ServiceConfig, facts: ControlFacts) -> StatusReport {
     let snapshot = Snapshot::compile(config).expect("valid configuration");
-    StatusReport::build(&snapshot, config, facts, None, None)
+    StatusReport::build(&snapshot, config, facts, RuntimeFacts::default())
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn farms_and_servers_are_sorted_by_id_with_their_health() {
     h2.servers.iter().find(|s| s.id == 2).unwrap().runtime.record_probe(Ok(()));
     let _slot = server1.runtime.occupy();
 
-    let report = StatusReport::build(&snapshot, &config, facts(0, &[]), None, None);
+    let report = StatusReport::build(&snapshot, &config, facts(0, &[]), RuntimeFacts::default());
     let farm_ids: Vec<u32> = report.farms.iter().map(|f| f.id).collect();
     assert_eq!(farm_ids, vec![1, 2]);
     let h2 = &report.farms[0];
