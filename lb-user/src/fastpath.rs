@@ -24,7 +24,7 @@ pub enum RelayMode {
 }
 
 /// Bytes moved in each direction.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Moved {
     pub to_server: u64,
     pub to_client: u64,

@@ -31,6 +31,7 @@ use crate::{
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    telemetry::counters::{self, Path, UpstreamFailure},
     tls::ClientHello,
 };
 
@@ -97,13 +98,19 @@ impl Proxy {
         let Some(frontend) = snapshot.frontends.iter().find(|f| f.id == frontend_id) else {
             return;
         };
+        counters::count(&frontend.counters.accepted);
         client.set_nodelay(true).ok();
         let mut first_bytes = BytesMut::new();
         let classified = if frontend.needs_hello {
+            let started = std::time::Instant::now();
             match read_hello(&mut client, &mut first_bytes, frontend.inspect_timeout).await {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    frontend.counters.hello_read.observe(started.elapsed());
+                    Some(c)
+                }
                 Err(e) => {
                     Refusals::count(&self.refusals.inspection_failed);
+                    counters::count(&frontend.counters.inspection_failed);
                     debug!(frontend = frontend.id, client = %peer, error = %e, "connection closed during inspection");
                     return;
                 }
@@ -113,24 +120,35 @@ impl Proxy {
         };
         let hello = hello_of(&classified);
         let facts = ConnFacts { source: canonical(peer.ip()), hello };
-        let farm = match frontend.decide(&facts) {
-            Decision::Farm { farm, route_id } => {
+        let decision = frontend.decide(&facts);
+        if let Some(route) = decision.route() {
+            counters::count(&route.counters.matched);
+        }
+        let farm = match decision {
+            Decision::Farm { farm, route_id, .. } => {
+                counters::count(&frontend.counters.routed);
+                counters::count(&farm.counters.routed);
                 debug!(frontend = frontend.id, route = ?route_id, farm = farm.id, sni = ?hello.and_then(|h| h.sni()), "routed");
                 farm
             }
-            Decision::Reject { route_id } => {
+            Decision::Reject { route_id, .. } => {
                 Refusals::count(&self.refusals.rejected);
+                counters::count(&frontend.counters.rejected);
                 debug!(frontend = frontend.id, client = %peer, route = route_id, "rejected by route");
                 return;
             }
             Decision::Close => {
                 Refusals::count(&self.refusals.unmatched);
+                counters::count(&frontend.counters.unmatched);
                 debug!(frontend = frontend.id, client = %peer, "no route matched and no default farm: closed");
                 return;
             }
         };
         if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes).await {
+            let failure = e.downcast_ref::<ConnectError>().map_or(UpstreamFailure::Relay, ConnectError::failure);
             Refusals::count(&self.refusals.upstream_failed);
+            frontend.counters.failed_upstream.count(failure);
+            farm.counters.failed_upstream.count(failure);
             debug!(frontend = frontend.id, farm = farm.id, client = %peer, error = %e, "connection ended with an error");
         }
     }
@@ -179,6 +197,9 @@ impl Proxy {
             if let (Ok((_, carried)), Some(handoff)) = (&result, &self.handoff) {
                 handoff.stats.relayed(frontend.id, carried.label());
             }
+            if let Ok((moved, carried)) = &result {
+                count_relayed(frontend, server, *moved, *carried);
+            }
             result
         };
         if server.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
@@ -197,14 +218,21 @@ impl Proxy {
     /// Connects to the farm's chosen server. A server that refuses or times out is skipped
     /// and another one tried, up to MAX_CONNECT_ATTEMPTS servers, so that a client rarely
     /// meets a dead server even before its probe notices.
-    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr, mss: Option<u32>) -> Result<(&'f Arc<ServerPlan>, TcpStream)> {
+    async fn connect<'f>(&self, farm: &'f FarmPlan, client: IpAddr, mss: Option<u32>) -> Result<(&'f Arc<ServerPlan>, TcpStream), ConnectError> {
         let mut failed: Vec<u32> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while failed.len() < MAX_CONNECT_ATTEMPTS {
             let Some(server) = farm.balancer.pick(client, &failed) else { break };
+            let started = std::time::Instant::now();
             match self.connect_one(server, mss).await {
-                Ok(stream) => return Ok((server, stream)),
+                Ok(stream) => {
+                    let stats = &server.runtime.counters;
+                    stats.connect_time.observe(started.elapsed());
+                    counters::count(&stats.connected);
+                    return Ok((server, stream));
+                }
                 Err(e) => {
+                    counters::count(&server.runtime.counters.connect_failed);
                     warn!(farm = farm.id, server = server.id, error = %e, "connect failed, trying another server");
                     failed.push(server.id);
                     errors.push(format!("server {}: {e}", server.id));
@@ -212,9 +240,9 @@ impl Proxy {
             }
         }
         if errors.is_empty() {
-            anyhow::bail!("farm {} has no server that can take the connection", farm.id);
+            return Err(ConnectError::NoServer { farm: farm.id });
         }
-        anyhow::bail!("farm {}: every server tried failed ({})", farm.id, errors.join("; "))
+        Err(ConnectError::AllFailed { farm: farm.id, errors: errors.join("; ") })
     }
 
     async fn connect_one(&self, server: &ServerPlan, mss: Option<u32>) -> io::Result<TcpStream> {
@@ -227,6 +255,38 @@ impl Proxy {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {} timed out", server.address)))??;
         stream.set_nodelay(true).ok();
         Ok(stream)
+    }
+}
+
+/// Why no server connection could be made for a routed connection.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("farm {farm} has no server that can take the connection")]
+    NoServer { farm: u32 },
+    #[error("farm {farm}: every server tried failed ({errors})")]
+    AllFailed { farm: u32, errors: String },
+}
+
+impl ConnectError {
+    fn failure(&self) -> UpstreamFailure {
+        match self {
+            Self::NoServer { .. } => UpstreamFailure::NoServer,
+            Self::AllFailed { .. } => UpstreamFailure::Connect,
+        }
+    }
+}
+
+/// Bytes and the final path of a finished connection, on its frontend and server. A
+/// handed-off connection's user-space bytes went through splice before the hand-off.
+fn count_relayed(frontend: &FrontendPlan, server: &ServerPlan, moved: Moved, carried: Carried) {
+    let path = Path::from(carried);
+    let user_path = if path == Path::Xdp { Path::Splice } else { path };
+    frontend.counters.relayed(path);
+    frontend.counters.bytes.add(user_path, moved.to_server, moved.to_client);
+    server.runtime.counters.bytes.add(user_path, moved.to_server, moved.to_client);
+    if let Carried::Xdp { frames } = carried {
+        frontend.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);
+        server.runtime.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);
     }
 }
 

@@ -24,6 +24,9 @@ pub struct RuntimeInfo {
     /// Where the control-plane API listens (`--api`), once bound.
     #[serde(default)]
     pub api: Option<SocketAddr>,
+    /// Where the metrics listener listens (`--metrics`), once bound.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct RuntimeFile {

@@ -17,7 +17,7 @@ use crate::{
     runtime::{RuntimeFile, RuntimeInfo},
     snapshot::Snapshot,
     store::Store,
-    telemetry::DaemonState,
+    telemetry::{self, DaemonState},
 };
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// loopback address.
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
+    /// Address of a listener serving only `GET /metrics` (Prometheus text format), never
+    /// behind the API token; port 0 picks a free port (runtime.json tells which). The API
+    /// serves `/metrics` too, behind its token when one is set.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
     /// The service name under /ipLoadbalancing/{serviceName}.
     #[arg(long, default_value = "lb")]
     pub service: String,
@@ -152,7 +157,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
     let applier = Arc::new(Applier::new(snapshot, proxy, dataplane));
     let result = start(&args, &applier, store, imported, token, telemetry).await;
-    let (control, api) = match result {
+    let (control, api, metrics) = match result {
         Ok(started) => started,
         Err(e) => {
             applier.shutdown(false);
@@ -170,6 +175,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             xdp: attachments,
             kernel: kernel_ids,
             api: api.as_ref().map(|a| a.addr),
+            metrics: metrics.as_ref().map(|m| m.addr),
         },
     )?;
     info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
@@ -182,6 +188,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     if let Some(api) = api {
         api.stop().await;
+    }
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
     }
     drop(control);
     drop(runtime);
@@ -229,7 +238,7 @@ async fn start(
     imported: Option<crate::model::ServiceConfig>,
     token: Option<ApiToken>,
     telemetry: Telemetry,
-) -> Result<(Arc<Control>, Option<ApiServer>)> {
+) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
     let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
     match imported {
@@ -244,14 +253,18 @@ async fn start(
         }
     }
     let daemon = Arc::new(DaemonState::new(telemetry.snapshot, telemetry.proxy, telemetry.handoff, telemetry.kernel, Arc::clone(&control)));
+    let metrics = match args.metrics {
+        Some(addr) => Some(ApiServer::start("--metrics", addr, telemetry::metrics_router(Arc::clone(&daemon))).await?),
+        None => None,
+    };
     let api = match args.api {
-        Some(addr) => Some(ApiServer::start(addr, api::router(Arc::clone(&control), token, Some(daemon))).await?),
+        Some(addr) => Some(ApiServer::start("--api", addr, api::router(Arc::clone(&control), token, Some(daemon))).await?),
         None => {
             info!("no --api: the control-plane API is not served");
             None
         }
     };
-    Ok((control, api))
+    Ok((control, api, metrics))
 }
 
 struct ApiServer {
@@ -261,8 +274,8 @@ struct ApiServer {
 }
 
 impl ApiServer {
-    async fn start(addr: SocketAddr, router: axum::Router) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--api: listening on {addr}"))?;
+    async fn start(flag: &'static str, addr: SocketAddr, router: axum::Router) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{flag}: listening on {addr}"))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -270,10 +283,10 @@ impl ApiServer {
                 stopped.changed().await.ok();
             };
             if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-                warn!(error = %e, "the API server stopped");
+                warn!(error = %e, flag, "the HTTP server stopped");
             }
         });
-        info!(%addr, "API listening");
+        info!(%addr, flag, "HTTP listening");
         Ok(Self { addr, stop, task })
     }
 

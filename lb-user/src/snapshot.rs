@@ -132,10 +132,21 @@ pub struct FrontendPlan {
 /// What to do with a connection.
 #[derive(Debug)]
 pub enum Decision<'a> {
-    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan> },
-    Reject { route_id: u32 },
+    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan>, route: Option<&'a RoutePlan> },
+    Reject { route_id: u32, route: &'a RoutePlan },
     /// Nothing matched and the frontend has no default farm.
     Close,
+}
+
+impl Decision<'_> {
+    /// The route that decided, if one did (not the default farm).
+    pub fn route(&self) -> Option<&RoutePlan> {
+        match self {
+            Decision::Farm { route, .. } => *route,
+            Decision::Reject { route, .. } => Some(route),
+            Decision::Close => None,
+        }
+    }
 }
 
 impl FrontendPlan {
@@ -143,13 +154,13 @@ impl FrontendPlan {
         for route in &self.routes {
             if route.rules.iter().all(|rule| rule.matches(facts)) {
                 return match &route.target {
-                    RouteTarget::Farm(farm) => Decision::Farm { route_id: Some(route.id), farm },
-                    RouteTarget::Reject => Decision::Reject { route_id: route.id },
+                    RouteTarget::Farm(farm) => Decision::Farm { route_id: Some(route.id), farm, route: Some(route) },
+                    RouteTarget::Reject => Decision::Reject { route_id: route.id, route },
                 };
             }
         }
         match &self.default_farm {
-            Some(farm) => Decision::Farm { route_id: None, farm },
+            Some(farm) => Decision::Farm { route_id: None, farm, route: None },
             None => Decision::Close,
         }
     }

@@ -107,11 +107,20 @@ pub fn router(control: Arc<Control>, token: Option<ApiToken>, daemon: Option<Arc
     router
         .merge(status::routes())
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.as_str().to_owned()) }))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path") })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
+}
+
+/// `GET /metrics`: the Prometheus exposition (behind the token, like every API path).
+async fn metrics(State(api): State<Api>) -> Response {
+    match api.daemon() {
+        Some(daemon) => crate::telemetry::metrics_response(Arc::clone(daemon)).await,
+        None => ApiError::not_found("no metrics: this API runs without a daemon behind it").into_response(),
+    }
 }
 
 /// Authentication, then the service name, before any handler.

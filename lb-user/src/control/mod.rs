@@ -120,6 +120,15 @@ pub struct Control {
     zones: Vec<String>,
     /// One refresh at a time; the others wait in `todo`.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Refresh tasks finished since start, by result (metrics).
+    refreshes: RefreshCounts,
+}
+
+/// Refresh tasks finished since start.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    pub done: std::sync::atomic::AtomicU64,
+    pub error: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -131,6 +140,7 @@ impl Control {
             service: service.to_string(),
             zones: vec![zone.to_string()],
             refresh_lock: tokio::sync::Mutex::new(()),
+            refreshes: RefreshCounts::default(),
         };
         control.end_interrupted_tasks()?;
         Ok(control)
@@ -147,6 +157,16 @@ impl Control {
 
     pub fn zones(&self) -> &[String] {
         &self.zones
+    }
+
+    /// Refresh tasks finished since start, by result.
+    pub fn refreshes(&self) -> &RefreshCounts {
+        &self.refreshes
+    }
+
+    /// Store write transactions since start (committed, aborted).
+    pub fn store_writes(&self) -> &crate::store::WriteCounts {
+        self.store.writes()
     }
 
     /// Health of a server in the daemon's own zone (`serverState`), if it is applied here.

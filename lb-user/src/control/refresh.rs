@@ -83,6 +83,7 @@ impl Control {
         self.update_task(id, |t| t.status = TaskStatus::Doing)?;
         for (i, zone) in zones.iter().enumerate() {
             if let Err(message) = self.refresh_zone(zone) {
+                self.refreshes.error.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 error!(task = id, zone = %zone, error = %message, "refresh failed: the zone keeps its applied configuration");
                 return self.update_task(id, |t| {
                     t.status = TaskStatus::Error;
@@ -93,6 +94,7 @@ impl Control {
             let progress = ((i + 1) * 100 / zones.len()) as u8;
             self.update_task(id, |t| t.progress = progress)?;
         }
+        self.refreshes.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.update_task(id, |t| {
             t.status = TaskStatus::Done;
             t.progress = 100;

@@ -90,7 +90,9 @@ pub struct HandoffSettings {
 pub enum Carried {
     Copy,
     Splice,
-    Xdp,
+    /// Handed off; `frames` is what the XDP program forwarded each way (whole frames, as
+    /// its splice entries counted them; zero when the flow outlived its task).
+    Xdp { frames: Moved },
 }
 
 impl Carried {
@@ -98,7 +100,7 @@ impl Carried {
         match self {
             Self::Copy => "copy",
             Self::Splice => "splice",
-            Self::Xdp => "xdp",
+            Self::Xdp { .. } => "xdp",
         }
     }
 }
@@ -111,8 +113,9 @@ pub struct Handoff {
     pub stats: HandoffStats,
     /// Keys of flows being frozen right now (the reaper leaves their entries alone).
     freezing: Mutex<HashSet<FlowKey>>,
-    /// Live flows handed off by this daemon, by client-side key: told when the flow ends.
-    live: Mutex<HashMap<FlowKey, oneshot::Sender<()>>>,
+    /// Live flows handed off by this daemon, by client-side key: told when the flow ends,
+    /// with the frame bytes the XDP program forwarded each way.
+    live: Mutex<HashMap<FlowKey, oneshot::Sender<Moved>>>,
     /// Set when the daemon stops: live flows are then left to the XDP program (a restarted
     /// daemon adopts them) instead of being torn down with their tasks.
     stopping: AtomicBool,
@@ -156,12 +159,16 @@ impl Handoff {
         self.freezing.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }
 
-    fn flow_ended(&self, a: &FlowKey, b: &FlowKey) {
+    /// A flow's pair of entries is gone; `a_bytes` and `b_bytes` are the bytes of the frames
+    /// that arrived with keys `a` and `b` (from their remote ends).
+    fn flow_ended(&self, (a, a_bytes): (&FlowKey, u64), (b, b_bytes): (&FlowKey, u64)) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        for key in [a, b] {
-            if let Some(tell) = live.remove(key) {
-                tell.send(()).ok();
-            }
+        // Flows are registered under their client-side key: its frames go to the server.
+        if let Some(tell) = live.remove(a) {
+            tell.send(Moved { to_server: a_bytes, to_client: b_bytes }).ok();
+        }
+        if let Some(tell) = live.remove(b) {
+            tell.send(Moved { to_server: b_bytes, to_client: a_bytes }).ok();
         }
         drop(live);
         self.stats.update(|r| r.ended += 1);
@@ -220,9 +227,9 @@ impl Handoff {
                     drop(relay);
                     let _live = LiveGuard { handoff: self, keys: [endpoints_key(client.peer_addr()?, client.local_addr()?), endpoints_key(server.peer_addr()?, server.local_addr()?)] };
                     // Keep both sockets (silent, in repair mode) until the flow ends.
-                    ended.await.ok();
+                    let frames = ended.await.unwrap_or_default();
                     drop((client, server));
-                    return Ok((moved, Carried::Xdp));
+                    return Ok((moved, Carried::Xdp { frames }));
                 }
                 Err(reason) => {
                     self.stats.fallback(reason);
@@ -239,7 +246,7 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<oneshot::Receiver<()>, Fallback> {
+    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -269,7 +276,7 @@ impl Handoff {
         result
     }
 
-    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<()>, Fallback> {
+    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {

@@ -68,7 +68,7 @@ pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
             };
             if ending.entry(pair).or_insert_with(Instant::now).elapsed() >= linger {
                 handoff.table.remove(&[*key, other_key]);
-                handoff.flow_ended(key, &other_key);
+                handoff.flow_ended((key, entry.bytes), (&other_key, other.bytes));
                 ending.remove(&pair);
             }
         }

@@ -47,7 +47,7 @@ fn decide(snapshot: &Snapshot, hello: Option<&Hello>, source: &str) -> String {
     let facts = ConnFacts { source: source.parse().unwrap(), hello };
     match snapshot.frontends[0].decide(&facts) {
         Decision::Farm { farm, .. } => format!("farm {}", farm.id),
-        Decision::Reject { route_id } => format!("reject {route_id}"),
+        Decision::Reject { route_id, .. } => format!("reject {route_id}"),
         Decision::Close => "close".into(),
     }
 }

@@ -50,6 +50,16 @@ pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    writes: WriteCounts,
+}
+
+/// Write transactions since start, for metrics.
+#[derive(Debug, Default)]
+pub struct WriteCounts {
+    /// Committed (durably).
+    pub committed: std::sync::atomic::AtomicU64,
+    /// Aborted: the mutation failed (invalid input, conflict) or the commit did.
+    pub aborted: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -66,7 +76,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path).map_err(fail)?,
             Err(e) => return Err(fail(format!("cannot read the file: {e}"))),
         };
-        let store = Self { db, path: path.clone() };
+        let store = Self { db, path: path.clone(), writes: WriteCounts::default() };
         let format = match guard::catch_panic(|| store.read(|tx| tx.meta(FORMAT_KEY))) {
             Ok(Ok(format)) => format,
             Ok(Err(StoreError::Db(e))) if matches!(*e, redb::Error::TableDoesNotExist(_)) => None,
@@ -87,11 +97,15 @@ impl Store {
         let tx = database.begin_write().map_err(db)?;
         WriteTx::init(&tx)?;
         tx.commit().map_err(db)?;
-        Ok(Self { db: database, path: PathBuf::from(":memory:") })
+        Ok(Self { db: database, path: PathBuf::from(":memory:"), writes: WriteCounts::default() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn writes(&self) -> &WriteCounts {
+        &self.writes
     }
 
     /// Runs `f` in a read transaction: a consistent view of the last commit.
@@ -103,13 +117,21 @@ impl Store {
     /// Runs `f` in a write transaction, committed (durably) if `f` succeeds and aborted
     /// otherwise: nothing of a failed mutation is kept.
     pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut tx = WriteTx::new(self.db.begin_write().map_err(db)?);
         match f(&mut tx) {
-            Ok(value) => {
-                tx.commit()?;
-                Ok(value)
-            }
+            Ok(value) => match tx.commit() {
+                Ok(()) => {
+                    self.writes.committed.fetch_add(1, Relaxed);
+                    Ok(value)
+                }
+                Err(e) => {
+                    self.writes.aborted.fetch_add(1, Relaxed);
+                    Err(e.into())
+                }
+            },
             Err(e) => {
+                self.writes.aborted.fetch_add(1, Relaxed);
                 tx.abort();
                 Err(e)
             }

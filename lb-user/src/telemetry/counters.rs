@@ -46,7 +46,7 @@ impl From<Carried> for Path {
         match carried {
             Carried::Copy => Self::Copy,
             Carried::Splice => Self::Splice,
-            Carried::Xdp => Self::Xdp,
+            Carried::Xdp { .. } => Self::Xdp,
         }
     }
 }
@@ -87,12 +87,13 @@ pub struct LatencyHistogram {
     sum_ns: AtomicU64,
 }
 
-/// What a histogram holds at one moment, cumulative as Prometheus wants it.
+/// What a histogram holds at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramValues {
     pub sum_seconds: f64,
     pub count: u64,
-    /// (upper bound, observations at or under it), +Inf excluded (it equals `count`).
+    /// (upper bound, observations in this bucket alone), ending with +Inf; the exposition
+    /// makes them cumulative.
     pub buckets: Vec<(f64, u64)>,
 }
 
@@ -105,15 +106,9 @@ impl LatencyHistogram {
     }
 
     pub fn values(&self) -> HistogramValues {
-        let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += read(count);
-            buckets.push((*bound, cumulative));
-        }
-        let count = cumulative + read(&self.buckets[LATENCY_BUCKETS.len()]);
-        buckets.push((f64::INFINITY, count));
-        HistogramValues { sum_seconds: read(&self.sum_ns) as f64 / 1e9, count, buckets }
+        let bounds = LATENCY_BUCKETS.iter().copied().chain(std::iter::once(f64::INFINITY));
+        let buckets: Vec<(f64, u64)> = bounds.zip(&self.buckets).map(|(bound, n)| (bound, read(n))).collect();
+        HistogramValues { sum_seconds: read(&self.sum_ns) as f64 / 1e9, count: buckets.iter().map(|(_, n)| n).sum(), buckets }
     }
 }
 
@@ -223,17 +218,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_end_with_the_count() {
+    fn observations_land_in_the_first_bucket_that_holds_them() {
         let h = LatencyHistogram::default();
         h.observe(Duration::from_micros(300));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(60));
         let v = h.values();
         assert_eq!(v.count, 3);
+        assert_eq!(v.buckets.len(), LATENCY_BUCKETS.len() + 1);
         assert_eq!(v.buckets[0], (0.0005, 1));
-        assert_eq!(v.buckets[3], (0.005, 2));
-        assert_eq!(v.buckets[LATENCY_BUCKETS.len() - 1], (10.0, 2));
-        assert_eq!(*v.buckets.last().unwrap(), (f64::INFINITY, 3));
+        assert_eq!(v.buckets[3], (0.005, 1));
+        assert_eq!(v.buckets[LATENCY_BUCKETS.len() - 1], (10.0, 0));
+        assert_eq!(*v.buckets.last().unwrap(), (f64::INFINITY, 1));
         assert!((v.sum_seconds - 60.0033).abs() < 1e-6);
     }
 

@@ -5,10 +5,13 @@
 //! control plane. Readers take what they need at request time; nothing here is on the
 //! connection path.
 pub mod counters;
+pub mod metrics;
+pub mod process;
 
 use std::{sync::Arc, time::SystemTime};
 
 use arc_swap::ArcSwap;
+use axum::{response::IntoResponse, routing::get, Router};
 
 use crate::{
     bpf::{Counters, KernelCounters},
@@ -72,4 +75,21 @@ impl DaemonState {
     pub fn started(&self) -> SystemTime {
         self.started
     }
+}
+
+/// `GET /metrics` (the Prometheus exposition), encoded off the async workers: a scrape reads
+/// /proc and the store.
+pub async fn metrics_response(daemon: Arc<DaemonState>) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || metrics::response(&daemon)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(error = %e, "building /metrics failed");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The router of the `--metrics` listener: `/metrics` only, never behind the API token.
+pub fn metrics_router(daemon: Arc<DaemonState>) -> Router {
+    Router::new().route("/metrics", get(move || metrics_response(Arc::clone(&daemon))))
 }
