@@ -2,7 +2,8 @@
 //! from a live daemon whose API has a token (given to the page in the URL fragment), the DOM
 //! lists the farms, servers and routes, and after one backend is stopped and its probe marks
 //! it down, a page left open shows that server down without being reloaded. Screenshots are
-//! kept under target/test-artifacts/ (status.png, status-phone.png).
+//! kept under target/test-artifacts/ (status.png, status-phone.png, and the status.json they
+//! show).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -170,6 +171,20 @@ fn status_page_in_chromium_lists_farms_and_shows_a_stopped_server_down() -> Resu
     for id in [1, 2, 3] {
         wait_for_state(&api, id, "up", Duration::from_secs(10))?;
     }
+    // The counters reach the report once the connections have ended (bytes are counted then).
+    let counted = lb_tests::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        let status = status_json(&api).ok()?;
+        let server = status["farms"][1]["servers"][0].clone();
+        (server["id"] == 3
+            && server["connections"] == 4
+            && server["bytes"]["toClient"].as_u64() > Some(0))
+        .then_some(server)
+    });
+    ensure!(
+        counted.is_some(),
+        "server 3 should report its 4 connections and their bytes: {:#}",
+        status_json(&api)?
+    );
     // A refresh (a task to list), then a staged change left pending.
     api.refresh_done()?;
     api.update("/tcp/farm/1/server/2", json!({ "weight": 3 }))?;
@@ -261,6 +276,10 @@ fn status_page_in_chromium_lists_farms_and_shows_a_stopped_server_down() -> Resu
     chromium::screenshot(ns, &page, &desktop, (1280, 1250), SCRIPT_BUDGET)?;
     let phone = artefact("status-phone.png");
     chromium::screenshot(ns, &page, &phone, (390, 1600), SCRIPT_BUDGET)?;
+    std::fs::write(
+        artefact("status.json"),
+        serde_json::to_string_pretty(&status_json(&api)?)?,
+    )?;
     eprintln!("screenshots: {} {}", desktop.display(), phone.display());
     drop(daemon);
     Ok(())
