@@ -232,7 +232,7 @@ fn frontend_status(plan: &FrontendPlan, described: &Described, active_connection
     let config = described.frontends.get(&plan.id);
     let port = match config {
         Some(f) => f.port.clone(),
-        None => plan.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        None => port_ranges(&plan.ports),
     };
     FrontendStatus {
         id: plan.id,
@@ -258,6 +258,21 @@ fn frontend_status(plan: &FrontendPlan, described: &Described, active_connection
         default_farm: plan.default_farm.as_deref().map(farm_ref),
         routes: plan.routes.iter().enumerate().map(|(i, r)| route_status(i + 1, r, described)).collect(),
     }
+}
+
+/// Sorted ports as a frontend's `port` is written: `443,8000-8010`.
+fn port_ranges(ports: &[u16]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ports.len() {
+        let start = ports[i];
+        while i + 1 < ports.len() && ports[i + 1] == ports[i] + 1 {
+            i += 1;
+        }
+        parts.push(if ports[i] == start { start.to_string() } else { format!("{start}-{}", ports[i]) });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 fn route_status(position: usize, plan: &RoutePlan, described: &Described) -> RouteStatus {

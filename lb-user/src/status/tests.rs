@@ -162,3 +162,17 @@ fn the_json_uses_the_names_the_page_reads() {
     assert_eq!(json["tasks"][0]["creationDate"], "2026-11-30T07:00:00Z");
     assert_eq!(json["pendingChanges"][0]["number"], 1);
 }
+
+#[test]
+fn a_route_the_stored_configuration_lacks_is_still_shown_from_the_snapshot() {
+    // During a refresh the snapshot can be ahead of the stored applied configuration.
+    let config = config(vec![route(1, "farm", Some(1), None, vec![rule(11, "alpn", "is", "h2")])]);
+    let snapshot = Snapshot::compile(&config).unwrap();
+    let report = StatusReport::build(&snapshot, &ServiceConfig::default(), facts(0, &[]), RuntimeFacts::default());
+    let frontend = &report.frontends[0];
+    assert_eq!((frontend.name.as_str(), frontend.port.as_str()), ("web", "443,8000-8010"));
+    let route = &frontend.routes[0];
+    assert_eq!((route.id, route.farm.as_ref().map(|f| f.id), route.name.as_deref()), (1, Some(1), None));
+    assert_eq!(route.rules, vec![RuleStatus { id: 11, text: "rule 11".into() }]);
+    assert_eq!(report.farms[0].balance, "roundrobin");
+}
