@@ -28,8 +28,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 const CANDIDATES: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
 
-/// The Chromium binary, or an error saying how to install it.
+/// The Chromium binary (`LB_CHROMIUM` if set, else Debian's), or an error saying how to
+/// install it.
 pub fn binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("LB_CHROMIUM").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        ensure!(
+            path.is_file(),
+            "LB_CHROMIUM={} is not a file; unset it to use Debian's chromium",
+            path.display()
+        );
+        return Ok(path);
+    }
     match CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()) {
         Some(path) => Ok(path),
         None => bail!(

@@ -58,15 +58,17 @@ pub fn report(daemon: &DaemonState) -> Result<StatusReport, ControlError> {
         pending_changes: control.pending_changes()?,
         tasks: control.recent_tasks(model::TASKS_SHOWN)?,
     };
-    let kernel = match daemon.kernel_counters() {
-        Some(Ok(counters)) => Some(counters),
+    // The page shows the error; a log line per poll of every open page would be noise.
+    let (kernel, kernel_error) = match daemon.kernel_counters() {
+        Some(Ok(counters)) => (Some(counters), None),
         Some(Err(e)) => {
-            tracing::warn!(error = %e, "status page: reading the kernel counters failed");
-            None
+            tracing::debug!(error = %e, "status page: reading the kernel counters failed");
+            (None, Some(format!("{e:#}")))
         }
-        None => None,
+        None => (None, None),
     };
-    let runtime = RuntimeFacts { frontend_active: snapshot.frontends.iter().map(|f| (f.id, daemon.frontend_active(f.id))).collect(), handoff: daemon.handoff(), kernel };
+    let runtime =
+        RuntimeFacts { frontend_active: snapshot.frontends.iter().map(|f| (f.id, daemon.frontend_active(f.id))).collect(), handoff: daemon.handoff(), kernel, kernel_error };
     Ok(StatusReport::build(&snapshot, &applied, facts, runtime))
 }
 

@@ -45,6 +45,8 @@ pub struct StatusReport {
     pub handoff: Option<HandoffReport>,
     /// The XDP/tc program's counters summed over CPUs; absent without `--iface`.
     pub kernel: Option<Counters>,
+    /// Why `kernel` is absent although the kernel programs run.
+    pub kernel_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +165,7 @@ pub struct RuntimeFacts {
     pub frontend_active: HashMap<u32, u32>,
     pub handoff: Option<HandoffReport>,
     pub kernel: Option<Counters>,
+    pub kernel_error: Option<String>,
 }
 
 /// What the control plane contributes.
@@ -197,6 +200,7 @@ impl StatusReport {
             tasks,
             handoff: runtime.handoff,
             kernel: runtime.kernel,
+            kernel_error: runtime.kernel_error,
         }
     }
 }

@@ -149,7 +149,7 @@ fn pending_changes_pass_through_and_tasks_are_the_newest_first() {
 fn the_json_uses_the_names_the_page_reads() {
     let config = config(vec![route(1, "farm", Some(1), None, vec![rule(11, "alpn", "is", "h2")])]);
     let json = serde_json::to_value(report(&config, facts(1, &[1]))).unwrap();
-    for key in ["service", "zone", "generatedAt", "listeners", "frontends", "farms", "pendingChanges", "tasks", "handoff", "kernel"] {
+    for key in ["service", "zone", "generatedAt", "listeners", "frontends", "farms", "pendingChanges", "tasks", "handoff", "kernel", "kernelError"] {
         assert!(json.get(key).is_some(), "missing {key} in {json}");
     }
     let server = &json["farms"][0]["servers"][0];
