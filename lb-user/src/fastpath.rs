@@ -13,6 +13,7 @@ use std::io;
 use tokio::net::TcpStream;
 
 pub use self::splice::SpliceRelay;
+use crate::telemetry::counters::Meter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,9 +31,14 @@ pub struct Moved {
     pub to_client: u64,
 }
 
-pub async fn relay(mut client: TcpStream, mut server: TcpStream, mode: RelayMode) -> io::Result<(Moved, RelayMode)> {
+pub async fn relay(client: TcpStream, server: TcpStream, mode: RelayMode) -> io::Result<(Moved, RelayMode)> {
+    relay_metered(client, server, mode, Meter::NONE).await
+}
+
+/// [`relay`], adding the bytes to `meter` as they move.
+pub async fn relay_metered(mut client: TcpStream, mut server: TcpStream, mode: RelayMode, meter: Meter<'_>) -> io::Result<(Moved, RelayMode)> {
     if mode != RelayMode::Copy {
-        match SpliceRelay::new(&client, &server) {
+        match SpliceRelay::metered(&client, &server, meter) {
             Ok(mut relay) => {
                 relay.run_until(std::future::pending()).await?;
                 return Ok((relay.moved(), RelayMode::Splice));
@@ -41,7 +47,7 @@ pub async fn relay(mut client: TcpStream, mut server: TcpStream, mode: RelayMode
             Err(e) => tracing::debug!(error = %e, "no pipe for splice, copying"),
         }
     }
-    let moved = copy::copy(&mut client, &mut server).await?;
+    let moved = copy::copy(&mut client, &mut server, meter).await?;
     Ok((moved, RelayMode::Copy))
 }
 

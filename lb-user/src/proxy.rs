@@ -25,13 +25,13 @@ use crate::{
     snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
-    fastpath::{relay, Moved, RelayMode},
+    fastpath::{relay_metered, Moved, RelayMode},
     handoff::{Carried, Handoff},
     model::{Fastpath, OnMarkedDown},
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
-    telemetry::counters::{self, Path, UpstreamFailure},
+    telemetry::counters::{self, Meter, Path, UpstreamFailure},
     tls::ClientHello,
 };
 
@@ -184,21 +184,22 @@ impl Proxy {
         // and parsed fields (4 KiB and more).
         drop((classified, first_bytes));
         let relayed = async {
+            let meter = Meter::new(&frontend.counters.bytes, &server.runtime.counters.bytes);
             let result = match (frontend.fastpath, handoff) {
-                (Fastpath::Copy, _) => relay(client, upstream, RelayMode::Copy).await.map(|(m, _)| (m, Carried::Copy)),
+                (Fastpath::Copy, _) => relay_metered(client, upstream, RelayMode::Copy, meter).await.map(|(m, _)| (m, Carried::Copy)),
                 (Fastpath::Auto | Fastpath::Xdp, Some(handoff)) => {
                     let after = if frontend.fastpath == Fastpath::Xdp { 0 } else { handoff.settings().after_bytes };
-                    handoff.relay(client, upstream, after).await
+                    handoff.relay(client, upstream, after, meter).await
                 }
-                _ => relay(client, upstream, RelayMode::Auto)
+                _ => relay_metered(client, upstream, RelayMode::Auto, meter)
                     .await
                     .map(|(m, mode)| (m, if mode == RelayMode::Copy { Carried::Copy } else { Carried::Splice })),
             };
             if let (Ok((_, carried)), Some(handoff)) = (&result, &self.handoff) {
                 handoff.stats.relayed(frontend.id, carried.label());
             }
-            if let Ok((moved, carried)) = &result {
-                count_relayed(frontend, server, *moved, *carried);
+            if let Ok((_, carried)) = &result {
+                count_relayed(frontend, server, *carried);
             }
             result
         };
@@ -276,14 +277,10 @@ impl ConnectError {
     }
 }
 
-/// Bytes and the final path of a finished connection, on its frontend and server. A
-/// handed-off connection's user-space bytes went through splice before the hand-off.
-fn count_relayed(frontend: &FrontendPlan, server: &ServerPlan, moved: Moved, carried: Carried) {
-    let path = Path::from(carried);
-    let user_path = if path == Path::Xdp { Path::Splice } else { path };
-    frontend.counters.relayed(path);
-    frontend.counters.bytes.add(user_path, moved.to_server, moved.to_client);
-    server.runtime.counters.bytes.add(user_path, moved.to_server, moved.to_client);
+/// The final path of a finished connection, and for a handed-off one the bytes the kernel
+/// program forwarded (the relays counted the user-space bytes as they moved them).
+fn count_relayed(frontend: &FrontendPlan, server: &ServerPlan, carried: Carried) {
+    frontend.counters.relayed(Path::from(carried));
     if let Carried::Xdp { frames } = carried {
         frontend.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);
         server.runtime.counters.bytes.add(Path::Xdp, frames.to_server, frames.to_client);

@@ -11,8 +11,9 @@ use anyhow::{bail, ensure, Context, Result};
 use lb_tests::client::TlsClient;
 use lb_tests::config::{Config, Frontend, Route, Rule};
 use lb_tests::daemon::DaemonOpts;
+use lb_tests::echo::echo_transfer;
 use lb_tests::lab::standard::*;
-use lb_tests::netns::{in_netns, spawn_in};
+use lb_tests::netns::{in_netns, run_in, spawn_in, LB_CLI_IF, LB_SRV_IF};
 use lb_tests::{require_root, Lab};
 
 const H1_CLIENTS: usize = 20;
@@ -224,6 +225,41 @@ fn metrics_listener_needs_no_token_while_the_api_does() -> Result<()> {
     ensure!(status == 200 && has(&text, "lb_frontend_connections_accepted_total"), "--metrics /metrics ({status}):\n{text}");
     let (status, _) = get_in(&ns, &format!("http://{metrics}/ipLoadbalancing/test/status"), None)?;
     ensure!(status == 404, "the metrics listener served an API path ({status})");
+    Ok(())
+}
+
+#[test]
+fn a_handed_off_flow_counts_its_bytes_under_the_xdp_path() -> Result<()> {
+    require_root!();
+    const LEN: u64 = 8 << 20;
+    let mut lab = Lab::with_standard_backends()?;
+    // A hand-off needs the kernel programs on both interfaces and forwarding on.
+    let out = run_in(lab.topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
+    ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
+    let opts = DaemonOpts {
+        ifaces: vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
+        extra_args: ["--handoff-linger", "0.5", "--metrics", "127.0.0.1:0"].map(String::from).to_vec(),
+        ..DaemonOpts::default()
+    };
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath("xdp")).farm(echo_farm());
+    lab.start_with(&config, opts)?;
+    let metrics = published(&lab, "metrics")?;
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(30));
+    let report = lab.in_cli(|| echo_transfer(&client, LEN, Duration::from_secs(30)))?;
+    ensure!(report.sent == LEN && report.received == LEN, "{report:?}");
+    // The flow's bytes are counted once the reaper ends it (after the linger).
+    let text = scrape_until(&lab, &metrics, "the handed-off connection counted as relayed", |t| sum(t, "lb_frontend_connections_relayed_total", &[("path", "xdp")]) == 1.0)?;
+    promtool_check(&text)?;
+    ensure!(sum(&text, "lb_handoffs_total", &[]) == 1.0, "hand-offs:\n{text}");
+    for direction in ["to_server", "to_client"] {
+        let labels = [("frontend_id", "1"), ("direction", direction), ("path", "xdp")];
+        let frames = sum(&text, "lb_frontend_bytes_total", &labels);
+        // Whole frames: the payload plus headers, TLS records on top of the echo's bytes.
+        ensure!(frames >= LEN as f64, "{direction}: {frames} xdp bytes for {LEN} payload bytes:\n{text}");
+        let server = sum(&text, "lb_server_bytes_total", &[("server_id", &ECHO_SERVER.to_string()), ("direction", direction), ("path", "xdp")]);
+        ensure!(server == frames, "{direction}: server {server} vs frontend {frames}:\n{text}");
+    }
+    ensure!(sum(&text, "lb_kernel_spliced_bytes_total", &[]) >= 2.0 * LEN as f64, "kernel spliced bytes:\n{text}");
     Ok(())
 }
 

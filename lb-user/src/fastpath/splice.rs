@@ -20,6 +20,7 @@ use super::{
     pipes::{Pipe, PoolUse, PIPE_SIZE, POOL},
     shutdown_write, Moved,
 };
+use crate::telemetry::counters::{Meter, Path};
 
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
@@ -30,6 +31,8 @@ pub struct SpliceRelay<'a> {
     server: &'a TcpStream,
     up: Direction,
     down: Direction,
+    /// Where the bytes are counted as they move.
+    meter: Meter<'a>,
     /// Made on the first `progress()` call: a relay nobody watches does not pay for it.
     progress: OnceLock<watch::Sender<u64>>,
     /// Last, so that the directions give their pipes back before the relay leaves the pool.
@@ -39,8 +42,13 @@ pub struct SpliceRelay<'a> {
 impl<'a> SpliceRelay<'a> {
     /// Fails when no pipe can be made (out of descriptors): the caller may copy instead.
     pub fn new(client: &'a TcpStream, server: &'a TcpStream) -> io::Result<Self> {
+        Self::metered(client, server, Meter::NONE)
+    }
+
+    /// A relay that adds the bytes it moves to `meter` as it writes them.
+    pub fn metered(client: &'a TcpStream, server: &'a TcpStream, meter: Meter<'a>) -> io::Result<Self> {
         let pool = POOL.enter(2)?;
-        Ok(Self { client, server, up: Direction::default(), down: Direction::default(), progress: OnceLock::new(), _pool: pool })
+        Ok(Self { client, server, up: Direction::default(), down: Direction::default(), meter, progress: OnceLock::new(), _pool: pool })
     }
 
     pub fn moved(&self) -> Moved {
@@ -74,7 +82,7 @@ impl<'a> SpliceRelay<'a> {
             if !stopping && stop.as_mut().poll(cx).is_ready() {
                 stopping = true;
             }
-            let before = self.total();
+            let before = self.moved();
             let up = self.up.poll(cx, self.client, self.server, stopping);
             let down = self.down.poll(cx, self.server, self.client, stopping);
             self.report(before);
@@ -96,11 +104,15 @@ impl<'a> SpliceRelay<'a> {
         self.up.moved + self.down.moved
     }
 
-    fn report(&self, before: u64) {
-        let total = self.total();
-        if total == before {
+    /// Counts what moved since `before` on the meter, and tells the progress watchers.
+    fn report(&self, before: Moved) {
+        let now = self.moved();
+        if now == before {
             return;
         }
+        self.meter.add(Path::Splice, true, now.to_server - before.to_server);
+        self.meter.add(Path::Splice, false, now.to_client - before.to_client);
+        let total = self.total();
         if let Some(sender) = self.progress.get().filter(|s| s.receiver_count() > 0) {
             sender.send_replace(total);
         }

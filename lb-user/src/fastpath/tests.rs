@@ -147,3 +147,43 @@ async fn a_stopped_splice_relay_holds_nothing_and_resumes() {
     assert!(at_server == pattern(5, 32 * MIB) && at_client == pattern(6, 32 * MIB), "damaged after {stops} stops");
     assert!(stops > 5, "only {stops} stops: the test proved little");
 }
+
+/// Bytes reach the meter while the connection is still open, under the relay's own path.
+async fn meters_bytes_as_they_move(mode: RelayMode) {
+    use crate::telemetry::counters::{ByteCounters, Meter, Path};
+    let (frontend, server_bytes): (&'static ByteCounters, &'static ByteCounters) = (Box::leak(Box::default()), Box::leak(Box::default()));
+    let path = if mode == RelayMode::Copy { Path::Copy } else { Path::Splice };
+    let (mut client, lb_client, lb_server, mut server) = sockets().await;
+    let relayed = tokio::spawn(super::relay_metered(lb_client, lb_server, mode, Meter::new(frontend, server_bytes)));
+    let request = pattern(5, MIB + 7);
+    client.write_all(&request).await.unwrap();
+    let mut got = vec![0; request.len()];
+    server.read_exact(&mut got).await.unwrap();
+    server.write_all(b"answer").await.unwrap();
+    let mut answer = [0; 6];
+    client.read_exact(&mut answer).await.unwrap();
+    // Both still open: the relay has not returned, yet the meter knows (the splice relay
+    // counts right after the system calls that moved the bytes: allow it a moment).
+    let expected = (request.len() as u64, 6);
+    for counters in [frontend, server_bytes] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while (counters.to_server(path), counters.to_client(path)) != expected && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!((counters.to_server(path), counters.to_client(path)), expected, "{mode:?}");
+    }
+    assert!(!relayed.is_finished());
+    drop((client, server));
+    let (moved, _) = tokio::time::timeout(Duration::from_secs(10), relayed).await.unwrap().unwrap().unwrap();
+    assert_eq!((frontend.to_server(path), frontend.to_client(path)), (moved.to_server, moved.to_client));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_relay_meters_bytes_as_they_move() {
+    meters_bytes_as_they_move(RelayMode::Splice).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_relay_meters_bytes_as_they_move() {
+    meters_bytes_as_they_move(RelayMode::Copy).await;
+}

@@ -56,6 +56,7 @@ use self::{
 use crate::{
     bpf::FlowTable,
     fastpath::{Moved, SpliceRelay},
+    telemetry::counters::Meter,
 };
 
 /// Hand-off attempts per connection (only for reasons worth retrying).
@@ -183,12 +184,13 @@ impl Handoff {
 
     /// Relays a connection, handing it to the XDP program once `after_bytes` have moved (0:
     /// right away). Returns when the connection is over, however it was carried.
-    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64) -> io::Result<(Moved, Carried)> {
-        let mut relay = match SpliceRelay::new(&client, &server) {
+    /// The bytes moved in user space are added to `meter` as they move.
+    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64, meter: Meter<'_>) -> io::Result<(Moved, Carried)> {
+        let mut relay = match SpliceRelay::metered(&client, &server, meter) {
             Ok(relay) => relay,
             Err(_) => {
                 self.stats.fallback(Fallback::NoPipe);
-                let (moved, _) = crate::fastpath::relay(client, server, crate::fastpath::RelayMode::Copy).await?;
+                let (moved, _) = crate::fastpath::relay_metered(client, server, crate::fastpath::RelayMode::Copy, meter).await?;
                 return Ok((moved, Carried::Copy));
             }
         };

@@ -99,9 +99,18 @@ impl HandoffStats {
         self.update(|r| *r.fallbacks.entry(reason.label().to_string()).or_default() += 1);
     }
 
-    /// Counts a connection's final mode on its frontend.
+    /// Counts a connection's final mode on its frontend (allocating only the first time a
+    /// frontend or mode shows up).
     pub fn relayed(&self, frontend: u32, mode: &str) {
-        self.update(|r| *r.by_frontend.entry(frontend).or_default().entry(mode.to_string()).or_default() += 1);
+        self.update(|r| {
+            let modes = r.by_frontend.entry(frontend).or_default();
+            match modes.get_mut(mode) {
+                Some(n) => *n += 1,
+                None => {
+                    modes.insert(mode.to_string(), 1);
+                }
+            }
+        });
     }
 
     pub fn report(&self) -> HandoffReport {

@@ -137,3 +137,24 @@ fn frontends_sharing_a_port_conflict_unless_on_distinct_addresses() {
     c.frontends[1].dedicated_ipfo = Some(vec!["10.0.0.2/32".into()]);
     assert!(Snapshot::compile(&c).is_ok());
 }
+
+#[test]
+fn counters_survive_a_recompile_for_the_objects_that_stay() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let runtimes = Runtimes::default();
+    let first = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), None, vec![])]), &runtimes).unwrap();
+    first.frontends[0].counters.accepted.fetch_add(3, Relaxed);
+    first.frontends[0].routes[0].counters.matched.fetch_add(2, Relaxed);
+    first.farms[&1].counters.routed.fetch_add(2, Relaxed);
+    first.farms[&1].servers[0].runtime.counters.connected.fetch_add(2, Relaxed);
+    let second = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), Some(3), vec![])]), &runtimes).unwrap();
+    assert_eq!(second.frontends[0].counters.accepted.load(Relaxed), 3);
+    assert_eq!(second.frontends[0].routes[0].counters.matched.load(Relaxed), 2);
+    assert_eq!(second.farms[&1].counters.routed.load(Relaxed), 2);
+    assert_eq!(second.farms[&1].servers[0].runtime.counters.connected.load(Relaxed), 2);
+    // Objects removed by an apply lose their counters: a new route 4 later starts at zero.
+    runtimes.retain_listeners(|_| true, |_| false);
+    let third = Snapshot::compile_in(&config(Some(2), vec![route(4, "farm", Some(1), None, vec![])]), &runtimes).unwrap();
+    assert_eq!(third.frontends[0].routes[0].counters.matched.load(Relaxed), 0);
+    assert_eq!(third.frontends[0].counters.accepted.load(Relaxed), 3);
+}

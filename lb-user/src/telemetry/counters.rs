@@ -74,6 +74,29 @@ impl ByteCounters {
     }
 }
 
+/// Where a relay adds the bytes it moves, as it writes them (the connection's frontend and
+/// server): rates stay true for connections that last hours. Copy: two references.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meter<'a> {
+    sinks: [Option<&'a ByteCounters>; 2],
+}
+
+impl<'a> Meter<'a> {
+    /// Counts nowhere (tests, relays nobody reports).
+    pub const NONE: Meter<'static> = Meter { sinks: [None, None] };
+
+    pub fn new(frontend: &'a ByteCounters, server: &'a ByteCounters) -> Self {
+        Self { sinks: [Some(frontend), Some(server)] }
+    }
+
+    pub fn add(&self, path: Path, to_server: bool, bytes: u64) {
+        for sink in self.sinks.iter().flatten() {
+            let counter = if to_server { &sink.to_server } else { &sink.to_client };
+            counter[path.index()].fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the latency histograms: from half a millisecond (a server on
 /// the same host) to the longest connect or inspect timeout that makes sense.
 pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

@@ -147,7 +147,7 @@ fn frontend_families(daemon: &DaemonState, snapshot: &Snapshot) -> Vec<Family> {
     let mut relayed = Family::new("frontend_connections_relayed", "Connections relayed to their end, by the path that carried them last.");
     let mut active = Family::new("frontend_active_connections", "Connections the frontend carries now.");
     let mut max = Family::new("frontend_max_connections", "Live connections the frontend carries before it stops accepting.");
-    let mut bytes = Family::new("frontend_bytes", "Bytes relayed, counted when the connection ends, by direction and path (xdp: whole frames).");
+    let mut bytes = Family::new("frontend_bytes", "Bytes relayed, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.");
     let mut hello = Family::new("frontend_hello_read_seconds", "Time from accept to a complete ClientHello.");
     for f in &snapshot.frontends {
         let base = labels([("frontend_id", f.id.to_string()), ("frontend", f.name.clone())]);
@@ -208,7 +208,7 @@ fn server_families(snapshot: &Snapshot) -> Vec<Family> {
     let mut connected = Family::new("server_connections", "Connections established to the server.");
     let mut connect_failed = Family::new("server_connect_failures", "Connection attempts to the server that failed (refused, timed out); another server was tried.");
     let mut active = Family::new("server_active_connections", "Connections the server carries now.");
-    let mut bytes = Family::new("server_bytes", "Bytes relayed with the server, counted when the connection ends, by direction and path (xdp: whole frames).");
+    let mut bytes = Family::new("server_bytes", "Bytes relayed with the server, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.");
     let mut connect_time = Family::new("server_connect_seconds", "Time to establish a connection to the server.");
     let mut up = Family::new("server_up", "1 when the server takes connections (not marked down by its probe), else 0.");
     let mut state = Family::new("server_health_state", "The server's health verdict: 1 for its current state (up, down or unchecked), 0 for the others.");
