@@ -171,7 +171,7 @@ fn status_page_in_chromium_lists_farms_and_shows_a_stopped_server_down() -> Resu
     for id in [1, 2, 3] {
         wait_for_state(&api, id, "up", Duration::from_secs(10))?;
     }
-    // The counters reach the report once the connections have ended (bytes are counted then).
+    // The connections and their bytes reach the report (polled: the relays count as they go).
     let counted = lb_tests::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
         let status = status_json(&api).ok()?;
         let server = status["farms"][1]["servers"][0].clone();
