@@ -34,6 +34,7 @@ pub mod serve;
 pub mod signals;
 pub mod server_state;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

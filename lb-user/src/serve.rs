@@ -60,7 +60,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub api: Option<SocketAddr>,
     /// File holding the API's bearer token: every request then needs
-    /// `Authorization: Bearer <token>`. Required when --api is not a loopback address.
+    /// `Authorization: Bearer <token>` (the status page's HTML excepted: it holds no data and
+    /// reads the token from its URL, /status#token=...). Required when --api is not a
+    /// loopback address.
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
     /// Address of a listener serving only `GET /metrics` (Prometheus text format), never

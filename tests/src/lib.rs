@@ -10,6 +10,7 @@ pub mod api;
 pub mod backends;
 pub mod bench;
 pub mod certs;
+pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod curl;

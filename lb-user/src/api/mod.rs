@@ -1,6 +1,7 @@
 //! The IPLB TCP API (axum): HTTP handlers only. Every path of SPEC lives under
 //! `/ipLoadbalancing/{serviceName}`; the work is the control plane's ([`crate::control`]).
-//! With a token configured, every request needs `Authorization: Bearer <token>`.
+//! With a token configured, every request needs `Authorization: Bearer <token>`, except the
+//! status page's HTML shell (`/`, `/status`), which holds no data ([`crate::status`]).
 mod error;
 mod extract;
 mod farms;
@@ -9,6 +10,7 @@ mod objects;
 mod openapi;
 mod routes;
 mod service;
+mod status;
 
 use std::{path::Path, sync::Arc};
 
@@ -103,6 +105,7 @@ pub fn router(control: Arc<Control>, token: Option<ApiToken>, daemon: Option<Arc
     let doc = openapi::complete(doc, api.token.is_some());
     let doc_json = Arc::new(openapi::to_json(&doc));
     router
+        .merge(status::routes())
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.as_str().to_owned()) }))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such path") })
@@ -125,7 +128,7 @@ async fn guard(State(api): State<Api>, request: Request, next: Next) -> Response
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     if let Some(token) = &api.token {
-        if !token.accepts(request.headers()) {
+        if !crate::status::is_page_request(&method, &path) && !token.accepts(request.headers()) {
             return ApiError::unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)").into_response();
         }
     }

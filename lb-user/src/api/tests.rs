@@ -218,6 +218,20 @@ async fn a_token_is_required_everywhere_when_configured() {
 }
 
 #[tokio::test]
+async fn the_status_page_shell_needs_no_token_but_its_data_does() {
+    let h = harness(Some("s3cret"));
+    for path in crate::status::PAGE_PATHS {
+        let a = h.send(Method::GET, path, None, None).await;
+        assert_eq!(a.status, StatusCode::OK, "GET {path}");
+        assert!(String::from_utf8_lossy(&a.raw).contains("status.json"), "GET {path} serves the page");
+    }
+    assert_error(&h.send(Method::GET, "/status.json", None, None).await, StatusCode::UNAUTHORIZED, "Client::Unauthorized", "token");
+    assert_error(&h.send(Method::POST, "/status", None, None).await, StatusCode::UNAUTHORIZED, "Client::Unauthorized", "token");
+    // With the token it gets through; this harness has no daemon behind it.
+    assert_error(&h.send(Method::GET, "/status.json", None, Some("s3cret")).await, StatusCode::NOT_FOUND, "Client::NotFound", "running daemon");
+}
+
+#[tokio::test]
 async fn refresh_returns_a_task_that_ends_done() {
     let h = harness(None);
     h.seed().await;

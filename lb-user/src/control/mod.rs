@@ -175,6 +175,11 @@ impl Control {
         self.traffic.server_health(server_id)
     }
 
+    /// Addresses the applied frontends listen on.
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        self.traffic.listening()
+    }
+
     pub fn pending_changes(&self) -> Result<Vec<PendingChange>, ControlError> {
         let counts = self.store.read(|tx| tx.pending())?;
         Ok(self.zones.iter().map(|zone| PendingChange { zone: zone.clone(), number: counts.get(zone).copied().unwrap_or(0) }).collect())

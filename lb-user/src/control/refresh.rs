@@ -24,6 +24,14 @@ impl Control {
         Ok(self.store.read(|tx| tx.all::<Task>())?.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// The newest `limit` tasks, newest first.
+    pub fn recent_tasks(&self, limit: usize) -> Result<Vec<Task>, ControlError> {
+        let mut tasks: Vec<Task> = self.store.read(|tx| tx.all::<Task>())?.into_iter().map(|(_, task)| task).collect();
+        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.id));
+        tasks.truncate(limit);
+        Ok(tasks)
+    }
+
     pub fn task(&self, id: u32) -> Result<Task, ControlError> {
         self.store.read(|tx| tx.get::<Task>(id))?.ok_or_else(|| ControlError::missing("task", id))
     }
