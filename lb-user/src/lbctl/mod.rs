@@ -20,14 +20,24 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use cli::Cli;
 use error::Error;
 use plan::Plan;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match lb_user::cli_docs::parse::<Cli>() {
+        lb_user::cli_docs::Parsed::Run(cli) => cli,
+        lb_user::cli_docs::Parsed::Generated(Ok(files)) => {
+            print(&files.iter().map(|f| format!("{}\n", f.display())).collect::<String>());
+            return ExitCode::SUCCESS;
+        }
+        lb_user::cli_docs::Parsed::Generated(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let plan = match plan::plan(&cli.command) {
         Ok(plan) => plan,
         Err(e) => return fail(&e),
