@@ -37,6 +37,8 @@ enum Command {
     Bench(bench::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
+    /// Install what the demo, tests and package check run (apt packages, schemathesis), and nothing else.
+    Prereqs,
     /// Build the Debian package (cargo-deb) under target/debian/, check it installs, print its path.
     Package,
 }
@@ -50,5 +52,6 @@ fn main() -> Result<()> {
         Command::Bench(opts) => bench::bench(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
         Command::Package => package::package(),
+        Command::Prereqs => prereqs::all(),
     }
 }

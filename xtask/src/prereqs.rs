@@ -81,6 +81,16 @@ pub fn package() -> Result<()> {
     ensure(PACKAGE)
 }
 
+/// Everything: `cargo xtask prereqs`, for a machine to be prepared ahead of its first run.
+pub fn all() -> Result<()> {
+    demo()?;
+    package()?;
+    for dir in test()? {
+        eprintln!("xtask: the tests get {} on PATH", dir.display());
+    }
+    Ok(())
+}
+
 fn ensure(needs: &[Need]) -> Result<()> {
     ensure_all(&needs.iter().collect::<Vec<_>>())
 }
