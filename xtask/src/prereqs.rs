@@ -48,8 +48,9 @@ const TEST: &[Need] = &[
     cmd("python3", "python3"),
 ];
 
-/// The package check: dpkg-deb and dpkg (always on Debian), and systemd-analyze.
-const PACKAGE: &[Need] = &[cmd("dpkg-deb", "dpkg"), cmd("systemd-analyze", "systemd")];
+/// The package and its check: dpkg-deb and dpkg (always on Debian), strip (cargo-deb strips
+/// the binaries), systemd-analyze.
+const PACKAGE: &[Need] = &[cmd("dpkg-deb", "dpkg"), cmd("strip", "binutils"), cmd("systemd-analyze", "systemd")];
 
 /// Where schemathesis lives when we install it: a virtualenv, so that pip never touches the
 /// system's Python (Debian forbids that, PEP 668).
