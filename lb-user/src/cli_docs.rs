@@ -2,11 +2,13 @@
 //! clap definitions, so they can never drift from its flags.
 //!
 //! Both binaries accept a `generate man|completions --out DIR` subcommand that packaging runs
-//! (`cargo xtask package`). It is added to the command tree only when parsing, never to the
-//! tree the pages and scripts describe, so no page, completion or `--help` mentions it.
+//! (`cargo xtask package`). It is added to the command tree only when the command line starts
+//! with it, never to the tree the pages and scripts describe, so no page, completion or
+//! `--help` mentions it, and every other command line parses exactly as before.
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::{Arg, ArgMatches, Command, Parser};
+use clap::{Arg, ArgMatches, Command, CommandFactory};
 use clap_complete::Shell;
 
 const GENERATE: &str = "generate";
@@ -24,23 +26,17 @@ pub enum DocsError {
     Completions { shell: Shell, dir: PathBuf, source: std::io::Error },
 }
 
-/// What the command line asked for: the program's own command, or documentation written.
-pub enum Parsed<C> {
-    Run(C),
-    Generated(Result<Vec<PathBuf>, DocsError>),
-}
-
-/// Parses the command line as `C::parse()` does (same errors, `--help` and exit codes), with
-/// the hidden `generate` subcommand beside `C`'s own.
-pub fn parse<C: Parser>() -> Parsed<C> {
-    let mut matches = C::command().subcommand(generate_subcommand()).get_matches();
-    if let Some((GENERATE, generate)) = matches.subcommand() {
-        return Parsed::Generated(run_generate(C::command(), generate));
+/// When the command line is `PROGRAM generate man|completions --out DIR`, writes them and
+/// returns the files written (a malformed `generate` line exits with clap's usage error);
+/// otherwise `None`, and the program parses its command line as it always does.
+pub fn generate_if_asked<C: CommandFactory>() -> Option<Result<Vec<PathBuf>, DocsError>> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_none_or(|first| first != GENERATE) {
+        return None;
     }
-    match C::from_arg_matches_mut(&mut matches) {
-        Ok(cli) => Parsed::Run(cli),
-        Err(e) => e.format(&mut C::command()).exit(),
-    }
+    let matches = C::command().subcommand(generate_subcommand()).get_matches_from(args);
+    let (_, generate) = matches.subcommand()?;
+    Some(run_generate(C::command(), generate))
 }
 
 fn generate_subcommand() -> Command {
@@ -111,7 +107,7 @@ fn create_dir(dir: &Path) -> Result<(), DocsError> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Parser)]
+    #[derive(Debug, clap::Parser)]
     #[command(name = "demo", about = "A demo command")]
     struct Demo {
         #[command(subcommand)]

@@ -2,7 +2,7 @@ use std::{io::Write, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_user::{bpf, cli_docs, config_file, runtime, serve, snapshot::Snapshot};
+use lb_user::{bpf, config_file, runtime, serve, snapshot::Snapshot};
 
 /// TLS-aware L4 load balancer: routes TCP connections by their TLS ClientHello (ALPN, SNI)
 /// and source address without terminating TLS.
@@ -51,10 +51,10 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    let cli = match cli_docs::parse::<Cli>() {
-        cli_docs::Parsed::Run(cli) => cli,
-        cli_docs::Parsed::Generated(written) => return print_written(written?),
-    };
+    if let Some(written) = lb_user::cli_docs::generate_if_asked::<Cli>() {
+        return print_written(written?);
+    }
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

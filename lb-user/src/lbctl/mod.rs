@@ -20,24 +20,25 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
 use cli::Cli;
 use error::Error;
 use plan::Plan;
 
 pub fn main() -> ExitCode {
-    let cli = match lb_user::cli_docs::parse::<Cli>() {
-        lb_user::cli_docs::Parsed::Run(cli) => cli,
-        lb_user::cli_docs::Parsed::Generated(Ok(files)) => {
+    match lb_user::cli_docs::generate_if_asked::<Cli>() {
+        Some(Ok(files)) => {
             print(&files.iter().map(|f| format!("{}\n", f.display())).collect::<String>());
             return ExitCode::SUCCESS;
         }
-        lb_user::cli_docs::Parsed::Generated(Err(e)) => {
+        Some(Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
-    };
+        None => {}
+    }
+    let cli = Cli::parse();
     let plan = match plan::plan(&cli.command) {
         Ok(plan) => plan,
         Err(e) => return fail(&e),
