@@ -43,18 +43,8 @@ fn generate_subcommand() -> Command {
     Command::new(GENERATE)
         .hide(true)
         .about("Write man pages or shell completions (bash, zsh, fish) into a directory")
-        .arg(
-            Arg::new("what")
-                .required(true)
-                .value_parser(["man", "completions"]),
-        )
-        .arg(
-            Arg::new("out")
-                .long("out")
-                .value_name("DIR")
-                .required(true)
-                .value_parser(clap::value_parser!(PathBuf)),
-        )
+        .arg(Arg::new("what").required(true).value_parser(["man", "completions"]))
+        .arg(Arg::new("out").long("out").value_name("DIR").required(true).value_parser(clap::value_parser!(PathBuf)))
 }
 
 fn run_generate(cmd: Command, matches: &ArgMatches) -> Result<Vec<PathBuf>, DocsError> {
@@ -82,7 +72,8 @@ pub fn man_pages(cmd: Command, dir: &Path) -> Result<Vec<PathBuf>, DocsError> {
     // Every page's footer names the program and version, subcommands' too (not `create 0.1.0`).
     let source = format!("{} {}", cmd.get_name(), cmd.get_version().unwrap_or_default());
     let mut written = Vec::new();
-    write(cmd, source.trim_end(), dir, &mut written).map_err(|source| DocsError::Man { dir: dir.to_path_buf(), source })?;
+    write(cmd, source.trim_end(), dir, &mut written)
+        .map_err(|source| DocsError::Man { dir: dir.to_path_buf(), source })?;
     Ok(written)
 }
 
@@ -93,8 +84,11 @@ pub fn completions(mut cmd: Command, dir: &Path) -> Result<Vec<PathBuf>, DocsErr
     SHELLS
         .iter()
         .map(|&shell| {
-            clap_complete::generate_to(shell, &mut cmd, &name, dir)
-                .map_err(|source| DocsError::Completions { shell, dir: dir.to_path_buf(), source })
+            clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(|source| DocsError::Completions {
+                shell,
+                dir: dir.to_path_buf(),
+                source,
+            })
         })
         .collect()
 }
@@ -142,7 +136,8 @@ mod tests {
     fn completions_are_written_for_bash_zsh_and_fish() {
         let dir = tempfile::tempdir().unwrap();
         let written = completions(<Demo as clap::CommandFactory>::command(), dir.path()).unwrap();
-        let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["demo.bash", "_demo", "demo.fish"]);
         for file in written {
             let script = std::fs::read_to_string(&file).unwrap();

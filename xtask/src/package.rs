@@ -34,9 +34,7 @@ pub fn package() -> Result<()> {
     }
     let out_dir = workspace_root().join("target").join("debian");
     let printed = output(
-        command("cargo")
-            .args(["deb", "--package", "lb-user", "--no-build", "--strip", "--output"])
-            .arg(&out_dir),
+        command("cargo").args(["deb", "--package", "lb-user", "--no-build", "--strip", "--output"]).arg(&out_dir),
     )?;
     // cargo-deb prints the package's path as its last line.
     let deb = printed.lines().rev().map(str::trim).find(|l| l.ends_with(".deb")).map(PathBuf::from);
