@@ -43,7 +43,7 @@ fn generate_subcommand() -> Command {
     Command::new(GENERATE)
         .hide(true)
         .about("Write man pages or shell completions (bash, zsh, fish) into a directory")
-        .arg(Arg::new("what").required(true).value_parser(["man", "completions"]))
+        .arg(Arg::new("what").value_name("man|completions").required(true).value_parser(["man", "completions"]))
         .arg(Arg::new("out").long("out").value_name("DIR").required(true).value_parser(clap::value_parser!(PathBuf)))
 }
 
