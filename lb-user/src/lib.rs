@@ -10,6 +10,7 @@ pub mod attach;
 pub mod balance;
 pub mod bpf;
 pub mod classify;
+pub mod cli_docs;
 pub mod config_file;
 pub mod control;
 pub mod drain;

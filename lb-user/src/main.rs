@@ -51,6 +51,9 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    if let Some(written) = lb_user::cli_docs::generate_if_asked::<Cli>() {
+        return print_written(written?);
+    }
     let cli = Cli::parse();
     logging::init(match &cli.command {
         Command::Serve(args) => args.log_format,
@@ -95,6 +98,14 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The files `generate` wrote, one per line (packaging reads nothing else from it).
+fn print_written(files: Vec<PathBuf>) -> Result<()> {
+    for file in files {
+        println!("{}", file.display());
+    }
+    Ok(())
 }
 
 /// Each proxied connection holds two sockets and, on the splice path, two pipes: the

@@ -39,6 +39,9 @@ pub struct DaemonOpts {
     pub extra_args: Vec<String>,
     /// More environment variables for the daemon (e.g. `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
+    /// A program and its arguments the daemon runs under, e.g. `setpriv` with the systemd
+    /// unit's capabilities; empty: the daemon runs directly.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for DaemonOpts {
@@ -50,6 +53,7 @@ impl Default for DaemonOpts {
             print_log_on_drop: true,
             extra_args: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -98,7 +102,14 @@ impl Daemon {
         let log_path = dir.path().join("daemon.log");
         let log = fs::File::create(&log_path)?;
 
-        let mut cmd = command_in(topo.lb(), &bin);
+        let mut cmd = match opts.wrapper.split_first() {
+            None => command_in(topo.lb(), &bin),
+            Some((program, args)) => {
+                let mut cmd = command_in(topo.lb(), program);
+                cmd.args(args).arg(&bin);
+                cmd
+            }
+        };
         cmd.arg("serve").arg("--config").arg(&config_path);
         for iface in &opts.ifaces {
             cmd.args(["--iface", iface]);

@@ -21,7 +21,13 @@ pub fn cargo_bin_dir() -> PathBuf {
 }
 
 pub fn path_with_cargo_bin() -> std::ffi::OsString {
-    let mut paths = vec![cargo_bin_dir()];
+    path_with(&[])
+}
+
+/// PATH with `dirs` first, then cargo's bin directory, then the inherited PATH.
+pub fn path_with(dirs: &[PathBuf]) -> std::ffi::OsString {
+    let mut paths = dirs.to_vec();
+    paths.push(cargo_bin_dir());
     if let Some(path) = env::var_os("PATH") {
         paths.extend(env::split_paths(&path));
     }

@@ -1,10 +1,14 @@
-//! `cargo xtask build|run|demo|test|bench`: every step a fresh machine needs, idempotent.
+//! `cargo xtask build|run|demo|test|bench|fuzz|package`: every step a fresh machine needs,
+//! idempotent.
 mod bench;
 mod build;
 mod cmd;
 mod demo;
 mod fuzz;
+mod package;
+mod package_check;
 mod packages;
+mod prereqs;
 mod run;
 mod test;
 mod toolchain;
@@ -33,6 +37,10 @@ enum Command {
     Bench(bench::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
+    /// Install what the demo, tests and package check run (apt packages, schemathesis), and nothing else.
+    Prereqs,
+    /// Build the Debian package (cargo-deb) under target/debian/, check it installs, print its path.
+    Package,
 }
 
 fn main() -> Result<()> {
@@ -43,5 +51,7 @@ fn main() -> Result<()> {
         Command::Test(opts) => test::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
+        Command::Package => package::package(),
+        Command::Prereqs => prereqs::all(),
     }
 }

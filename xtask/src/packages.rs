@@ -1,5 +1,6 @@
-//! Debian packages a step needs, installed with apt when their command is missing (as
-//! `.ci/run` does for the tests): nothing happens when every command is already there.
+//! Debian packages a step needs, installed with apt when their command is missing (the
+//! demo's, tests' and package check's lists are in `prereqs`): nothing happens when every
+//! command is already there.
 use std::path::PathBuf;
 
 use anyhow::Result;

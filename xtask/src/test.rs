@@ -4,7 +4,8 @@ use anyhow::{bail, Result};
 
 use crate::{
     build::{self, build},
-    cmd::{command, run},
+    cmd::{command, path_with, run},
+    prereqs,
     run::nix_is_root,
 };
 
@@ -24,6 +25,7 @@ pub fn test(opts: &Options) -> Result<()> {
     if !nix_is_root() {
         bail!("integration tests create network namespaces and attach XDP: run as root");
     }
+    let tool_dirs = prereqs::test()?;
     let built = build(&build::Options { release: opts.release })?;
     run(command("cargo").args(["test", "--manifest-path", "lb-common/Cargo.toml"]))?;
     let mut cargo = command("cargo");
@@ -34,6 +36,8 @@ pub fn test(opts: &Options) -> Result<()> {
     // Two cores here: namespaces make tests independent, but each also starts processes.
     cargo.arg("--").arg("--test-threads=2").args(&opts.args);
     built.apply_env(&mut cargo);
+    // Tools installed outside PATH (schemathesis's virtualenv) come first for the tests.
+    cargo.env("PATH", path_with(&tool_dirs));
     run(&mut cargo)?;
     if !opts.no_fuzz {
         // A smoke run, repeatable (fixed seed and run count) so CI never fails on a finding

@@ -27,6 +27,17 @@ use error::Error;
 use plan::Plan;
 
 pub fn main() -> ExitCode {
+    match lb_user::cli_docs::generate_if_asked::<Cli>() {
+        Some(Ok(files)) => {
+            print(&files.iter().map(|f| format!("{}\n", f.display())).collect::<String>());
+            return ExitCode::SUCCESS;
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => {}
+    }
     let cli = Cli::parse();
     let plan = match plan::plan(&cli.command) {
         Ok(plan) => plan,
