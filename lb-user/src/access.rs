@@ -223,8 +223,8 @@ mod tests {
     fn a_new_record_ends_as_cancelled_until_told_otherwise() {
         let mut log = ConnLog::new(1, "192.0.2.1:5000".parse().unwrap());
         assert_eq!(log.termination(), Termination::Cancelled);
-        log.path(Carried::Xdp);
-        assert_eq!(log.path, Some(Carried::Xdp));
+        log.path(Carried::Xdp { frames: Moved::default() });
+        assert_eq!(log.path, Some(Carried::Xdp { frames: Moved::default() }));
         log.end(Termination::Closed);
         assert_eq!(log.termination().reason(), "closed");
     }
