@@ -95,10 +95,9 @@ fn echo_config(fastpath: &str) -> Config {
 
 fn transfer(lab: &Lab, len: u64, idle: Duration) -> Result<EchoReport> {
     let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(idle);
-    let report = lab.in_cli(|| echo_transfer(&opts, len, idle)).map_err(|e| {
+    let report = lab.in_cli(|| echo_transfer(&opts, len, idle)).inspect_err(|_| {
         // What the XDP program and the hand-off saw is most of the diagnosis.
         eprintln!("transfer failed; stats: {:#?}", lab.stats());
-        e
     })?;
     ensure!(report.sent == len && report.received == len, "{report:?}");
     ensure!(report.sent_sha256 == report.received_sha256, "bytes differ: {report:?}");

@@ -388,7 +388,7 @@ impl Handoff {
     fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
         let local = crate::routing::canonical(local);
         nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
-            let ours = self.xdp_ifaces.iter().any(|i| *i == a.interface_name)
+            let ours = self.xdp_ifaces.contains(&a.interface_name)
                 && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
             ours.then_some(a.interface_name)
         })

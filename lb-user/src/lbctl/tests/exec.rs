@@ -13,9 +13,12 @@ use crate::lbctl::error::Error;
 use crate::lbctl::exec::{run, Report};
 use crate::lbctl::plan::Request;
 
+/// One scripted exchange: the expected method and path, and the reply.
+type Step = (&'static str, String, Result<Reply, Error>);
+
 /// Answers each request with the next scripted reply, checking it is the expected request.
 struct Script {
-    steps: RefCell<VecDeque<(&'static str, String, Result<Reply, Error>)>>,
+    steps: RefCell<VecDeque<Step>>,
 }
 
 impl Script {
