@@ -135,7 +135,9 @@ impl Serving {
     fn stop(self, proxy: &Arc<Proxy>) {
         self.task.abort();
         while let Ok((stream, peer)) = self.socket.accept() {
-            match tokio::net::TcpStream::from_std(stream) {
+            // accept(2) does not pass O_NONBLOCK on: a blocking socket would stall a runtime
+            // worker on its first read.
+            match stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
                 Ok(stream) => Arc::clone(proxy).serve_accepted(self.frontend, stream, peer),
                 Err(e) => warn!(frontend = self.frontend, error = %e, "could not serve a queued connection"),
             }
