@@ -5,6 +5,7 @@
 //! links on drop); links are bpf_link file descriptors, so even a killed daemon leaves no
 //! program attached.
 use std::{
+    os::fd::AsFd,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -451,12 +452,15 @@ impl Counters {
     }
 }
 
-/// The kernel programs' counter array, opened by its id for reading at any time (scrapes).
+/// The kernel programs' counter array, for reading at any time (scrapes).
 pub struct KernelCounters(PerCpuArray<MapData, u64>);
 
 impl KernelCounters {
-    pub fn open(ids: &KernelIds) -> Result<Self> {
-        let map = MapData::from_id(ids.counters).context("opening the counters map")?;
+    /// A second handle on the loaded array, through a duplicated descriptor: reopening it by
+    /// id would need CAP_SYS_ADMIN, which the systemd unit does not grant.
+    pub fn of(dataplane: &Dataplane) -> Result<Self> {
+        let fd = dataplane.counters.map().fd().as_fd().try_clone_to_owned().context("duplicating the counters map's descriptor")?;
+        let map = MapData::from_fd(fd).context("opening the counters map")?;
         Ok(Self(Map::PerCpuArray(map).try_into()?))
     }
 

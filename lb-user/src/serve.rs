@@ -170,10 +170,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
     });
-    let kernel_counters = match &kernel_ids {
-        Some(ids) => Some(KernelCounters::open(ids)?),
-        None => None,
-    };
+    let kernel_counters = dataplane.as_ref().map(KernelCounters::of).transpose()?;
     let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
     let applier = Arc::new(Applier::new(snapshot, Arc::clone(&proxy), dataplane));
     let result = start(&args, &applier, store, imported, token, telemetry).await;
