@@ -8,7 +8,7 @@ use std::{
     os::fd::AsFd,
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
 use crate::{
+    map_handles::MapHandles,
     attach, pin,
     snapshot::{AclMode, Snapshot},
 };
@@ -168,7 +169,7 @@ impl Dataplane {
         };
         Ok(Self {
             ebpf,
-            flows: Arc::new(FlowTable { map: Mutex::new(flows) }),
+            flows: Arc::new(FlowTable { map: MapHandles::per_cpu(flows)? }),
             frontends,
             acl_v4,
             acl_v6,
@@ -344,8 +345,8 @@ pub fn bytes_addr(bytes: &[u8; 16], family: u8) -> IpAddr {
 
 /// The connections the daemon pinned, shared by every connection task.
 pub struct FlowTable {
-    // aya needs `&mut` to update a map; the lock is held only for one bpf() syscall.
-    map: Mutex<HashMap<MapData, FlowKey, FlowValue>>,
+    // Written by every classified connection: several handles, no lock they all share.
+    map: MapHandles<FlowKey, FlowValue>,
 }
 
 /// One end of a proxied connection, as the host sees it.
@@ -366,27 +367,25 @@ impl Endpoint {
 impl FlowTable {
     /// The last TSval the XDP program saw from the remote end of `key`.
     pub fn peer_tsval(&self, key: &FlowKey) -> Option<u32> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key, 0).ok().filter(|v| v.tsval_seen != 0).map(|v| v.peer_tsval)
+        self.map.with(|map| map.get(key, 0).ok()).filter(|v| v.tsval_seen != 0).map(|v| v.peer_tsval)
     }
 
     /// How far (sequence number just past the payload) the program let data through to
     /// the socket of this flow; None before any data.
     pub fn delivered_end(&self, key: &FlowKey) -> Option<u32> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key, 0).ok().filter(|v| v.data_seen != 0).map(|v| v.data_end)
+        self.map.with(|map| map.get(key, 0).ok()).filter(|v| v.data_seen != 0).map(|v| v.data_end)
     }
 
     /// Records a classified connection from both ends; the entries go when the guard drops.
     pub fn pin(self: &Arc<Self>, client: Endpoint, server: Endpoint, value: FlowValue) -> Result<FlowPin> {
         let keys = [client.key(), server.key()];
         let sides = [lb_common::side::CLIENT, lb_common::side::SERVER];
-        {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        self.map.with(|map| -> Result<()> {
             for (key, side) in keys.iter().zip(sides) {
                 map.insert(key, FlowValue { side, ..value }, 0).context("writing the flow map")?;
             }
-        }
+            Ok(())
+        })?;
         Ok(FlowPin { table: Arc::clone(self), keys })
     }
 }
@@ -398,11 +397,12 @@ pub struct FlowPin {
 
 impl Drop for FlowPin {
     fn drop(&mut self) {
-        let mut map = self.table.map.lock().unwrap_or_else(|p| p.into_inner());
-        for key in &self.keys {
-            // Already gone only if the LRU evicted it; nothing to undo then.
-            map.remove(key).ok();
-        }
+        self.table.map.with(|map| {
+            for key in &self.keys {
+                // Already gone only if the LRU evicted it; nothing to undo then.
+                map.remove(key).ok();
+            }
+        });
     }
 }
 

@@ -146,10 +146,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         Some(Dataplane::load_and_attach(&args.ifaces, args.xdp, args.xdp_mode, args.pin_dir.as_deref())?)
     };
-    let handoff = dataplane.as_mut().and_then(|d| {
-        let table = SpliceTable::new(d.take_splice()?);
-        Some(Handoff::new(table, Arc::clone(&d.flows), args.ifaces.clone(), handoff_settings))
-    });
+    let handoff = match dataplane.as_mut().and_then(|d| Some((d.take_splice()?, Arc::clone(&d.flows)))) {
+        Some((splice, flows)) => Some(Handoff::new(SpliceTable::new(splice)?, flows, args.ifaces.clone(), handoff_settings)),
+        None => None,
+    };
     if handoff.is_some() {
         for iface in &args.ifaces {
             let v4 = crate::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
@@ -159,7 +159,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     }
-    let reaper = handoff.as_ref().map(|h| tokio::spawn(reaper::run(Arc::clone(h), Some(args.data_dir.clone()))));
+    let reaper = handoff.as_ref().map(|h| reaper::Reaper::start(Arc::clone(h), Some(args.data_dir.clone()))).transpose().context("starting the hand-off reaper")?;
     let attachments = dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default();
     let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());
 
@@ -227,7 +227,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     drop(runtime);
     summary.abort();
     if let Some(reaper) = reaper {
-        reaper.abort();
+        reaper.stop();
     }
     let keep_flows = flows_survive && handoff.as_ref().is_some_and(|h| h.has_live_flows());
     applier.shutdown(keep_flows);

@@ -5,7 +5,10 @@
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -19,14 +22,42 @@ const RST_LINGER: Duration = Duration::from_secs(1);
 /// A frozen entry nobody owns is removed after this long.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
-pub async fn run(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) {
+/// The reaper's own thread: its scans (one syscall or two per entry of the splice map,
+/// which may hold hundreds of thousands) never take a runtime worker from the connections.
+pub struct Reaper {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reaper {
+    pub fn start(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new().name("lb-reaper".into()).spawn({
+            let stop = Arc::clone(&stop);
+            move || run(&handoff, data_dir, &stop)
+        })?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Ends the thread after its current scan.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.thread().unpark();
+        self.thread.join().ok();
+    }
+}
+
+fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
     let mut ending: HashMap<FlowKey, Instant> = HashMap::new();
     let mut orphans: HashMap<FlowKey, Instant> = HashMap::new();
     let mut published = None;
     let mut stalls = StallWatch::default();
     let mut unroutable: HashSet<FlowKey> = HashSet::new();
     loop {
-        tokio::time::sleep(SCAN_EVERY).await;
+        std::thread::park_timeout(SCAN_EVERY);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let entries: HashMap<FlowKey, SpliceEntry> = handoff.table.entries().into_iter().collect();
         let now_ns = monotonic_ns();
         let mut live_pairs = 0u64;

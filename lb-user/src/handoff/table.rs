@@ -1,24 +1,23 @@
 //! The splice map (LB_SPLICE): what the daemon writes for the XDP program to carry a flow.
-use std::sync::Mutex;
-
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, IterableMap, MapData, MapError};
 use lb_common::{splice_state, FlowKey, SpliceEntry};
 
 use super::stats::Fallback;
+use crate::map_handles::MapHandles;
 
 pub struct SpliceTable {
-    // aya needs `&mut` to update a map; the lock is held only for bpf() syscalls.
-    map: Mutex<HashMap<MapData, FlowKey, SpliceEntry>>,
+    // Several handles: the reaper's scan of the whole map never holds up a hand-off.
+    map: MapHandles<FlowKey, SpliceEntry>,
 }
 
 impl SpliceTable {
-    pub fn new(map: HashMap<MapData, FlowKey, SpliceEntry>) -> Self {
-        Self { map: Mutex::new(map) }
+    pub fn new(map: HashMap<MapData, FlowKey, SpliceEntry>) -> Result<Self> {
+        Ok(Self { map: MapHandles::per_cpu(map)? })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<MapData, FlowKey, SpliceEntry>) -> T) -> T {
-        f(&mut self.map.lock().unwrap_or_else(|p| p.into_inner()))
+        self.map.with(f)
     }
 
     /// Freezes both directions: from now on no data-bearing frame reaches the two sockets.
