@@ -34,7 +34,7 @@ use crate::{
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
-    telemetry::counters::{self, Meter, Path, UpstreamFailure},
+    telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
     tls::ClientHello,
 };
 
@@ -228,8 +228,9 @@ impl Proxy {
         }
         let idle = IdleWatch::new(&client, &upstream, frontend.idle_timeout);
         log.path(if frontend.fastpath == Fastpath::Copy { Carried::Copy } else { Carried::Splice });
+        let connection_bytes = ByteCounters::default();
         let relayed = async {
-            let meter = Meter::new(&frontend.counters.bytes, &server.runtime.counters.bytes);
+            let meter = Meter::new(&frontend.counters.bytes, &server.runtime.counters.bytes).and_connection(&connection_bytes);
             let result = match (frontend.fastpath, handoff) {
                 (Fastpath::Copy, _) => relay_metered(client, upstream, RelayMode::Copy, meter).await.map(|(m, _)| (m, Carried::Copy)),
                 (Fastpath::Auto | Fastpath::Xdp, Some(handoff)) => {
@@ -252,7 +253,7 @@ impl Proxy {
         let shutdown_sessions = server.on_marked_down == Some(OnMarkedDown::ShutdownSessions);
         let (end, received) = tokio::select! {
             result = relayed => {
-                log_relay(log, result, first_len);
+                log_relay(log, result, first_len, &connection_bytes);
                 return Ok(());
             }
             cut = async { server.runtime.marked_down().await; (Termination::ServerMarkedDown, idle.received()) }, if shutdown_sessions => {
@@ -356,15 +357,23 @@ fn closed_at_exit(handed_off: bool, flows_survive: bool) -> Termination {
 }
 
 /// `first_len`: the bytes forwarded before the relay started (the ClientHello).
-fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>, first_len: u64) {
-    match result {
+fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>, first_len: u64, connection: &ByteCounters) {
+    let e = match result {
         Ok((moved, carried)) => {
             log.moved(Moved { to_server: first_len + moved.to_server, ..moved });
             log.path(carried);
             log.end(Termination::Closed);
+            return;
         }
-        // A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end: not an error of ours.
-        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut) => log.fail(Termination::PeerReset, e),
-        Err(e) => log.fail(Termination::RelayError, e),
+        Err(e) => e,
+    };
+    // The relay's own count went with its error; the meter kept it.
+    let (to_server, to_client) = connection.totals();
+    log.moved(Moved { to_server: first_len + to_server, to_client });
+    // A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end: not an error of ours.
+    if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut) {
+        log.fail(Termination::PeerReset, e);
+    } else {
+        log.fail(Termination::RelayError, e);
     }
 }

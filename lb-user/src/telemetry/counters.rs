@@ -72,21 +72,33 @@ impl ByteCounters {
     pub fn to_client(&self, path: Path) -> u64 {
         read(&self.to_client[path.index()])
     }
+
+    /// Both directions over every path: (to the server, to the client).
+    pub fn totals(&self) -> (u64, u64) {
+        Path::ALL.iter().fold((0, 0), |(s, c), &path| (s + self.to_server(path), c + self.to_client(path)))
+    }
 }
 
 /// Where a relay adds the bytes it moves, as it writes them (the connection's frontend and
-/// server): rates stay true for connections that last hours. Copy: two references.
+/// server, and the connection itself): rates stay true for connections that last hours, and
+/// a relay that ends in an error still knows what it moved. Copy: three references.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meter<'a> {
-    sinks: [Option<&'a ByteCounters>; 2],
+    sinks: [Option<&'a ByteCounters>; 3],
 }
 
 impl<'a> Meter<'a> {
     /// Counts nowhere (tests, relays nobody reports).
-    pub const NONE: Meter<'static> = Meter { sinks: [None, None] };
+    pub const NONE: Meter<'static> = Meter { sinks: [None, None, None] };
 
     pub fn new(frontend: &'a ByteCounters, server: &'a ByteCounters) -> Self {
-        Self { sinks: [Some(frontend), Some(server)] }
+        Self { sinks: [Some(frontend), Some(server), None] }
+    }
+
+    /// Also counts into the connection's own counters.
+    pub fn and_connection(mut self, connection: &'a ByteCounters) -> Self {
+        self.sinks[2] = Some(connection);
+        self
     }
 
     pub fn add(&self, path: Path, to_server: bool, bytes: u64) {
