@@ -29,7 +29,8 @@ pub fn test(opts: &Options) -> Result<()> {
     let built = build(&build::Options { release: opts.release })?;
     run(command("cargo").args(["test", "--manifest-path", "lb-common/Cargo.toml"]))?;
     let mut cargo = command("cargo");
-    cargo.args(["test", "--workspace", "--exclude", "xtask"]);
+    // Every test binary runs even after a failure: one run shows every failing test.
+    cargo.args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"]);
     if opts.release {
         cargo.arg("--release");
     }
