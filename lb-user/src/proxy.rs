@@ -241,11 +241,22 @@ impl Proxy {
                     .await
                     .map(|(m, mode)| (m, if mode == RelayMode::Copy { Carried::Copy } else { Carried::Splice })),
             };
-            if let (Ok((_, carried)), Some(handoff)) = (&result, &self.handoff) {
-                handoff.stats.relayed(frontend.id, carried.label());
-            }
-            if let Ok((_, carried)) = &result {
-                count_relayed(frontend, server, *carried);
+            let carried = match &result {
+                Ok((_, carried)) => Some(*carried),
+                // A peer's reset ends many TCP conversations: relayed all the same, by the
+                // path in use (a handed-off flow ends without an error).
+                Err(e) if ended_by_peer(e) => Some(if frontend.fastpath == Fastpath::Copy { Carried::Copy } else { Carried::Splice }),
+                Err(_) => {
+                    frontend.counters.failed_upstream.count(UpstreamFailure::Relay);
+                    farm.counters.failed_upstream.count(UpstreamFailure::Relay);
+                    None
+                }
+            };
+            if let Some(carried) = carried {
+                if let Some(handoff) = &self.handoff {
+                    handoff.stats.relayed(frontend.id, carried.label());
+                }
+                count_relayed(frontend, server, carried);
             }
             result
         };
@@ -332,6 +343,12 @@ impl ConnectError {
 
 /// The final path of a finished connection, and for a handed-off one the bytes the kernel
 /// program forwarded (the relays counted the user-space bytes as they moved them).
+/// A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end:
+/// not an error of ours.
+fn ended_by_peer(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut)
+}
+
 fn count_relayed(frontend: &FrontendPlan, server: &ServerPlan, carried: Carried) {
     frontend.counters.relayed(Path::from(carried));
     if let Carried::Xdp { frames } = carried {
@@ -370,8 +387,7 @@ fn log_relay(log: &mut ConnLog, result: io::Result<(Moved, Carried)>, first_len:
     // The relay's own count went with its error; the meter kept it.
     let (to_server, to_client) = connection.totals();
     log.moved(Moved { to_server: first_len + to_server, to_client });
-    // A peer resetting or vanishing (keepalive unanswered) is how many TCP conversations end: not an error of ours.
-    if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::TimedOut) {
+    if ended_by_peer(&e) {
         log.fail(Termination::PeerReset, e);
     } else {
         log.fail(Termination::RelayError, e);
