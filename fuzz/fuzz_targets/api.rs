@@ -47,7 +47,7 @@ impl Harness {
         let store = Store::in_memory().expect("store");
         let control = Control::new(store, Arc::new(NoTraffic), "lb", "local").expect("control plane");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let router = runtime.block_on(async { router(Arc::new(control), None) });
+        let router = runtime.block_on(async { router(Arc::new(control), None, None) });
         Harness { runtime, router, served: 0 }
     }
 }
