@@ -14,6 +14,16 @@ use std::{
 };
 
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = bound_sharing(addr)?;
+    socket.set_nonblocking(true)?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// A TCP socket bound to `addr` with SO_REUSEADDR and SO_REUSEPORT, so that our own
+/// sockets on the same port (a listener being replaced, a port held for an adopted flow)
+/// stand beside each other.
+pub fn bound_sharing(addr: SocketAddr) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -24,10 +34,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     }
     // Dedicated addresses may be brought up after the daemon (failover IPs).
     socket.set_freebind(true).ok();
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Listening TCP sockets of this network namespace that are not ours.

@@ -6,15 +6,12 @@
 //! port toward the same server, and its frames would collide with the flow's. Binding a
 //! socket to each such address and port takes it out of the kernel's choice: `connect()`
 //! never picks a port whose bind bucket was made by an explicit `bind()`.
-use std::{
-    collections::HashMap,
-    io,
-    net::{IpAddr, SocketAddr},
-    ops::RangeInclusive,
-};
+use std::{collections::HashMap, io, net::SocketAddr, ops::RangeInclusive};
 
-use lb_common::{SpliceEntry, FAMILY_V4};
-use socket2::{Domain, Socket, Type};
+use lb_common::SpliceEntry;
+use socket2::Socket;
+
+use crate::{bpf::bytes_addr, listen_socket};
 
 /// The sockets holding adopted flows' ports, by the flow's port.
 #[derive(Default)]
@@ -52,26 +49,13 @@ impl Reserved {
 
 /// The load balancer's end of the connection an entry's frames are rewritten onto.
 fn own_end(entry: &SpliceEntry) -> SocketAddr {
-    let ip = if entry.family == FAMILY_V4 {
-        IpAddr::from([entry.src_addr[0], entry.src_addr[1], entry.src_addr[2], entry.src_addr[3]])
-    } else {
-        IpAddr::from(entry.src_addr)
-    };
-    SocketAddr::new(ip, u16::from_be(entry.src_port))
+    SocketAddr::new(bytes_addr(&entry.src_addr, entry.family), u16::from_be(entry.src_port))
 }
 
-/// A bound, never connected, never listening socket. SO_REUSEADDR and SO_REUSEPORT keep
-/// it from standing in a listener's way on the same port; `connect()` still avoids it.
+/// A bound, never connected, never listening socket: `connect()` avoids its port, and its
+/// SO_REUSEADDR and SO_REUSEPORT keep it from standing in a listener's way.
 fn hold(addr: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_freebind(true).ok();
-    socket.bind(&addr.into())?;
-    Ok(socket)
+    listen_socket::bound_sharing(addr)
 }
 
 /// `net.ipv4.ip_local_port_range` (it also governs IPv6).
@@ -83,6 +67,11 @@ fn ephemeral_ports() -> Option<RangeInclusive<u16>> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use lb_common::FAMILY_V4;
+    use socket2::{Domain, Type};
+
     use super::*;
 
     fn entry_from(addr: SocketAddr) -> SpliceEntry {
