@@ -28,8 +28,9 @@ pub const FLOWS_MAX: u32 = 262_144;
 pub const FRONTENDS_MAX: u32 = 65_536;
 pub const ACL_MAX: u32 = 65_536;
 /// The splice map is a plain hash (an LRU could evict a live flow and break it): two entries
-/// per handed-off connection; when it is full, connections stay in user space.
-pub const SPLICE_MAX: u32 = 131_072;
+/// per handed-off connection (131,072 connections, about 50 MB of kernel memory); when it is
+/// full, connections stay in user space.
+pub const SPLICE_MAX: u32 = 262_144;
 /// Interfaces the program may redirect to (a devmap keyed by ifindex).
 pub const EGRESS_MAX: u32 = 64;
 

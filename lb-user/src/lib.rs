@@ -20,6 +20,7 @@ pub mod handoff;
 pub mod health;
 pub mod listen_socket;
 pub mod listeners;
+pub mod map_batch;
 pub mod map_handles;
 pub mod liveness;
 pub mod logging;

@@ -253,9 +253,6 @@ impl Proxy {
                 }
             };
             if let Some(carried) = carried {
-                if let Some(handoff) = &self.handoff {
-                    handoff.stats.relayed(frontend.id, carried.label());
-                }
                 count_relayed(frontend, server, carried);
             }
             result

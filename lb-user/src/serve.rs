@@ -164,6 +164,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    if let Some(handoff) = &handoff {
+        let snapshot = Arc::clone(&snapshot);
+        handoff.set_relayed_source(move || relayed_by_frontend(&snapshot.load()));
+    }
     let settings = ProxySettings { connect_timeout: Duration::from_secs_f64(args.connect_timeout) };
     let proxy = Proxy::new(Arc::clone(&snapshot), dataplane.as_ref().map(|d| Arc::clone(&d.flows)), handoff.clone(), settings);
     let summary = tokio::spawn({
@@ -353,4 +357,19 @@ impl ApiServer {
             task.abort();
         }
     }
+}
+
+/// Connections relayed per frontend and path, from the frontends' own counters (those of
+/// frontends the configuration still has).
+fn relayed_by_frontend(snapshot: &Snapshot) -> crate::handoff::RelayedByFrontend {
+    use crate::telemetry::counters::Path;
+    snapshot
+        .frontends
+        .iter()
+        .map(|frontend| {
+            let by_path = Path::ALL.iter().map(|path| (path.label().to_string(), frontend.counters.relayed_by(*path))).filter(|(_, n)| *n > 0).collect();
+            (frontend.id, by_path)
+        })
+        .filter(|(_, by_path): &(u32, std::collections::BTreeMap<String, u64>)| !by_path.is_empty())
+        .collect()
 }

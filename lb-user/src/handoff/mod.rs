@@ -39,13 +39,13 @@ pub mod table;
 pub mod translate;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     io,
     net::{IpAddr, SocketAddr},
     os::fd::AsFd,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -55,7 +55,7 @@ use tokio::{net::TcpStream, sync::oneshot};
 
 use self::{
     socket::Negotiated,
-    stats::{Fallback, HandoffStats},
+    stats::{Fallback, HandoffReport, HandoffStats},
     table::SpliceTable,
     translate::{endpoints_key, Leg},
 };
@@ -128,7 +128,14 @@ pub struct Handoff {
     stopping: AtomicBool,
     /// Ports of adopted flows' server-side connections, held until those flows end.
     reserved: Mutex<reserve::Reserved>,
+    /// Connections relayed per frontend id and path, read from the frontends' counters when
+    /// a report is made (set once the daemon has its snapshot).
+    relayed: OnceLock<RelayedSource>,
 }
+
+/// Connections relayed per frontend id, then per path label (`copy`, `splice`, `xdp`).
+pub type RelayedByFrontend = BTreeMap<u32, BTreeMap<String, u64>>;
+type RelayedSource = Box<dyn Fn() -> RelayedByFrontend + Send + Sync>;
 
 impl Handoff {
     pub fn new(table: SpliceTable, flows: Arc<FlowTable>, xdp_ifaces: Vec<String>, settings: HandoffSettings) -> Arc<Self> {
@@ -142,6 +149,7 @@ impl Handoff {
             live: Mutex::default(),
             stopping: AtomicBool::new(false),
             reserved: Mutex::default(),
+            relayed: OnceLock::new(),
         };
         let live: Vec<SpliceEntry> = handoff.table.entries().into_iter().map(|(_, e)| e).filter(|e| e.state == lb_common::splice_state::LIVE).collect();
         let adopted = live.len() as u64 / 2;
@@ -152,8 +160,22 @@ impl Handoff {
                 tracing::warn!(%addr, %error, "could not reserve an adopted flow's port: a new upstream connection may draw it");
             }
         }
-        handoff.stats.update(|r| r.adopted = adopted);
+        handoff.stats.adopted.store(adopted, Ordering::Relaxed);
         Arc::new(handoff)
+    }
+
+    /// Where [`Handoff::report`] reads the connections relayed per frontend.
+    pub fn set_relayed_source(&self, source: impl Fn() -> RelayedByFrontend + Send + Sync + 'static) {
+        self.relayed.set(Box::new(source)).ok();
+    }
+
+    /// The hand-off's counters, with the connections relayed per frontend and path.
+    pub fn report(&self) -> HandoffReport {
+        let mut report = self.stats.report();
+        if let Some(source) = self.relayed.get() {
+            report.by_frontend = source();
+        }
+        report
     }
 
     pub fn settings(&self) -> &HandoffSettings {
@@ -199,7 +221,7 @@ impl Handoff {
             tell.send(Moved { to_server: b_bytes, to_client: a_bytes }).ok();
         }
         drop(live);
-        self.stats.update(|r| r.ended += 1);
+        HandoffStats::count(&self.stats.ended);
     }
 
     /// The MSS to announce on the server connection so that the server never sends segments
@@ -249,10 +271,10 @@ impl Handoff {
                 continue;
             }
             attempts += 1;
-            self.stats.update(|r| r.attempts += 1);
+            HandoffStats::count(&self.stats.attempts);
             match self.hand_off(&mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
-                    self.stats.update(|r| r.handed_off += 1);
+                    HandoffStats::count(&self.stats.handed_off);
                     handed_off();
                     let moved = relay.moved();
                     drop(relay);

@@ -14,7 +14,12 @@ use std::{
 
 use lb_common::{splice_seen, splice_state, FlowKey, SpliceEntry};
 
-use super::{stall::StallWatch, stats, translate::reverse_key, Handoff};
+use super::{
+    stall::StallWatch,
+    stats::{self, HandoffStats},
+    translate::reverse_key,
+    Handoff,
+};
 
 const SCAN_EVERY: Duration = Duration::from_millis(250);
 /// After an RST there is nothing left to translate but stray retransmissions.
@@ -83,7 +88,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
             let now = Instant::now();
             for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
                 if sent.seen & splice_seen::FIB_FAILED != 0 && unroutable.insert(*sent_key) {
-                    handoff.stats.update(|r| r.unroutable += 1);
+                    HandoffStats::count(&handoff.stats.unroutable);
                     tracing::warn!(
                         from = %super::translate::describe(sent_key),
                         to = %super::translate::describe(&reverse_key(sent)),
@@ -91,7 +96,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                     );
                 }
                 if stalls.observe(*sent_key, sent, received, now) {
-                    handoff.stats.update(|r| r.stalls += 1);
+                    HandoffStats::count(&handoff.stats.stalls);
                     tracing::warn!(
                         from = %super::translate::describe(sent_key),
                         to = %super::translate::describe(&reverse_key(sent)),
@@ -117,9 +122,9 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
         stalls.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
         unroutable.retain(|key| entries.contains_key(key));
         orphans.retain(|key, _| entries.contains_key(key));
-        handoff.stats.update(|r| r.active = live_pairs);
+        handoff.stats.active.store(live_pairs, Ordering::Relaxed);
         if let Some(dir) = &data_dir {
-            let report = handoff.stats.report();
+            let report = handoff.report();
             if published.as_ref() != Some(&report) {
                 if let Err(e) = stats::publish(dir, &report) {
                     tracing::warn!(error = %e, "publishing hand-off statistics");

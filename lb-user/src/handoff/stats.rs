@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use serde::{Deserialize, Serialize};
@@ -102,36 +102,75 @@ pub struct HandoffReport {
     pub by_frontend: BTreeMap<u32, BTreeMap<String, u64>>,
 }
 
+/// Every label [`Fallback::label`] gives, in the order the counters keep them.
+const FALLBACK_LABELS: [&str; 16] = [
+    "ecn",
+    "fast open",
+    "usec timestamps",
+    "timestamps differ",
+    "sack differs",
+    "address families differ",
+    "no peer timestamp seen",
+    "not quiescent",
+    "not through an XDP interface",
+    "forwarding disabled",
+    "closing",
+    "splice map full",
+    "no pipe",
+    "data not yet delivered",
+    "segment sizes differ",
+    "sequences moved (reset)",
+];
+/// Where a label missing from [`FALLBACK_LABELS`] is counted (and [`Fallback::Error`]).
+const OTHER: usize = FALLBACK_LABELS.len();
+
+/// The hand-off's counters: plain atomics, so that neither a connection's end nor a
+/// hand-off takes a lock to count itself. Connections relayed per frontend and path are
+/// the frontends' own counters (telemetry), which [`super::Handoff::report`] adds.
 #[derive(Default)]
 pub struct HandoffStats {
-    report: Mutex<HandoffReport>,
+    pub attempts: AtomicU64,
+    pub handed_off: AtomicU64,
+    pub active: AtomicU64,
+    pub ended: AtomicU64,
+    pub adopted: AtomicU64,
+    pub stalls: AtomicU64,
+    pub unroutable: AtomicU64,
+    fallbacks: [AtomicU64; OTHER + 1],
 }
 
 impl HandoffStats {
-    pub fn update(&self, change: impl FnOnce(&mut HandoffReport)) {
-        change(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()));
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fallback(&self, reason: Fallback) {
-        self.update(|r| *r.fallbacks.entry(reason.label().to_string()).or_default() += 1);
+        let label = reason.label();
+        let slot = FALLBACK_LABELS.iter().position(|l| *l == label).unwrap_or(OTHER);
+        self.fallbacks[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a connection's final mode on its frontend (allocating only the first time a
-    /// frontend or mode shows up).
-    pub fn relayed(&self, frontend: u32, mode: &str) {
-        self.update(|r| {
-            let modes = r.by_frontend.entry(frontend).or_default();
-            match modes.get_mut(mode) {
-                Some(n) => *n += 1,
-                None => {
-                    modes.insert(mode.to_string(), 1);
-                }
-            }
-        });
-    }
-
+    /// The counters as of now (`by_frontend` left empty).
     pub fn report(&self) -> HandoffReport {
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut fallbacks = BTreeMap::new();
+        for (slot, counter) in self.fallbacks.iter().enumerate() {
+            let n = get(counter);
+            if n > 0 {
+                fallbacks.insert(FALLBACK_LABELS.get(slot).copied().unwrap_or("error").to_string(), n);
+            }
+        }
+        HandoffReport {
+            attempts: get(&self.attempts),
+            handed_off: get(&self.handed_off),
+            active: get(&self.active),
+            ended: get(&self.ended),
+            adopted: get(&self.adopted),
+            stalls: get(&self.stalls),
+            unroutable: get(&self.unroutable),
+            fallbacks,
+            by_frontend: BTreeMap::new(),
+        }
     }
 }
 
@@ -145,4 +184,40 @@ pub fn publish(data_dir: &Path, report: &HandoffReport) -> std::io::Result<()> {
 
 pub fn read(data_dir: &Path) -> Option<HandoffReport> {
     serde_json::from_slice(&std::fs::read(data_dir.join(FILE_NAME)).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fallback_has_its_own_counter() {
+        let all = [
+            Fallback::Unsupported("ecn"),
+            Fallback::Unsupported("fast open"),
+            Fallback::Unsupported("usec timestamps"),
+            Fallback::OptionsDiffer("timestamps"),
+            Fallback::OptionsDiffer("sack"),
+            Fallback::Family,
+            Fallback::NoTimestamp,
+            Fallback::NotQuiescent,
+            Fallback::NotXdpInterface,
+            Fallback::ForwardingDisabled,
+            Fallback::Closing,
+            Fallback::MapFull,
+            Fallback::NoPipe,
+            Fallback::Undelivered,
+            Fallback::MssMismatch,
+            Fallback::SequencesMoved,
+        ];
+        let stats = HandoffStats::default();
+        for reason in all {
+            stats.fallback(reason);
+        }
+        stats.fallback(Fallback::Error);
+        let report = stats.report();
+        assert_eq!(report.fallbacks.len(), all.len() + 1, "{report:?}");
+        assert!(report.fallbacks.values().all(|n| *n == 1), "{report:?}");
+        assert_eq!(report.fallbacks.get("error"), Some(&1));
+    }
 }

@@ -55,9 +55,18 @@ impl SpliceTable {
         });
     }
 
-    /// Every entry, as of now (entries removed meanwhile are skipped).
+    /// Every entry, as of now (entries removed meanwhile are skipped): in batches of
+    /// thousands per syscall where the kernel can, else one entry (two syscalls) at a time.
     pub fn entries(&self) -> Vec<(FlowKey, SpliceEntry)> {
-        self.with(|map| map.iter().filter_map(Result::ok).collect())
+        self.with(|map| match crate::map_batch::lookup_all(map.map()) {
+            Ok(all) => all,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::InvalidInput {
+                    tracing::debug!(error = %e, "batch lookup of the splice map failed: iterating");
+                }
+                map.iter().filter_map(Result::ok).collect()
+            }
+        })
     }
 
     pub fn get(&self, key: &FlowKey) -> Option<SpliceEntry> {

@@ -54,7 +54,7 @@ impl DaemonState {
 
     /// Hand-off statistics; None without the kernel programs.
     pub fn handoff(&self) -> Option<HandoffReport> {
-        self.handoff.as_ref().map(|h| h.stats.report())
+        self.handoff.as_ref().map(|h| h.report())
     }
 
     /// The kernel programs' counters summed over CPUs; None without them (no `--iface`).

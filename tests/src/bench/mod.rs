@@ -10,7 +10,8 @@
 //! - [`nginx`]: the h2 and h1 farms, one nginx in the server namespace;
 //! - [`usage`]: CPU and memory counters read around each workload;
 //! - [`h2load`], [`curl`]: running the clients and reading what they print;
-//! - [`workloads`]: bulk transfer, new connections, connection latency, idle-connection memory;
+//! - [`workloads`]: bulk transfer, new connections, connection latency, idle-connection memory,
+//!   and new connections beside API requests with 100,000 handed-off flows in the map ([`pinned`]);
 //! - [`runner`]: one mode on one topology, failures recorded as such;
 //! - [`report`]: one record per (veth, mode, workload, round), the JSON file, medians;
 //! - [`table`], [`targets`]: what the run prints;
@@ -22,6 +23,7 @@ pub mod interrupt;
 pub mod mode;
 pub mod nginx;
 pub mod peers;
+pub mod pinned;
 pub mod report;
 pub mod runner;
 pub mod stats;

@@ -137,6 +137,8 @@ impl Mode {
                     xdp_mode: xdp_mode.to_string(),
                     ifaces: self.xdp_ifaces(),
                     print_log_on_drop: false,
+                    // The `pinned` workload times API requests beside the connections.
+                    extra_args: vec!["--api".into(), "127.0.0.1:0".into()],
                     ..DaemonOpts::default()
                 };
                 let daemon = Daemon::start_with(topo, &self.config(), opts)

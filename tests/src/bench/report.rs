@@ -37,6 +37,13 @@ pub struct Record {
     pub gbit_s: Option<f64>,
     /// New TLS connections per second (one request each).
     pub conns_s: Option<f64>,
+    /// `pinned`: `conns_s` with the splice map as found, and the API's 99th percentile
+    /// (sequential GETs beside the connection load) with [`super::pinned::FLOWS`] handed-off
+    /// flows in the map and without.
+    pub conns_s_empty_map: Option<f64>,
+    pub api_p99_ms: Option<f64>,
+    pub api_p99_ms_empty_map: Option<f64>,
+    pub pinned_flows: Option<u64>,
     /// 99th and 50th percentile of the time to a completed TCP + TLS handshake.
     pub p99_ms: Option<f64>,
     pub p50_ms: Option<f64>,

@@ -90,11 +90,20 @@ const MEMORY: &[Column] = &[
     col("LB fds/conn", |r| r.lb_fds_per_conn, Show::Value),
 ];
 
+const PINNED: &[Column] = &[
+    col("conns/s", |r| r.conns_s, Show::Value),
+    col("×empty map", |r| Some(r.conns_s? / r.conns_s_empty_map?), Show::Value),
+    col("API p99 ms", |r| r.api_p99_ms, Show::Value),
+    col("×empty map", |r| Some(r.api_p99_ms? / r.api_p99_ms_empty_map?), Show::Value),
+    col("LB CPU s", |r| r.lb_cpu_s, Show::Value),
+];
+
 fn columns(workload: &str) -> &'static [Column] {
     match workload {
         "bulk-h1" | "bulk-h2" => BULK,
         "conns" => CONNS,
         "latency" => LATENCY,
+        "pinned" => PINNED,
         _ => MEMORY,
     }
 }

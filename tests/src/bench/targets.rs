@@ -199,6 +199,14 @@ pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(Strin
         ),
     ));
     out.push((
+        "pinned auto: conns/s with 100,000 handed-off flows ≥ 0.95× without".to_string(),
+        c.check(("auto", "pinned", |r| Some(r.conns_s? / r.conns_s_empty_map?)), None, |v| v >= 0.95, "×"),
+    ));
+    out.push((
+        "pinned auto: API p99 with 100,000 handed-off flows ≤ 1.25× without".to_string(),
+        c.check(("auto", "pinned", |r| Some(r.api_p99_ms? / r.api_p99_ms_empty_map?)), None, |v| v <= 1.25, "×"),
+    ));
+    out.push((
         "latency auto added p99 ≤ 0.1 ms".to_string(),
         c.added_p99("auto", 0.1),
     ));

@@ -15,7 +15,7 @@ use super::mode::{Lb, Mode};
 use super::nginx::{Nginx, BIG_PATH, CLOSE_PATH};
 use super::report::Record;
 use super::usage::{counters_delta, daemon_stats, numbers_of, tcp_active_opens, usage_of, Sample};
-use super::{curl, h2load, interrupt, stats};
+use super::{curl, h2load, interrupt, pinned, stats};
 use crate::certs::Certs;
 use crate::client::{ClientOpts, TlsClient};
 use crate::netns::in_netns;
@@ -58,7 +58,7 @@ pub const SPLICED_BYTES: &str = "spliced_bytes";
 /// the daemon has it.
 pub const STALLS: &str = "stalls";
 
-pub const WORKLOADS: [&str; 5] = ["bulk-h1", "bulk-h2", "conns", "latency", "memory"];
+pub const WORKLOADS: [&str; 6] = ["bulk-h1", "bulk-h2", "conns", "latency", "memory", "pinned"];
 
 /// Everything a workload needs: the world, and this mode's load balancer (if any).
 pub struct Run<'a> {
@@ -103,6 +103,7 @@ impl Run<'_> {
             "conns" => self.conns(),
             "latency" => self.latency(),
             "memory" => self.memory(),
+            "pinned" => self.pinned(),
             other => anyhow::bail!("unknown workload {other:?} ({})", WORKLOADS.join(", ")),
         }
         .with_context(|| format!("workload {name} in mode {}", self.mode))
@@ -226,6 +227,63 @@ impl Run<'_> {
         r.lb_cpu_s_per_1k_conns = r.lb_cpu_s.map(|s| s / thousands);
         r.host_cpu_s_per_1k_conns = Some(r.host_busy_s / thousands);
         Ok(r)
+    }
+
+    /// New connections (as `conns`) with API requests beside them, once with the splice map
+    /// as the workload finds it and once with [`pinned::FLOWS`] more handed-off flows in it:
+    /// the daemon's scans of a full map must cost neither accepts nor API answers.
+    fn pinned(&self) -> Result<Record> {
+        let daemon = self.lb.and_then(Lb::daemon).filter(|_| matches!(self.mode, Mode::Xdp | Mode::Auto));
+        let Some(daemon) = daemon else {
+            let measured = self.measure(|| Ok(()))?;
+            let mut r = self.record("pinned", &measured, String::new());
+            r.add_note("not applicable: only the xdp and auto modes have a splice map");
+            return Ok(r);
+        };
+        let runtime = daemon.runtime();
+        let map_id = runtime["kernel"]["splice"].as_u64().context("runtime.json has no kernel.splice map id")? as u32;
+        let api = runtime["api"].as_str().context("runtime.json has no api address (the bench starts the daemon with --api)")?;
+        let url = format!("http://{api}/ipLoadbalancing/test/tcp/farm");
+        let empty = self.conns_beside_api(&url)?;
+        let flows = pinned::SyntheticFlows::add(map_id, pinned::FLOWS)?;
+        // A few of the reaper's scans over the full map before the clock starts.
+        std::thread::sleep(Duration::from_secs(1));
+        let full = self.measure(|| self.conns_beside_api(&url))?;
+        let entries = flows.entries();
+        drop(flows);
+        let (conns, api_ms) = &full.value;
+        let mut r = self.record("pinned", &full, format!("h2load --h1 -n {} -c {} beside sequential GET {url}", self.sizes.conns, self.sizes.conns_clients));
+        r.failures = conns.failed.max((self.sizes.conns as u64).saturating_sub(conns.succeeded)) + empty.0.failed;
+        r.conns_s = Some(conns.succeeded as f64 / conns.secs);
+        r.conns_s_empty_map = Some(empty.0.succeeded as f64 / empty.0.secs);
+        r.api_p99_ms = stats::quantile(api_ms, 0.99);
+        r.api_p99_ms_empty_map = stats::quantile(&empty.1, 0.99);
+        r.pinned_flows = Some(pinned::FLOWS as u64);
+        r.add_note(&format!("{entries} synthetic splice entries; {} and {} API requests", empty.1.len(), api_ms.len()));
+        Ok(r)
+    }
+
+    /// The `conns` load from the client namespace and, meanwhile, sequential API requests
+    /// from the load balancer's: h2load's report and each request's milliseconds.
+    fn conns_beside_api(&self, url: &str) -> Result<(h2load::H2loadReport, Vec<f64>)> {
+        let args = vec![
+            "--h1".to_string(),
+            "-n".into(),
+            self.sizes.conns.to_string(),
+            "-c".into(),
+            self.sizes.conns_clients.to_string(),
+            "-N".into(),
+            H2LOAD_IDLE.into(),
+            format!("https://{}{CLOSE_PATH}", self.mode.h1_target()),
+        ];
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let api = scope.spawn(|| pinned::api_latencies(self.topo.lb(), url, 100_000, &stop));
+            let conns = h2load::run(self.topo.cli(), &args, CLIENT_TIMEOUT);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let api = api.join().map_err(|_| anyhow::anyhow!("the API client thread panicked"))?;
+            Ok((conns?, api?))
+        })
     }
 
     fn latency(&self) -> Result<Record> {
