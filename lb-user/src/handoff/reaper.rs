@@ -52,21 +52,37 @@ impl Reaper {
     }
 }
 
+/// Maps keyed by flow: the default SipHash costs more than the rest of a scan of a
+/// full map, and the keys come from our own kernel map, not from an attacker's choice.
+type FlowMap<V> = HashMap<FlowKey, V, foldhash::fast::RandomState>;
+type FlowSet = HashSet<FlowKey, foldhash::fast::RandomState>;
+
+/// The pause between scans: [`SCAN_EVERY`], stretched on a large map so that scanning
+/// stays a few percent of one CPU (a scan costs about a microsecond per entry); never
+/// beyond a second, so that a stall (2 s) is still seen within its window.
+fn scan_period(entries: usize) -> Duration {
+    (SCAN_EVERY * (entries / SCAN_ENTRIES_PER_PERIOD).max(1) as u32).min(Duration::from_secs(1))
+}
+const SCAN_ENTRIES_PER_PERIOD: usize = 25_000;
+
 fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
-    let mut ending: HashMap<FlowKey, Instant> = HashMap::new();
-    let mut orphans: HashMap<FlowKey, Instant> = HashMap::new();
+    let mut ending: FlowMap<Instant> = FlowMap::default();
+    let mut orphans: FlowMap<Instant> = FlowMap::default();
     let mut published = None;
     let mut stalls = StallWatch::default();
-    let mut unroutable: HashSet<FlowKey> = HashSet::new();
+    let mut unroutable: FlowSet = FlowSet::default();
+    let mut entries: FlowMap<SpliceEntry> = FlowMap::default();
+    let mut done: FlowSet = FlowSet::default();
     loop {
-        std::thread::park_timeout(SCAN_EVERY);
+        std::thread::park_timeout(scan_period(entries.len()));
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let entries: HashMap<FlowKey, SpliceEntry> = handoff.table.entries().into_iter().collect();
+        entries.clear();
+        entries.extend(handoff.table.entries());
         let now_ns = monotonic_ns();
         let mut live_pairs = 0u64;
-        let mut done: HashSet<FlowKey> = HashSet::new();
+        done.clear();
         for (key, entry) in &entries {
             if entry.state != splice_state::LIVE {
                 if handoff.is_freezing(key) {
@@ -163,6 +179,15 @@ fn monotonic_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_map_is_scanned_less_often_but_at_least_every_second() {
+        assert_eq!(scan_period(0), SCAN_EVERY);
+        assert_eq!(scan_period(24_999), SCAN_EVERY);
+        assert_eq!(scan_period(50_000), SCAN_EVERY * 2);
+        assert_eq!(scan_period(200_000), Duration::from_secs(1));
+        assert_eq!(scan_period(10_000_000), Duration::from_secs(1));
+    }
 
     fn settings() -> super::super::HandoffSettings {
         super::super::HandoffSettings {

@@ -27,7 +27,7 @@ struct Watch {
 /// Remembers, per direction, since when its receiver's ACK has not moved.
 #[derive(Default)]
 pub struct StallWatch {
-    watches: HashMap<FlowKey, Watch>,
+    watches: HashMap<FlowKey, Watch, foldhash::fast::RandomState>,
 }
 
 impl StallWatch {
