@@ -267,6 +267,8 @@ pub struct AclV6 {
 pub const ACL_ID_BITS: u32 = 32;
 
 #[cfg(feature = "user")]
+// Unsafe here: `aya::Pod` is an unsafe trait; implementing it is the promise below.
+#[allow(unsafe_code)]
 mod pod {
     // SAFETY (all impls): each type is #[repr(C)], Copy, made only of integers and byte arrays
     // with explicit padding fields, so every bit pattern is valid and there are no implicit
