@@ -126,7 +126,7 @@ pub struct FlowValue {
     pub data_seen: u8,
     pub _pad: u8,
     /// The TSval (host byte order) of the last frame received from the peer that carried a
-    /// timestamp option: the hand-off needs it to keep PAWS holding (FASTPATH.md).
+    /// timestamp option: the hand-off needs it to keep PAWS holding (docs/fastpath.md).
     pub peer_tsval: u32,
     /// The furthest sequence number (host byte order) just past the payload of a frame the
     /// program let through to the socket. At hand-off the socket must have received, in
@@ -167,7 +167,7 @@ pub mod splice_seen {
 /// How to rewrite a frame of a handed-off flow, keyed by the [`FlowKey`] of the frame as it
 /// arrives (client to frontend, or server to the load balancer's connecting address).
 ///
-/// Arithmetic is modulo 2^32 (FASTPATH.md): `seq += seq_add`, `ack -= ack_sub` (only when the
+/// Arithmetic is modulo 2^32 (docs/fastpath.md): `seq += seq_add`, `ack -= ack_sub` (only when the
 /// ACK flag is set), SACK edges `-= ack_sub`, and the window is rescaled from the sender's
 /// shift to the load balancer's shift on the egress connection:
 /// `min(65535, (win << wscale_in) >> wscale_out)`, at least 1 when `win > 0`.
@@ -268,6 +268,8 @@ pub struct AclV6 {
 pub const ACL_ID_BITS: u32 = 32;
 
 #[cfg(feature = "user")]
+// Unsafe here: `aya::Pod` is an unsafe trait; implementing it is the promise below.
+#[allow(unsafe_code)]
 mod pod {
     // SAFETY (all impls): each type is #[repr(C)], Copy, made only of integers and byte arrays
     // with explicit padding fields, so every bit pattern is valid and there are no implicit

@@ -1,4 +1,4 @@
-//! TCP header arithmetic of the splice fast path (FASTPATH.md), as pure functions so that the
+//! TCP header arithmetic of the splice fast path (docs/fastpath.md), as pure functions so that the
 //! host tests exercise the very code the XDP program runs.
 
 /// RFC 7323 caps the window shift at 14.

@@ -1,4 +1,4 @@
-//! Translation of a segment of one connection into the other's numbers (FASTPATH.md):
+//! Translation of a segment of one connection into the other's numbers (docs/fastpath.md, "The translation arithmetic"):
 //! addresses, ports, sequence and acknowledgment numbers, window, timestamps and SACK
 //! edges; the IPv4 header checksum is updated here, the TCP checksum by the hook
 //! (incrementally, RFC 1624).

@@ -1,4 +1,4 @@
-//! The decision for frames of a handed-off flow (FASTPATH.md): frozen while the daemon takes
+//! The decision for frames of a handed-off flow (docs/fastpath.md, "The kernel side of a live flow"): frozen while the daemon takes
 //! the offsets, then live, rewritten and sent straight to the other connection's peer.
 //!
 //! tc does all of it. XDP, where it also runs, only takes live frames it can finish on its

@@ -7,6 +7,8 @@
 //! bridges, VLANs, tunnels) get tc alone: XDP on a veth would turn off its peer's GSO (every
 //! frame then crosses the pair one MTU at a time) and its redirects need NAPI on the peer,
 //! which the peer's owner decides.
+// Unsafe here: the SIOCETHTOOL ioctl that reads a device's bus info: no safe wrapper exists.
+#![allow(unsafe_code)]
 use std::{io, os::fd::AsRawFd};
 
 use anyhow::{anyhow, Context, Result};

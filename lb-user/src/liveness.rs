@@ -7,6 +7,8 @@
 //! same whatever relays the bytes (copy, splice), costs one timer per connection and no work
 //! per byte. A connection handed to the XDP program has sockets in repair mode that receive
 //! nothing: it is never idle here; the hand-off's own idle timeout reclaims its flow.
+// Unsafe here: getsockopt(TCP_INFO) into a zeroed tcp_info: nix has no wrapper for the fields read here.
+#![allow(unsafe_code)]
 use std::{
     io,
     os::fd::{AsRawFd, RawFd},

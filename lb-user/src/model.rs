@@ -1,4 +1,4 @@
-//! The configuration objects of SPEC.md (IPLB TCP service), as operators write them.
+//! The configuration objects of the IPLB TCP service (docs/api.md), as operators write them.
 //! Field names and nulls follow the IPLB API (camelCase, `port` as a string, route action
 //! target as a string). Values are kept as written; `snapshot` validates and compiles them.
 use serde::{Deserialize, Serialize};

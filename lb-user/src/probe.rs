@@ -1,4 +1,4 @@
-//! Health-probe settings of a farm: the catalogue of probe types SPEC allows (what
+//! Health-probe settings of a farm: the catalogue of probe types IPLB allows (what
 //! `/availableFarmProbes` lists) and their validation. Checking servers is the job of the
 //! health module; this only decides whether a probe is well formed.
 use regex::RegexBuilder;

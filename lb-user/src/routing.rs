@@ -55,7 +55,7 @@ pub struct CompiledRule {
     test: Test,
 }
 
-/// Field and match names SPEC allows, for error messages and `/availableRouteRules`.
+/// Field and match names IPLB allows, for error messages and `/availableRouteRules`.
 pub const FIELDS: &[(&str, &[&str])] = &[
     ("protocol", &["is", "in"]),
     ("sni", &["is", "in", "contains", "startswith", "endswith", "matches", "exists"]),

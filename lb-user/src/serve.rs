@@ -31,7 +31,7 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Configuration file to import at start (JSON, or TOML by the .toml extension), in SPEC's
+    /// Configuration file to import at start (JSON, or TOML by the .toml extension), in the API's
     /// object model: its objects replace the staged configuration kept in --data-dir and are
     /// applied at once. Without it the daemon serves the configuration last applied to its
     /// zone (persisted in --data-dir; empty the first time).

@@ -703,7 +703,7 @@ impl Rng {
     }
 }
 
-/// The window rule of FASTPATH.md, written out independently of lb_common::tcp.
+/// The window rule of docs/fastpath.md ("The translation arithmetic"), written out independently of lb_common::tcp.
 fn expected_window(window: u16, shift_in: u8, shift_out: u8) -> u16 {
     if shift_in == shift_out {
         return window;

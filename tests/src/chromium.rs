@@ -5,6 +5,8 @@
 //! that a test can watch one page change without reloading it.
 //!
 //! Every run is bounded in time, and a missing browser is a clear failure, never a skip.
+// Unsafe here: a pre-exec hook in the browser's child process.
+#![allow(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

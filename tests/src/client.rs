@@ -1,6 +1,8 @@
 //! Blocking rustls clients over std sockets, to run inside a namespace with [`crate::in_netns`]:
 //! HTTP GETs (HTTP/1.1, or HTTP/2 when negotiated) and echo transfers, with control over how the
 //! ClientHello reaches the wire. Every socket has read/write timeouts; every loop is bounded.
+// Unsafe here: getsockopt(TCP_INFO) on the client's own socket (segments sent), which std does not offer.
+#![allow(unsafe_code)]
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

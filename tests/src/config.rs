@@ -1,4 +1,4 @@
-//! The daemon's configuration file, in the SPEC's object model (camelCase JSON; servers nested
+//! The daemon's configuration file, in the API's object model (camelCase JSON; servers nested
 //! in farms, rules nested in routes), with small builders so tests state configs concisely:
 //!
 //! ```

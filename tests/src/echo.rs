@@ -1,5 +1,7 @@
 //! Echo transfers over TLS (ALPN `lb-echo`): pseudo-random bytes out, the same bytes back,
 //! compared by SHA-256; sending and receiving progress together (non-blocking I/O and poll(2)).
+// Unsafe here: poll(2) on the transfer's own socket.
+#![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -1,6 +1,8 @@
 //! The two ethtool settings the topology needs, through the legacy `SIOCETHTOOL` ioctl (the
 //! `ethtool` tool is not assumed to be installed). Must run on a thread inside the namespace of
 //! the device.
+// Unsafe here: the SIOCETHTOOL ioctl (the ethtool tool is not assumed installed) and its socket.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -1,6 +1,8 @@
 //! Hostile clients for robustness tests: connections that trickle, stall or send nonsense
 //! and watch for the peer to close them, and crowds of idle connections. Every loop is
 //! bounded in count and time; run them inside the client namespace ([`crate::in_netns`]).
+// Unsafe here: poll(2) on the kit's own sockets to watch for the peer closing.
+#![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

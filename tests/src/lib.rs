@@ -64,6 +64,7 @@ pub fn vip(port: u16) -> SocketAddr {
 }
 
 /// True when the process can create namespaces and load XDP programs.
+#[allow(unsafe_code)] // geteuid(2): libc has no safe wrapper
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

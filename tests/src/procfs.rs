@@ -1,6 +1,8 @@
 //! A process's resource use as `/proc` reports it: open file descriptors and resident memory,
 //! to check that a daemon returns to its baseline after hostile or faulty traffic, and the CPU
 //! time it used (for the benchmark).
+// Unsafe here: sysconf(_SC_CLK_TCK) to turn /proc ticks into seconds.
+#![allow(unsafe_code)]
 
 use std::fs;
 use std::time::{Duration, Instant};

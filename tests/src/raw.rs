@@ -1,5 +1,7 @@
 //! Raw TCP segments for hostile-client tests: bare SYNs from any source address (half-open
 //! connections that never complete), and the kernel's view of them (`SYN_RECV` entries).
+// Unsafe here: a raw IP socket and sendto(2) for hand-made SYNs.
+#![allow(unsafe_code)]
 
 use std::fs;
 use std::io;
@@ -22,9 +24,8 @@ impl RawSender {
                 .context("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)");
         }
         // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
     }
 
     /// Sends one SYN from `src` to `dst` with initial sequence number `seq`.

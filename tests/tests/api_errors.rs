@@ -1,4 +1,4 @@
-//! The API refuses what SPEC refuses, with the right status, class and a message naming the
+//! The API refuses what IPLB refuses (docs/api.md), with the right status, class and a message naming the
 //! field (400), the id (404) or what still uses an object (409); a token guards every path
 //! when configured, and a non-loopback API without one refuses to start. The daemon runs in
 //! the test's own namespace without XDP: these tests need no root.

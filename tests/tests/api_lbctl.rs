@@ -1,4 +1,4 @@
-//! `lbctl` drives SPEC's founding scenario against a real daemon, then shows a server error.
+//! `lbctl` drives the seed scenario (README, "The API") against a real daemon, then shows a server error.
 
 use std::process::Output;
 

@@ -1,4 +1,4 @@
-//! SPEC's founding scenario through the API only, with real curl clients: staged changes
+//! The seed scenario (README, "The API") through the API only, with real curl clients: staged changes
 //! reach traffic only at `POST /refresh`.
 
 use anyhow::{ensure, Result};

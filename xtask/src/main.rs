@@ -1,10 +1,11 @@
-//! `cargo xtask build|run|demo|test|bench|fuzz|package`: every step a fresh machine needs,
+//! `cargo xtask build|run|demo|test|bench|fuzz|lint|package`: every step a fresh machine needs,
 //! idempotent.
 mod bench;
 mod build;
 mod cmd;
 mod demo;
 mod fuzz;
+mod lint;
 mod package;
 mod package_check;
 mod packages;
@@ -37,6 +38,8 @@ enum Command {
     Bench(bench::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
+    /// cargo fmt --check and clippy -D warnings on every crate, lb-ebpf (BPF target) included.
+    Lint,
     /// Install what the demo, tests and package check run (apt packages, schemathesis), and nothing else.
     Prereqs,
     /// Build the Debian package (cargo-deb) under target/debian/, check it installs, print its path.
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
         Command::Test(opts) => test::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
+        Command::Lint => lint::lint(),
         Command::Package => package::package(),
         Command::Prereqs => prereqs::all(),
     }

@@ -1,6 +1,6 @@
 //! Makes a fresh machine able to build the kernel side, doing nothing when it already can:
 //! the nightly toolchain with rust-src (for `-Z build-std=core`), and bpf-linker built against
-//! rustc's own LLVM (no system LLVM needed; see ../shared/TOOLCHAIN.md).
+//! rustc's own LLVM (no system LLVM needed; see docs/architecture.md, "Building the kernel side").
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::{bail, Context, Result};

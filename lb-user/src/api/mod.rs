@@ -1,4 +1,4 @@
-//! The IPLB TCP API (axum): HTTP handlers only. Every path of SPEC lives under
+//! The IPLB TCP API (axum; docs/api.md): HTTP handlers only. Every path lives under
 //! `/ipLoadbalancing/{serviceName}`; the work is the control plane's ([`crate::control`]).
 //! With a token configured, every request needs `Authorization: Bearer <token>`, except the
 //! status page's HTML shell (`/`, `/status`), which holds no data ([`crate::status`]).

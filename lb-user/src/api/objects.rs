@@ -1,4 +1,4 @@
-//! The API's shapes of farms, servers and routes. They carry the read-only fields SPEC gives
+//! The API's shapes of farms, servers and routes. They carry the read-only fields IPLB gives
 //! them (ids, a server's `farmId` and `serverState`, a route's `rules` and `status`), which
 //! are accepted and ignored on input so that what a GET returns can be sent back as is.
 //! Frontends, rules and probes use the model's own types.

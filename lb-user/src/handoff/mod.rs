@@ -1,4 +1,4 @@
-//! Handing a classified connection to the XDP program (DESIGN.md fast path 1, FASTPATH.md).
+//! Handing a classified connection to the XDP program (docs/fastpath.md, "The hand-off").
 //!
 //! The two TCP connections, A (client↔LB) and B (LB↔server), are joined at packet level:
 //! the XDP program rewrites each frame of one into a frame of the other. The hand-off must

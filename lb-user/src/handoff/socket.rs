@@ -2,6 +2,8 @@
 //!
 //! Every function here is a single getsockopt/setsockopt/ioctl on a descriptor the caller
 //! owns; this is the kernel boundary of the hand-off, so the unsafe blocks live here.
+// Unsafe here: the TCP_REPAIR getsockopt/setsockopt/ioctl calls of the hand-off: nix wraps none of them.
+#![allow(unsafe_code)]
 use std::{
     io,
     mem::{size_of, MaybeUninit},

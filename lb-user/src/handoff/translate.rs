@@ -1,5 +1,5 @@
 //! The two splice entries of a connection, computed from both sockets' state at the
-//! quiescent point (FASTPATH.md has the arithmetic; A is client↔LB, B is LB↔server).
+//! quiescent point (docs/fastpath.md, "The translation arithmetic"; A is client↔LB, B is LB↔server).
 use std::net::SocketAddr;
 
 use lb_common::{splice_option, splice_state, FlowKey, SpliceEntry};

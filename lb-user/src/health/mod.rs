@@ -8,7 +8,7 @@
 //! - `task`: one server's probe loop and its logs;
 //! - `spec`: a probe's settings resolved for one server; `check`: one probe, by type;
 //! - `tcp`, `tls`, `http` (with the sans-io `http_response`), `smtp`, `mysql`, `pgsql`,
-//!   `oco`: the probe types of SPEC;
+//!   `oco`: the probe types of IPLB;
 //! - `conn`: connect, TLS handshake, bounded reads; `tls_config`: the probes' TLS client;
 //! - `error`: why a probe failed, as the server's last error says it.
 mod check;

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{model::Probe, probe::PROBES, snapshot::ServerPlan};
 
-/// Interval when the farm's probe does not set one (SPEC default).
+/// Interval when the farm's probe does not set one (IPLB's default).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// A probe never takes longer than this, whatever its interval.
 pub const MAX_PROBE_TIME: Duration = Duration::from_secs(10);

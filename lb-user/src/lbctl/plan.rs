@@ -150,7 +150,7 @@ fn crud<F: Fields, P: Parent>(verb: &Crud<F, P>) -> Result<Plan, Error> {
 }
 
 fn refresh(args: &RefreshArgs) -> Plan {
-    // No body refreshes every zone (SPEC: "`{"zone": z}`, or no body for all zones").
+    // No body refreshes every zone (docs/api.md: `{"zone": z}`, or no body for every zone).
     let body = args.zone.as_ref().map(|zone| serde_json::json!({ "zone": zone }));
     Plan::Refresh {
         request: Request { method: Method::Post, path: "/refresh".to_string(), body },

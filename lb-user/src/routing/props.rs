@@ -61,7 +61,7 @@ fn hello() -> impl Strategy<Value = Option<Hello>> {
 fn list(item: impl Strategy<Value = String>) -> impl Strategy<Value = Vec<String>> {
     proptest::collection::vec(item, 1..5)
 }
-/// A (field, match, pattern) that compiles, covering every field and match SPEC allows.
+/// A (field, match, pattern) that compiles, covering every field and match IPLB allows.
 fn valid_rule() -> impl Strategy<Value = (String, String, String)> {
     let string_matches = || prop::sample::select(vec!["is", "contains", "startswith", "endswith", "exists"]);
     let protocols = || prop::sample::select(vec!["tls", "tcp", "http/2.0", "http/1.1", "h2", "SSL"]);

@@ -1,5 +1,7 @@
 //! The daemon's own process figures, read from /proc at scrape time (Linux only, like the
 //! daemon): CPU time, resident memory, open and allowed descriptors, start time.
+// Unsafe here: sysconf(3) for the clock tick and page size: libc has no safe wrapper.
+#![allow(unsafe_code)]
 
 /// What one scrape reports; a figure /proc could not give is None (left out).
 #[derive(Debug, Default, Clone, PartialEq)]

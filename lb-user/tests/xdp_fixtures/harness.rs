@@ -1,5 +1,7 @@
 //! The program loaded from the daemon's own object, its maps, and BPF_PROG_TEST_RUN
 //! (aya 0.14 does not expose it, so the bpf(2) call is made here).
+// Unsafe here: the raw bpf(BPF_PROG_TEST_RUN) syscall, which aya 0.14 does not expose.
+#![allow(unsafe_code)]
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::{

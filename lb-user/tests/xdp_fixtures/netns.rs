@@ -1,6 +1,8 @@
 //! A network namespace per test, owned by a guard that deletes it on drop (even when the
 //! test panics), with the topology bpf_fib_lookup needs: routes, forwarding, and permanent
 //! neighbours so that no ARP/ND resolution is involved.
+// Unsafe here: setns(2) and if_nametoindex(3) on the test's own namespace descriptors.
+#![allow(unsafe_code)]
 use std::{
     fs::File,
     os::fd::AsRawFd,

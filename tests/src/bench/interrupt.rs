@@ -2,6 +2,8 @@
 //! run checks it between steps and returns an error, and the guards (daemon, nginx,
 //! namespaces) clean up as the stack unwinds. A handler rather than SIG_IGN, because an
 //! ignored signal stays ignored in the children (curl, h2load), which should stop at once.
+// Unsafe here: sigaction(2) for the Ctrl-C handler.
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
