@@ -2,6 +2,8 @@
 //! a map holding 200,000 entries takes about fifty syscalls, where aya's iterator takes two
 //! per entry (next key, then lookup) — 400,000 every scan, a core's worth at the reaper's pace.
 //! aya 0.14 has no batch operations, hence the raw syscall here, at the kernel boundary.
+// Unsafe here: BPF_MAP_LOOKUP_BATCH has no safe wrapper in aya: one raw bpf(2) call and the buffers it fills.
+#![allow(unsafe_code)]
 use std::{
     io,
     mem::size_of,
