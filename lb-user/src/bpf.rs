@@ -23,9 +23,6 @@ use lb_common::{
 };
 use serde::{Deserialize, Serialize};
 
-// Where other modules have always found them.
-pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
-pub use crate::flow_table::{Endpoint, FlowPin, FlowTable};
 use crate::{
     attach::{self, AttachError},
     kernel_map::{self, Handle, KernelMapError},
@@ -33,6 +30,10 @@ use crate::{
     pin::{self, PinError},
     snapshot::{AclMode, Snapshot},
 };
+
+// Where other modules have always found them (serve.rs, proxy.rs, handoff/translate.rs).
+pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
+pub use crate::flow_table::{Endpoint, FlowPin, FlowTable};
 pub use lb_common::addr::{addr_bytes, bytes_addr};
 
 /// The XDP object built by build.rs; public so that the packet fixture tests
@@ -343,5 +344,34 @@ impl KernelCounters {
     /// Every counter summed over the CPUs.
     pub fn read(&self) -> Result<Counters, CounterReadError> {
         Counters::read(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_common::Counter;
+
+    use super::Counters;
+
+    #[test]
+    fn counters_serialize_under_the_table_names_in_slot_order() {
+        let mut counters = Counters::default();
+        for counter in Counter::ALL {
+            counters.set(counter, u64::from(counter.index()) + 1);
+        }
+        let json = serde_json::to_value(&counters).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), Counter::NAMES.len());
+        for counter in Counter::ALL {
+            assert_eq!(object[counter.name()], u64::from(counter.index()) + 1, "{}", counter.name());
+            assert_eq!(counters.get(counter), u64::from(counter.index()) + 1);
+        }
+        assert_eq!(serde_json::to_string(&counters).unwrap().find("\"passed\""), Some(1), "the first slot comes first");
+    }
+
+    #[test]
+    fn counters_missing_from_older_output_read_as_zero() {
+        let counters: Counters = serde_json::from_str(r#"{"passed": 3, "acl_dropped": 1}"#).unwrap();
+        assert_eq!((counters.passed, counters.acl_dropped, counters.neigh_resolved), (3, 1, 0));
     }
 }
