@@ -1,94 +1,26 @@
-//! Keys and values of every BPF map, shared by the XDP program and the daemon.
+//! The kernel boundary, shared by the XDP/tc program and the daemon: every BPF map
+//! (`maps`), the counters (`counter`), and the keys and values the maps hold.
 //!
 //! Every type is `#[repr(C)]` with explicit padding so that both sides agree on the layout
 //! byte for byte; addresses and ports are kept in network byte order, as the packet carries
 //! them, so the kernel side never converts.
 #![no_std]
 
+pub mod addr;
+pub mod counter;
 pub mod csum;
+pub mod maps;
 pub mod tcp;
+
+pub use counter::Counter;
 
 /// Address family tags used in keys (not the kernel's AF_* numbers: these are ours).
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
-/// Map names as they appear in the object file; the daemon looks them up by these.
-pub const MAP_FLOWS: &str = "LB_FLOWS";
-pub const MAP_FRONTENDS: &str = "LB_FRONTENDS";
-pub const MAP_ACL_V4: &str = "LB_ACL_V4";
-pub const MAP_ACL_V6: &str = "LB_ACL_V6";
-pub const MAP_COUNTERS: &str = "LB_COUNTERS";
-pub const MAP_SPLICE: &str = "LB_SPLICE";
-pub const MAP_EGRESS: &str = "LB_EGRESS";
+/// Program names as they appear in the object file (the functions of lb-ebpf `main.rs`).
 pub const PROGRAM_XDP: &str = "lb_xdp";
 pub const PROGRAM_TC: &str = "lb_tc";
-
-/// Capacities. The flow map is an LRU: it must hold every live connection (two entries each).
-pub const FLOWS_MAX: u32 = 262_144;
-pub const FRONTENDS_MAX: u32 = 65_536;
-pub const ACL_MAX: u32 = 65_536;
-/// The splice map is a plain hash (an LRU could evict a live flow and break it): two entries
-/// per handed-off connection (131,072 connections, about 50 MB of kernel memory); when it is
-/// full, connections stay in user space.
-pub const SPLICE_MAX: u32 = 262_144;
-/// Interfaces the program may redirect to (a devmap keyed by ifindex).
-pub const EGRESS_MAX: u32 = 64;
-
-/// Indices into the per-CPU counter array.
-pub mod counter {
-    /// Packets the program handed to the kernel stack untouched.
-    pub const PASSED: u32 = 0;
-    /// SYNs dropped by a frontend's source ACL.
-    pub const ACL_DROPPED: u32 = 1;
-    /// Packets of pinned flows (both directions).
-    pub const FLOW_PACKETS: u32 = 2;
-    /// Bytes (whole frames) of pinned flows.
-    pub const FLOW_BYTES: u32 = 3;
-    /// Frames the parser could not read far enough to decide on (passed to the kernel).
-    pub const UNPARSED: u32 = 4;
-    /// Frames of handed-off flows rewritten and sent on (XDP_TX or redirect).
-    pub const SPLICED_PACKETS: u32 = 5;
-    /// Bytes (whole frames, as received) of those frames.
-    pub const SPLICED_BYTES: u32 = 6;
-    /// Data-bearing frames dropped while their flow was frozen for hand-off (the peer
-    /// retransmits them once the flow is live).
-    pub const FROZEN_DROPPED: u32 = 7;
-    /// Frames of live flows dropped because bpf_fib_lookup found no next hop (or no neighbour).
-    pub const FIB_FAILED: u32 = 8;
-    /// Frames of live flows dropped because they cannot be part of the spliced connections
-    /// (a SYN, a VLAN tag, another address family) or could not be rewritten (truncated
-    /// options).
-    pub const SPLICE_ERRORS: u32 = 9;
-    /// Frames of live flows the XDP program left to the tc program: a partial checksum
-    /// (only the skb knows how to complete it), an egress that cannot take XDP frames, or no
-    /// next hop known to the FIB yet.
-    pub const XDP_DEFERRED: u32 = 10;
-    /// RSTs of live flows dropped because their sequence number lies outside the receiver's
-    /// window (RFC 5961 §3: a blind reset must not end a connection).
-    pub const RST_OUT_OF_WINDOW: u32 = 11;
-    /// Frames of live flows tc sent through the kernel's neighbour subsystem because the FIB
-    /// knew the route but not the next hop's MAC (an entry that expired while the retired
-    /// sockets were silent): the kernel resolves it, queueing the frame meanwhile.
-    pub const NEIGH_RESOLVED: u32 = 12;
-    pub const COUNT: u32 = 13;
-
-    /// Names of the counters, by index, as the statistics show them.
-    pub const NAMES: [&str; COUNT as usize] = [
-        "passed",
-        "acl_dropped",
-        "flow_packets",
-        "flow_bytes",
-        "unparsed",
-        "spliced_packets",
-        "spliced_bytes",
-        "frozen_dropped",
-        "fib_failed",
-        "splice_errors",
-        "xdp_deferred",
-        "rst_out_of_window",
-        "neigh_resolved",
-    ];
-}
 
 /// One direction of a TCP connection as seen by the load balancer's host:
 /// `remote` is the peer (client or server), `local` is our address on that connection.

@@ -1,7 +1,7 @@
 //! Counting of the flows the daemon pinned, and the peer's last TSval it needs at hand-off.
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
-use lb_common::{counter, FlowKey};
+use lb_common::{Counter, FlowKey};
 
 use crate::{counters, frame::Frame, maps, options, parse::Packet};
 
@@ -19,8 +19,8 @@ pub fn count(frame_len: u64, frame: &Frame, packet: &Packet, key: &FlowKey, deli
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*value).packets, 1);
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*value).bytes, frame_len);
     }
-    counters::add(counter::FLOW_PACKETS, 1);
-    counters::add(counter::FLOW_BYTES, frame_len);
+    counters::add(Counter::FlowPackets, 1);
+    counters::add(Counter::FlowBytes, frame_len);
     let mut tsval = 0;
     if options::tsval(frame, packet.l4, packet.tcp_hlen, &mut tsval) {
         // SAFETY: as above. Plain stores: only frames of this one direction write them, and

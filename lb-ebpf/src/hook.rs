@@ -17,7 +17,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::{TcContext, XdpContext},
 };
-use lb_common::{counter, csum::Delta};
+use lb_common::{csum::Delta, Counter};
 
 use crate::{counters, egress, frame::Frame, parse::Packet, rewrite};
 
@@ -99,7 +99,7 @@ impl Hook for Xdp<'_> {
     #[inline(always)]
     fn send(&self, frame: &Frame, packet: &Packet, sums: Checksums, hop: &egress::Hop) -> u32 {
         if rewrite::apply_to_complete(frame, packet, sums).is_none() {
-            counters::add(counter::SPLICE_ERRORS, 1);
+            counters::add(Counter::SpliceErrors, 1);
             return Self::DROP;
         }
         egress::xdp_send(self.ingress_ifindex(), hop.ifindex)
@@ -142,7 +142,7 @@ impl Tc<'_> {
     #[inline(always)]
     pub fn redirect(&self, hop: &egress::Hop) -> u32 {
         if hop.unresolved() {
-            counters::add(counter::NEIGH_RESOLVED, 1);
+            counters::add(Counter::NeighResolved, 1);
             // SAFETY: a plain helper call; without parameters (null, 0) the kernel looks
             // the next hop up itself from the rewritten headers and fills both MACs.
             return unsafe { bpf_redirect_neigh(hop.ifindex, core::ptr::null_mut(), 0, 0) as u32 };
@@ -189,7 +189,7 @@ impl Hook for Tc<'_> {
     #[inline(always)]
     fn send(&self, _frame: &Frame, packet: &Packet, sums: Checksums, hop: &egress::Hop) -> u32 {
         if self.finish_checksum(packet.l4, sums).is_none() {
-            counters::add(counter::SPLICE_ERRORS, 1);
+            counters::add(Counter::SpliceErrors, 1);
             return Self::DROP;
         }
         self.redirect(hop)

@@ -33,7 +33,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use lb_common::counter;
+use lb_common::Counter;
 
 use crate::hook::Hook;
 
@@ -47,7 +47,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
         return hook::Xdp::PASS;
     }
     if packet.is_syn_without_ack() && !acl::admits(&packet) {
-        counters::add(counter::ACL_DROPPED, 1);
+        counters::add(Counter::AclDropped, 1);
         return hook::Xdp::DROP;
     }
     splice::xdp(&hook, &frame, &packet, &packet.flow_key()).unwrap_or(hook::Xdp::PASS)
@@ -63,17 +63,17 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
         parse::Parsed::Tcp => {}
         // Not TCP over IP, or a frame we cannot read far enough: the kernel decides.
         parse::Parsed::Other => {
-            counters::add(counter::PASSED, 1);
+            counters::add(Counter::Passed, 1);
             return hook::Tc::PASS as i32;
         }
         parse::Parsed::Unparsed => {
-            counters::add(counter::UNPARSED, 1);
+            counters::add(Counter::Unparsed, 1);
             return hook::Tc::PASS as i32;
         }
     }
     packet.vlan |= hook.vlan_offloaded();
     if packet.is_syn_without_ack() && !acl::admits(&packet) {
-        counters::add(counter::ACL_DROPPED, 1);
+        counters::add(Counter::AclDropped, 1);
         return hook::Tc::DROP as i32;
     }
     let key = packet.flow_key();
@@ -81,7 +81,7 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
         return verdict as i32;
     }
     flows::count(hook.len(), &frame, &packet, &key, true);
-    counters::add(counter::PASSED, 1);
+    counters::add(Counter::Passed, 1);
     hook::Tc::PASS as i32
 }
 

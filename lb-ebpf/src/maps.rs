@@ -1,37 +1,44 @@
-//! Every map of the program, in one place. Sizes and layouts come from lb-common.
+//! Every map of the program, in one place, built from the declarations in `lb_common::maps`
+//! (name, kind, key, value and capacity are written there and nowhere else).
 use aya_ebpf::{
     macros::map,
     maps::{DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
-use lb_common::{
-    counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, SpliceEntry, ACL_MAX,
-    EGRESS_MAX, FLOWS_MAX, FRONTENDS_MAX, SPLICE_MAX,
-};
+use lb_common::maps::{is_kind, kind, same_name, AclV4Map, AclV6Map, CountersMap, EgressMap, FlowsMap, FrontendsMap, MapDecl, SpliceMap};
 
-/// Connections the daemon classified, keyed from both ends (client side and server side).
-#[map]
-pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+/// `kernel_map!(STATIC: Kind = Decl)` declares the map `Decl` as `STATIC`. aya's `#[map]`
+/// exports a static under its own identifier (the attribute takes only a literal name), so
+/// the identifier must be the declared name: checked at compile time, with the kind.
+macro_rules! kernel_map {
+    ($(#[$doc:meta])* $static:ident: $kind:ident = $decl:ty) => {
+        $(#[$doc])*
+        #[map]
+        pub static $static: kernel_map!(@type $kind, $decl) =
+            <kernel_map!(@type $kind, $decl)>::with_max_entries(<$decl as MapDecl>::CAPACITY, 0);
+        const _: () = assert!(same_name(stringify!($static), <$decl as MapDecl>::NAME), "the static must bear the declared name");
+        const _: () = assert!(is_kind::<$decl, kind::$kind>(), "the static must be of the declared kind");
+        kernel_map!(@key $kind, $decl);
+    };
+    (@type Hash, $decl:ty) => { HashMap<<$decl as MapDecl>::Key, <$decl as MapDecl>::Value> };
+    (@type LruHash, $decl:ty) => { LruHashMap<<$decl as MapDecl>::Key, <$decl as MapDecl>::Value> };
+    (@type LpmTrie, $decl:ty) => { LpmTrie<<$decl as MapDecl>::Key, <$decl as MapDecl>::Value> };
+    (@type PerCpuArray, $decl:ty) => { PerCpuArray<<$decl as MapDecl>::Value> };
+    (@type DevMapHash, $decl:ty) => { DevMapHash };
+    // Arrays and devmaps have u32 keys (and a devmap u32 values) whatever the declaration
+    // says: make it say so.
+    (@key PerCpuArray, $decl:ty) => {
+        const _: fn(<$decl as MapDecl>::Key) -> u32 = |key| key;
+    };
+    (@key DevMapHash, $decl:ty) => {
+        const _: fn(<$decl as MapDecl>::Key, <$decl as MapDecl>::Value) -> (u32, u32) = |key, value| (key, value);
+    };
+    (@key $kind:ident, $decl:ty) => {};
+}
 
-/// Frontend listening addresses (and wildcard entries) to their ACL policy.
-#[map]
-pub static LB_FRONTENDS: HashMap<FrontendKey, FrontendPolicy> =
-    HashMap::with_max_entries(FRONTENDS_MAX, 0);
-
-/// Source CIDRs per ACL id. The value is unused (presence is the answer).
-#[map]
-pub static LB_ACL_V4: LpmTrie<AclV4, u8> = LpmTrie::with_max_entries(ACL_MAX, 0);
-
-#[map]
-pub static LB_ACL_V6: LpmTrie<AclV6, u8> = LpmTrie::with_max_entries(ACL_MAX, 0);
-
-#[map]
-pub static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Handed-off flows, keyed by the frame as it arrives. A plain hash: an LRU could evict a
-/// live flow, and a frame of a retired socket reaching the kernel gets a RST.
-#[map]
-pub static LB_SPLICE: HashMap<FlowKey, SpliceEntry> = HashMap::with_max_entries(SPLICE_MAX, 0);
-
-/// Interfaces a spliced frame may leave by, keyed by ifindex (value: the same ifindex).
-#[map]
-pub static LB_EGRESS: DevMapHash = DevMapHash::with_max_entries(EGRESS_MAX, 0);
+kernel_map!(LB_FLOWS: LruHash = FlowsMap);
+kernel_map!(LB_FRONTENDS: Hash = FrontendsMap);
+kernel_map!(LB_ACL_V4: LpmTrie = AclV4Map);
+kernel_map!(LB_ACL_V6: LpmTrie = AclV6Map);
+kernel_map!(LB_COUNTERS: PerCpuArray = CountersMap);
+kernel_map!(LB_SPLICE: Hash = SpliceMap);
+kernel_map!(LB_EGRESS: DevMapHash = EgressMap);

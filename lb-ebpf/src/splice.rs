@@ -8,7 +8,7 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use lb_common::{counter, csum::Delta, splice_seen, splice_state, FlowKey, SpliceEntry};
+use lb_common::{csum::Delta, splice_seen, splice_state, Counter, FlowKey, SpliceEntry};
 
 
 use crate::{
@@ -63,14 +63,14 @@ pub fn tc(hook: &hook::Tc, frame: &Frame, packet: &Packet, key: &FlowKey) -> Opt
 #[inline(always)]
 fn frozen<H: Hook>(packet: &Packet) -> u32 {
     if packet.has(TCP_FLAG_RST) {
-        counters::add(counter::PASSED, 1);
+        counters::add(Counter::Passed, 1);
         return H::PASS;
     }
     if packet.has_payload() || packet.has(TCP_FLAG_SYN | TCP_FLAG_FIN) {
-        counters::add(counter::FROZEN_DROPPED, 1);
+        counters::add(Counter::FrozenDropped, 1);
         return H::DROP;
     }
-    counters::add(counter::PASSED, 1);
+    counters::add(Counter::Passed, 1);
     H::PASS
 }
 
@@ -88,7 +88,7 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     // or a new connection reusing the 4-tuple): translating it would corrupt both ends.
     // Tagged frames are not spliced: the next hop's MACs come untagged from the FIB.
     if packet.has(TCP_FLAG_SYN) || packet.vlan || rules.family != packet.family {
-        counters::add(counter::SPLICE_ERRORS, 1);
+        counters::add(Counter::SpliceErrors, 1);
         return H::DROP;
     }
     if H::XDP && rewrite::looks_partial(frame, packet) {
@@ -102,7 +102,7 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
         // No route: the kernel's socket is retired and would answer with a RST, so the
         // frame is dropped; the peer retransmits. Marked on the flow, for the daemon to
         // count and report it.
-        counters::add(counter::FIB_FAILED, 1);
+        counters::add(Counter::FibFailed, 1);
         // SAFETY: as in `account`: a plain store the reaper reads eventually.
         unsafe { (*entry).seen |= splice_seen::FIB_FAILED };
         return H::DROP;
@@ -116,7 +116,7 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
             Reset::Exact => ends_flow = true,
             Reset::InWindow => {}
             Reset::Outside => {
-                counters::add(counter::RST_OUT_OF_WINDOW, 1);
+                counters::add(Counter::RstOutOfWindow, 1);
                 return H::DROP;
             }
         }
@@ -125,12 +125,12 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     let mut sums = Checksums { pseudo: Delta::ZERO, header: Delta::ZERO };
     // An unresolved hop gets its MACs from the kernel's neighbour subsystem (tc only).
     if !rewrite::rewrite(frame, packet, rules, &mut sums) || (!hop.unresolved() && frame.set_bytes(0, &hop.macs).is_none()) {
-        counters::add(counter::SPLICE_ERRORS, 1);
+        counters::add(Counter::SpliceErrors, 1);
         return H::DROP;
     }
     // Counted first: finishing the checksum may end every access to the frame.
-    counters::add(counter::SPLICED_PACKETS, 1);
-    counters::add(counter::SPLICED_BYTES, hook.len());
+    counters::add(Counter::SplicedPackets, 1);
+    counters::add(Counter::SplicedBytes, hook.len());
     hook.send(frame, packet, sums, &hop)
 }
 
@@ -183,7 +183,7 @@ fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
 
 #[inline(always)]
 fn deferred<H: Hook>() -> u32 {
-    counters::add(counter::XDP_DEFERRED, 1);
+    counters::add(Counter::XdpDeferred, 1);
     H::PASS
 }
 

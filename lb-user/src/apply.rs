@@ -11,6 +11,7 @@ use crate::{
     bpf::Dataplane,
     error::ConfigError,
     health::HealthChecker,
+    kernel_policy::PolicyError,
     listeners::Listeners,
     model::ServiceConfig,
     proxy::Proxy,
@@ -24,8 +25,21 @@ pub enum ApplyError {
     Invalid(#[from] ConfigError),
     #[error("{0:#}")]
     Listen(anyhow::Error),
-    #[error("writing the XDP policy: {0:#}")]
-    Kernel(anyhow::Error),
+    /// The message carries the causes, as `Listen`'s does: callers show only `{e}`.
+    #[error("writing the XDP policy: {}", with_causes(.0))]
+    Kernel(PolicyError),
+}
+
+/// `error: cause: cause…`, the way anyhow's `{:#}` shows a chain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 pub struct Applier {

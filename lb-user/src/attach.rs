@@ -11,11 +11,47 @@
 #![allow(unsafe_code)]
 use std::{io, os::fd::AsRawFd};
 
-use anyhow::{anyhow, Context, Result};
-use aya::programs::{
-    tc::SchedClassifierLinkId, xdp::XdpLinkId, SchedClassifier, TcAttachType, Xdp, XdpMode,
-};
+use aya::programs::{tc::SchedClassifierLinkId, xdp::XdpLinkId, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("attaching the tc program to {iface} (ingress)")]
+    Tc {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching XDP to {iface} in {mode} mode")]
+    Xdp {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// Native mode failed (`native`), then generic mode (`source`).
+    #[error("attaching XDP to {iface} (native failed: {native})")]
+    XdpEither {
+        iface: String,
+        native: Box<ProgramError>,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverInfoError {
+    #[error("interface name {iface:?} is too long")]
+    NameTooLong { iface: String },
+    #[error("a socket for the ethtool ioctl")]
+    Socket(#[source] io::Error),
+    #[error("driver information of {iface}")]
+    Ioctl {
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,22 +95,26 @@ pub struct Attachment {
     pub xdp: Option<XdpModeChoice>,
 }
 
-pub fn attach_tc(program: &mut SchedClassifier, iface: &str) -> Result<SchedClassifierLinkId> {
-    program
-        .attach(iface, TcAttachType::Ingress)
-        .with_context(|| format!("attaching the tc program to {iface} (ingress)"))
+pub fn attach_tc(program: &mut SchedClassifier, iface: &str) -> Result<SchedClassifierLinkId, AttachError> {
+    program.attach(iface, TcAttachType::Ingress).map_err(|source| AttachError::Tc { iface: iface.to_string(), source })
 }
 
-pub fn attach_xdp(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<(XdpModeChoice, XdpLinkId)> {
-    let attempt = |program: &mut Xdp, m: XdpMode| program.attach(iface, m).map_err(anyhow::Error::from);
+pub fn attach_xdp(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<(XdpModeChoice, XdpLinkId), AttachError> {
+    let attempt = |program: &mut Xdp, m: XdpMode, name: &'static str| {
+        program.attach(iface, m).map_err(|source| AttachError::Xdp { iface: iface.to_string(), mode: name, source })
+    };
     match mode {
-        XdpModeChoice::Drv => Ok((mode, attempt(program, XdpMode::Driver).with_context(|| format!("attaching XDP to {iface} in native mode"))?)),
-        XdpModeChoice::Skb => Ok((mode, attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} in generic mode"))?)),
-        XdpModeChoice::Auto => match attempt(program, XdpMode::Driver) {
+        XdpModeChoice::Drv => Ok((mode, attempt(program, XdpMode::Driver, "native")?)),
+        XdpModeChoice::Skb => Ok((mode, attempt(program, XdpMode::Skb, "generic")?)),
+        XdpModeChoice::Auto => match program.attach(iface, XdpMode::Driver) {
             Ok(link) => Ok((XdpModeChoice::Drv, link)),
             Err(native) => {
                 tracing::info!(iface, error = %native, "native XDP unavailable, trying generic mode");
-                let link = attempt(program, XdpMode::Skb).with_context(|| format!("attaching XDP to {iface} (native failed: {native:#})"))?;
+                let link = program.attach(iface, XdpMode::Skb).map_err(|source| AttachError::XdpEither {
+                    iface: iface.to_string(),
+                    native: Box::new(native),
+                    source,
+                })?;
                 Ok((XdpModeChoice::Skb, link))
             }
         },
@@ -127,13 +167,11 @@ struct IfreqData {
     _pad: [u8; 16],
 }
 
-pub fn driver_info(iface: &str) -> Result<DriverInfo> {
+pub fn driver_info(iface: &str) -> Result<DriverInfo, DriverInfoError> {
     if iface.len() >= libc::IFNAMSIZ {
-        return Err(anyhow!("interface name {iface:?} is too long"));
+        return Err(DriverInfoError::NameTooLong { iface: iface.to_string() });
     }
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
-        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
-        .context("a socket for the ethtool ioctl")?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").or_else(|_| std::net::UdpSocket::bind("[::1]:0")).map_err(DriverInfoError::Socket)?;
     let mut info = EthtoolDrvinfo {
         cmd: ETHTOOL_GDRVINFO,
         driver: [0; 32],
@@ -157,7 +195,7 @@ pub fn driver_info(iface: &str) -> Result<DriverInfo> {
     // writes for ETHTOOL_GDRVINFO; both outlive the call.
     let rc = unsafe { libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL, &mut req as *mut IfreqData) };
     if rc != 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("driver information of {iface}"));
+        return Err(DriverInfoError::Ioctl { iface: iface.to_string(), source: io::Error::last_os_error() });
     }
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
     Ok(DriverInfo { driver: text(&info.driver), bus_info: text(&info.bus_info) })

@@ -1,39 +1,98 @@
 //! Loading and attaching the kernel programs (tc on every interface, XDP where it fits:
-//! attach.rs), and every access to their maps.
+//! attach.rs), and the maps the daemon keeps of them: the flow map (flow_table.rs), the
+//! frontends' ACL policy (kernel_policy.rs), the counters, and the splice map (taken by the
+//! hand-off). Every map is opened through its declaration in `lb_common::maps`.
 //!
 //! Dropping the [`Dataplane`] detaches the programs from every interface (aya removes its
 //! links on drop); links are bpf_link file descriptors, so even a killed daemon leaves no
 //! program attached.
 use std::{
-    os::fd::AsFd,
-    net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
-    programs::{SchedClassifier, Xdp},
-    Ebpf, EbpfLoader,
+    maps::{xdp::XdpMapError, MapError},
+    programs::{Program, ProgramError, SchedClassifier, Xdp},
+    Ebpf, EbpfError, EbpfLoader,
 };
 use lb_common::{
-    acl_mode, counter, AclV4, AclV6, FlowKey, FlowValue, FrontendKey, FrontendPolicy, SpliceEntry,
-    ACL_ID_BITS, FAMILY_V4, FAMILY_V6, MAP_ACL_V4, MAP_ACL_V6, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS,
-    MAP_FRONTENDS, MAP_SPLICE, PROGRAM_TC, PROGRAM_XDP,
+    acl_mode,
+    maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap},
+    Counter, PROGRAM_TC, PROGRAM_XDP,
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
 use crate::{
-    map_handles::MapHandles,
-    attach, pin,
+    attach::{self, AttachError},
+    kernel_map::{self, Handle, KernelMapError},
+    kernel_policy::{FrontendAcl, KernelPolicy, KernelPolicyMaps, PolicyError},
+    pin::{self, PinError},
     snapshot::{AclMode, Snapshot},
 };
+
+// Where other modules have always found them (serve.rs, proxy.rs, handoff/translate.rs).
+pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
+pub use crate::flow_table::{Endpoint, FlowPin, FlowTable};
+pub use lb_common::addr::{addr_bytes, bytes_addr};
 
 /// The XDP object built by build.rs; public so that the packet fixture tests
 /// (tests/xdp_fixtures.rs) load the very program the daemon attaches.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error("loading the kernel object")]
+    Load(#[source] EbpfError),
+    #[error("program {name} missing from the object")]
+    MissingProgram { name: &'static str },
+    #[error("program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// The verifier's log is in the message: it is what says why.
+    #[error("the verifier refused the {hook} program: {source:#?}")]
+    Verifier {
+        hook: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(transparent)]
+    Map(#[from] KernelMapError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// Boxed: pinning errors carry the most context and would make every result large.
+    #[error(transparent)]
+    Pin(Box<PinError>),
+    #[error("interface {iface}")]
+    Interface {
+        iface: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("adding {iface} to the egress devmap")]
+    Egress {
+        iface: String,
+        #[source]
+        source: XdpMapError,
+    },
+}
+
+impl From<PinError> for BpfError {
+    fn from(e: PinError) -> Self {
+        BpfError::Pin(Box::new(e))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading counter {counter} of map {map}", map = CountersMap::NAME)]
+pub struct CounterReadError {
+    pub counter: &'static str,
+    #[source]
+    pub source: MapError,
+}
 
 /// Kernel ids of the program and maps, so that other processes (`lb-user stats`) can open
 /// them from any namespace.
@@ -55,50 +114,46 @@ pub struct KernelIds {
 pub struct Dataplane {
     ebpf: Ebpf,
     pub flows: Arc<FlowTable>,
-    frontends: HashMap<MapData, FrontendKey, FrontendPolicy>,
-    acl_v4: LpmTrie<MapData, AclV4, u8>,
-    acl_v6: LpmTrie<MapData, AclV6, u8>,
-    counters: PerCpuArray<MapData, u64>,
+    policy_maps: KernelPolicyMaps,
+    policy: KernelPolicy,
+    counters: Handle<CountersMap>,
     /// Taken by the hand-off (`take_splice`).
-    splice: Option<HashMap<MapData, FlowKey, SpliceEntry>>,
+    splice: Option<Handle<SpliceMap>>,
     /// The interfaces XDP may redirect handed-off frames to.
-    _egress: DevMapHash<MapData>,
-    applied: AppliedPolicy,
-    next_acl_id: u32,
+    _egress: Handle<EgressMap>,
     pub attachments: Vec<Attachment>,
     pub ids: KernelIds,
     pin_dir: Option<PathBuf>,
     _pinned_links: Vec<aya::programs::links::PinnedLink>,
 }
 
-#[derive(Default)]
-struct AppliedPolicy {
-    frontends: std::collections::HashMap<FrontendKey, FrontendPolicy>,
-    acl_v4: Vec<Key<AclV4>>,
-    acl_v6: Vec<Key<AclV6>>,
+/// The program `name` of the object, as the type it must have.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, BpfError>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or(BpfError::MissingProgram { name })?;
+    program.try_into().map_err(|source| BpfError::Program { name, source })
 }
 
 impl Dataplane {
     /// With `pin_dir`, the splice map and the links are pinned there (and adopted from there
     /// when a previous daemon left them): handed-off flows survive a restart.
-    pub fn load_and_attach(ifaces: &[String], xdp_use: XdpUse, mode: XdpModeChoice, pin_dir: Option<&Path>) -> Result<Self> {
+    pub fn load_and_attach(ifaces: &[String], xdp_use: XdpUse, mode: XdpModeChoice, pin_dir: Option<&Path>) -> Result<Self, BpfError> {
         let mut loader = EbpfLoader::new();
-        let splice_pin = pin_dir.map(|dir| dir.join(MAP_SPLICE));
+        let splice_pin = pin_dir.map(|dir| dir.join(SpliceMap::NAME));
         if let (Some(dir), Some(path)) = (pin_dir, &splice_pin) {
             pin::prepare(dir)?;
-            loader.map_pin_path(MAP_SPLICE, path.as_path());
+            loader.map_pin_path(SpliceMap::NAME, path.as_path());
         }
-        let mut ebpf = loader.load(XDP_OBJECT).context("loading the kernel object")?;
+        let mut ebpf = loader.load(XDP_OBJECT).map_err(BpfError::Load)?;
         let mut attachments: Vec<Attachment> = ifaces.iter().map(|iface| Attachment { iface: iface.clone(), tc: false, xdp: None }).collect();
         let mut pinned_links = Vec::new();
 
         // tc first: XDP leaves to it every frame it does not splice.
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(PROGRAM_TC)
-            .ok_or_else(|| anyhow!("program {PROGRAM_TC} missing from the object"))?
-            .try_into()?;
-        tc.load().map_err(|e| anyhow!("the verifier refused the tc program: {e:#?}"))?;
-        let tc_program_id = tc.info()?.id();
+        let tc: &mut SchedClassifier = program(&mut ebpf, PROGRAM_TC)?;
+        tc.load().map_err(|source| BpfError::Verifier { hook: "tc", source })?;
+        let tc_program_id = tc.info().map_err(|source| BpfError::Program { name: PROGRAM_TC, source })?.id();
         for attachment in &mut attachments {
             let iface = attachment.iface.as_str();
             attachment.tc = true;
@@ -115,12 +170,9 @@ impl Dataplane {
             }
         }
 
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROGRAM_XDP)
-            .ok_or_else(|| anyhow!("program {PROGRAM_XDP} missing from the object"))?
-            .try_into()?;
-        xdp.load().map_err(|e| anyhow!("the verifier refused the XDP program: {e:#?}"))?;
-        let program_id = xdp.info()?.id();
+        let xdp: &mut Xdp = program(&mut ebpf, PROGRAM_XDP)?;
+        xdp.load().map_err(|source| BpfError::Verifier { hook: "XDP", source })?;
+        let program_id = xdp.info().map_err(|source| BpfError::Program { name: PROGRAM_XDP, source })?.id();
         for attachment in &mut attachments {
             let iface = attachment.iface.as_str();
             if !xdp_use.on(iface) {
@@ -145,39 +197,34 @@ impl Dataplane {
                 pinned_links.push(pin::pin_link(xdp, link, dir, iface)?);
             }
         }
-        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the object"));
-        let flows: HashMap<MapData, FlowKey, FlowValue> = take(MAP_FLOWS)?.try_into()?;
-        let frontends: HashMap<MapData, FrontendKey, FrontendPolicy> = take(MAP_FRONTENDS)?.try_into()?;
-        let acl_v4: LpmTrie<MapData, AclV4, u8> = take(MAP_ACL_V4)?.try_into()?;
-        let acl_v6: LpmTrie<MapData, AclV6, u8> = take(MAP_ACL_V6)?.try_into()?;
-        let counters: PerCpuArray<MapData, u64> = take(MAP_COUNTERS)?.try_into()?;
-        let splice: HashMap<MapData, FlowKey, SpliceEntry> = take(MAP_SPLICE)?.try_into()?;
-        let mut egress: DevMapHash<MapData> = take(MAP_EGRESS)?.try_into()?;
+        let flows = kernel_map::take::<FlowsMap>(&mut ebpf)?;
+        let policy_maps = KernelPolicyMaps::take(&mut ebpf)?;
+        let counters = kernel_map::take::<CountersMap>(&mut ebpf)?;
+        let splice = kernel_map::take::<SpliceMap>(&mut ebpf)?;
+        let mut egress = kernel_map::take::<EgressMap>(&mut ebpf)?;
         for iface in ifaces.iter().filter(|iface| xdp_use.on(iface)) {
-            let index = nix::net::if_::if_nametoindex(iface.as_str()).with_context(|| format!("interface {iface}"))?;
-            egress.insert(index, index, None, 0).with_context(|| format!("adding {iface} to the egress devmap"))?;
+            let index = nix::net::if_::if_nametoindex(iface.as_str()).map_err(|source| BpfError::Interface { iface: iface.clone(), source })?;
+            egress.insert(index, index, None, 0).map_err(|source| BpfError::Egress { iface: iface.clone(), source })?;
         }
+        let [frontends, acl_v4, acl_v6] = policy_maps.ids()?;
         let ids = KernelIds {
             program: program_id,
             tc_program: tc_program_id,
-            flows: map_id(flows.map())?,
-            counters: map_id(counters.map())?,
-            frontends: map_id(frontends.map())?,
-            acl_v4: map_id(acl_v4.map())?,
-            acl_v6: map_id(acl_v6.map())?,
-            splice: map_id(splice.map())?,
-        };
-        Ok(Self {
-            ebpf,
-            flows: Arc::new(FlowTable { map: MapHandles::per_cpu(flows)? }),
+            flows: kernel_map::id::<FlowsMap>(&flows)?,
+            counters: kernel_map::id::<CountersMap>(&counters)?,
             frontends,
             acl_v4,
             acl_v6,
+            splice: kernel_map::id::<SpliceMap>(&splice)?,
+        };
+        Ok(Self {
+            ebpf,
+            flows: Arc::new(FlowTable::new(flows)?),
+            policy_maps,
+            policy: KernelPolicy::default(),
             counters,
             splice: Some(splice),
             _egress: egress,
-            applied: AppliedPolicy::default(),
-            next_acl_id: 1,
             attachments,
             ids,
             pin_dir: pin_dir.map(Path::to_path_buf),
@@ -185,94 +232,33 @@ impl Dataplane {
         })
     }
 
-    /// Writes the frontends' listening addresses and source ACLs of a snapshot.
-    ///
-    /// Each apply writes its ACL entries under fresh ACL ids before switching the frontends
-    /// to them, then deletes the previous entries: a SYN is always judged by one whole
-    /// configuration, never a mix.
-    pub fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
-        let mut next = AppliedPolicy::default();
-        let written = self.write_policy(snapshot, &mut next);
-        if let Err(e) = written {
-            self.roll_back(&next);
-            return Err(e);
-        }
-        let previous = std::mem::replace(&mut self.applied, next);
-        for key in previous.frontends.keys().filter(|k| !self.applied.frontends.contains_key(k)) {
-            self.frontends.remove(key).ok();
-        }
-        self.remove_acl_entries(&previous);
-        Ok(())
-    }
-
-    /// Writes the ACL entries of every frontend, then the frontends' policies, recording in
-    /// `next` what it wrote so far.
-    fn write_policy(&mut self, snapshot: &Snapshot, next: &mut AppliedPolicy) -> Result<()> {
-        let mut policies = Vec::new();
-        for frontend in &snapshot.frontends {
-            if frontend.ports.is_empty() {
-                continue;
-            }
-            let acl_id = self.next_acl_id;
-            self.next_acl_id = self.next_acl_id.wrapping_add(1).max(1);
-            let mode = match frontend.acl.mode {
-                AclMode::None => acl_mode::NONE,
-                AclMode::Allow => acl_mode::ALLOW,
-                AclMode::Deny => acl_mode::DENY,
-            };
-            for net in &frontend.acl.nets {
-                let id = acl_id.to_be_bytes();
-                match net {
-                    ipnet::IpNet::V4(v4) => {
-                        let key = Key::new(ACL_ID_BITS + u32::from(v4.prefix_len()), AclV4 { acl_id: id, addr: v4.network().octets() });
-                        self.acl_v4.insert(&key, 1, 0).with_context(|| format!("ACL entry {net} of frontend {}", frontend.id))?;
-                        next.acl_v4.push(key);
-                    }
-                    ipnet::IpNet::V6(v6) => {
-                        let key = Key::new(ACL_ID_BITS + u32::from(v6.prefix_len()), AclV6 { acl_id: id, addr: v6.network().octets() });
-                        self.acl_v6.insert(&key, 1, 0).with_context(|| format!("ACL entry {net} of frontend {}", frontend.id))?;
-                        next.acl_v6.push(key);
-                    }
-                }
-            }
-            let policy = FrontendPolicy { frontend_id: frontend.id, acl_id, acl_mode: mode, _pad: [0; 7] };
-            policies.extend(frontend_keys(&frontend.addresses, &frontend.ports).into_iter().map(|key| (key, policy, frontend.id)));
-        }
-        // Only now, with every ACL entry in place, do frontends switch to the new ones.
-        for (key, policy, frontend_id) in policies {
-            next.frontends.insert(key, policy);
-            self.frontends.insert(key, policy, 0).with_context(|| format!("frontend {frontend_id} policy"))?;
-        }
-        Ok(())
-    }
-
-    /// Undoes a partly written `next`: the previous policies come back, so a SYN is never
-    /// judged by half a configuration.
-    fn roll_back(&mut self, next: &AppliedPolicy) {
-        for key in next.frontends.keys() {
-            match self.applied.frontends.get(key) {
-                Some(previous) => self.frontends.insert(key, previous, 0).ok(),
-                None => self.frontends.remove(key).ok(),
-            };
-        }
-        self.remove_acl_entries(next);
-    }
-
-    fn remove_acl_entries(&mut self, policy: &AppliedPolicy) {
-        for key in &policy.acl_v4 {
-            self.acl_v4.remove(key).ok();
-        }
-        for key in &policy.acl_v6 {
-            self.acl_v6.remove(key).ok();
-        }
+    /// Writes the frontends' listening addresses and source ACLs of a snapshot; on error
+    /// the previous ones stay in force (kernel_policy.rs).
+    pub fn apply(&mut self, snapshot: &Snapshot) -> Result<(), PolicyError> {
+        let frontends: Vec<FrontendAcl<'_>> = snapshot
+            .frontends
+            .iter()
+            .map(|frontend| FrontendAcl {
+                id: frontend.id,
+                addresses: &frontend.addresses,
+                ports: &frontend.ports,
+                mode: match frontend.acl.mode {
+                    AclMode::None => acl_mode::NONE,
+                    AclMode::Allow => acl_mode::ALLOW,
+                    AclMode::Deny => acl_mode::DENY,
+                },
+                nets: &frontend.acl.nets,
+            })
+            .collect();
+        self.policy.apply(&mut self.policy_maps, &frontends)
     }
 
     /// The splice map, for the hand-off (once).
-    pub fn take_splice(&mut self) -> Option<HashMap<MapData, FlowKey, SpliceEntry>> {
+    pub fn take_splice(&mut self) -> Option<Handle<SpliceMap>> {
         self.splice.take()
     }
 
-    pub fn counters(&self) -> Result<Counters> {
+    pub fn counters(&self) -> Result<Counters, CounterReadError> {
         Counters::read(&self.counters)
     }
 
@@ -305,263 +291,87 @@ impl Dataplane {
     }
 }
 
-fn map_id(map: &MapData) -> Result<u32> {
-    Ok(map.info()?.id())
-}
-
-fn frontend_keys(addresses: &[IpAddr], ports: &[u16]) -> Vec<FrontendKey> {
-    let wildcard = [IpAddr::from([0u8; 4]), IpAddr::from([0u8; 16])];
-    let addrs: &[IpAddr] = if addresses.is_empty() { &wildcard } else { addresses };
-    let mut keys = Vec::with_capacity(addrs.len() * ports.len());
-    for addr in addrs {
-        let (bytes, family) = addr_bytes(*addr);
-        for port in ports {
-            keys.push(FrontendKey { addr: bytes, port: port.to_be(), family, _pad: 0 });
+macro_rules! counters_struct {
+    ($($(#[$doc:meta])* $variant:ident $name:ident $help:literal,)*) => {
+        /// The kernel programs' counters summed over the CPUs, one field per
+        /// `lb_common::Counter`, named as the table names it (the `counters` object of
+        /// `lb-user stats` and of the status page).
+        #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[$doc])* #[serde(default)] pub $name: u64,)*
         }
-    }
-    keys
-}
 
-/// Our 16-byte address form: IPv4 in the first four bytes (IPv4-mapped IPv6 counts as IPv4,
-/// since that is what the packet carries).
-pub fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
-    let mut out = [0u8; 16];
-    match crate::routing::canonical(addr) {
-        IpAddr::V4(v4) => {
-            out[..4].copy_from_slice(&v4.octets());
-            (out, FAMILY_V4)
+        impl Counters {
+            pub fn get(&self, counter: Counter) -> u64 {
+                match counter {
+                    $(Counter::$variant => self.$name,)*
+                }
+            }
+
+            fn set(&mut self, counter: Counter, value: u64) {
+                match counter {
+                    $(Counter::$variant => self.$name = value,)*
+                }
+            }
         }
-        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
-    }
+    };
 }
 
-pub fn bytes_addr(bytes: &[u8; 16], family: u8) -> IpAddr {
-    if family == FAMILY_V4 {
-        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-    } else {
-        IpAddr::from(*bytes)
-    }
-}
-
-/// The connections the daemon pinned, shared by every connection task.
-pub struct FlowTable {
-    // Written by every classified connection: several handles, no lock they all share.
-    map: MapHandles<FlowKey, FlowValue>,
-}
-
-/// One end of a proxied connection, as the host sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoint {
-    pub remote: std::net::SocketAddr,
-    pub local: std::net::SocketAddr,
-}
-
-impl Endpoint {
-    fn key(&self) -> FlowKey {
-        let (remote_addr, family) = addr_bytes(self.remote.ip());
-        let (local_addr, _) = addr_bytes(self.local.ip());
-        FlowKey { remote_addr, local_addr, remote_port: self.remote.port().to_be(), local_port: self.local.port().to_be(), family, _pad: [0; 3] }
-    }
-}
-
-impl FlowTable {
-    /// The last TSval the XDP program saw from the remote end of `key`.
-    pub fn peer_tsval(&self, key: &FlowKey) -> Option<u32> {
-        self.map.with(|map| map.get(key, 0).ok()).filter(|v| v.tsval_seen != 0).map(|v| v.peer_tsval)
-    }
-
-    /// How far (sequence number just past the payload) the program let data through to
-    /// the socket of this flow; None before any data.
-    pub fn delivered_end(&self, key: &FlowKey) -> Option<u32> {
-        self.map.with(|map| map.get(key, 0).ok()).filter(|v| v.data_seen != 0).map(|v| v.data_end)
-    }
-
-    /// Records a classified connection from both ends; the entries go when the guard drops.
-    pub fn pin(self: &Arc<Self>, client: Endpoint, server: Endpoint, value: FlowValue) -> Result<FlowPin> {
-        let keys = [client.key(), server.key()];
-        let sides = [lb_common::side::CLIENT, lb_common::side::SERVER];
-        self.map.with(|map| -> Result<()> {
-            for (key, side) in keys.iter().zip(sides) {
-                map.insert(key, FlowValue { side, ..value }, 0).context("writing the flow map")?;
-            }
-            Ok(())
-        })?;
-        Ok(FlowPin { table: Arc::clone(self), keys })
-    }
-}
-
-pub struct FlowPin {
-    table: Arc<FlowTable>,
-    keys: [FlowKey; 2],
-}
-
-impl Drop for FlowPin {
-    fn drop(&mut self) {
-        self.table.map.with(|map| {
-            for key in &self.keys {
-                // Already gone only if the LRU evicted it; nothing to undo then.
-                map.remove(key).ok();
-            }
-        });
-    }
-}
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Counters {
-    pub passed: u64,
-    pub acl_dropped: u64,
-    pub flow_packets: u64,
-    pub flow_bytes: u64,
-    pub unparsed: u64,
-    #[serde(default)]
-    pub spliced_packets: u64,
-    #[serde(default)]
-    pub spliced_bytes: u64,
-    #[serde(default)]
-    pub frozen_dropped: u64,
-    #[serde(default)]
-    pub fib_failed: u64,
-    #[serde(default)]
-    pub splice_errors: u64,
-    #[serde(default)]
-    pub xdp_deferred: u64,
-    #[serde(default)]
-    pub rst_out_of_window: u64,
-    #[serde(default)]
-    pub neigh_resolved: u64,
-}
+lb_common::with_counters!(counters_struct);
 
 impl Counters {
-    fn read(array: &PerCpuArray<MapData, u64>) -> Result<Self> {
-        let sum = |index: u32| -> Result<u64> { Ok(array.get(&index, 0)?.iter().sum()) };
-        Ok(Self {
-            passed: sum(counter::PASSED)?,
-            acl_dropped: sum(counter::ACL_DROPPED)?,
-            flow_packets: sum(counter::FLOW_PACKETS)?,
-            flow_bytes: sum(counter::FLOW_BYTES)?,
-            unparsed: sum(counter::UNPARSED)?,
-            spliced_packets: sum(counter::SPLICED_PACKETS)?,
-            spliced_bytes: sum(counter::SPLICED_BYTES)?,
-            frozen_dropped: sum(counter::FROZEN_DROPPED)?,
-            fib_failed: sum(counter::FIB_FAILED)?,
-            splice_errors: sum(counter::SPLICE_ERRORS)?,
-            xdp_deferred: sum(counter::XDP_DEFERRED)?,
-            rst_out_of_window: sum(counter::RST_OUT_OF_WINDOW)?,
-            neigh_resolved: sum(counter::NEIGH_RESOLVED)?,
-        })
+    /// Every counter of `array`, summed over the CPUs.
+    pub fn read(array: &Handle<CountersMap>) -> Result<Self, CounterReadError> {
+        let mut counters = Self::default();
+        for counter in Counter::ALL {
+            let values = array.get(&counter.index(), 0).map_err(|source| CounterReadError { counter: counter.name(), source })?;
+            counters.set(counter, values.iter().sum());
+        }
+        Ok(counters)
     }
 }
 
 /// The kernel programs' counter array, for reading at any time (scrapes).
-pub struct KernelCounters(PerCpuArray<MapData, u64>);
+pub struct KernelCounters(Handle<CountersMap>);
 
 impl KernelCounters {
     /// A second handle on the loaded array, through a duplicated descriptor: reopening it by
     /// id would need CAP_SYS_ADMIN, which the systemd unit does not grant.
-    pub fn of(dataplane: &Dataplane) -> Result<Self> {
-        let fd = dataplane.counters.map().fd().as_fd().try_clone_to_owned().context("duplicating the counters map's descriptor")?;
-        let map = MapData::from_fd(fd).context("opening the counters map")?;
-        Ok(Self(Map::PerCpuArray(map).try_into()?))
+    pub fn of(dataplane: &Dataplane) -> Result<Self, KernelMapError> {
+        Ok(Self(kernel_map::duplicate::<CountersMap>(&dataplane.counters)?))
     }
 
     /// Every counter summed over the CPUs.
-    pub fn read(&self) -> Result<Counters> {
+    pub fn read(&self) -> Result<Counters, CounterReadError> {
         Counters::read(&self.0)
     }
+}
 
-    /// Every counter summed over the CPUs, under its name in `lb_common::counter::NAMES`.
-    pub fn by_name(&self) -> Result<Vec<(&'static str, u64)>> {
-        (0..counter::COUNT).map(|index| Ok((counter::NAMES[index as usize], self.0.get(&index, 0)?.iter().sum()))).collect()
+#[cfg(test)]
+mod tests {
+    use lb_common::Counter;
+
+    use super::Counters;
+
+    #[test]
+    fn counters_serialize_under_the_table_names_in_slot_order() {
+        let mut counters = Counters::default();
+        for counter in Counter::ALL {
+            counters.set(counter, u64::from(counter.index()) + 1);
+        }
+        let json = serde_json::to_value(&counters).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), Counter::NAMES.len());
+        for counter in Counter::ALL {
+            assert_eq!(object[counter.name()], u64::from(counter.index()) + 1, "{}", counter.name());
+            assert_eq!(counters.get(counter), u64::from(counter.index()) + 1);
+        }
+        assert_eq!(serde_json::to_string(&counters).unwrap().find("\"passed\""), Some(1), "the first slot comes first");
     }
-}
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FlowReport {
-    /// The connection's remote end: the client for client-side entries.
-    pub client: String,
-    pub frontend: String,
-    pub side: String,
-    pub frontend_id: u32,
-    pub farm_id: u32,
-    pub server_id: u32,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-/// One direction of a flow the XDP program carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SplicedReport {
-    /// Where its frames come from and go to, as the wire shows them before the rewrite.
-    pub from: String,
-    pub to: String,
-    /// Where they are sent after the rewrite.
-    pub rewritten_from: String,
-    pub rewritten_to: String,
-    pub state: String,
-    pub fin_seen: bool,
-    pub rst_seen: bool,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatsReport {
-    pub counters: Counters,
-    pub flows: Vec<FlowReport>,
-    #[serde(default)]
-    pub spliced: Vec<SplicedReport>,
-    /// Published by the daemon in its data directory (absent without XDP).
-    #[serde(default)]
-    pub handoff: Option<crate::handoff::stats::HandoffReport>,
-}
-
-/// Reads counters and flows of a running daemon through the kernel ids it published.
-pub fn read_stats(ids: &KernelIds) -> Result<StatsReport> {
-    let counters: PerCpuArray<MapData, u64> = Map::PerCpuArray(MapData::from_id(ids.counters).context("opening the counters map")?).try_into()?;
-    let flows: HashMap<MapData, FlowKey, FlowValue> = Map::LruHashMap(MapData::from_id(ids.flows).context("opening the flow map")?).try_into()?;
-    let mut report = Vec::new();
-    for entry in flows.iter() {
-        let (key, value) = match entry {
-            Ok(kv) => kv,
-            // An entry removed while we iterate is not an error.
-            Err(_) => continue,
-        };
-        let remote = std::net::SocketAddr::new(bytes_addr(&key.remote_addr, key.family), u16::from_be(key.remote_port));
-        let local = std::net::SocketAddr::new(bytes_addr(&key.local_addr, key.family), u16::from_be(key.local_port));
-        report.push(FlowReport {
-            client: remote.to_string(),
-            frontend: local.to_string(),
-            side: if value.side == lb_common::side::CLIENT { "client" } else { "server" }.to_string(),
-            frontend_id: value.frontend_id,
-            farm_id: value.farm_id,
-            server_id: value.server_id,
-            packets: value.packets,
-            bytes: value.bytes,
-        });
+    #[test]
+    fn counters_missing_from_older_output_read_as_zero() {
+        let counters: Counters = serde_json::from_str(r#"{"passed": 3, "acl_dropped": 1}"#).unwrap();
+        assert_eq!((counters.passed, counters.acl_dropped, counters.neigh_resolved), (3, 1, 0));
     }
-    if ids.program == 0 {
-        bail!("no program id published");
-    }
-    let spliced = if ids.splice == 0 { Vec::new() } else { read_spliced(ids.splice)? };
-    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report, spliced, handoff: None })
-}
-
-fn read_spliced(id: u32) -> Result<Vec<SplicedReport>> {
-    let map: HashMap<MapData, FlowKey, SpliceEntry> = Map::HashMap(MapData::from_id(id).context("opening the splice map")?).try_into()?;
-    let socket = |addr: &[u8; 16], port: u16, family: u8| std::net::SocketAddr::new(bytes_addr(addr, family), u16::from_be(port)).to_string();
-    Ok(map
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(key, e)| SplicedReport {
-            from: socket(&key.remote_addr, key.remote_port, key.family),
-            to: socket(&key.local_addr, key.local_port, key.family),
-            rewritten_from: socket(&e.src_addr, e.src_port, e.family),
-            rewritten_to: socket(&e.dst_addr, e.dst_port, e.family),
-            state: if e.state == lb_common::splice_state::LIVE { "live" } else { "frozen" }.to_string(),
-            fin_seen: e.seen & lb_common::splice_seen::FIN != 0,
-            rst_seen: e.seen & lb_common::splice_seen::RST != 0,
-            packets: e.packets,
-            bytes: e.bytes,
-        })
-        .collect())
 }

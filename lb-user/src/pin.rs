@@ -4,26 +4,78 @@
 //! frame is ever processed without a program).
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use aya::programs::{
-    links::{FdLink, PinnedLink},
+    links::{FdLink, LinkError, PinnedLink},
     tc::{SchedClassifierLink, SchedClassifierLinkId},
     xdp::{XdpLink, XdpLinkId},
-    SchedClassifier, Xdp,
+    ProgramError, SchedClassifier, Xdp,
 };
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("mounting bpffs on /sys/fs/bpf")]
+    Mount(#[source] nix::Error),
+    #[error("creating --pin-dir {}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--pin-dir {} is not on a bpf filesystem", dir.display())]
+    NotBpffs { dir: PathBuf },
+    #[error("opening the pinned link {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("the pinned link is not {expected}")]
+    WrongLink {
+        expected: &'static str,
+        #[source]
+        source: LinkError,
+    },
+    #[error("swapping the program into the {hook} link of {iface}")]
+    Swap {
+        hook: &'static str,
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("taking the {hook} link of {iface}")]
+    Take {
+        hook: &'static str,
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{hook} attached through netlink ({why}): cannot pin it")]
+    NoBpfLink {
+        hook: &'static str,
+        why: &'static str,
+        #[source]
+        source: LinkError,
+    },
+    #[error("pinning the {hook} link of {iface}")]
+    Pin {
+        hook: &'static str,
+        iface: String,
+        #[source]
+        source: aya::pin::PinError,
+    },
+}
+
 /// Creates `dir`, mounting bpffs on /sys/fs/bpf first when nothing is mounted there.
-pub fn prepare(dir: &Path) -> Result<()> {
+pub fn prepare(dir: &Path) -> Result<(), PinError> {
     let root = Path::new("/sys/fs/bpf");
     if dir.starts_with(root) && !is_bpffs(root) {
-        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .context("mounting bpffs on /sys/fs/bpf")?;
+        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).map_err(PinError::Mount)?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating --pin-dir {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| PinError::CreateDir { dir: dir.to_path_buf(), source })?;
     if !is_bpffs(dir) {
-        anyhow::bail!("--pin-dir {} is not on a bpf filesystem", dir.display());
+        return Err(PinError::NotBpffs { dir: dir.to_path_buf() });
     }
     Ok(())
 }
@@ -40,47 +92,47 @@ pub fn tc_link_path(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("tc-{iface}"))
 }
 
-fn pinned(path: &Path) -> Result<Option<FdLink>> {
+fn pinned(path: &Path) -> Result<Option<FdLink>, PinError> {
     if !path.exists() {
         return Ok(None);
     }
-    let pinned = PinnedLink::from_pin(path).with_context(|| format!("opening the pinned link {}", path.display()))?;
+    let pinned = PinnedLink::from_pin(path).map_err(|source| PinError::Open { path: path.to_path_buf(), source })?;
     Ok(Some(FdLink::from(pinned)))
 }
 
 /// Moves the program into the XDP link a previous daemon pinned for `iface`, if there is
 /// one; the pin stays, so the link outlives this process too.
-pub fn adopt_link(program: &mut Xdp, dir: &Path, iface: &str) -> Result<bool> {
+pub fn adopt_link(program: &mut Xdp, dir: &Path, iface: &str) -> Result<bool, PinError> {
     let Some(fd) = pinned(&link_path(dir, iface))? else {
         return Ok(false);
     };
-    let link = XdpLink::try_from(fd).context("the pinned link is not an XDP link")?;
-    program.attach_to_link(link).with_context(|| format!("swapping the program into the XDP link of {iface}"))?;
+    let link = XdpLink::try_from(fd).map_err(|source| PinError::WrongLink { expected: "an XDP link", source })?;
+    program.attach_to_link(link).map_err(|source| PinError::Swap { hook: "XDP", iface: iface.to_string(), source })?;
     Ok(true)
 }
 
 /// The same for the tc link of `iface`.
-pub fn adopt_tc_link(program: &mut SchedClassifier, dir: &Path, iface: &str) -> Result<bool> {
+pub fn adopt_tc_link(program: &mut SchedClassifier, dir: &Path, iface: &str) -> Result<bool, PinError> {
     let Some(fd) = pinned(&tc_link_path(dir, iface))? else {
         return Ok(false);
     };
-    let link = SchedClassifierLink::try_from(fd).context("the pinned link is not a tcx link")?;
-    program.attach_to_link(link).with_context(|| format!("swapping the program into the tc link of {iface}"))?;
+    let link = SchedClassifierLink::try_from(fd).map_err(|source| PinError::WrongLink { expected: "a tcx link", source })?;
+    program.attach_to_link(link).map_err(|source| PinError::Swap { hook: "tc", iface: iface.to_string(), source })?;
     Ok(true)
 }
 
 /// Pins the XDP link just attached to `iface`, so that it survives this process.
-pub fn pin_link(program: &mut Xdp, id: XdpLinkId, dir: &Path, iface: &str) -> Result<PinnedLink> {
-    let link = program.take_link(id)?;
-    let fd = FdLink::try_from(link).context("XDP attached through netlink (no bpf_link): cannot pin it")?;
-    fd.pin(link_path(dir, iface)).with_context(|| format!("pinning the XDP link of {iface}"))
+pub fn pin_link(program: &mut Xdp, id: XdpLinkId, dir: &Path, iface: &str) -> Result<PinnedLink, PinError> {
+    let link = program.take_link(id).map_err(|source| PinError::Take { hook: "XDP", iface: iface.to_string(), source })?;
+    let fd = FdLink::try_from(link).map_err(|source| PinError::NoBpfLink { hook: "XDP", why: "no bpf_link", source })?;
+    fd.pin(link_path(dir, iface)).map_err(|source| PinError::Pin { hook: "XDP", iface: iface.to_string(), source })
 }
 
 /// Pins the tc link just attached to `iface`.
-pub fn pin_tc_link(program: &mut SchedClassifier, id: SchedClassifierLinkId, dir: &Path, iface: &str) -> Result<PinnedLink> {
-    let link = program.take_link(id)?;
-    let fd = FdLink::try_from(link).context("tc attached through netlink (no tcx link, kernel before 6.6): cannot pin it")?;
-    fd.pin(tc_link_path(dir, iface)).with_context(|| format!("pinning the tc link of {iface}"))
+pub fn pin_tc_link(program: &mut SchedClassifier, id: SchedClassifierLinkId, dir: &Path, iface: &str) -> Result<PinnedLink, PinError> {
+    let link = program.take_link(id).map_err(|source| PinError::Take { hook: "tc", iface: iface.to_string(), source })?;
+    let fd = FdLink::try_from(link).map_err(|source| PinError::NoBpfLink { hook: "tc", why: "no tcx link, kernel before 6.6", source })?;
+    fd.pin(tc_link_path(dir, iface)).map_err(|source| PinError::Pin { hook: "tc", iface: iface.to_string(), source })
 }
 
 /// Removes every pin in `dir` (links detach once their last descriptor closes) and the

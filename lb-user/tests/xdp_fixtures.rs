@@ -15,7 +15,7 @@ mod packet;
 
 use harness::{Dataplane, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use lb_common::{
-    counter, splice_option, splice_seen, splice_state, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6,
+    splice_option, splice_seen, splice_state, Counter, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6,
 };
 use netns::*;
 use packet::{assert_frame_eq, options, sack, timestamp, Addrs, Segment, ACK, FIN, PSH, RST, SYN};
@@ -135,12 +135,12 @@ fn no_entry_passes_the_frame_unchanged() {
         assert_eq!(action, XDP_PASS);
         assert_frame_eq(&out, &input);
         // XDP leaves the frame to tc, which judges and counts it.
-        assert_eq!(fx.dp.counter(counter::PASSED), 0);
+        assert_eq!(fx.dp.counter(Counter::Passed), 0);
         let (action, out) = fx.dp.run_tc(fx.c0, &input);
         assert_eq!(action, TC_ACT_OK);
         assert_frame_eq(&out, &input);
-        assert_eq!(fx.dp.counter(counter::PASSED), 1);
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+        assert_eq!(fx.dp.counter(Counter::Passed), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 0);
     });
 }
 
@@ -155,8 +155,8 @@ fn seq_and_ack_wrap_around_2_pow_32() {
         let (action, out) = fx.dp.run(fx.c0, &frame);
         assert_eq!(action, XDP_REDIRECT);
         assert_frame_eq(&out, &expected.to_bytes());
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
-        assert_eq!(fx.dp.counter(counter::SPLICED_BYTES), frame.len() as u64);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedBytes), frame.len() as u64);
         let entry = fx.dp.splice_entry(&client_key_v4());
         assert_eq!((entry.packets, entry.bytes), (1, frame.len() as u64));
         assert!(entry.last_ns > 0);
@@ -401,7 +401,7 @@ fn rst_inside_the_window_is_forwarded_without_ending_the_flow() {
         let expected = Segment { seq: next, ..addressed_to_server_v4(&rst) };
         assert_frame_eq(&out, &expected.to_bytes());
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, 0);
-        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 0);
+        assert_eq!(fx.dp.counter(Counter::RstOutOfWindow), 0);
     });
 }
 
@@ -418,7 +418,7 @@ fn blind_rst_outside_the_window_is_dropped_and_counted() {
             let (action, _) = fx.dp.run_tc(fx.c0, &rst.to_bytes());
             assert_eq!(action, TC_ACT_SHOT, "tc, seq {seq}");
         }
-        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 6);
+        assert_eq!(fx.dp.counter(Counter::RstOutOfWindow), 6);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, 0);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 0);
     });
@@ -431,7 +431,7 @@ fn rst_of_a_flow_without_its_other_direction_is_dropped() {
         let rst = Segment { flags: RST, payload: Vec::new(), ..from_client_v4() };
         let (action, _) = fx.dp.run_tc(fx.c0, &rst.to_bytes());
         assert_eq!(action, TC_ACT_SHOT);
-        assert_eq!(fx.dp.counter(counter::RST_OUT_OF_WINDOW), 1);
+        assert_eq!(fx.dp.counter(Counter::RstOutOfWindow), 1);
     });
 }
 
@@ -456,12 +456,12 @@ fn truncated_tcp_header_is_passed_and_counted_unparsed() {
         let (action, out) = fx.dp.run_tc(fx.c0, truncated);
         assert_eq!(action, TC_ACT_OK);
         assert_eq!(out, truncated);
-        assert_eq!(fx.dp.counter(counter::UNPARSED), 1);
+        assert_eq!(fx.dp.counter(Counter::Unparsed), 1);
         // Not TCP at all is not "unparsed".
         let mut udp = frame.clone();
         udp[14 + 9] = 17;
         fx.dp.run_tc(fx.c0, &udp);
-        assert_eq!(fx.dp.counter(counter::UNPARSED), 1);
+        assert_eq!(fx.dp.counter(Counter::Unparsed), 1);
     });
 }
 
@@ -472,7 +472,7 @@ fn syn_of_a_live_flow_is_dropped() {
         let syn = Segment { flags: SYN, payload: Vec::new(), ..from_client_v4() };
         let (action, _) = fx.dp.run(fx.c0, &syn.to_bytes());
         assert_eq!(action, XDP_DROP);
-        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+        assert_eq!(fx.dp.counter(Counter::SpliceErrors), 1);
     });
 }
 
@@ -498,8 +498,8 @@ fn frozen_flow_drops_what_advances_the_sequence_and_passes_acks_and_resets() {
             assert_eq!(action, TC_ACT_OK, "flags {:#x}", passed.flags);
             assert_frame_eq(&out, &frame);
         }
-        assert_eq!(fx.dp.counter(counter::FROZEN_DROPPED), 3);
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+        assert_eq!(fx.dp.counter(Counter::FrozenDropped), 3);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 0);
     });
 }
 
@@ -573,9 +573,9 @@ fn fib_failure_is_left_to_tc_which_drops_counts_and_marks_the_flow() {
         assert_eq!(action, XDP_PASS, "XDP toward an unrouted address");
         let (action, _) = fx.dp.run_tc(fx.c0, &from_client_v4().to_bytes());
         assert_eq!(action, TC_ACT_SHOT);
-        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
-        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 1);
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+        assert_eq!(fx.dp.counter(Counter::XdpDeferred), 1);
+        assert_eq!(fx.dp.counter(Counter::FibFailed), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 0);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIB_FAILED);
     });
 }
@@ -594,9 +594,9 @@ fn a_route_without_a_neighbour_is_resolved_by_the_kernel_from_tc() {
         let expected = Segment { addrs: Addrs::V4(LB_V4, UNRESOLVED_V4), ..addressed_to_server_v4(&input) };
         // The MACs are the kernel's to fill after the program: only the IP packet is ours.
         assert_frame_eq(&out[14..], &expected.to_bytes()[14..]);
-        assert_eq!(fx.dp.counter(counter::NEIGH_RESOLVED), 1);
-        assert_eq!(fx.dp.counter(counter::FIB_FAILED), 0);
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+        assert_eq!(fx.dp.counter(Counter::NeighResolved), 1);
+        assert_eq!(fx.dp.counter(Counter::FibFailed), 0);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 1);
     });
 }
 
@@ -617,7 +617,7 @@ fn egress_on_the_ingress_interface_is_xdp_tx() {
         let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
         assert_eq!(action, XDP_TX);
         assert_frame_eq(&out, &expected.to_bytes());
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 1);
     });
 }
 
@@ -633,12 +633,12 @@ fn egress_missing_from_the_devmap_is_left_to_tc() {
         let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
         assert_eq!(action, XDP_PASS);
         assert_frame_eq(&out, &input.to_bytes());
-        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
+        assert_eq!(fx.dp.counter(Counter::XdpDeferred), 1);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 0, "accounted by the hook that splices it");
         let (action, out) = fx.dp.run_tc(fx.c0, &input.to_bytes());
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_frame_eq(&out, &addressed_to_server_v4(&input).to_bytes());
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 1);
         assert_eq!(fx.dp.splice_entry(&client_key_v4()).packets, 1);
     });
 }
@@ -656,8 +656,8 @@ fn partial_checksum_is_left_to_tc() {
         let (action, out) = fx.dp.run(fx.c0, &frame);
         assert_eq!(action, XDP_PASS);
         assert_frame_eq(&out, &frame);
-        assert_eq!(fx.dp.counter(counter::XDP_DEFERRED), 1);
-        assert_eq!(fx.dp.counter(counter::SPLICED_PACKETS), 0);
+        assert_eq!(fx.dp.counter(Counter::XdpDeferred), 1);
+        assert_eq!(fx.dp.counter(Counter::SplicedPackets), 0);
     });
 }
 
@@ -670,7 +670,7 @@ fn truncated_options_are_a_splice_error() {
         frame.truncate(frame.len() - 6); // the header claims 12 option bytes; 6 remain
         let (action, _) = fx.dp.run(fx.c0, &frame);
         assert_eq!(action, XDP_DROP);
-        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+        assert_eq!(fx.dp.counter(Counter::SpliceErrors), 1);
     });
 }
 
@@ -681,7 +681,7 @@ fn vlan_tagged_frame_of_a_live_flow_is_not_spliced() {
         let input = Segment { vlan: Some(100), ..from_client_v4() };
         let (action, _) = fx.dp.run(fx.c0, &input.to_bytes());
         assert_eq!(action, XDP_DROP);
-        assert_eq!(fx.dp.counter(counter::SPLICE_ERRORS), 1);
+        assert_eq!(fx.dp.counter(Counter::SpliceErrors), 1);
     });
 }
 

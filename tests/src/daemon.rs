@@ -330,35 +330,18 @@ pub struct Handoff {
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
-/// The XDP program's global counters.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct Counters {
-    pub passed: u64,
-    pub acl_dropped: u64,
-    pub flow_packets: u64,
-    pub flow_bytes: u64,
-    #[serde(default)]
-    pub spliced_packets: u64,
-    #[serde(default)]
-    pub spliced_bytes: u64,
-    #[serde(default)]
-    pub frozen_dropped: u64,
-    #[serde(default)]
-    pub fib_failed: u64,
-    /// Frames of live flows XDP left to tc.
-    #[serde(default)]
-    pub xdp_deferred: u64,
-    #[serde(default)]
-    pub splice_errors: u64,
-    /// RSTs of live flows dropped outside their receiver's window.
-    #[serde(default)]
-    pub rst_out_of_window: u64,
-    #[serde(default)]
-    pub unparsed: u64,
-    /// Frames of live flows tc sent through the kernel's neighbour resolution.
-    #[serde(default)]
-    pub neigh_resolved: u64,
+macro_rules! counters_struct {
+    ($($(#[$doc:meta])* $variant:ident $name:ident $help:literal,)*) => {
+        /// The kernel programs' global counters (`counters` of `lb-user stats`): one field
+        /// per counter of lb-common's table, under its name there.
+        #[derive(Debug, Clone, Copy, Default, Deserialize)]
+        pub struct Counters {
+            $($(#[$doc])* #[serde(default)] pub $name: u64,)*
+        }
+    };
 }
+
+lb_common::with_counters!(counters_struct);
 
 /// One pinned flow of the XDP fast path.
 #[derive(Debug, Clone, Deserialize)]

@@ -60,8 +60,8 @@ use self::{
     translate::{endpoints_key, Leg},
 };
 use crate::{
-    bpf::FlowTable,
     fastpath::{Moved, SpliceRelay},
+    flow_table::FlowTable,
     telemetry::counters::Meter,
 };
 

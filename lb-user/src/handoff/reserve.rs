@@ -8,10 +8,10 @@
 //! never picks a port whose bind bucket was made by an explicit `bind()`.
 use std::{collections::HashMap, io, net::SocketAddr, ops::RangeInclusive};
 
-use lb_common::SpliceEntry;
+use lb_common::{addr::bytes_addr, SpliceEntry};
 use socket2::Socket;
 
-use crate::{bpf::bytes_addr, listen_socket};
+use crate::listen_socket;
 
 /// The sockets holding adopted flows' ports, by the flow's port.
 #[derive(Default)]

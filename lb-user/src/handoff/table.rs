@@ -1,22 +1,29 @@
 //! The splice map (LB_SPLICE): what the daemon writes for the XDP program to carry a flow.
-use anyhow::{Context, Result};
-use aya::maps::{HashMap, IterableMap, MapData, MapError};
-use lb_common::{splice_state, FlowKey, SpliceEntry};
+use aya::maps::{IterableMap, MapError};
+use lb_common::{maps::SpliceMap, splice_state, FlowKey, SpliceEntry};
 
 use super::stats::Fallback;
-use crate::map_handles::MapHandles;
+use crate::{
+    kernel_map::{self, Handle, KernelMapError},
+    map_handles::MapHandles,
+};
+
+/// A write to the splice map failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing a live splice entry")]
+pub struct SpliceWriteError(#[source] pub MapError);
 
 pub struct SpliceTable {
     // Several handles: the reaper's scan of the whole map never holds up a hand-off.
-    map: MapHandles<FlowKey, SpliceEntry>,
+    map: MapHandles<SpliceMap>,
 }
 
 impl SpliceTable {
-    pub fn new(map: HashMap<MapData, FlowKey, SpliceEntry>) -> Result<Self> {
+    pub fn new(map: Handle<SpliceMap>) -> Result<Self, KernelMapError> {
         Ok(Self { map: MapHandles::per_cpu(map)? })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<MapData, FlowKey, SpliceEntry>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Handle<SpliceMap>) -> T) -> T {
         self.map.with(f)
     }
 
@@ -37,10 +44,10 @@ impl SpliceTable {
     }
 
     /// Makes both directions live. Overwriting existing (frozen) entries needs no free slot.
-    pub fn go_live(&self, entries: &[(FlowKey, SpliceEntry); 2]) -> Result<()> {
+    pub fn go_live(&self, entries: &[(FlowKey, SpliceEntry); 2]) -> Result<(), SpliceWriteError> {
         self.with(|map| {
             for (key, entry) in entries {
-                map.insert(key, entry, 0).context("writing a live splice entry")?;
+                map.insert(key, entry, 0).map_err(SpliceWriteError)?;
             }
             Ok(())
         })
@@ -73,8 +80,8 @@ impl SpliceTable {
         self.with(|map| map.get(key, 0).ok())
     }
 
-    pub fn map_id(&self) -> Result<u32> {
-        self.with(|map| Ok(map.map().info()?.id()))
+    pub fn map_id(&self) -> Result<u32, KernelMapError> {
+        self.with(|map| kernel_map::id::<SpliceMap>(map))
     }
 }
 

@@ -5,6 +5,7 @@
 //! number is bounded by the configuration, never by clients.
 use std::{sync::Arc, time::UNIX_EPOCH};
 
+use lb_common::Counter;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, NoLabelSet},
@@ -271,57 +272,16 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
     ]
 }
 
-/// Help of each kernel counter, by its lb-common name.
-fn kernel_help(name: &str) -> &'static str {
-    match name {
-        "passed" => "Frames the kernel programs handed to the stack untouched.",
-        "acl_dropped" => "SYNs dropped by a frontend's source ACL (ACL drops).",
-        "flow_packets" => "Frames of pinned (proxied) flows, both directions.",
-        "flow_bytes" => "Bytes (whole frames) of pinned flows.",
-        "unparsed" => "Frames the parser could not read far enough to decide on.",
-        "spliced_packets" => "Frames of handed-off flows rewritten and sent on by XDP/tc.",
-        "spliced_bytes" => "Bytes (whole frames) of handed-off flows sent on.",
-        "frozen_dropped" => "Data frames dropped while their flow was frozen for a hand-off (retransmitted later).",
-        "fib_failed" => "Frames of live handed-off flows dropped for want of a next hop.",
-        "splice_errors" => "Frames of live handed-off flows that could not be rewritten.",
-        "xdp_deferred" => "Frames of live handed-off flows XDP left to tc.",
-        "rst_out_of_window" => "RSTs of live handed-off flows dropped outside their receiver's window (RFC 5961).",
-        "neigh_resolved" => "Frames of live handed-off flows sent through the kernel's neighbour resolution.",
-        _ => "A counter of the kernel programs.",
-    }
-}
-
-/// `lb_kernel_<name>_total` for each counter of lb-common's counter array.
-pub fn kernel_family_name(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "passed" => "kernel_passed",
-        "acl_dropped" => "kernel_acl_dropped",
-        "flow_packets" => "kernel_flow_packets",
-        "flow_bytes" => "kernel_flow_bytes",
-        "unparsed" => "kernel_unparsed",
-        "spliced_packets" => "kernel_spliced_packets",
-        "spliced_bytes" => "kernel_spliced_bytes",
-        "frozen_dropped" => "kernel_frozen_dropped",
-        "fib_failed" => "kernel_fib_failed",
-        "splice_errors" => "kernel_splice_errors",
-        "xdp_deferred" => "kernel_xdp_deferred",
-        "rst_out_of_window" => "kernel_rst_out_of_window",
-        "neigh_resolved" => "kernel_neigh_resolved",
-        _ => return None,
-    })
-}
-
+/// `lb_kernel_<name>_total` for each counter of the kernel programs, with the help and name
+/// the counter table (`lb_common::with_counters!`) gives it.
 fn kernel_families(daemon: &DaemonState) -> Vec<Family> {
-    match daemon.kernel_counters_by_name() {
+    match daemon.kernel_counters() {
         None => Vec::new(),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "reading the kernel counters for /metrics");
             Vec::new()
         }
-        Some(Ok(counters)) => counters
-            .into_iter()
-            .filter_map(|(name, value)| Some(Family::new(kernel_family_name(name)?, kernel_help(name)).with(Labels::new(), Value::Counter(value))))
-            .collect(),
+        Some(Ok(counters)) => Counter::ALL.iter().map(|c| Family::new(c.metric(), c.help()).with(Labels::new(), Value::Counter(counters.get(*c)))).collect(),
     }
 }
 

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use axum::{response::IntoResponse, routing::get, Router};
 
 use crate::{
-    bpf::{Counters, KernelCounters},
+    bpf::{CounterReadError, Counters, KernelCounters},
     control::Control,
     handoff::{stats::HandoffReport, Handoff},
     proxy::Proxy,
@@ -58,13 +58,8 @@ impl DaemonState {
     }
 
     /// The kernel programs' counters summed over CPUs; None without them (no `--iface`).
-    pub fn kernel_counters(&self) -> Option<anyhow::Result<Counters>> {
+    pub fn kernel_counters(&self) -> Option<Result<Counters, CounterReadError>> {
         self.kernel.as_ref().map(KernelCounters::read)
-    }
-
-    /// The same counters under their lb-common names, for generic reporting.
-    pub fn kernel_counters_by_name(&self) -> Option<anyhow::Result<Vec<(&'static str, u64)>>> {
-        self.kernel.as_ref().map(KernelCounters::by_name)
     }
 
     /// The control plane: pending changes, tasks, service status.

@@ -9,7 +9,10 @@ use aya::{
     programs::{SchedClassifier, Xdp},
     Ebpf,
 };
-use lb_common::{FlowKey, FlowValue, SpliceEntry, MAP_COUNTERS, MAP_EGRESS, MAP_FLOWS, MAP_SPLICE, PROGRAM_TC, PROGRAM_XDP};
+use lb_common::{
+    maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap},
+    Counter, FlowKey, FlowValue, SpliceEntry, PROGRAM_TC, PROGRAM_XDP,
+};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -115,39 +118,39 @@ impl Dataplane {
     }
 
     pub fn splice(&mut self, key: FlowKey, entry: SpliceEntry) {
-        let mut map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map_mut(MAP_SPLICE).expect("splice map").try_into().expect("hash map");
+        let mut map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map_mut(SpliceMap::NAME).expect("splice map").try_into().expect("hash map");
         map.insert(key, entry, 0).expect("writing the splice map");
     }
 
     pub fn splice_entry(&self, key: &FlowKey) -> SpliceEntry {
-        let map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map(MAP_SPLICE).expect("splice map").try_into().expect("hash map");
+        let map: HashMap<_, FlowKey, SpliceEntry> = self.ebpf.map(SpliceMap::NAME).expect("splice map").try_into().expect("hash map");
         map.get(key, 0).expect("splice entry present")
     }
 
     pub fn pin_flow(&mut self, key: FlowKey, value: FlowValue) {
-        let mut map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map_mut(MAP_FLOWS).expect("flow map").try_into().expect("hash map");
+        let mut map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map_mut(FlowsMap::NAME).expect("flow map").try_into().expect("hash map");
         map.insert(key, value, 0).expect("writing the flow map");
     }
 
     pub fn flow(&self, key: &FlowKey) -> FlowValue {
-        let map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map(MAP_FLOWS).expect("flow map").try_into().expect("hash map");
+        let map: HashMap<_, FlowKey, FlowValue> = self.ebpf.map(FlowsMap::NAME).expect("flow map").try_into().expect("hash map");
         map.get(key, 0).expect("flow entry present")
     }
 
     /// Devmap entries must be written from inside the namespace that owns the interface.
     pub fn allow_egress(&mut self, ifindex: u32) {
-        let mut map: DevMapHash<_> = self.ebpf.map_mut(MAP_EGRESS).expect("egress map").try_into().expect("devmap hash");
+        let mut map: DevMapHash<_> = self.ebpf.map_mut(EgressMap::NAME).expect("egress map").try_into().expect("devmap hash");
         map.insert(ifindex, ifindex, None, 0).expect("writing the egress devmap");
     }
 
     pub fn forbid_egress(&mut self, ifindex: u32) {
-        let mut map: DevMapHash<_> = self.ebpf.map_mut(MAP_EGRESS).expect("egress map").try_into().expect("devmap hash");
+        let mut map: DevMapHash<_> = self.ebpf.map_mut(EgressMap::NAME).expect("egress map").try_into().expect("devmap hash");
         map.remove(ifindex).expect("removing from the egress devmap");
     }
 
-    pub fn counter(&self, index: u32) -> u64 {
-        let map: PerCpuArray<_, u64> = self.ebpf.map(MAP_COUNTERS).expect("counters").try_into().expect("per-cpu array");
-        map.get(&index, 0).expect("counter slot").iter().sum()
+    pub fn counter(&self, counter: Counter) -> u64 {
+        let map: PerCpuArray<_, u64> = self.ebpf.map(CountersMap::NAME).expect("counters").try_into().expect("per-cpu array");
+        map.get(&counter.index(), 0).expect("counter slot").iter().sum()
     }
 }
 
