@@ -206,12 +206,19 @@ mod pod {
     // SAFETY (all impls): each type is #[repr(C)], Copy, made only of integers and byte arrays
     // with explicit padding fields, so every bit pattern is valid and there are no implicit
     // padding bytes the kernel could read uninitialised.
+    // SAFETY: FlowKey is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: FlowValue is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::FlowValue {}
+    // SAFETY: FrontendKey is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::FrontendKey {}
+    // SAFETY: FrontendPolicy is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::FrontendPolicy {}
+    // SAFETY: AclV4 is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::AclV4 {}
+    // SAFETY: AclV6 is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::AclV6 {}
+    // SAFETY: SpliceEntry is as stated above (repr(C), Copy, integers and byte arrays, explicit padding).
     unsafe impl aya::Pod for super::SpliceEntry {}
 }
 
