@@ -176,6 +176,9 @@ impl Hook for Tc<'_> {
     }
 
     #[inline(always)]
+    // Named after the XDP context's field; at tc ingress the skb's `ifindex` is that same
+    // device, the one the frame arrived on.
+    #[allow(clippy::misnamed_getters)]
     fn ingress_ifindex(&self) -> u32 {
         // SAFETY: as above.
         unsafe { (*self.0.skb.skb).ifindex }
