@@ -11,6 +11,8 @@ use crate::{
 
 pub fn lint() -> Result<()> {
     let root = workspace_root();
+    // A minimal rustup profile has neither; adding what is there already is a no-op.
+    run(command("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
     eprintln!("xtask: cargo fmt --check (workspace, then lb-ebpf)");
     run(command("cargo").args(["fmt", "--all", "--check"]))?;
     run(command("cargo").args(["fmt", "--all", "--check", "--manifest-path"]).arg(root.join("lb-ebpf/Cargo.toml")))?;
@@ -19,6 +21,7 @@ pub fn lint() -> Result<()> {
     run(command("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
 
     toolchain::ensure()?;
+    run(command("rustup").args(["component", "add", "--toolchain", "nightly", "rustfmt", "clippy"]))?;
     eprintln!("xtask: cargo clippy (lb-ebpf, bpfel-unknown-none)");
     let mut ebpf = command("cargo");
     ebpf.current_dir(root.join("lb-ebpf"))
