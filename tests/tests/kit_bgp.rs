@@ -1,0 +1,174 @@
+//! The routed-cluster kit: BIRD 2 routers and node speakers in namespaces, ECMP over nodes, and
+//! what happens to flows of surviving nodes when one node leaves (hash-threshold vs resilient
+//! nexthop groups). Figures are printed (`--nocapture`) and written up in docs/cluster-kit.md.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use lb_tests::bgp::config::Timers;
+use lb_tests::bgp::resilient::ResilientRoutes;
+use lb_tests::bgp::{spread, Cluster, EcmpMode, Probe, STAGING_TABLE, VIP4, VIP6};
+use lb_tests::require_root;
+
+const ROUTE_WAIT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `body`; on failure, the cluster's routes, sessions and BIRD logs join the error.
+fn with_diagnostics(cluster: &mut Cluster, body: impl FnOnce(&mut Cluster) -> Result<()>) -> Result<()> {
+    body(cluster).map_err(|e| {
+        let diag = cluster.diagnostics();
+        e.context(diag)
+    })
+}
+
+#[test]
+fn vip_learnt_from_two_nodes_and_connections_spread_over_both() -> Result<()> {
+    require_root!();
+    let mut cluster = Cluster::start(2, EcmpMode::HashThreshold, Timers::default())?;
+    with_diagnostics(&mut cluster, |cluster| {
+        let took = cluster.wait_nexthops(IpAddr::V4(VIP4), 2, ROUTE_WAIT)?;
+        eprintln!("kit_bgp: both nodes' routes to {VIP4} installed {took:?} after the BIRD daemons started");
+        cluster.wait_nexthops(IpAddr::V6(VIP6), 2, ROUTE_WAIT)?;
+
+        let routes = cluster.router.birdc(&["show", "route", "for", &VIP4.to_string(), "all"])?;
+        for node in &cluster.nodes {
+            ensure!(routes.contains(&node.addr4().to_string()), "birdc show route lacks node {}:\n{routes}", node.index);
+        }
+        let mut gateways = cluster.nexthops(IpAddr::V4(VIP4), None)?;
+        gateways.sort();
+        ensure!(gateways == ["10.78.1.2".parse::<IpAddr>()?, "10.78.2.2".parse()?], "ip route: {gateways:?}");
+
+        for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+            let conns = cluster.connect_many(vip, 64, CONNECT_TIMEOUT)?;
+            let by_node = spread(&conns);
+            eprintln!("kit_bgp: 64 connections to {vip} by node: {by_node:?}");
+            ensure!(by_node.len() == 2 && by_node.values().all(|&n| n > 0), "connections to {vip} did not spread over both nodes: {by_node:?}");
+        }
+        let accepted: Vec<usize> = cluster.nodes.iter().map(|n| n.echo.accepted()).collect();
+        ensure!(accepted.iter().sum::<usize>() == 128 && accepted.iter().all(|&a| a > 0), "nodes accepted {accepted:?}");
+        Ok(())
+    })
+}
+
+/// What became of the connections of the nodes that stayed, after one node withdrew.
+struct Survivors {
+    total: usize,
+    outcomes: BTreeMap<Probe, usize>,
+}
+
+/// Opens `conns` long-lived connections over `nodes` nodes, withdraws the node that the
+/// router's route lists first (with hash-threshold, the one whose leaving shifts the most
+/// ranges), then probes every connection held by the other nodes.
+fn survivors_after_withdraw(mode: EcmpMode, nodes: u8, conns: usize) -> Result<Survivors> {
+    let mut cluster = Cluster::start(nodes, mode, Timers::default())?;
+    let mut resilient = ResilientRoutes::new(&cluster.router_ns.clone(), STAGING_TABLE, 128);
+    let mut result = None;
+    with_diagnostics(&mut cluster, |cluster| {
+        let vip = IpAddr::V4(VIP4);
+        cluster.wait_nexthops(vip, nodes as usize, ROUTE_WAIT)?;
+        if mode == EcmpMode::Resilient {
+            let members = resilient.sync(vip)?;
+            ensure!(members.len() == nodes as usize, "resilient group members {members:?}");
+            eprintln!("kit_bgp: resilient buckets per member: {:?}", resilient.bucket_counts(vip)?);
+        }
+        let first_gateway = *cluster.nexthops(vip, cluster.bird_table())?.first().context("no nexthop")?;
+        let leaving = cluster.nodes.iter().find(|n| IpAddr::V4(n.addr4()) == first_gateway).context("first gateway is no node")?.index;
+
+        let mut held = cluster.connect_many(vip, conns, CONNECT_TIMEOUT)?;
+        let by_node = spread(&held);
+        ensure!(by_node.len() == nodes as usize, "connections did not reach every node: {by_node:?}");
+        // Every connection works before anything changes.
+        for c in held.iter_mut() {
+            ensure!(c.probe() == Probe::Echoed, "connection to {} failed before the withdrawal", c.node);
+        }
+
+        cluster.node(leaving)?.speaker.withdraw()?;
+        let took = cluster.wait_nexthops(vip, nodes as usize - 1, ROUTE_WAIT)?;
+        if mode == EcmpMode::Resilient {
+            let members = resilient.sync(vip)?;
+            ensure!(members.len() == nodes as usize - 1, "resilient group members after the withdrawal {members:?}");
+            eprintln!("kit_bgp: resilient buckets per member after the withdrawal: {:?}", resilient.bucket_counts(vip)?);
+        }
+        eprintln!("kit_bgp [{mode:?}]: node {leaving} withdrew; router's route updated after {took:?}; connections by node {by_node:?}");
+
+        let leaving_name = format!("nd{leaving}");
+        let mut outcomes = BTreeMap::new();
+        let mut total = 0;
+        for c in held.iter_mut().filter(|c| c.node != leaving_name) {
+            total += 1;
+            *outcomes.entry(c.probe()).or_insert(0) += 1;
+        }
+        result = Some(Survivors { total, outcomes });
+        Ok(())
+    })?;
+    result.context("no result")
+}
+
+#[test]
+fn surviving_flows_when_a_node_leaves_hash_threshold_vs_resilient() -> Result<()> {
+    require_root!();
+    const NODES: u8 = 3;
+    const CONNS: usize = 96;
+    let hash = survivors_after_withdraw(EcmpMode::HashThreshold, NODES, CONNS)?;
+    let broken_hash = hash.total - hash.outcomes.get(&Probe::Echoed).copied().unwrap_or(0);
+    eprintln!(
+        "kit_bgp: hash-threshold ECMP, {NODES} nodes, {CONNS} connections, first-listed node withdrawn: {broken_hash} of {} surviving-node connections broke ({:?})",
+        hash.total, hash.outcomes
+    );
+    let res = survivors_after_withdraw(EcmpMode::Resilient, NODES, CONNS)?;
+    let broken_res = res.total - res.outcomes.get(&Probe::Echoed).copied().unwrap_or(0);
+    eprintln!(
+        "kit_bgp: resilient nexthop group (128 buckets), {NODES} nodes, {CONNS} connections, first-listed node withdrawn: {broken_res} of {} surviving-node connections broke ({:?})",
+        res.total, res.outcomes
+    );
+    ensure!(res.total > 0, "no surviving connections were probed");
+    ensure!(broken_res == 0, "with a resilient group {broken_res} of {} surviving connections broke: {:?}", res.total, res.outcomes);
+    Ok(())
+}
+
+/// Waits for `count` nexthops and returns the time since `since`.
+fn converged(cluster: &Cluster, count: usize, since: Instant) -> Result<Duration> {
+    cluster.wait_nexthops(IpAddr::V4(VIP4), count, ROUTE_WAIT)?;
+    Ok(since.elapsed())
+}
+
+#[test]
+fn convergence_after_withdraw_kill9_and_hang() -> Result<()> {
+    require_root!();
+    let timers = Timers::default();
+    let mut cluster = Cluster::start(2, EcmpMode::HashThreshold, timers)?;
+    with_diagnostics(&mut cluster, |cluster| {
+        converged(cluster, 2, Instant::now())?;
+
+        let t = Instant::now();
+        cluster.node(2)?.speaker.withdraw()?;
+        let withdraw = converged(cluster, 1, t)?;
+        let t = Instant::now();
+        let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
+        cluster.node(2)?.speaker.announce(&vips)?;
+        let announce = converged(cluster, 2, t)?;
+
+        let t = Instant::now();
+        cluster.node(2)?.speaker.bird.kill9();
+        let kill9 = converged(cluster, 1, t)?;
+        let t = Instant::now();
+        cluster.node(2)?.speaker.bird.restart()?;
+        let restart = converged(cluster, 2, t)?;
+
+        let t = Instant::now();
+        cluster.node(2)?.speaker.bird.freeze()?;
+        let hang = converged(cluster, 1, t);
+        cluster.node(2)?.speaker.bird.thaw()?;
+        let hang = hang?;
+
+        eprintln!(
+            "kit_bgp: router route update (hold {} s, keepalive {} s, connect retry {} s): withdraw {withdraw:?}, re-announce {announce:?}, kill -9 {kill9:?}, restart {restart:?}, SIGSTOP (hold timer) {hang:?}",
+            timers.hold, timers.keepalive, timers.connect_retry
+        );
+        ensure!(hang >= Duration::from_secs(timers.hold as u64) - Duration::from_millis(1100), "a hung node was dropped before its hold time: {hang:?}");
+        ensure!(hang <= Duration::from_secs(timers.hold as u64 + 2), "a hung node outlived its hold time by over 2 s: {hang:?}");
+        Ok(())
+    })
+}
