@@ -203,7 +203,9 @@ impl Bird {
 
     /// The end of every run's log, oldest run first.
     pub fn log_tail(&self) -> String {
-        (1..=self.runs).map(|run| format!("-- {} run {run}\n{}", self.name, crate::proc::file_tail(&self.dir.path().join(format!("bird-{run}.log")), 3000))).collect()
+        (1..=self.runs)
+            .map(|run| format!("-- {} run {run}\n{}", self.name, crate::proc::file_tail(&self.dir.path().join(format!("bird-{run}.log")), 3000)))
+            .collect()
     }
 }
 

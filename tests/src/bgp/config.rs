@@ -49,8 +49,12 @@ pub enum KernelTable {
 fn timers_block(out: &mut String, timers: Timers) {
     let Timers { hold, keepalive, connect_retry } = timers;
     // `error wait time` bounds how long BIRD waits before retrying after a session error (the
-    // default starts at 60 s), so a restarted peer comes back within the test's bounded waits.
-    let _ = writeln!(out, "  hold time {hold};\n  keepalive time {keepalive};\n  connect retry time {connect_retry};\n  error wait time 1, 5;");
+    // default starts at 60 s) and `connect delay time` how long after startup it first connects
+    // (default 5 s), so a (re)started peer comes back within about a second.
+    let _ = writeln!(
+        out,
+        "  hold time {hold};\n  keepalive time {keepalive};\n  connect retry time {connect_retry};\n  connect delay time 1;\n  error wait time 1, 5;"
+    );
 }
 
 fn header(out: &mut String, router_id: Ipv4Addr, log: Option<&Path>) {
@@ -108,7 +112,8 @@ pub fn router_config(router_id: Ipv4Addr, asn: u32, neighbours: &[Neighbour], ta
     let mut out = String::new();
     header(&mut out, router_id, log);
     for family in ["ipv4", "ipv6"] {
-        let _ = writeln!(out, "protocol kernel kernel_{family} {{\n  {family} {{\n    import none;\n    export where source = RTS_BGP;\n  }};\n  merge paths on;");
+        let _ =
+            writeln!(out, "protocol kernel kernel_{family} {{\n  {family} {{\n    import none;\n    export where source = RTS_BGP;\n  }};\n  merge paths on;");
         if let KernelTable::Staging(id) = table {
             let _ = writeln!(out, "  kernel table {id};");
         }

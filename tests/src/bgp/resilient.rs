@@ -74,7 +74,8 @@ impl ResilientRoutes {
         let family = if vip.is_ipv4() { "-4" } else { "-6" };
         let out = self.ip(&["-j", family, "route", "show", "table", &self.staging_table.to_string(), &vip.to_string()])?;
         let routes: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
-        let hop = |h: &serde_json::Value| -> Option<(IpAddr, String)> { Some((h.get("gateway")?.as_str()?.parse().ok()?, h.get("dev")?.as_str()?.to_string())) };
+        let hop =
+            |h: &serde_json::Value| -> Option<(IpAddr, String)> { Some((h.get("gateway")?.as_str()?.parse().ok()?, h.get("dev")?.as_str()?.to_string())) };
         let mut members = Vec::new();
         for route in &routes {
             match route.get("nexthops").and_then(|v| v.as_array()) {
