@@ -68,8 +68,10 @@ impl Survivors {
 
 /// Opens `conns` long-lived connections to each VIP (IPv4 and IPv6) over `nodes` nodes,
 /// withdraws the node that the router's IPv4 route lists first (with hash-threshold, the one
-/// whose leaving shifts the most ranges), then probes every connection held by the other nodes.
-fn survivors_after_withdraw(mode: EcmpMode, nodes: u8, conns: usize) -> Result<BTreeMap<IpAddr, Survivors>> {
+/// whose leaving shifts the most ranges), then probes every connection held by the other nodes;
+/// then the node announces again and the connections that survived are probed once more.
+/// Returns, per VIP, what became of the survivors on the leave and on the return.
+fn survivors_after_withdraw(mode: EcmpMode, nodes: u8, conns: usize) -> Result<BTreeMap<IpAddr, (Survivors, Survivors)>> {
     let mut cluster = Cluster::start(nodes, mode, Timers::default())?;
     let mut resilient = ResilientRoutes::new(&cluster.router_ns.clone(), STAGING_TABLE, 128);
     let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
@@ -111,14 +113,38 @@ fn survivors_after_withdraw(mode: EcmpMode, nodes: u8, conns: usize) -> Result<B
         }
 
         let leaving_name = format!("nd{leaving}");
+        let mut alive: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
         for (vip, conns) in held.iter_mut() {
             let mut outcomes = BTreeMap::new();
             let mut total = 0;
-            for c in conns.iter_mut().filter(|c| c.node != leaving_name) {
+            for (i, c) in conns.iter_mut().enumerate().filter(|(_, c)| c.node != leaving_name) {
                 total += 1;
-                *outcomes.entry(c.probe()).or_insert(0) += 1;
+                let probe = c.probe();
+                if probe == Probe::Echoed {
+                    alive.entry(*vip).or_default().push(i);
+                }
+                *outcomes.entry(probe).or_insert(0) += 1;
             }
-            results.insert(*vip, Survivors { total, outcomes });
+            results.insert(*vip, (Survivors { total, outcomes }, Survivors { total: 0, outcomes: BTreeMap::new() }));
+        }
+
+        // The node comes back: do the connections that survived its leaving survive its return?
+        let all = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
+        cluster.node(leaving)?.speaker.announce(&all)?;
+        for vip in vips {
+            let took = cluster.wait_nexthops(vip, nodes as usize, ROUTE_WAIT)?;
+            if mode == EcmpMode::Resilient {
+                resilient.sync(vip)?;
+                eprintln!("kit_bgp: {vip}: resilient buckets per member after node {leaving} came back: {:?}", resilient.bucket_counts(vip)?);
+            }
+            eprintln!("kit_bgp [{mode:?}]: node {leaving} announced again; router's route to {vip} updated after {took:?}");
+        }
+        for (vip, conns) in held.iter_mut() {
+            let rejoin = &mut results.get_mut(vip).context("no result")?.1;
+            for &i in alive.get(vip).map(Vec::as_slice).unwrap_or_default() {
+                rejoin.total += 1;
+                *rejoin.outcomes.entry(conns[i].probe()).or_insert(0) += 1;
+            }
         }
         Ok(())
     })?;
@@ -132,16 +158,32 @@ fn surviving_flows_when_a_node_leaves_hash_threshold_vs_resilient() -> Result<()
     const CONNS: usize = 96;
     for (mode, label) in [(EcmpMode::HashThreshold, "hash-threshold ECMP"), (EcmpMode::Resilient, "resilient nexthop group (128 buckets)")] {
         let results = survivors_after_withdraw(mode, NODES, CONNS)?;
-        for (vip, s) in &results {
+        for (vip, (leave, rejoin)) in &results {
             eprintln!(
-                "kit_bgp: {label}, {vip}, {NODES} nodes, {CONNS} connections, first-listed node withdrawn: {} of {} surviving-node connections broke ({:?})",
-                s.broken(),
-                s.total,
-                s.outcomes
+                "kit_bgp: {label}, {vip}, {NODES} nodes, {CONNS} connections, first-listed node withdrawn: {} of {} surviving-node connections broke ({:?}); when it came back: {} of {} broke ({:?})",
+                leave.broken(),
+                leave.total,
+                leave.outcomes,
+                rejoin.broken(),
+                rejoin.total,
+                rejoin.outcomes
             );
             if mode == EcmpMode::Resilient {
-                ensure!(s.total > 0, "{vip}: no surviving connections were probed");
-                ensure!(s.broken() == 0, "{vip}: with a resilient group {} of {} surviving connections broke: {:?}", s.broken(), s.total, s.outcomes);
+                ensure!(leave.total > 0 && rejoin.total > 0, "{vip}: no surviving connections were probed");
+                ensure!(
+                    leave.broken() == 0,
+                    "{vip}: with a resilient group {} of {} surviving connections broke: {:?}",
+                    leave.broken(),
+                    leave.total,
+                    leave.outcomes
+                );
+                ensure!(
+                    rejoin.broken() == 0,
+                    "{vip}: with a resilient group {} of {} connections broke when the node came back: {:?}",
+                    rejoin.broken(),
+                    rejoin.total,
+                    rejoin.outcomes
+                );
             }
         }
     }
