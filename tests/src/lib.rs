@@ -9,6 +9,7 @@
 pub mod api;
 pub mod backends;
 pub mod bench;
+pub mod bgp;
 pub mod certs;
 pub mod chromium;
 pub mod client;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod curl;
 pub mod daemon;
 pub mod echo;
+pub mod etcd;
 pub mod ethtool;
 pub mod h2;
 pub mod hello;

@@ -247,7 +247,7 @@ impl Drop for Topology {
 
 /// Removes namespaces of `kind` left by processes that died without cleaning up (killed, or
 /// interrupted): those whose creator pid no longer runs.
-fn reap_stale(kind: &str) {
+pub fn reap_stale(kind: &str) {
     let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
         return;
     };
@@ -284,7 +284,7 @@ pub fn pids_in(ns: &str) -> Vec<i32> {
 }
 
 /// SIGKILLs every process in `ns` and waits (bounded) until none is left.
-fn kill_all_in(ns: &str) {
+pub fn kill_all_in(ns: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let pids = pids_in(ns);
@@ -305,7 +305,7 @@ fn kill_all_in(ns: &str) {
     }
 }
 
-fn delete_netns(ns: &str) {
+pub fn delete_netns(ns: &str) {
     match output_with_timeout(Command::new("ip").args(["netns", "del", ns]), IP_TIMEOUT) {
         Ok(out) if out.status.success() => {}
         Ok(out) => eprintln!(

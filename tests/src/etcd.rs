@@ -1,0 +1,193 @@
+//! A real etcd (Debian's `etcd-server`) for tests: one member with a temporary data dir,
+//! listening on a free port on loopback (of the host, or of a test namespace), killed and its
+//! data removed on drop.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::netns::{command_in, in_netns, spawn_in};
+use crate::proc::{file_tail, output_with_timeout, ChildGuard};
+
+const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Fields drop in order: the process first, then its data dir.
+pub struct Etcd {
+    child: Option<ChildGuard>,
+    netns: Option<String>,
+    client: SocketAddr,
+    peer: SocketAddr,
+    dir: tempfile::TempDir,
+    runs: u32,
+}
+
+/// A port nobody listens on now, on 127.0.0.1 of `netns` (or of the host). Another process may
+/// take it before etcd binds it; etcd then fails to start and says so.
+fn free_port(netns: Option<&str>) -> Result<u16> {
+    let bind = || Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port());
+    match netns {
+        Some(ns) => in_netns(ns, bind),
+        None => bind(),
+    }
+}
+
+impl Etcd {
+    /// Starts etcd in `netns` (host when `None`) and waits until it reports healthy.
+    pub fn start(netns: Option<&str>) -> Result<Self> {
+        for bin in [ETCD, ETCDCTL] {
+            ensure!(Path::new(bin).is_file(), "{bin} is missing: install Debian's etcd (`apt-get install -y etcd-server etcd-client`)");
+        }
+        let client = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(netns)?));
+        let mut peer = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(netns)?));
+        while peer == client {
+            peer.set_port(free_port(netns)?);
+        }
+        let dir = tempfile::Builder::new().prefix("lb-etcd-").tempdir().context("etcd temp dir")?;
+        let mut etcd = Self { netns: netns.map(str::to_string), client, peer, dir, child: None, runs: 0 };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The current run's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("etcd-{}.log", self.runs))
+    }
+
+    /// `http://127.0.0.1:<port>`, the client URL (reachable inside the etcd's namespace).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        self.child = None;
+        self.runs += 1;
+        let client = self.endpoint();
+        let peer = format!("http://{}", self.peer);
+        let data = self.data_dir().to_string_lossy().into_owned();
+        let cluster = format!("lbtest={peer}");
+        let args = [
+            ETCD,
+            "--name",
+            "lbtest",
+            "--data-dir",
+            &data,
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &cluster,
+            "--initial-cluster-state",
+            "new",
+        ];
+        let log = self.log_path();
+        let child = match &self.netns {
+            Some(ns) => spawn_in(ns, &args, Some(log))?,
+            None => {
+                let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+                let mut cmd = Command::new(args[0]);
+                cmd.args(&args[1..]).stdin(std::process::Stdio::null()).stdout(file.try_clone()?).stderr(file);
+                ChildGuard::spawn("etcd", &mut cmd, Some(log))?
+            }
+        };
+        self.child = Some(child.with_name("etcd"));
+        self.wait_healthy()
+    }
+
+    fn wait_healthy(&mut self) -> Result<()> {
+        let mut last = String::new();
+        let healthy = crate::wait_for(READY_TIMEOUT, Duration::from_millis(100), || {
+            if let Some(status) = self.child.as_mut().and_then(ChildGuard::try_wait) {
+                last = format!("etcd exited: {status}");
+                return Some(false);
+            }
+            match self.ctl(&["endpoint", "health"]) {
+                Ok(out) if out.status.success() => Some(true),
+                Ok(out) => {
+                    last = String::from_utf8_lossy(&out.stderr).into_owned();
+                    None
+                }
+                Err(e) => {
+                    last = format!("{e:#}");
+                    None
+                }
+            }
+        });
+        if healthy != Some(true) {
+            bail!("etcd at {} not healthy within {READY_TIMEOUT:?}: {last}\nlog:\n{}", self.endpoint(), self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// Runs `etcdctl --endpoints <endpoint> <args>` (API v3) where etcd runs; bounded to 10 s.
+    pub fn ctl(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = match &self.netns {
+            Some(ns) => command_in(ns, ETCDCTL),
+            None => Command::new(ETCDCTL),
+        };
+        cmd.env("ETCDCTL_API", "3").arg("--endpoints").arg(self.endpoint()).arg("--dial-timeout=2s").arg("--command-timeout=5s").args(args);
+        output_with_timeout(&mut cmd, Duration::from_secs(10))
+    }
+
+    /// `etcdctl put key value`.
+    pub fn put(&self, key: &str, value: &str) -> Result<()> {
+        let out = self.ctl(&["put", key, value])?;
+        ensure!(out.status.success(), "etcdctl put {key}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    /// `etcdctl get --print-value-only key`: `None` when the key does not exist.
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        let out = self.ctl(&["get", "--print-value-only", key])?;
+        ensure!(out.status.success(), "etcdctl get {key}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.strip_suffix('\n').map(str::to_string).filter(|_| !text.is_empty()))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::pid)
+    }
+
+    /// SIGTERM (bounded grace of 10 s, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.terminate(Duration::from_secs(10));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything beyond what etcd already synced.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// Starts again on the same ports with the same data dir (stopping it first if running).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Starts again after [`Etcd::stop`] or [`Etcd::kill9`] (same as [`Etcd::restart`]).
+    pub fn start_again(&mut self) -> Result<()> {
+        self.restart()
+    }
+
+    /// The end of every run's log, oldest first.
+    pub fn log_tail(&self) -> String {
+        (1..=self.runs).map(|run| format!("-- etcd run {run}\n{}", file_tail(&self.dir.path().join(format!("etcd-{run}.log")), 3000))).collect()
+    }
+}
