@@ -46,6 +46,11 @@ const TEST: &[Need] = &[
     cmd("chromium", "chromium"),
     cmd("systemd-analyze", "systemd"),
     cmd("python3", "python3"),
+    // The cluster kit: a real etcd, BIRD 2 on the router and node namespaces.
+    cmd("etcd", "etcd-server"),
+    cmd("etcdctl", "etcd-client"),
+    cmd("bird", "bird2"),
+    cmd("birdc", "bird2"),
 ];
 
 /// The package and its check: dpkg-deb and dpkg (always on Debian), strip (cargo-deb strips
