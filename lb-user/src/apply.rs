@@ -9,14 +9,13 @@ use arc_swap::ArcSwap;
 
 use crate::{
     bpf::Dataplane,
-    error::ConfigError,
     health::HealthChecker,
     listeners::Listeners,
-    model::ServiceConfig,
     proxy::Proxy,
     server_state::Runtimes,
     snapshot::Snapshot,
 };
+use lb_core::{error::ConfigError, model::ServiceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

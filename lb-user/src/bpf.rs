@@ -326,7 +326,7 @@ fn frontend_keys(addresses: &[IpAddr], ports: &[u16]) -> Vec<FrontendKey> {
 /// since that is what the packet carries).
 pub fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
     let mut out = [0u8; 16];
-    match crate::routing::canonical(addr) {
+    match lb_core::routing::canonical(addr) {
         IpAddr::V4(v4) => {
             out[..4].copy_from_slice(&v4.octets());
             (out, FAMILY_V4)

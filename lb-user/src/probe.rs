@@ -3,7 +3,7 @@
 //! health module; this only decides whether a probe is well formed.
 use regex::RegexBuilder;
 
-use crate::{error::ConfigError, model::Probe};
+use lb_core::{error::ConfigError, model::Probe};
 
 /// One probe type and what it accepts.
 #[derive(Debug, Clone, Copy)]

@@ -30,12 +30,14 @@ use crate::{
     classify::{read_hello, Classified},
     fastpath::{relay_metered, Moved, RelayMode},
     handoff::{Carried, Handoff},
+    snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
+};
+use lb_core::{
     model::{Fastpath, OnMarkedDown},
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
-    snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
-    telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
-    tls::ClientHello,
+    hello::ClientHello,
 };
 
 /// Servers tried for one connection before giving up on it.
@@ -287,7 +289,7 @@ impl Proxy {
         let mut failed: Vec<u32> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while failed.len() < MAX_CONNECT_ATTEMPTS {
-            let Some(server) = farm.balancer.pick(client, &failed) else { break };
+            let Some(server) = farm.pick(client, &failed) else { break };
             let started = std::time::Instant::now();
             match self.connect_one(server, mss).await {
                 Ok(stream) => {

@@ -290,7 +290,7 @@ async fn start(
     args: &ServeArgs,
     applier: &Arc<Applier>,
     store: Store,
-    imported: Option<crate::model::ServiceConfig>,
+    imported: Option<lb_core::model::ServiceConfig>,
     token: Option<ApiToken>,
     telemetry: Telemetry,
 ) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {

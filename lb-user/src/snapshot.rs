@@ -11,12 +11,14 @@ use std::{
 use ipnet::IpNet;
 
 use crate::{
-    balance::Balancer,
+    server_state::{Runtimes, ServerRuntime},
+    telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters},
+};
+use lb_core::{
+    balance::{Backend, Balancer, Live},
     error::ConfigError,
     model::{Farm, Fastpath, Frontend, OnMarkedDown, Probe, ProxyProtocolVersion, Route, ServerStatus, ServiceConfig},
     routing::{parse_source, CompiledRule, ConnFacts, HelloFacts},
-    server_state::{Runtimes, ServerRuntime},
-    telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters},
 };
 
 pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,6 +52,11 @@ pub struct ServerPlan {
 }
 
 impl ServerPlan {
+    /// The server as balancing sees it.
+    pub fn backend(&self) -> Backend {
+        Backend { id: self.id, address: self.address, weight: self.weight, backup: self.backup, active: self.active, maxconn: self.maxconn }
+    }
+
     #[cfg(test)]
     pub fn test_default() -> Self {
         Self {
@@ -82,6 +89,27 @@ pub struct FarmPlan {
     pub probe_alpn: Vec<Vec<u8>>,
     /// Shared across snapshots for the same farm id.
     pub counters: Arc<FarmCounters>,
+}
+
+impl FarmPlan {
+    /// A server for a new connection from `client`, or None when none can take it.
+    /// `excluded` are servers that just failed to accept this connection.
+    pub fn pick(&self, client: IpAddr, excluded: &[u32]) -> Option<&Arc<ServerPlan>> {
+        self.balancer.pick(client, excluded, &ServersLive(&self.servers)).map(|i| &self.servers[i])
+    }
+}
+
+/// The balancer reads health and live connections from the servers' shared runtime.
+struct ServersLive<'a>(&'a [Arc<ServerPlan>]);
+
+impl Live for ServersLive<'_> {
+    fn is_up(&self, index: usize) -> bool {
+        self.0[index].runtime.is_up()
+    }
+
+    fn active_connections(&self, index: usize) -> u32 {
+        self.0[index].runtime.active_connections()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +322,7 @@ fn compile_farms(farms: &[Farm], runtimes: &Runtimes) -> Result<HashMap<u32, Arc
         let plan = FarmPlan {
             id,
             name: farm.display_name.clone().unwrap_or_else(|| format!("farm {id}")),
-            balancer: Balancer::new(balance, &servers, sticky),
+            balancer: Balancer::new(balance, &servers.iter().map(|s| s.backend()).collect::<Vec<_>>(), sticky),
             servers,
             probe: farm.probe.clone(),
             probe_alpn: Vec::new(),

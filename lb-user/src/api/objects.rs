@@ -6,10 +6,8 @@ use crate::server_state::HealthReport;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{
-    control::{RouteStatus, RouteView},
-    model::{Balance, Farm, OnMarkedDown, Probe, ProxyProtocolVersion, Route, RouteAction, Rule, Server, ServerStatus, Stickiness},
-};
+use crate::control::{RouteStatus, RouteView};
+use lb_core::model::{Balance, Farm, OnMarkedDown, Probe, ProxyProtocolVersion, Route, RouteAction, Rule, Server, ServerStatus, Stickiness};
 
 fn zone_all() -> String {
     crate::control::ALL_ZONES.to_string()

@@ -6,10 +6,8 @@ use super::{
     validate::{check_zone, compile, stub_farm, unnamed},
     Control, ControlError,
 };
-use crate::{
-    model::{Farm, Frontend, Route, Server, ServiceConfig},
-    store::{Kind, Read, ServerRecord},
-};
+use crate::store::{Kind, Read, ServerRecord};
+use lb_core::model::{Farm, Frontend, Route, Server, ServiceConfig};
 
 /// The farm id a route action targets, if it names one.
 pub(super) fn route_target(route: &Route) -> Option<u32> {

@@ -5,11 +5,8 @@ use super::{
     validate::{check_zone, compile, farm_usable, stub_farm, stub_frontend, unnamed, zones_meet},
     Control, ControlError,
 };
-use crate::{
-    error::ConfigError,
-    model::{Farm, Frontend, Route, ServiceConfig},
-    store::{Kind, Read},
-};
+use crate::store::{Kind, Read};
+use lb_core::{error::ConfigError, model::{Farm, Frontend, Route, ServiceConfig}};
 
 impl Control {
     pub fn frontend_ids(&self) -> Result<Vec<u32>, ControlError> {

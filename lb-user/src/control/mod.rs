@@ -16,12 +16,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::server_state::HealthReport;
-use crate::{
-    apply::{ApplyError, Applier},
-    error::ConfigError,
-    model::ServiceConfig,
-    store::{Read, Store, StoreError, WriteTx},
-};
+use crate::{apply::{ApplyError, Applier}, store::{Read, Store, StoreError, WriteTx}};
+use lb_core::{error::ConfigError, model::ServiceConfig};
 
 pub use refresh::{blocking, REFRESH_ACTION};
 pub use routes::{RouteStatus, RouteView};

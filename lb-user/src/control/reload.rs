@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use super::{refresh::blocking, Control, ControlError};
-use crate::model::ServiceConfig;
+use lb_core::model::ServiceConfig;
 
 impl Control {
     /// Validates `config` whole, applies it to traffic and records it as the staged and

@@ -10,12 +10,8 @@ use super::{
     validate::{compile, farm_usable, stub_farm, stub_frontend, unnamed},
     Control, ControlError,
 };
-use crate::{
-    error::ConfigError,
-    model::{Farm, Frontend, Route, Rule, ServiceConfig},
-    routing::CompiledRule,
-    store::{Kind, Read, RuleRecord, WriteTx},
-};
+use crate::store::{Kind, Read, RuleRecord, WriteTx};
+use lb_core::{error::ConfigError, model::{Farm, Frontend, Route, Rule, ServiceConfig}, routing::CompiledRule};
 
 /// Whether traffic follows a route as it is staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]

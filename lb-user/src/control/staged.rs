@@ -5,11 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use tracing::info;
 
 use super::{validate::check_zone, Control, ControlError};
-use crate::{
-    error::ConfigError,
-    model::{Farm, Frontend, Route, ServiceConfig},
-    store::{Kind, Read, RuleRecord, ServerRecord, StoreError, WriteTx},
-};
+use crate::store::{Kind, Read, RuleRecord, ServerRecord, StoreError, WriteTx};
+use lb_core::{error::ConfigError, model::{Farm, Frontend, Route, ServiceConfig}};
 
 /// The zone name of objects present in every zone.
 pub const ALL_ZONES: &str = "all";

@@ -2,11 +2,8 @@
 //! the object and what it references (with `Snapshot::compile`, the validation a refresh
 //! runs), so that writes and refreshes judge alike; references are looked up in the same
 //! transaction as the write.
-use crate::{
-    error::ConfigError,
-    model::{Farm, Frontend, ServiceConfig},
-    snapshot::Snapshot,
-};
+use crate::snapshot::Snapshot;
+use lb_core::{error::ConfigError, model::{Farm, Frontend, ServiceConfig}};
 
 use super::staged::ALL_ZONES;
 

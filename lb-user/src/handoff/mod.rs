@@ -386,7 +386,7 @@ impl Handoff {
     /// The interface holding the local address, if the XDP program is attached to it:
     /// frames to that address then arrive through the program.
     fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
-        let local = crate::routing::canonical(local);
+        let local = lb_core::routing::canonical(local);
         nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
             let ours = self.xdp_ifaces.contains(&a.interface_name)
                 && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
@@ -398,7 +398,7 @@ impl Handoff {
 /// bpf_fib_lookup answers "forwarding disabled" unless the ingress interface forwards the
 /// frame's family; the daemon does not change that host setting itself.
 pub fn forwarding(iface: &str, family_of: IpAddr) -> bool {
-    let family = if crate::routing::canonical(family_of).is_ipv4() { "ipv4" } else { "ipv6" };
+    let family = if lb_core::routing::canonical(family_of).is_ipv4() { "ipv4" } else { "ipv6" };
     std::fs::read_to_string(format!("/proc/sys/net/{family}/conf/{iface}/forwarding")).is_ok_and(|v| v.trim() == "1")
 }
 
@@ -406,7 +406,7 @@ fn sockaddr_ip(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(IpAddr::V4(v4.ip()));
     }
-    addr.as_sockaddr_in6().map(|v6| crate::routing::canonical(IpAddr::V6(v6.ip())))
+    addr.as_sockaddr_in6().map(|v6| lb_core::routing::canonical(IpAddr::V6(v6.ip())))
 }
 
 fn negotiated(s: &TcpStream) -> Result<Negotiated, Fallback> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Rule, RouteAction, Server};
+use lb_core::model::{Rule, RouteAction, Server};
 
 struct Hello(Option<&'static str>, Vec<&'static [u8]>);
 impl HelloFacts for Hello {
