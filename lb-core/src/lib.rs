@@ -13,9 +13,15 @@
 //!   source stickiness) from neutral backends.
 //! - [`hello`]: the sans-io TLS ClientHello reader.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 encoding and parsing.
+//! - [`probe`]: the catalogue of health-probe types and their validation.
+//! - [`snapshot`]: a whole configuration checked and compiled, without run-time state.
+//! - [`validate`]: checking one written object or an imported file, as a refresh would.
 pub mod balance;
 pub mod error;
 pub mod hello;
 pub mod model;
+pub mod probe;
 pub mod proxy_protocol;
 pub mod routing;
+pub mod snapshot;
+pub mod validate;

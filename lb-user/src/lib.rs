@@ -22,7 +22,6 @@ pub mod liveness;
 pub mod logging;
 pub mod notify;
 pub mod pin;
-pub mod probe;
 pub mod proxy;
 pub mod refusals;
 pub mod runtime;

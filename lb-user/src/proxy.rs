@@ -25,7 +25,6 @@ use crate::{
     drain::{Connections, Tracked},
     liveness::{keepalive, IdleWatch},
     refusals::Refusals,
-    snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
     fastpath::{relay_metered, Moved, RelayMode},
@@ -38,6 +37,7 @@ use lb_core::{
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
     hello::ClientHello,
+    snapshot::DEFAULT_MAX_CONNECTIONS,
 };
 
 /// Servers tried for one connection before giving up on it.

@@ -10,7 +10,7 @@ use crate::control::{RouteStatus, RouteView};
 use lb_core::model::{Balance, Farm, OnMarkedDown, Probe, ProxyProtocolVersion, Route, RouteAction, Rule, Server, ServerStatus, Stickiness};
 
 fn zone_all() -> String {
-    crate::control::ALL_ZONES.to_string()
+    lb_core::validate::ALL_ZONES.to_string()
 }
 
 /// A TCP farm. Its servers are under `/tcp/farm/{farmId}/server`.

@@ -10,7 +10,8 @@ use super::{
     error::{quote, Ctx, ProbeError},
     tls_config,
 };
-use crate::{probe::PROBES, snapshot::ServerPlan};
+use crate::snapshot::ServerPlan;
+use lb_core::probe::PROBES;
 use lb_core::model::Probe;
 
 /// Interval when the farm's probe does not set one (SPEC default).

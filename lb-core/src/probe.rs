@@ -3,11 +3,12 @@
 //! health module; this only decides whether a probe is well formed.
 use regex::RegexBuilder;
 
-use lb_core::{error::ConfigError, model::Probe};
+use crate::{error::ConfigError, model::Probe};
 
 /// One probe type and what it accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeKind {
+    /// The `type` value.
     pub name: &'static str,
     /// Allowed `match` values; `default` means "the probe's own notion of success".
     pub matches: &'static [&'static str],
@@ -19,6 +20,7 @@ pub struct ProbeKind {
     pub default_port: Option<u16>,
 }
 
+/// Every probe type SPEC allows, as `/availableFarmProbes` lists them.
 pub const PROBES: &[ProbeKind] = &[
     ProbeKind { name: "tcp", matches: &["default", "contains", "matches"], methods: &[], url: false, default_port: None },
     ProbeKind { name: "tls", matches: &["default"], methods: &[], url: false, default_port: None },
