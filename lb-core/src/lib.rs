@@ -15,6 +15,7 @@
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 encoding and parsing.
 //! - [`probe`]: the catalogue of health-probe types and their validation.
 //! - [`snapshot`]: a whole configuration checked and compiled, without run-time state.
+//! - [`splice`]: the sequence/timestamp arithmetic that joins two TCP connections.
 //! - [`validate`]: checking one written object or an imported file, as a refresh would.
 pub mod balance;
 pub mod error;
@@ -24,4 +25,5 @@ pub mod probe;
 pub mod proxy_protocol;
 pub mod routing;
 pub mod snapshot;
+pub mod splice;
 pub mod validate;
