@@ -3,6 +3,8 @@
 //! A is client↔LB, B is LB↔server). Sequence and timestamp offsets, window shifts and the
 //! check that the two connections can be joined at all, as wrapping arithmetic on values
 //! the daemon read from its sockets; the daemon's hand-off writes the result to the kernel.
+pub mod course;
+
 use std::net::{IpAddr, SocketAddr};
 
 use lb_common::{splice_option, splice_state, FlowKey, SpliceEntry, FAMILY_V4, FAMILY_V6};

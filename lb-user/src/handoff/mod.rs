@@ -51,6 +51,7 @@ use std::{
 };
 
 use lb_common::{FlowKey, SpliceEntry};
+use lb_core::splice::course::{Course, Retry};
 use tokio::{net::TcpStream, sync::oneshot};
 
 use self::{
@@ -65,8 +66,6 @@ use crate::{
     telemetry::counters::Meter,
 };
 
-/// Hand-off attempts per connection (only for reasons worth retrying).
-const MAX_ATTEMPTS: u32 = 5;
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// Once the threshold is reached, how long to wait for a moment when both connections are
@@ -75,8 +74,6 @@ const QUIESCE_POLL: Duration = Duration::from_millis(1);
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
 const FREEZE_SETTLE: Duration = Duration::from_millis(2);
-/// Bytes added to the threshold before another attempt.
-const RETRY_AFTER_BYTES: u64 = 1 << 20;
 /// TCP timestamp option length: the MSS we announce to the server includes it when used.
 const TIMESTAMP_OPTION_LEN: u32 = 12;
 
@@ -109,6 +106,16 @@ impl Carried {
             Self::Splice => "splice",
             Self::Xdp { .. } => "xdp",
         }
+    }
+}
+
+/// What a failure's reason asks of the next attempt: a missing timestamp only needs one
+/// more frame from the peer; a busy flow needs time (bytes) to calm down.
+fn retry_of(reason: Fallback) -> Retry {
+    match reason {
+        _ if !reason.retryable() => Retry::Never,
+        Fallback::NoTimestamp => Retry::AfterOneFrame,
+        _ => Retry::AfterBytes,
     }
 }
 
@@ -223,10 +230,10 @@ impl Handoff {
             }
         };
         let mut progress = relay.progress();
-        let mut next_attempt = Some(after_bytes);
-        let mut attempts = 0;
+        // When to try, how far an attempt got, whether to try again: lb-core's rules.
+        let mut course = Course::new(after_bytes);
         loop {
-            let threshold = next_attempt;
+            let threshold = course.threshold();
             let (c, s) = (&client, &server);
             relay
                 .run_until(async move {
@@ -244,13 +251,16 @@ impl Handoff {
             if relay.finished() {
                 return Ok((relay.moved(), Carried::Splice));
             }
-            if relay.half_closed() || next_attempt.is_none() {
-                next_attempt = None;
+            if relay.half_closed() || course.threshold().is_none() {
+                course.half_closed();
                 continue;
             }
-            attempts += 1;
+            let Ok(attempts) = course.begin() else {
+                course.half_closed();
+                continue;
+            };
             self.stats.update(|r| r.attempts += 1);
-            match self.hand_off(&mut relay, &client, &server).await {
+            match self.hand_off(&mut course, &mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
                     self.stats.update(|r| r.handed_off += 1);
                     handed_off();
@@ -272,10 +282,9 @@ impl Handoff {
                     }
                     tracing::debug!(reason = reason.label(), attempts, "hand-off abandoned, relaying in user space");
                     let total = relay.moved().to_server + relay.moved().to_client;
-                    // A missing timestamp only needs one more frame from the peer; a busy
-                    // flow needs time (bytes) to calm down.
-                    let wait = if reason == Fallback::NoTimestamp { 1 } else { after_bytes.max(RETRY_AFTER_BYTES) };
-                    next_attempt = (reason.retryable() && attempts < MAX_ATTEMPTS).then(|| total + wait);
+                    if course.failed(retry_of(reason), total).is_err() {
+                        course.half_closed();
+                    }
                 }
             }
         }
@@ -283,7 +292,7 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
+    async fn hand_off(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -306,14 +315,19 @@ impl Handoff {
         }
         let _freezing = FreezingGuard::new(self, keys);
         self.table.freeze(keys)?;
-        let result = self.while_frozen(relay, client, server, keys).await;
-        if result.is_err() {
+        if course.frozen().is_err() {
+            self.table.remove(&keys);
+            return Err(Fallback::Error);
+        }
+        let result = self.while_frozen(course, relay, client, server, keys).await;
+        // Repair mode is already off again (the guard in while_frozen).
+        if result.is_err() && course.undo().unfreeze {
             self.table.remove(&keys);
         }
         result.map(|ended| (ended, keys))
     }
 
-    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
+    async fn while_frozen(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
@@ -329,6 +343,7 @@ impl Handoff {
             }
         }
         let repaired = Repair::on(client, server)?;
+        course.repaired().map_err(|_| Fallback::Error)?;
         // A frame that passed the program just before the freeze may still be on its way
         // through the stack (a backlog queue on another CPU): give it time to land, then look
         // once more. Whatever lands after this look would be lost, hence the margin.
@@ -380,6 +395,8 @@ impl Handoff {
             return Err(Fallback::SequencesMoved);
         }
         repaired.keep();
+        let went_live = course.live();
+        debug_assert!(went_live.is_ok(), "{went_live:?}");
         Ok(ended)
     }
 
