@@ -50,7 +50,7 @@ impl Applier {
 
     /// Checks a configuration without applying it.
     pub fn validate(config: &ServiceConfig) -> Result<(), ConfigError> {
-        Snapshot::compile(config).map(|_| ())
+        lb_core::validate::validate(config)
     }
 
     pub fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {

@@ -66,7 +66,7 @@ fn main() -> Result<()> {
         }
         Command::Check { config } => {
             let config = config_file::load(&config)?;
-            Snapshot::compile(&config)?;
+            lb_core::validate::validate(&config)?;
             println!("configuration is valid");
             Ok(())
         }
