@@ -14,9 +14,9 @@ use lb_user::{
     api::router,
     apply::ApplyError,
     control::{Control, Traffic},
-    model::ServiceConfig,
     store::Store,
 };
+use lb_core::model::ServiceConfig;
 use tower::ServiceExt;
 
 struct NoTraffic;

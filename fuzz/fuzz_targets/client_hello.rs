@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lb_user::tls::{HelloReader, Progress};
+use lb_core::hello::{HelloReader, Progress};
 
 #[derive(arbitrary::Arbitrary, Debug)]
 struct Input {
@@ -12,7 +12,7 @@ struct Input {
     splits: Vec<u8>,
 }
 
-fn summary(result: Result<Progress, lb_user::tls::HelloError>) -> String {
+fn summary(result: Result<Progress, lb_core::hello::HelloError>) -> String {
     match result {
         Ok(Progress::Complete(hello)) => format!("complete {:?} {:?}", hello.sni(), hello.alpn().collect::<Vec<_>>()),
         Ok(Progress::NotTls) => "not tls".into(),

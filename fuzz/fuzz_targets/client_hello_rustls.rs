@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lb_user::tls::{HelloReader, Progress};
+use lb_core::hello::{HelloReader, Progress};
 
 fuzz_target!(|data: &[u8]| {
     let mut acceptor = rustls::server::Acceptor::default();

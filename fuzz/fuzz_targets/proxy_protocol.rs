@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use lb_user::{
+use lb_core::{
     model::ProxyProtocolVersion,
     proxy_protocol::{parse, ProxyHeader},
 };
@@ -26,7 +26,7 @@ fn addr((bytes, port, v4): ([u8; 16], u16, bool)) -> SocketAddr {
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(lb_user::routing::canonical(a.ip()), a.port())
+    SocketAddr::new(lb_core::routing::canonical(a.ip()), a.port())
 }
 
 fuzz_target!(|input: Input| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lb_user::{
+use lb_core::{
     model::Rule,
     routing::{CompiledRule, ConnFacts, HelloFacts},
 };

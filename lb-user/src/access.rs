@@ -12,7 +12,8 @@
 //! by the XDP program (`lb-user stats`), not here.
 use std::{net::SocketAddr, time::Instant};
 
-use crate::{fastpath::Moved, handoff::Carried, tls::ClientHello};
+use crate::{fastpath::Moved, handoff::Carried};
+use lb_core::hello::ClientHello;
 
 /// The log target of access events.
 pub const TARGET: &str = "lb_user::access";

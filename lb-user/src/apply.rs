@@ -9,15 +9,14 @@ use arc_swap::ArcSwap;
 
 use crate::{
     bpf::Dataplane,
-    error::ConfigError,
     health::HealthChecker,
     kernel_policy::PolicyError,
     listeners::Listeners,
-    model::ServiceConfig,
     proxy::Proxy,
     server_state::Runtimes,
     snapshot::Snapshot,
 };
+use lb_core::{error::ConfigError, model::ServiceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -65,7 +64,7 @@ impl Applier {
 
     /// Checks a configuration without applying it.
     pub fn validate(config: &ServiceConfig) -> Result<(), ConfigError> {
-        Snapshot::compile(config).map(|_| ())
+        lb_core::validate::validate(config)
     }
 
     pub fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {

@@ -5,19 +5,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::{io::AsyncReadExt, net::TcpStream};
 
-use crate::{
-    routing::HelloFacts,
-    tls::{ClientHello, HelloError, HelloReader, Progress, MAX_HELLO_LEN},
-};
-
-impl HelloFacts for ClientHello {
-    fn sni(&self) -> Option<&str> {
-        ClientHello::sni(self)
-    }
-    fn alpn_ids(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.alpn()
-    }
-}
+use lb_core::hello::{ClientHello, HelloError, HelloReader, Progress, MAX_HELLO_LEN};
 
 /// What the client's first bytes turned out to be.
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::model::ServiceConfig;
+use lb_core::model::ServiceConfig;
 
 pub fn load(path: &Path) -> Result<ServiceConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -51,7 +51,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    if let Some(written) = lb_user::cli_docs::generate_if_asked::<Cli>() {
+    if let Some(written) = lb_cli_docs::generate_if_asked::<Cli>() {
         return print_written(written?);
     }
     let cli = Cli::parse();
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
         }
         Command::Check { config } => {
             let config = config_file::load(&config)?;
-            Snapshot::compile(&config)?;
+            lb_core::validate::validate(&config)?;
             println!("configuration is valid");
             Ok(())
         }
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
             let farm = snapshot.farms.get(&farm).ok_or_else(|| anyhow::anyhow!("farm {farm} is not in {}", config.display()))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for client in clients.hosts().take(count as usize) {
-                match farm.balancer.pick(client, &[]) {
+                match farm.pick(client, &[]) {
                     Some(server) => writeln!(out, "{client} {}", server.id)?,
                     None => writeln!(out, "{client} none")?,
                 }

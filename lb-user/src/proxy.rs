@@ -25,17 +25,19 @@ use crate::{
     drain::{Connections, Tracked},
     liveness::{keepalive, IdleWatch},
     refusals::Refusals,
-    snapshot::DEFAULT_MAX_CONNECTIONS,
     bpf::{Endpoint, FlowTable},
     classify::{read_hello, Classified},
     fastpath::{relay_metered, Moved, RelayMode},
     handoff::{Carried, Handoff},
+    snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
+};
+use lb_core::{
     model::{Fastpath, OnMarkedDown},
     proxy_protocol::ProxyHeader,
     routing::{canonical, ConnFacts},
-    snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
-    telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
-    tls::ClientHello,
+    hello::ClientHello,
+    snapshot::DEFAULT_MAX_CONNECTIONS,
 };
 
 /// Servers tried for one connection before giving up on it.
@@ -284,7 +286,7 @@ impl Proxy {
         let mut failed: Vec<u32> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         while failed.len() < MAX_CONNECT_ATTEMPTS {
-            let Some(server) = farm.balancer.pick(client, &failed) else { break };
+            let Some(server) = farm.pick(client, &failed) else { break };
             let started = std::time::Instant::now();
             match self.connect_one(server, mss).await {
                 Ok(stream) => {

@@ -16,7 +16,7 @@ use crate::{
     apply::Applier,
     bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     config_file,
-    control::{self, Control, Traffic},
+    control::{Control, Traffic},
     drain::Drain,
     handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
     logging::LogFormat,
@@ -131,7 +131,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(path) => {
             let config = config_file::load(path)?;
             Applier::validate(&config).context("invalid configuration")?;
-            control::check_import(&config, std::slice::from_ref(&args.zone)).context("invalid configuration")?;
+            lb_core::validate::check_import(&config, std::slice::from_ref(&args.zone)).context("invalid configuration")?;
             Some(config)
         }
         None => None,
@@ -294,7 +294,7 @@ async fn start(
     args: &ServeArgs,
     applier: &Arc<Applier>,
     store: Store,
-    imported: Option<crate::model::ServiceConfig>,
+    imported: Option<lb_core::model::ServiceConfig>,
     token: Option<ApiToken>,
     telemetry: Telemetry,
 ) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {

@@ -120,7 +120,7 @@ impl ServerRuntime {
 #[derive(Debug, Default)]
 pub struct Runtimes {
     servers: Mutex<HashMap<u32, Arc<ServerRuntime>>>,
-    sticky: Mutex<HashMap<u32, Arc<crate::balance::StickyTable>>>,
+    sticky: Mutex<HashMap<u32, Arc<lb_core::balance::StickyTable>>>,
     frontends: Mutex<HashMap<u32, Arc<FrontendCounters>>>,
     routes: Mutex<HashMap<u32, Arc<RouteCounters>>>,
     farms: Mutex<HashMap<u32, Arc<FarmCounters>>>,
@@ -131,9 +131,9 @@ fn shared<T: Default>(map: &Mutex<HashMap<u32, Arc<T>>>, id: u32) -> Arc<T> {
 }
 
 impl Runtimes {
-    pub fn sticky_table(&self, farm_id: u32) -> Arc<crate::balance::StickyTable> {
+    pub fn sticky_table(&self, farm_id: u32) -> Arc<lb_core::balance::StickyTable> {
         let mut tables = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(tables.entry(farm_id).or_insert_with(|| Arc::new(crate::balance::StickyTable::new())))
+        Arc::clone(tables.entry(farm_id).or_insert_with(|| Arc::new(lb_core::balance::StickyTable::new())))
     }
 
     pub fn frontend_counters(&self, frontend_id: u32) -> Arc<FrontendCounters> {

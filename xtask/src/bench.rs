@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the network benchmark (`lb-bench`: namespaces, nginx, curl, h2load;
 //! direct vs HAProxy and nginx stream vs the daemon's modes), or `cargo xtask bench micro`:
-//! the criterion benchmarks of lb-user. Performance targets live here, never in tests.
+//! the criterion benchmarks of lb-core. Performance targets live here, never in tests.
 use anyhow::{bail, Context, Result};
 
 use crate::{
@@ -23,7 +23,7 @@ pub struct Options {
 
 #[derive(clap::Subcommand)]
 pub enum Micro {
-    /// The criterion benchmarks of lb-user (no root needed).
+    /// The criterion benchmarks of lb-core (no root needed).
     Micro {
         /// Passed to criterion, e.g. a benchmark name filter.
         #[arg(last = true)]
@@ -41,8 +41,8 @@ const NGINX_STREAM_PACKAGE: &str = "libnginx-mod-stream";
 
 pub fn bench(opts: &Options) -> Result<()> {
     if let Some(Micro::Micro { args }) = &opts.micro {
-        build(&build::Options { release: true })?;
-        return run(command("cargo").args(["bench", "--package", "lb-user", "--"]).args(args));
+        // The benchmarked code (the ClientHello reader) is pure: no daemon build needed.
+        return run(command("cargo").args(["bench", "--package", "lb-core", "--"]).args(args));
     }
     if !nix_is_root() {
         bail!("the network benchmark creates namespaces and attaches XDP: run as root (or `cargo xtask bench micro`)");

@@ -23,7 +23,7 @@ pub struct Built {
 pub fn build(opts: &Options) -> Result<Built> {
     toolchain::ensure()?;
     let mut cargo = command("cargo");
-    cargo.args(["build", "--package", "lb-user", "--package", "lb-tests", "--bins"]);
+    cargo.args(["build", "--package", "lb-user", "--package", "lbctl", "--package", "lb-tests", "--bins"]);
     if opts.release {
         cargo.arg("--release");
     }

@@ -20,7 +20,8 @@ pub fn package() -> Result<()> {
     prereqs::package()?;
     toolchain::ensure()?;
     ensure_cargo_deb()?;
-    run(command("cargo").args(["build", "--release", "--package", "lb-user", "--bins"]))?;
+    // Both binaries, each from its own crate; cargo-deb then packages them without building.
+    run(command("cargo").args(["build", "--release", "--package", "lb-user", "--package", "lbctl", "--bins"]))?;
     let release = workspace_root().join("target").join("release");
     // Where lb-user/Cargo.toml's [package.metadata.deb] assets expect the generated files.
     let staging = workspace_root().join("target").join("package");

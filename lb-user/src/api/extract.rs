@@ -101,7 +101,7 @@ pub fn merge<T: Serialize + DeserializeOwned>(object: &str, current: &T, patch: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Frontend;
+    use lb_core::model::Frontend;
 
     fn message(r: Result<Frontend, ControlError>) -> String {
         r.err().map(|e| e.to_string()).unwrap_or_default()

@@ -10,7 +10,7 @@ use super::{
     objects::{FarmBody, ServerBody},
     Api,
 };
-use crate::model::{Farm, Server};
+use lb_core::model::{Farm, Server};
 
 const FARM: &str = "tcp/farm";
 const SERVER: &str = "tcp/farm/server";

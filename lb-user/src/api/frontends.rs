@@ -9,7 +9,7 @@ use super::{
     extract::{merge, parse, ApiPath, JsonBody},
     Api,
 };
-use crate::model::Frontend;
+use lb_core::model::Frontend;
 
 const TAG: &str = "tcp/frontend";
 

@@ -6,13 +6,11 @@ use crate::server_state::HealthReport;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{
-    control::{RouteStatus, RouteView},
-    model::{Balance, Farm, OnMarkedDown, Probe, ProxyProtocolVersion, Route, RouteAction, Rule, Server, ServerStatus, Stickiness},
-};
+use crate::control::{RouteStatus, RouteView};
+use lb_core::model::{Balance, Farm, OnMarkedDown, Probe, ProxyProtocolVersion, Route, RouteAction, Rule, Server, ServerStatus, Stickiness};
 
 fn zone_all() -> String {
-    crate::control::ALL_ZONES.to_string()
+    lb_core::validate::ALL_ZONES.to_string()
 }
 
 /// A TCP farm. Its servers are under `/tcp/farm/{farmId}/server`.

@@ -10,10 +10,8 @@ use super::{
     objects::RouteBody,
     Api,
 };
-use crate::{
-    control::{RouteStatus, RouteView},
-    model::{Route, Rule},
-};
+use crate::control::{RouteStatus, RouteView};
+use lb_core::model::{Route, Rule};
 
 const ROUTE: &str = "tcp/route";
 const RULE: &str = "tcp/route/rule";

@@ -10,12 +10,9 @@ use super::{
     extract::{parse, ApiPath, JsonBody},
     Api,
 };
-use crate::{
-    control::{PendingChange, ServiceStatus},
-    probe::PROBES,
-    routing::FIELDS,
-    store::Task,
-};
+use crate::{control::{PendingChange, ServiceStatus}, store::Task};
+use lb_core::probe::PROBES;
+use lb_core::routing::FIELDS;
 
 const TAG: &str = "service";
 

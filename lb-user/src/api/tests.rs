@@ -10,12 +10,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::{
-    apply::ApplyError,
-    control::Traffic,
-    model::ServiceConfig,
-    store::Store,
-};
+use crate::{apply::ApplyError, control::Traffic, store::Store};
+use lb_core::model::ServiceConfig;
 
 struct NoTraffic;
 impl Traffic for NoTraffic {

@@ -2,13 +2,11 @@
 //! deleting a farm deletes its servers.
 use tracing::info;
 
-use super::{
-    validate::{check_zone, compile, stub_farm, unnamed},
-    Control, ControlError,
-};
-use crate::{
+use super::{Control, ControlError};
+use crate::store::{Kind, Read, ServerRecord};
+use lb_core::{
     model::{Farm, Frontend, Route, Server, ServiceConfig},
-    store::{Kind, Read, ServerRecord},
+    validate::{check_zone, stub_farm, unnamed, validate},
 };
 
 /// The farm id a route action targets, if it names one.
@@ -95,7 +93,7 @@ impl Control {
 
     fn check_farm(&self, farm: &Farm) -> Result<(), ControlError> {
         check_zone("farm", farm.farm_id.unwrap_or(0), &farm.zone, &self.zones)?;
-        compile(&ServiceConfig { farms: vec![farm.clone()], ..Default::default() })?;
+        validate(&ServiceConfig { farms: vec![farm.clone()], ..Default::default() })?;
         Ok(())
     }
 
@@ -157,6 +155,6 @@ fn server_in(tx: &impl Read, farm_id: u32, id: u32) -> Result<Server, ControlErr
 }
 
 fn check_server(farm: &Farm, server: &Server) -> Result<(), ControlError> {
-    compile(&ServiceConfig { farms: vec![Farm { servers: vec![server.clone()], ..stub_farm(farm) }], ..Default::default() })?;
+    validate(&ServiceConfig { farms: vec![Farm { servers: vec![server.clone()], ..stub_farm(farm) }], ..Default::default() })?;
     Ok(())
 }

@@ -1,14 +1,12 @@
 //! Staged frontends.
 use tracing::info;
 
-use super::{
-    validate::{check_zone, compile, farm_usable, stub_farm, stub_frontend, unnamed, zones_meet},
-    Control, ControlError,
-};
-use crate::{
+use super::{Control, ControlError};
+use crate::store::{Kind, Read};
+use lb_core::{
     error::ConfigError,
     model::{Farm, Frontend, Route, ServiceConfig},
-    store::{Kind, Read},
+    validate::{check_zone, farm_usable, stub_farm, stub_frontend, unnamed, validate, zones_meet},
 };
 
 impl Control {
@@ -78,13 +76,13 @@ impl Control {
                 farms.push(stub_farm(&farm));
             }
         }
-        compile(&ServiceConfig { frontends: vec![frontend.clone()], farms, routes: vec![] })?;
+        validate(&ServiceConfig { frontends: vec![frontend.clone()], farms, routes: vec![] })?;
         // Ports: no other frontend applied in the same zone may listen where this one does.
         for (other_id, other) in tx.all::<Frontend>()? {
             if other_id == id || !zones_meet(&other.zone, &frontend.zone) {
                 continue;
             }
-            compile(&ServiceConfig { frontends: vec![stub_frontend(&other), stub_frontend(frontend)], farms: vec![], routes: vec![] })?;
+            validate(&ServiceConfig { frontends: vec![stub_frontend(&other), stub_frontend(frontend)], farms: vec![], routes: vec![] })?;
         }
         Ok(())
     }

@@ -8,7 +8,6 @@ mod refresh;
 mod reload;
 mod routes;
 mod staged;
-mod validate;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -16,16 +15,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::server_state::HealthReport;
-use crate::{
-    apply::{ApplyError, Applier},
-    error::ConfigError,
-    model::ServiceConfig,
-    store::{Read, Store, StoreError, WriteTx},
-};
+use crate::{apply::{ApplyError, Applier}, store::{Read, Store, StoreError, WriteTx}};
+use lb_core::{error::ConfigError, model::ServiceConfig, validate::ALL_ZONES};
 
 pub use refresh::{blocking, REFRESH_ACTION};
 pub use routes::{RouteStatus, RouteView};
-pub use staged::{check_import, ALL_ZONES};
 
 /// Where applied configurations go: the daemon's [`Applier`], or a stand-in in tests.
 pub trait Traffic: Send + Sync + 'static {
@@ -206,7 +200,7 @@ impl Control {
 
     /// Counts a staged change of an object in `zone` (`all` counts in every zone).
     fn bump(&self, tx: &mut WriteTx, zone: &str) -> Result<(), StoreError> {
-        if zone == staged::ALL_ZONES {
+        if zone == ALL_ZONES {
             for z in &self.zones {
                 tx.bump_pending(z)?;
             }

@@ -6,10 +6,7 @@ use std::{sync::Arc, time::SystemTime};
 use tracing::{error, info};
 
 use super::{staged::staged_config, Control, ControlError};
-use crate::{
-    snapshot::Snapshot,
-    store::{Kind, Read, StoreError, Task, TaskStatus},
-};
+use crate::store::{Kind, Read, StoreError, Task, TaskStatus};
 
 pub const REFRESH_ACTION: &str = "refreshIplb";
 /// Tasks kept for `GET /task`; older ones are forgotten.
@@ -108,7 +105,7 @@ impl Control {
             .store
             .read(|tx| -> Result<_, StoreError> { Ok((staged_config(tx, zone)?, tx.pending()?.get(zone).copied().unwrap_or(0))) })
             .map_err(|e| e.to_string())?;
-        Snapshot::compile(&config).map_err(|e| format!("zone {zone}: {e}"))?;
+        lb_core::validate::validate(&config).map_err(|e| format!("zone {zone}: {e}"))?;
         if zone == self.zone() {
             self.traffic.apply(&config).map_err(|e| format!("zone {zone}: {e}"))?;
         }

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use super::{refresh::blocking, Control, ControlError};
-use crate::model::ServiceConfig;
+use lb_core::model::ServiceConfig;
 
 impl Control {
     /// Validates `config` whole, applies it to traffic and records it as the staged and
@@ -11,7 +11,7 @@ impl Control {
     pub async fn reimport(self: &Arc<Self>, config: ServiceConfig) -> Result<(), ControlError> {
         let _one_at_a_time = self.refresh_lock.lock().await;
         self.check_import(&config)?;
-        crate::snapshot::Snapshot::compile(&config)?;
+        lb_core::validate::validate(&config)?;
         let control = Arc::clone(self);
         blocking(move || {
             control.traffic.apply(&config).map_err(|e| ControlError::BadRequest(format!("applying it: {e}")))?;

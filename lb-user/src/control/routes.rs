@@ -4,17 +4,13 @@ use serde::Serialize;
 use tracing::info;
 use utoipa::ToSchema;
 
-use super::{
-    farms::route_target,
-    staged::evaluation_order,
-    validate::{compile, farm_usable, stub_farm, stub_frontend, unnamed},
-    Control, ControlError,
-};
-use crate::{
+use super::{farms::route_target, staged::evaluation_order, Control, ControlError};
+use crate::store::{Kind, Read, RuleRecord, WriteTx};
+use lb_core::{
     error::ConfigError,
     model::{Farm, Frontend, Route, Rule, ServiceConfig},
     routing::CompiledRule,
-    store::{Kind, Read, RuleRecord, WriteTx},
+    validate::{farm_usable, stub_farm, stub_frontend, unnamed, validate, ALL_ZONES},
 };
 
 /// Whether traffic follows a route as it is staged.
@@ -179,7 +175,7 @@ fn rule_in(tx: &impl Read, route_id: u32, id: u32) -> Result<Rule, ControlError>
 
 /// A route's zone is its frontend's.
 fn route_zone(tx: &impl Read, route: &Route) -> Result<String, ControlError> {
-    Ok(tx.get::<Frontend>(route.frontend_id)?.map(|f| f.zone).unwrap_or_else(|| super::staged::ALL_ZONES.to_string()))
+    Ok(tx.get::<Frontend>(route.frontend_id)?.map(|f| f.zone).unwrap_or_else(|| ALL_ZONES.to_string()))
 }
 
 /// Checks a route against its frontend and target farm; returns its zone.
@@ -197,6 +193,6 @@ fn check_route(tx: &impl Read, route: &Route) -> Result<String, ControlError> {
         }
         farms.push(stub_farm(&farm));
     }
-    compile(&ServiceConfig { frontends: vec![stub_frontend(&frontend)], farms, routes: vec![route.clone()] })?;
+    validate(&ServiceConfig { frontends: vec![stub_frontend(&frontend)], farms, routes: vec![route.clone()] })?;
     Ok(frontend.zone)
 }

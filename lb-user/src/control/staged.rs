@@ -4,19 +4,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use tracing::info;
 
-use super::{validate::check_zone, Control, ControlError};
-use crate::{
+use super::{Control, ControlError};
+use crate::store::{Kind, Read, RuleRecord, ServerRecord, StoreError, WriteTx};
+use lb_core::{
     error::ConfigError,
     model::{Farm, Frontend, Route, ServiceConfig},
-    store::{Kind, Read, RuleRecord, ServerRecord, StoreError, WriteTx},
+    validate::{check_import, in_zone},
 };
-
-/// The zone name of objects present in every zone.
-pub const ALL_ZONES: &str = "all";
-
-fn in_zone(object_zone: &str, zone: &str) -> bool {
-    object_zone == zone || object_zone == ALL_ZONES
-}
 
 /// The staged configuration of `zone`: frontends and farms of that zone or `all`, servers
 /// with their farm, routes with their frontend, rules with their route; in id order.
@@ -88,25 +82,6 @@ impl Control {
         );
         Ok(())
     }
-}
-
-/// Checks that a configuration file can be imported: every zone known, ids unique across
-/// the service (rule ids included). Its compilation is `Snapshot::compile`'s.
-pub fn check_import(config: &ServiceConfig, zones: &[String]) -> Result<(), ConfigError> {
-    for f in &config.frontends {
-        check_zone("frontend", f.frontend_id.unwrap_or(0), &f.zone, zones)?;
-    }
-    for f in &config.farms {
-        check_zone("farm", f.farm_id.unwrap_or(0), &f.zone, zones)?;
-    }
-    let mut rule_ids = HashSet::new();
-    for rule in config.routes.iter().flat_map(|r| &r.rules) {
-        let id = rule.rule_id.unwrap_or(0);
-        if !rule_ids.insert(id) {
-            return Err(ConfigError::new("rule", Some(id), "ruleId", "duplicate id: rule ids are unique across routes"));
-        }
-    }
-    Ok(())
 }
 
 fn insert_all(tx: &mut WriteTx, config: &ServiceConfig) -> Result<(), ControlError> {

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server};
+use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server};
 use crate::store::TaskStatus;
 
 /// Records what would reach traffic; fails on demand.

@@ -51,6 +51,10 @@ use std::{
 };
 
 use lb_common::{FlowKey, SpliceEntry};
+use lb_core::splice::{
+    course::{Course, Retry},
+    TIMESTAMP_OPTION_LEN,
+};
 use tokio::{net::TcpStream, sync::oneshot};
 
 use self::{
@@ -65,8 +69,6 @@ use crate::{
     telemetry::counters::Meter,
 };
 
-/// Hand-off attempts per connection (only for reasons worth retrying).
-const MAX_ATTEMPTS: u32 = 5;
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// Once the threshold is reached, how long to wait for a moment when both connections are
@@ -75,10 +77,6 @@ const QUIESCE_POLL: Duration = Duration::from_millis(1);
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
 const FREEZE_SETTLE: Duration = Duration::from_millis(2);
-/// Bytes added to the threshold before another attempt.
-const RETRY_AFTER_BYTES: u64 = 1 << 20;
-/// TCP timestamp option length: the MSS we announce to the server includes it when used.
-const TIMESTAMP_OPTION_LEN: u32 = 12;
 
 #[derive(Debug, Clone)]
 pub struct HandoffSettings {
@@ -109,6 +107,16 @@ impl Carried {
             Self::Splice => "splice",
             Self::Xdp { .. } => "xdp",
         }
+    }
+}
+
+/// What a failure's reason asks of the next attempt: a missing timestamp only needs one
+/// more frame from the peer; a busy flow needs time (bytes) to calm down.
+fn retry_of(reason: Fallback) -> Retry {
+    match reason {
+        _ if !reason.retryable() => Retry::Never,
+        Fallback::NoTimestamp => Retry::AfterOneFrame,
+        _ => Retry::AfterBytes,
     }
 }
 
@@ -245,10 +253,10 @@ impl Handoff {
             }
         };
         let mut progress = relay.progress();
-        let mut next_attempt = Some(after_bytes);
-        let mut attempts = 0;
+        // When to try, how far an attempt got, whether to try again: lb-core's rules.
+        let mut course = Course::new(after_bytes);
         loop {
-            let threshold = next_attempt;
+            let threshold = course.threshold();
             let (c, s) = (&client, &server);
             relay
                 .run_until(async move {
@@ -266,13 +274,16 @@ impl Handoff {
             if relay.finished() {
                 return Ok((relay.moved(), Carried::Splice));
             }
-            if relay.half_closed() || next_attempt.is_none() {
-                next_attempt = None;
+            if relay.half_closed() || course.threshold().is_none() {
+                course.half_closed();
                 continue;
             }
-            attempts += 1;
+            let Ok(attempts) = course.begin() else {
+                course.half_closed();
+                continue;
+            };
             HandoffStats::count(&self.stats.attempts);
-            match self.hand_off(&mut relay, &client, &server).await {
+            match self.hand_off(&mut course, &mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
                     HandoffStats::count(&self.stats.handed_off);
                     handed_off();
@@ -294,10 +305,9 @@ impl Handoff {
                     }
                     tracing::debug!(reason = reason.label(), attempts, "hand-off abandoned, relaying in user space");
                     let total = relay.moved().to_server + relay.moved().to_client;
-                    // A missing timestamp only needs one more frame from the peer; a busy
-                    // flow needs time (bytes) to calm down.
-                    let wait = if reason == Fallback::NoTimestamp { 1 } else { after_bytes.max(RETRY_AFTER_BYTES) };
-                    next_attempt = (reason.retryable() && attempts < MAX_ATTEMPTS).then(|| total + wait);
+                    if course.failed(retry_of(reason), total).is_err() {
+                        course.half_closed();
+                    }
                 }
             }
         }
@@ -305,7 +315,7 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
+    async fn hand_off(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -328,14 +338,19 @@ impl Handoff {
         }
         let _freezing = FreezingGuard::new(self, keys);
         self.table.freeze(keys)?;
-        let result = self.while_frozen(relay, client, server, keys).await;
-        if result.is_err() {
+        if course.frozen().is_err() {
+            self.table.remove(&keys);
+            return Err(Fallback::Error);
+        }
+        let result = self.while_frozen(course, relay, client, server, keys).await;
+        // Repair mode is already off again (the guard in while_frozen).
+        if result.is_err() && course.undo().unfreeze {
             self.table.remove(&keys);
         }
         result.map(|ended| (ended, keys))
     }
 
-    async fn while_frozen(&self, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
+    async fn while_frozen(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
@@ -351,6 +366,7 @@ impl Handoff {
             }
         }
         let repaired = Repair::on(client, server)?;
+        course.repaired().map_err(|_| Fallback::Error)?;
         // A frame that passed the program just before the freeze may still be on its way
         // through the stack (a backlog queue on another CPU): give it time to land, then look
         // once more. Whatever lands after this look would be lost, hence the margin.
@@ -402,13 +418,15 @@ impl Handoff {
             return Err(Fallback::SequencesMoved);
         }
         repaired.keep();
+        let went_live = course.live();
+        debug_assert!(went_live.is_ok(), "{went_live:?}");
         Ok(ended)
     }
 
     /// The interface holding the local address, if the XDP program is attached to it:
     /// frames to that address then arrive through the program.
     fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
-        let local = crate::routing::canonical(local);
+        let local = lb_core::routing::canonical(local);
         nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
             let ours = self.xdp_ifaces.contains(&a.interface_name)
                 && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
@@ -420,7 +438,7 @@ impl Handoff {
 /// bpf_fib_lookup answers "forwarding disabled" unless the ingress interface forwards the
 /// frame's family; the daemon does not change that host setting itself.
 pub fn forwarding(iface: &str, family_of: IpAddr) -> bool {
-    let family = if crate::routing::canonical(family_of).is_ipv4() { "ipv4" } else { "ipv6" };
+    let family = if lb_core::routing::canonical(family_of).is_ipv4() { "ipv4" } else { "ipv6" };
     std::fs::read_to_string(format!("/proc/sys/net/{family}/conf/{iface}/forwarding")).is_ok_and(|v| v.trim() == "1")
 }
 
@@ -428,7 +446,7 @@ fn sockaddr_ip(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(IpAddr::V4(v4.ip()));
     }
-    addr.as_sockaddr_in6().map(|v6| crate::routing::canonical(IpAddr::V6(v6.ip())))
+    addr.as_sockaddr_in6().map(|v6| lb_core::routing::canonical(IpAddr::V6(v6.ip())))
 }
 
 fn negotiated(s: &TcpStream) -> Result<Negotiated, Fallback> {

@@ -20,33 +20,14 @@ const TCPI_OPT_USEC_TS: u8 = 64;
 const TCPI_OPT_TFO_CHILD: u8 = 128;
 const TCP_ESTABLISHED: u8 = 1;
 
+// What is read here feeds the splice arithmetic of lb-core, in its types.
+pub use lb_core::splice::{Negotiated, Sequences};
+
 // TCP_REPAIR_QUEUE selectors.
 const TCP_RECV_QUEUE: libc::c_int = 1;
 const TCP_SEND_QUEUE: libc::c_int = 2;
 const SIOCINQ: libc::c_ulong = libc::FIONREAD as libc::c_ulong;
 const SIOCOUTQ: libc::c_ulong = libc::TIOCOUTQ as libc::c_ulong;
-
-/// The negotiated options of one connection (TCP_INFO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Negotiated {
-    pub established: bool,
-    pub timestamps: bool,
-    pub sack: bool,
-    /// Window scaling negotiated; when false both shifts are 0.
-    pub wscale: bool,
-    /// The shift the peer applies to the windows it sends.
-    pub peer_wscale: u8,
-    /// The shift we apply to ours.
-    pub our_wscale: u8,
-    /// ECN, TCP Fast Open (data in the SYN) or microsecond timestamps: any of them and the
-    /// XDP program could not keep both ends consistent.
-    pub unsupported: Option<&'static str>,
-    /// Largest segment we send to the peer (without options).
-    pub send_mss: u32,
-    /// The MSS we announced to the peer: the largest segment it may send us (options
-    /// included).
-    pub advertised_mss: u32,
-}
 
 pub fn negotiated(fd: BorrowedFd<'_>) -> io::Result<Negotiated> {
     let info: libc::tcp_info = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
@@ -89,19 +70,6 @@ pub fn repair_on(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Leaves repair mode (the hand-off was abandoned; the socket carries on as before).
 pub fn repair_off(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 0)
-}
-
-/// Sequence numbers of a socket in repair mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sequences {
-    /// Next sequence number we send (write_seq: with an empty send queue, snd_nxt).
-    pub snd_nxt: u32,
-    /// Next sequence number we expect from the peer.
-    pub rcv_nxt: u32,
-    /// The TSval our side would send now (its clock including the per-connection offset).
-    pub tsval: u32,
-    /// The window the peer last advertised, in bytes (scaled).
-    pub peer_window: u32,
 }
 
 /// `TCP_REPAIR_WINDOW` (linux/tcp.h; the libc crate lacks it on Linux).

@@ -15,7 +15,8 @@ use super::{
     spec::ProbeSpec,
     task::{self, Labels, Live},
 };
-use crate::{model::Probe, server_state::ServerRuntime, snapshot::Snapshot};
+use crate::{server_state::ServerRuntime, snapshot::Snapshot};
+use lb_core::model::Probe;
 
 /// What a task's probing depends on; a change restarts the task.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,9 @@ use super::{
     error::{quote, Ctx, ProbeError},
     tls_config,
 };
-use crate::{model::Probe, probe::PROBES, snapshot::ServerPlan};
+use crate::snapshot::ServerPlan;
+use lb_core::probe::PROBES;
+use lb_core::model::Probe;
 
 /// Interval when the farm's probe does not set one (IPLB's default).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);

@@ -14,11 +14,11 @@ use crate::{
     bpf::Counters,
     control::PendingChange,
     handoff::stats::HandoffReport,
-    model::{self, ServiceConfig},
     snapshot::{AclMode, FarmPlan, FrontendPlan, RoutePlan, RouteTarget, ServerPlan, Snapshot},
     store::Task,
     telemetry::counters::{ByteCounters, Path},
 };
+use lb_core::model::{self, ServiceConfig};
 
 /// Refresh tasks the page lists, newest first.
 pub const TASKS_SHOWN: usize = 10;

@@ -5,7 +5,7 @@ use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{Farm, Frontend, Route, Rule, Server};
+use lb_core::model::{Farm, Frontend, Route, Rule, Server};
 
 /// The kinds of stored objects; each has its table and its id counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Farm, Frontend, Rule, Server, ServiceConfig};
+use lb_core::model::{Farm, Frontend, Rule, Server, ServiceConfig};
 
 fn frontend(id: u32, port: &str) -> Frontend {
     Frontend { frontend_id: Some(id), port: port.into(), zone: "all".into(), ..Default::default() }
@@ -69,8 +69,8 @@ fn ids_start_at_one_and_are_never_reused_even_after_delete_and_reopen() {
     assert_eq!(store.write(|tx| tx.next_id(Kind::Farm)).unwrap(), 1, "each kind counts on its own");
     store
         .write(|tx| {
-            tx.insert(3, &crate::model::Route::default())?;
-            tx.remove::<crate::model::Route>(3)
+            tx.insert(3, &lb_core::model::Route::default())?;
+            tx.remove::<lb_core::model::Route>(3)
         })
         .unwrap();
     drop(store);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::{db, Kind, Record, StoreError, APPLIED, FORMAT, FORMAT_KEY, META, PENDING};
-use crate::model::ServiceConfig;
+use lb_core::model::ServiceConfig;
 
 /// A consistent read-only view of the last commit.
 pub struct ReadTx {

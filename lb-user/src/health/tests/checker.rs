@@ -7,12 +7,8 @@ use std::{
 use tokio::net::TcpListener;
 
 use super::servers::*;
-use crate::{
-    health::HealthChecker,
-    model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServiceConfig},
-    server_state::{Runtimes, ServerRuntime},
-    snapshot::Snapshot,
-};
+use crate::{health::HealthChecker, server_state::{Runtimes, ServerRuntime}, snapshot::Snapshot};
+use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServiceConfig};
 
 fn server(id: u32, addr: SocketAddr, probe: bool) -> Server {
     Server { server_id: Some(id), address: addr.ip().to_string(), port: Some(addr.port()), probe, ..Default::default() }

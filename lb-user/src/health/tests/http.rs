@@ -3,7 +3,8 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::io::AsyncWriteExt;
 
 use super::servers::*;
-use crate::{health::ProbeSpec, model::Probe};
+use crate::health::ProbeSpec;
+use lb_core::model::Probe;
 
 fn http_spec(addr: SocketAddr, change: impl FnOnce(&mut Probe)) -> ProbeSpec {
     let mut probe = Probe { kind: Some("http".into()), ..Default::default() };

@@ -6,7 +6,7 @@ use tokio::{
 };
 
 use super::servers::*;
-use crate::model::Probe;
+use lb_core::model::Probe;
 
 /// An SMTP server: `banner`, then `ehlo_reply` to the first command, which it records.
 async fn smtp_server(banner: &'static [u8], ehlo_reply: &'static [u8]) -> TestServer {

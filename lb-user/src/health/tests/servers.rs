@@ -21,11 +21,8 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::{
-    health::{probe_once, ProbeSpec},
-    model::Probe,
-    snapshot::ServerPlan,
-};
+use crate::{health::{probe_once, ProbeSpec}, snapshot::ServerPlan};
+use lb_core::model::Probe;
 
 /// A listener and its connection handlers; stops when dropped.
 pub struct TestServer {

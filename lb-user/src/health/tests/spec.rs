@@ -1,10 +1,7 @@
 use std::time::Duration;
 
-use crate::{
-    health::{Kind, ProbeSpec},
-    model::Probe,
-    snapshot::ServerPlan,
-};
+use crate::{health::{Kind, ProbeSpec}, snapshot::ServerPlan};
+use lb_core::model::Probe;
 
 fn resolve(probe: Probe, ssl: bool) -> ProbeSpec {
     let server = ServerPlan { address: "10.0.2.7:8443".parse().unwrap(), ssl, ..ServerPlan::test_default() };

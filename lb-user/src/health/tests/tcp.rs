@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::servers::*;
-use crate::model::Probe;
+use lb_core::model::Probe;
 
 fn banner_probe(match_: &str, pattern: &str, negate: bool) -> Probe {
     Probe { kind: Some("tcp".into()), match_: Some(match_.into()), pattern: Some(pattern.into()), negate: Some(negate), ..Default::default() }

@@ -1,7 +1,7 @@
 use tokio::io::AsyncWriteExt;
 
 use super::servers::*;
-use crate::model::Probe;
+use lb_core::model::Probe;
 
 fn tls_spec(addr: std::net::SocketAddr, alpn: &[&str]) -> crate::health::ProbeSpec {
     spec_with(Probe { kind: Some("tls".into()), ..Default::default() }, addr, false, alpn)
