@@ -12,7 +12,7 @@ use axum::{
 use libfuzzer_sys::fuzz_target;
 use lb_user::{
     api::router,
-    apply::ApplyError,
+    daemon::apply::ApplyError,
     control::{Control, Traffic},
     store::Store,
 };

@@ -2,7 +2,7 @@ use std::{io::Write, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_user::{config_file, logging, runtime, serve, snapshot::Snapshot};
+use lb_user::{control::config_file, daemon::logging, daemon::runtime, daemon::serve, dataplane::snapshot::Snapshot};
 
 /// TLS-aware L4 load balancer: routes TCP connections by their TLS ClientHello (ALPN, SNI)
 /// and source address without terminating TLS.
@@ -92,8 +92,8 @@ fn main() -> Result<()> {
         Command::Stats { data_dir } => {
             let info = runtime::read(&data_dir)?;
             let ids = info.kernel.ok_or_else(|| anyhow::anyhow!("the daemon runs without XDP (no --iface): no counters"))?;
-            let mut report = lb_user::kernel_stats::read(&ids)?;
-            report.handoff = lb_user::handoff::stats::read(&data_dir);
+            let mut report = lb_user::kernel::kernel_stats::read(&ids)?;
+            report.handoff = lb_user::dataplane::handoff::stats::read(&data_dir);
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

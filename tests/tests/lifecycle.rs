@@ -77,7 +77,7 @@ fn json_events(lab: &Lab) -> Result<Vec<Value>> {
 fn access_events(lab: &Lab, client: &str) -> Result<Vec<Value>> {
     Ok(json_events(lab)?
         .into_iter()
-        .filter(|e| e["target"] == "lb_user::access" && e["client"] == client)
+        .filter(|e| e["target"] == "lb_user::dataplane::access" && e["client"] == client)
         .collect())
 }
 
@@ -294,7 +294,7 @@ fn sigterm_lets_a_transfer_in_flight_finish_intact_and_refuses_new_connections()
     );
     let transfer_end = log
         .lines()
-        .find(|l| l.contains("lb_user::access") && l.contains(&format!("client={client}")))
+        .find(|l| l.contains("lb_user::dataplane::access") && l.contains(&format!("client={client}")))
         .with_context(|| format!("no access-log line for {client}:\n{log}"))?;
     ensure!(transfer_end.contains("reason=\"closed\""), "{transfer_end}");
     Ok(())

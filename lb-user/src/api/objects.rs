@@ -2,7 +2,7 @@
 //! them (ids, a server's `farmId` and `serverState`, a route's `rules` and `status`), which
 //! are accepted and ignored on input so that what a GET returns can be sent back as is.
 //! Frontends, rules and probes use the model's own types.
-use crate::server_state::HealthReport;
+use crate::dataplane::server_state::HealthReport;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

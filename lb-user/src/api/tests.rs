@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::{apply::ApplyError, control::Traffic, store::Store};
+use crate::{daemon::apply::ApplyError, control::Traffic, store::Store};
 use lb_core::model::ServiceConfig;
 
 struct NoTraffic;

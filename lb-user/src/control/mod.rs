@@ -2,6 +2,7 @@
 //! store transaction, validated, counted as a pending change of its zone), refreshes that
 //! compile a zone's staged configuration and apply it to traffic, and the tasks that follow
 //! them. Traffic only ever follows an applied configuration.
+pub mod config_file;
 mod farms;
 mod frontends;
 mod refresh;
@@ -14,8 +15,8 @@ use std::{net::SocketAddr, sync::Arc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::server_state::HealthReport;
-use crate::{apply::{ApplyError, Applier}, store::{Read, Store, StoreError, WriteTx}};
+use crate::dataplane::server_state::HealthReport;
+use crate::{daemon::apply::{ApplyError, Applier}, store::{Read, Store, StoreError, WriteTx}};
 use lb_core::{error::ConfigError, model::ServiceConfig, validate::ALL_ZONES};
 
 pub use refresh::{blocking, REFRESH_ACTION};

@@ -15,7 +15,7 @@ use super::{
     spec::ProbeSpec,
     task::{self, Labels, Live},
 };
-use crate::{server_state::ServerRuntime, snapshot::Snapshot};
+use crate::{dataplane::server_state::ServerRuntime, dataplane::snapshot::Snapshot};
 use lb_core::model::Probe;
 
 /// What a task's probing depends on; a change restarts the task.

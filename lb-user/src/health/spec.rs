@@ -10,7 +10,7 @@ use super::{
     error::{quote, Ctx, ProbeError},
     tls_config,
 };
-use crate::snapshot::ServerPlan;
+use crate::dataplane::snapshot::ServerPlan;
 use lb_core::probe::PROBES;
 use lb_core::model::Probe;
 

@@ -6,7 +6,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use super::{check::probe_once, spec::ProbeSpec};
-use crate::server_state::ServerRuntime;
+use crate::dataplane::server_state::ServerRuntime;
 
 /// Names for the logs.
 #[derive(Debug, Clone)]

@@ -11,10 +11,10 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    bpf::Counters,
+    kernel::bpf::Counters,
     control::PendingChange,
-    handoff::stats::HandoffReport,
-    snapshot::{AclMode, FarmPlan, FrontendPlan, RoutePlan, RouteTarget, ServerPlan, Snapshot},
+    dataplane::handoff::stats::HandoffReport,
+    dataplane::snapshot::{AclMode, FarmPlan, FrontendPlan, RoutePlan, RouteTarget, ServerPlan, Snapshot},
     store::Task,
     telemetry::counters::{ByteCounters, Path},
 };

@@ -1,5 +1,5 @@
 use super::model::*;
-use crate::{control::PendingChange, snapshot::Snapshot, store::{Task, TaskStatus}};
+use crate::{control::PendingChange, dataplane::snapshot::Snapshot, store::{Task, TaskStatus}};
 use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServerStatus as ConfiguredStatus, ServiceConfig};
 
 fn route(id: u32, action: &str, target: Option<u32>, weight: Option<u16>, rules: Vec<Rule>) -> Route {

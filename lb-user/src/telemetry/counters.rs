@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use crate::handoff::Carried;
+use crate::dataplane::handoff::Carried;
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +230,7 @@ pub struct FarmCounters {
     pub failed_upstream: FailureCounters,
 }
 
-/// One server's connections (kept in its [`crate::server_state::ServerRuntime`]).
+/// One server's connections (kept in its [`crate::dataplane::server_state::ServerRuntime`]).
 #[derive(Debug, Default)]
 pub struct ServerCounters {
     /// Connections established to the server.

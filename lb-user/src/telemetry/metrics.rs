@@ -17,7 +17,7 @@ use super::{
     counters::{self, ByteCounters, HistogramValues, Path, UpstreamFailure},
     process, DaemonState,
 };
-use crate::snapshot::{RouteTarget, Snapshot};
+use crate::dataplane::snapshot::{RouteTarget, Snapshot};
 
 /// Every family's name starts with it (`lb_`).
 pub const PREFIX: &str = "lb";

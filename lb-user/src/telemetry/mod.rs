@@ -14,12 +14,12 @@ use arc_swap::ArcSwap;
 use axum::{response::IntoResponse, routing::get, Router};
 
 use crate::{
-    bpf::{CounterReadError, Counters, KernelCounters},
+    kernel::bpf::{CounterReadError, Counters, KernelCounters},
     control::Control,
-    handoff::{stats::HandoffReport, Handoff},
-    proxy::Proxy,
-    refusals::RefusalCounts,
-    snapshot::Snapshot,
+    dataplane::handoff::{stats::HandoffReport, Handoff},
+    dataplane::proxy::Proxy,
+    dataplane::refusals::RefusalCounts,
+    dataplane::snapshot::Snapshot,
 };
 
 pub struct DaemonState {

@@ -73,7 +73,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn load() -> Self {
-        let mut ebpf = Ebpf::load(lb_user::bpf::XDP_OBJECT).expect("loading the XDP object");
+        let mut ebpf = Ebpf::load(lb_user::kernel::bpf::XDP_OBJECT).expect("loading the XDP object");
         let program: &mut Xdp = ebpf.program_mut(PROGRAM_XDP).expect("program in object").try_into().expect("an XDP program");
         if let Err(e) = program.load() {
             panic!("the verifier refused the program: {e:#?}");

@@ -7,7 +7,7 @@ use std::{
 use tokio::net::TcpListener;
 
 use super::servers::*;
-use crate::{health::HealthChecker, server_state::{Runtimes, ServerRuntime}, snapshot::Snapshot};
+use crate::{health::HealthChecker, dataplane::server_state::{Runtimes, ServerRuntime}, dataplane::snapshot::Snapshot};
 use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServiceConfig};
 
 fn server(id: u32, addr: SocketAddr, probe: bool) -> Server {

@@ -21,7 +21,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::{health::{probe_once, ProbeSpec}, snapshot::ServerPlan};
+use crate::{health::{probe_once, ProbeSpec}, dataplane::snapshot::ServerPlan};
 use lb_core::model::Probe;
 
 /// A listener and its connection handlers; stops when dropped.

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::{health::{Kind, ProbeSpec}, snapshot::ServerPlan};
+use crate::{health::{Kind, ProbeSpec}, dataplane::snapshot::ServerPlan};
 use lb_core::model::Probe;
 
 fn resolve(probe: Probe, ssl: bool) -> ProbeSpec {

@@ -13,18 +13,18 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::{self, ApiToken},
-    apply::Applier,
-    bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
-    config_file,
+    daemon::apply::Applier,
+    kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
+    control::config_file,
     control::{Control, Traffic},
-    drain::Drain,
-    handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
-    logging::LogFormat,
-    notify,
-    proxy::{Proxy, ProxySettings},
-    signals::Signals,
-    runtime::{RuntimeFile, RuntimeInfo},
-    snapshot::Snapshot,
+    daemon::drain::Drain,
+    dataplane::handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
+    daemon::logging::LogFormat,
+    daemon::notify,
+    dataplane::proxy::{Proxy, ProxySettings},
+    daemon::signals::Signals,
+    daemon::runtime::{RuntimeFile, RuntimeInfo},
+    dataplane::snapshot::Snapshot,
     store::Store,
     telemetry::{self, DaemonState},
 };
@@ -152,8 +152,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     if handoff.is_some() {
         for iface in &args.ifaces {
-            let v4 = crate::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
-            let v6 = crate::handoff::forwarding(iface, std::net::Ipv6Addr::UNSPECIFIED.into());
+            let v4 = crate::dataplane::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
+            let v6 = crate::dataplane::handoff::forwarding(iface, std::net::Ipv6Addr::UNSPECIFIED.into());
             if !v4 || !v6 {
                 warn!(iface, ipv4 = v4, ipv6 = v6, "forwarding is off on this interface: connections arriving through it stay in user space (the XDP fast path needs sysctl net.ipv4.conf.IF.forwarding=1 / net.ipv6.conf.IF.forwarding=1)");
             }
@@ -361,7 +361,7 @@ impl ApiServer {
 
 /// Connections relayed per frontend and path, from the frontends' own counters (those of
 /// frontends the configuration still has).
-fn relayed_by_frontend(snapshot: &Snapshot) -> crate::handoff::RelayedByFrontend {
+fn relayed_by_frontend(snapshot: &Snapshot) -> crate::dataplane::handoff::RelayedByFrontend {
     use crate::telemetry::counters::Path;
     snapshot
         .frontends

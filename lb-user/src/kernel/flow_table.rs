@@ -6,8 +6,8 @@ use aya::maps::MapError;
 use lb_common::{addr::addr_bytes, maps::FlowsMap, FlowKey, FlowValue};
 
 use crate::{
-    kernel_map::{Handle, KernelMapError},
-    map_handles::MapHandles,
+    kernel::kernel_map::{Handle, KernelMapError},
+    kernel::map_handles::MapHandles,
 };
 
 /// Writing a connection's entries failed.

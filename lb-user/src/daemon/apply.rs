@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::{
-    bpf::Dataplane,
+    kernel::bpf::Dataplane,
     health::HealthChecker,
-    kernel_policy::PolicyError,
-    listeners::Listeners,
-    proxy::Proxy,
-    server_state::Runtimes,
-    snapshot::Snapshot,
+    kernel::kernel_policy::PolicyError,
+    dataplane::listeners::Listeners,
+    dataplane::proxy::Proxy,
+    dataplane::server_state::Runtimes,
+    dataplane::snapshot::Snapshot,
 };
 use lb_core::{error::ConfigError, model::ServiceConfig};
 

@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::handoff::Handoff;
+use crate::dataplane::handoff::Handoff;
 
 /// Every client connection the proxy holds, from accept to end.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@ use std::sync::{
     Mutex, MutexGuard, TryLockError,
 };
 
-use crate::kernel_map::{self, Handle, KernelMapError, UserMap};
+use crate::kernel::kernel_map::{self, Handle, KernelMapError, UserMap};
 
 /// Handles on the declared map `M` (a hash map: `Handle<M>` is aya's `HashMap`).
 pub struct MapHandles<M: UserMap> {

@@ -9,9 +9,9 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bpf::{CounterReadError, Counters, KernelIds},
-    handoff::stats::HandoffReport,
-    kernel_map::{self, KernelMapError},
+    kernel::bpf::{CounterReadError, Counters, KernelIds},
+    dataplane::handoff::stats::HandoffReport,
+    kernel::kernel_map::{self, KernelMapError},
 };
 
 #[derive(Debug, thiserror::Error)]

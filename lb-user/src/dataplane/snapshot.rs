@@ -10,7 +10,7 @@ use std::{
 };
 
 use crate::{
-    server_state::{Runtimes, ServerRuntime},
+    dataplane::server_state::{Runtimes, ServerRuntime},
     telemetry::counters::{FarmCounters, FrontendCounters, RouteCounters},
 };
 use lb_core::{

@@ -11,7 +11,7 @@ use std::{collections::HashMap, io, net::SocketAddr, ops::RangeInclusive};
 use lb_common::{addr::bytes_addr, SpliceEntry};
 use socket2::Socket;
 
-use crate::listen_socket;
+use crate::dataplane::listen_socket;
 
 /// The sockets holding adopted flows' ports, by the flow's port.
 #[derive(Default)]

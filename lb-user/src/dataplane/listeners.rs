@@ -15,9 +15,9 @@ use tokio::{net::TcpListener, task::AbortHandle};
 use tracing::{info, warn};
 
 use crate::{
-    listen_socket::{self, ForeignListeners},
-    proxy::Proxy,
-    snapshot::{FrontendPlan, Snapshot},
+    dataplane::listen_socket::{self, ForeignListeners},
+    dataplane::proxy::Proxy,
+    dataplane::snapshot::{FrontendPlan, Snapshot},
 };
 
 #[derive(Default)]

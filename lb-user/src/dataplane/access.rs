@@ -1,10 +1,10 @@
 //! The access log: one event per client connection, when it ends, with target
-//! `lb_user::access` (filter on it with `RUST_LOG`, e.g. `info,lb_user::access=off`).
+//! `lb_user::dataplane::access` (filter on it with `RUST_LOG`, e.g. `info,lb_user::dataplane::access=off`).
 //!
 //! Routed connections are logged at `info`. Connections the proxy closes on purpose before
 //! routing them (inspection failed, rejected by a route, no route and no default farm) are
 //! logged at `debug` only: a hostile client opens those as fast as it likes, and must not be
-//! able to fill the disk; at `info` they are counted and summarised by [`crate::refusals`].
+//! able to fill the disk; at `info` they are counted and summarised by [`crate::dataplane::refusals`].
 //!
 //! A connection handed to the XDP program is logged when its flow is reclaimed (after both
 //! FINs and the linger, an RST, or the hand-off idle timeout). Its byte counts are those the
@@ -12,11 +12,11 @@
 //! by the XDP program (`lb-user stats`), not here.
 use std::{net::SocketAddr, time::Instant};
 
-use crate::{fastpath::Moved, handoff::Carried};
+use crate::{dataplane::fastpath::Moved, dataplane::handoff::Carried};
 use lb_core::hello::ClientHello;
 
 /// The log target of access events.
-pub const TARGET: &str = "lb_user::access";
+pub const TARGET: &str = "lb_user::dataplane::access";
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::{
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
-use crate::fastpath::Moved;
+use crate::dataplane::fastpath::Moved;
 
 /// Silence before the first keepalive probe.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);

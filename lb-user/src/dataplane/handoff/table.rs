@@ -4,8 +4,8 @@ use lb_common::{maps::SpliceMap, splice_state, FlowKey, SpliceEntry};
 
 use super::stats::Fallback;
 use crate::{
-    kernel_map::{self, Handle, KernelMapError},
-    map_handles::MapHandles,
+    kernel::kernel_map::{self, Handle, KernelMapError},
+    kernel::map_handles::MapHandles,
 };
 
 /// A write to the splice map failed.
@@ -65,7 +65,7 @@ impl SpliceTable {
     /// Every entry, as of now (entries removed meanwhile are skipped): in batches of
     /// thousands per syscall where the kernel can, else one entry (two syscalls) at a time.
     pub fn entries(&self) -> Vec<(FlowKey, SpliceEntry)> {
-        self.with(|map| match crate::map_batch::lookup_all(map.map()) {
+        self.with(|map| match crate::kernel::map_batch::lookup_all(map.map()) {
             Ok(all) => all,
             Err(e) => {
                 if e.kind() != std::io::ErrorKind::InvalidInput {

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::bpf::{Attachment, KernelIds};
+use crate::kernel::bpf::{Attachment, KernelIds};
 
 pub const FILE_NAME: &str = "runtime.json";
 

@@ -15,7 +15,7 @@ use lb_common::{
     AclV4, AclV6, FrontendKey, FrontendPolicy, ACL_ID_BITS,
 };
 
-use crate::kernel_map::{self, Handle, KernelMapError};
+use crate::kernel::kernel_map::{self, Handle, KernelMapError};
 
 /// An entry of the ACL tries: its prefix length (the ACL id's bits included) and data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,16 +24,16 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    attach::{self, AttachError},
-    kernel_map::{self, Handle, KernelMapError},
-    kernel_policy::{FrontendAcl, KernelPolicy, KernelPolicyMaps, PolicyError},
-    pin::{self, PinError},
-    snapshot::{AclMode, Snapshot},
+    kernel::attach::{self, AttachError},
+    kernel::kernel_map::{self, Handle, KernelMapError},
+    kernel::kernel_policy::{FrontendAcl, KernelPolicy, KernelPolicyMaps, PolicyError},
+    kernel::pin::{self, PinError},
+    dataplane::snapshot::{AclMode, Snapshot},
 };
 
 // Where other modules have always found them (serve.rs, proxy.rs, handoff/translate.rs).
-pub use crate::attach::{Attachment, XdpModeChoice, XdpUse};
-pub use crate::flow_table::{Endpoint, FlowPin, FlowTable};
+pub use crate::kernel::attach::{Attachment, XdpModeChoice, XdpUse};
+pub use crate::kernel::flow_table::{Endpoint, FlowPin, FlowTable};
 pub use lb_common::addr::{addr_bytes, bytes_addr};
 
 /// The XDP object built by build.rs; public so that the packet fixture tests

@@ -64,8 +64,8 @@ use self::{
     translate::{endpoints_key, Leg},
 };
 use crate::{
-    fastpath::{Moved, SpliceRelay},
-    flow_table::FlowTable,
+    dataplane::fastpath::{Moved, SpliceRelay},
+    kernel::flow_table::FlowTable,
     telemetry::counters::Meter,
 };
 
@@ -248,7 +248,7 @@ impl Handoff {
             Ok(relay) => relay,
             Err(_) => {
                 self.stats.fallback(Fallback::NoPipe);
-                let (moved, _) = crate::fastpath::relay_metered(client, server, crate::fastpath::RelayMode::Copy, meter).await?;
+                let (moved, _) = crate::dataplane::fastpath::relay_metered(client, server, crate::dataplane::fastpath::RelayMode::Copy, meter).await?;
                 return Ok((moved, Carried::Copy));
             }
         };

@@ -20,16 +20,16 @@ use tokio::{
 use tracing::{info, warn, Instrument};
 
 use crate::{
-    access::{ConnLog, Termination},
-    admission::{Admitted, Gates},
-    drain::{Connections, Tracked},
-    liveness::{keepalive, IdleWatch},
-    refusals::Refusals,
-    bpf::{Endpoint, FlowTable},
-    classify::{read_hello, Classified},
-    fastpath::{relay_metered, Moved, RelayMode},
-    handoff::{Carried, Handoff},
-    snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    dataplane::access::{ConnLog, Termination},
+    dataplane::admission::{Admitted, Gates},
+    daemon::drain::{Connections, Tracked},
+    dataplane::liveness::{keepalive, IdleWatch},
+    dataplane::refusals::Refusals,
+    kernel::bpf::{Endpoint, FlowTable},
+    dataplane::classify::{read_hello, Classified},
+    dataplane::fastpath::{relay_metered, Moved, RelayMode},
+    dataplane::handoff::{Carried, Handoff},
+    dataplane::snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
     telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
 };
 use lb_core::{
@@ -312,7 +312,7 @@ impl Proxy {
     async fn connect_one(&self, server: &ServerPlan, mss: Option<u32>) -> io::Result<TcpStream> {
         let socket = if server.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(mss) = mss {
-            crate::handoff::socket::clamp_mss(socket.as_fd(), mss)?;
+            crate::dataplane::handoff::socket::clamp_mss(socket.as_fd(), mss)?;
         }
         let stream = tokio::time::timeout(self.settings.connect_timeout, socket.connect(server.address))
             .await
