@@ -1,8 +1,10 @@
+mod serve;
+
 use std::{io::Write, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_user::{control::config_file, daemon::logging, daemon::runtime, daemon::serve, dataplane::snapshot::Snapshot};
+use lb_user::{control::config_file, daemon::logging, daemon::runtime, dataplane::snapshot::Snapshot};
 
 /// TLS-aware L4 load balancer: routes TCP connections by their TLS ClientHello (ALPN, SNI)
 /// and source address without terminating TLS.

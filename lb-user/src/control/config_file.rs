@@ -1,20 +1,43 @@
 //! Reading a service configuration from a JSON or TOML file (`serve --config`).
 //! Objects without an id get the next free one, in file order, as the API would assign them.
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 
 use lb_core::model::ServiceConfig;
 
-pub fn load(path: &Path) -> Result<ServiceConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut config = parse(&text, path.extension().and_then(|e| e.to_str()))
-        .with_context(|| format!("parsing {}", path.display()))?;
+/// A configuration file that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// What the parser of the file's format said.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+pub fn load(path: &Path) -> Result<ServiceConfig, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: path.to_path_buf(), source })?;
+    let mut config = parse(&text, path.extension().and_then(|e| e.to_str())).map_err(|source| ConfigFileError::Parse { path: path.to_path_buf(), source })?;
     assign_missing_ids(&mut config);
     Ok(config)
 }
 
-fn parse(text: &str, extension: Option<&str>) -> Result<ServiceConfig> {
+fn parse(text: &str, extension: Option<&str>) -> Result<ServiceConfig, ParseError> {
     Ok(match extension {
         Some("toml") => toml::from_str(text)?,
         _ => serde_json::from_str(text)?,

@@ -2,7 +2,7 @@ use std::sync::Mutex;
 
 use super::*;
 use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server};
-use crate::store::TaskStatus;
+use crate::{dataplane::listeners::ListenError, store::TaskStatus};
 
 /// Records what would reach traffic; fails on demand.
 #[derive(Default)]
@@ -14,7 +14,7 @@ struct FakeTraffic {
 impl Traffic for FakeTraffic {
     fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {
         if *self.fail.lock().unwrap() {
-            return Err(ApplyError::Listen(anyhow::anyhow!("frontend 1: listening on 0.0.0.0:443: address in use")));
+            return Err(ApplyError::Listen(ListenError::Bind { frontend: 1, addr: "0.0.0.0:443".parse().unwrap(), source: std::io::ErrorKind::AddrInUse.into() }));
         }
         self.applied.lock().unwrap().push(config.clone());
         Ok(())

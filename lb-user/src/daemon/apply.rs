@@ -11,7 +11,7 @@ use crate::{
     kernel::bpf::Dataplane,
     health::HealthChecker,
     kernel::kernel_policy::PolicyError,
-    dataplane::listeners::Listeners,
+    dataplane::listeners::{ListenError, Listeners},
     dataplane::proxy::Proxy,
     dataplane::server_state::Runtimes,
     dataplane::snapshot::Snapshot,
@@ -22,9 +22,10 @@ use lb_core::{error::ConfigError, model::ServiceConfig};
 pub enum ApplyError {
     #[error(transparent)]
     Invalid(#[from] ConfigError),
-    #[error("{0:#}")]
-    Listen(anyhow::Error),
-    /// The message carries the causes, as `Listen`'s does: callers show only `{e}`.
+    /// The message carries the causes (the bind's error): callers show only `{e}`.
+    #[error("{}", with_causes(.0))]
+    Listen(ListenError),
+    /// The message carries the causes too.
     #[error("writing the XDP policy: {}", with_causes(.0))]
     Kernel(PolicyError),
 }

@@ -6,7 +6,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::bpf::{Attachment, KernelIds};
@@ -29,16 +28,41 @@ pub struct RuntimeInfo {
     pub metrics: Option<SocketAddr>,
 }
 
+/// Writing or reading `runtime.json` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeFileError {
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {path} (is the daemon running with this --data-dir?)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 pub struct RuntimeFile {
     path: PathBuf,
 }
 
 impl RuntimeFile {
-    pub fn publish(data_dir: &Path, info: &RuntimeInfo) -> Result<Self> {
+    pub fn publish(data_dir: &Path, info: &RuntimeInfo) -> Result<Self, RuntimeFileError> {
         let path = data_dir.join(FILE_NAME);
         let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(info)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("publishing {}", path.display()))?;
+        // Serializing plain fields (addresses, numbers, strings) cannot fail.
+        let text = serde_json::to_vec_pretty(info).unwrap_or_default();
+        std::fs::write(&tmp, text).map_err(|source| RuntimeFileError::Write { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| RuntimeFileError::Write { path: path.clone(), source })?;
         Ok(Self { path })
     }
 }
@@ -49,8 +73,8 @@ impl Drop for RuntimeFile {
     }
 }
 
-pub fn read(data_dir: &Path) -> Result<RuntimeInfo> {
+pub fn read(data_dir: &Path) -> Result<RuntimeInfo, RuntimeFileError> {
     let path = data_dir.join(FILE_NAME);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {} (is the daemon running with this --data-dir?)", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    let bytes = std::fs::read(&path).map_err(|source| RuntimeFileError::Read { path: path.clone(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| RuntimeFileError::Parse { path, source })
 }

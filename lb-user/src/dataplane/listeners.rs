@@ -10,7 +10,6 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{Context, Result};
 use tokio::{net::TcpListener, task::AbortHandle};
 use tracing::{info, warn};
 
@@ -40,14 +39,30 @@ pub struct Prepared {
     bound: Vec<(SocketAddr, u32, std::net::TcpListener)>,
 }
 
+/// Why the listeners a snapshot needs could not all be opened (none of them then is).
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("listing the host's listening sockets")]
+    Scan(#[source] std::io::Error),
+    #[error("frontend {frontend}: {addr} overlaps {other}, on which another process listens")]
+    Overlap { frontend: u32, addr: SocketAddr, other: SocketAddr },
+    #[error("frontend {frontend}: listening on {addr}")]
+    Bind {
+        frontend: u32,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl Listeners {
     /// Binds every address the snapshot needs that is not already open. Nothing changes if
     /// any bind fails, or if another process listens where the snapshot wants to.
-    pub fn prepare(&self, snapshot: &Snapshot) -> Result<Prepared> {
+    pub fn prepare(&self, snapshot: &Snapshot) -> Result<Prepared, ListenError> {
         let mut wanted = HashMap::new();
         let mut bound = Vec::new();
         let ours: Vec<&std::net::TcpListener> = self.active.values().map(|s| &s.socket).collect();
-        let mut foreign = ForeignListeners::scan(&ours).context("listing the host's listening sockets")?;
+        let mut foreign = ForeignListeners::scan(&ours).map_err(ListenError::Scan)?;
         for frontend in &snapshot.frontends {
             for addr in listen_addresses(frontend) {
                 wanted.insert(addr, frontend.id);
@@ -55,9 +70,9 @@ impl Listeners {
                     continue;
                 }
                 if let Some(other) = foreign.overlapping(addr) {
-                    anyhow::bail!("frontend {}: {addr} overlaps {other}, on which another process listens", frontend.id);
+                    return Err(ListenError::Overlap { frontend: frontend.id, addr, other });
                 }
-                let socket = listen_socket::bind(addr).with_context(|| format!("frontend {}: listening on {addr}", frontend.id))?;
+                let socket = listen_socket::bind(addr).map_err(|source| ListenError::Bind { frontend: frontend.id, addr, source })?;
                 bound.push((addr, frontend.id, socket));
             }
         }

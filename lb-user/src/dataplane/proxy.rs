@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use lb_common::FlowValue;
@@ -34,7 +33,7 @@ use crate::{
 };
 use lb_core::{
     model::{Fastpath, OnMarkedDown},
-    proxy_protocol::ProxyHeader,
+    proxy_protocol::{EncodeError, ProxyHeader},
     routing::{canonical, ConnFacts},
     hello::ClientHello,
     snapshot::DEFAULT_MAX_CONNECTIONS,
@@ -182,18 +181,21 @@ impl Proxy {
             }
         };
         if let Err(e) = self.forward(frontend, farm, client, peer, classified, first_bytes, log, tracked).await {
-            let failure = e.downcast_ref::<ConnectError>().map_or(UpstreamFailure::Relay, ConnectError::failure);
+            let failure = match &e {
+                ForwardError::Connect(e) => e.failure(),
+                _ => UpstreamFailure::Relay,
+            };
             Refusals::count(&self.refusals.upstream_failed);
             frontend.counters.failed_upstream.count(failure);
             farm.counters.failed_upstream.count(failure);
-            log.fail(Termination::UpstreamFailed, format!("{e:#}"));
+            log.fail(Termination::UpstreamFailed, with_causes(&e));
         }
     }
 
     /// Connects to a server of the farm and relays until the connection ends; Err when no
     /// server could take it.
     #[allow(clippy::too_many_arguments)]
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog, tracked: &Tracked) -> Result<()> {
+    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog, tracked: &Tracked) -> Result<(), ForwardError> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));
@@ -203,14 +205,14 @@ impl Proxy {
         // One getsockname for the pin and the PROXY header, none when neither needs it.
         let client_local = match (&self.flows, server.proxy_protocol) {
             (None, None) => None,
-            _ => Some(client.local_addr()?),
+            _ => Some(client.local_addr().map_err(ForwardError::Address)?),
         };
         // Pinned before the first byte goes to the server, so that the XDP program sees (and
         // records the timestamps of) every frame both peers send from here on.
         let _pin = match (&self.flows, client_local) {
             (Some(flows), Some(local)) => Some(flows.pin(
                 Endpoint { remote: peer, local },
-                Endpoint { remote: server.address, local: upstream.local_addr()? },
+                Endpoint { remote: server.address, local: upstream.local_addr().map_err(ForwardError::Address)? },
                 FlowValue { frontend_id: frontend.id, farm_id: farm.id, server_id: server.id, ..Default::default() },
             )?),
             _ => None,
@@ -218,9 +220,9 @@ impl Proxy {
         if let (Some(version), Some(local)) = (server.proxy_protocol, client_local) {
             // Its own write: the header must reach the server whole (the hello may be long).
             let header = ProxyHeader::for_connection(peer, local, hello_of(&classified)).to_vec(version)?;
-            upstream.write_all(&header).await.with_context(|| format!("sending the PROXY {version:?} header to server {}", server.id))?;
+            upstream.write_all(&header).await.map_err(|source| ForwardError::SendProxyHeader { version, server: server.id, source })?;
         }
-        upstream.write_all(&first_bytes).await.with_context(|| format!("forwarding the first bytes to server {}", server.id))?;
+        upstream.write_all(&first_bytes).await.map_err(|source| ForwardError::SendFirstBytes { server: server.id, source })?;
         // Forwarded: the connection, idle for hours perhaps, need not keep the hello's bytes
         // and parsed fields (4 KiB and more).
         let first_len = first_bytes.len() as u64;
@@ -320,6 +322,44 @@ impl Proxy {
         stream.set_nodelay(true).ok();
         Ok(stream)
     }
+}
+
+/// Why a routed connection never reached the relay.
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("reading a socket's address")]
+    Address(#[source] io::Error),
+    #[error("pinning the flow in the kernel's flow map")]
+    Pin(#[from] crate::kernel::flow_table::FlowWriteError),
+    #[error("encoding the PROXY header")]
+    ProxyHeader(#[from] EncodeError),
+    #[error("sending the PROXY {version:?} header to server {server}")]
+    SendProxyHeader {
+        version: lb_core::model::ProxyProtocolVersion,
+        server: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("forwarding the first bytes to server {server}")]
+    SendFirstBytes {
+        server: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `error: cause: cause…`: the access log's one-line error.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Why no server connection could be made for a routed connection.

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::{
+use lb_user::{
     api::{self, ApiToken},
     daemon::apply::Applier,
     kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
@@ -152,8 +152,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     if handoff.is_some() {
         for iface in &args.ifaces {
-            let v4 = crate::dataplane::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
-            let v6 = crate::dataplane::handoff::forwarding(iface, std::net::Ipv6Addr::UNSPECIFIED.into());
+            let v4 = lb_user::dataplane::handoff::forwarding(iface, std::net::Ipv4Addr::UNSPECIFIED.into());
+            let v6 = lb_user::dataplane::handoff::forwarding(iface, std::net::Ipv6Addr::UNSPECIFIED.into());
             if !v4 || !v6 {
                 warn!(iface, ipv4 = v4, ipv6 = v6, "forwarding is off on this interface: connections arriving through it stay in user space (the XDP fast path needs sysctl net.ipv4.conf.IF.forwarding=1 / net.ipv6.conf.IF.forwarding=1)");
             }
@@ -249,7 +249,7 @@ async fn reload(config: Option<&Path>, control: &Arc<Control>) {
     info!(config = %path.display(), "SIGHUP: reloading the configuration file");
     let outcome = match config_file::load(path) {
         Ok(config) => control.reimport(config).await.map_err(anyhow::Error::from),
-        Err(e) => Err(e),
+        Err(e) => Err(anyhow::Error::from(e)),
     };
     match outcome {
         Ok(()) => info!(config = %path.display(), "configuration reloaded: it is now the staged and applied configuration"),
@@ -361,8 +361,8 @@ impl ApiServer {
 
 /// Connections relayed per frontend and path, from the frontends' own counters (those of
 /// frontends the configuration still has).
-fn relayed_by_frontend(snapshot: &Snapshot) -> crate::dataplane::handoff::RelayedByFrontend {
-    use crate::telemetry::counters::Path;
+fn relayed_by_frontend(snapshot: &Snapshot) -> lb_user::dataplane::handoff::RelayedByFrontend {
+    use lb_user::telemetry::counters::Path;
     snapshot
         .frontends
         .iter()
