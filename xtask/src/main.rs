@@ -1,4 +1,4 @@
-//! `cargo xtask build|run|demo|test|bench|fuzz|package`: every step a fresh machine needs,
+//! `cargo xtask build|run|demo|test|bench|soak|fuzz|package`: every step a fresh machine needs,
 //! idempotent.
 mod bench;
 mod build;
@@ -10,6 +10,7 @@ mod package_check;
 mod packages;
 mod prereqs;
 mod run;
+mod soak;
 mod test;
 mod toolchain;
 
@@ -35,6 +36,9 @@ enum Command {
     Test(test::Options),
     /// Build, then run the network benchmark (root), or `bench micro`: the criterion benchmarks.
     Bench(bench::Options),
+    /// Build, then run mixed clients for `--minutes N` under refreshes, backend kills and daemon
+    /// restarts, and check every transfer and the daemon's state at the end (root).
+    Soak(soak::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
     /// Install what the demo, tests and package check run (apt packages, schemathesis), and nothing else.
@@ -50,6 +54,7 @@ fn main() -> Result<()> {
         Command::Demo(opts) => demo::demo(&opts),
         Command::Test(opts) => test::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
+        Command::Soak(opts) => soak::soak(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
         Command::Package => package::package(),
         Command::Prereqs => prereqs::all(),
