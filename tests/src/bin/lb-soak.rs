@@ -92,7 +92,10 @@ impl Rig {
     fn build(veth: VethKind, token: String) -> Result<Self> {
         let topo = Topology::with_kind("lbk", veth)?;
         // The hand-off's FIB lookups need forwarding on in the load balancer's namespace.
-        let out = run_in(topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])?;
+        let out = run_in(
+            topo.lb(),
+            &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"],
+        )?;
         if !out.status.success() {
             bail!("sysctl: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -362,17 +365,43 @@ fn run(args: &Args) -> Result<bool> {
         "baseline_note": "taken from the last daemon instance (after the second restart), after warm-up, with the clients paused and the daemon idle",
         "end": end,
         "active_connections_end": active,
+        "leftover_flows": end_stats.spliced.iter().map(|f| json!({
+            "from": f.from, "to": f.to, "state": f.state, "fin_seen": f.fin_seen,
+            "rst_seen": f.rst_seen, "packets": f.packets, "bytes": f.bytes,
+        })).collect::<Vec<_>>(),
+        "leftover_flow_table": end_stats.flows.iter().map(|f| json!({
+            "client": f.client, "frontend": f.frontend, "farm": f.farm_id, "server": f.server_id,
+        })).collect::<Vec<_>>(),
         "incidents": tally.incidents,
         "excused_samples": tally.excused_samples,
         "orchestration_errors": counts.errors,
     });
     let path = report::write_json(&args.out_dir, &stamp, &report)?;
+    let logs = keep_daemon_logs(&rig.daemon, &args.out_dir.join(&stamp));
     print_summary(&report, &checks);
     println!("report: {}", path.display());
+    match logs {
+        Ok(dir) => println!("daemon logs (one per instance): {}", dir.display()),
+        Err(e) => eprintln!("lb-soak: keeping the daemon logs: {e:#}"),
+    }
     if !passed {
         eprintln!("--- lb-user log (last instance, tail) ---\n{}", rig.daemon.log());
     }
     Ok(passed)
+}
+
+/// Copies every daemon instance's log (`daemon-<n>.log` beside its data directory) to `dir`.
+fn keep_daemon_logs(daemon: &ApiDaemon, dir: &std::path::Path) -> Result<PathBuf> {
+    let from = daemon.data_dir().parent().context("the data directory has no parent")?.to_path_buf();
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(&from)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.starts_with("daemon-") && name.ends_with(".log") {
+            std::fs::copy(&path, dir.join(&name)).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// Kills one backend (SIGKILL), as a crash would, and starts it again 0.5-3 s later.

@@ -9,7 +9,7 @@
 //! last, and churned routes match an SNI no client sends, so that no legitimate client may
 //! fail because of a change: a failure during a refresh is a daemon bug.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
@@ -96,12 +96,13 @@ pub fn clients_on(api: &ApiClient, stats: &Stats, backend: &Backend) -> Result<H
         .collect())
 }
 
-/// The clients of the flows handed to the kernel now.
-pub fn handed_off_clients(stats: &Stats) -> HashSet<String> {
+/// The clients of the flows handed to the kernel now, with the state of their entry
+/// (`live`, or `frozen` while the hand-off is being made).
+pub fn handed_off_clients(stats: &Stats) -> HashMap<String, String> {
     stats
         .spliced
         .iter()
-        .flat_map(|s| [s.from.clone(), s.to.clone()])
+        .flat_map(|s| [(s.from.clone(), s.state.clone()), (s.to.clone(), s.state.clone())])
         .collect()
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Bytes that differ are never excused.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -141,8 +141,9 @@ impl Failure {
 struct Window {
     from: Instant,
     to: Option<Instant>,
-    /// Clients known to be hit (kills) or known to be handed off (restarts), as `ip:port`.
-    clients: HashSet<String>,
+    /// Clients known to be hit (kills) or known to be handed off (restarts), as `ip:port`,
+    /// with a note (for restarts, the state of the flow's entry).
+    clients: HashMap<String, String>,
 }
 
 impl Window {
@@ -228,7 +229,7 @@ impl Ledger {
         book.kills.push(Window {
             from: Instant::now(),
             to: None,
-            clients,
+            clients: clients.into_iter().map(|c| (c, String::new())).collect(),
         });
         book.kills.len() - 1
     }
@@ -240,7 +241,7 @@ impl Ledger {
     }
 
     /// Announces a daemon restart; `handed_off` are the clients of flows in the kernel then.
-    pub fn restart_begins(&self, handed_off: HashSet<String>) -> usize {
+    pub fn restart_begins(&self, handed_off: HashMap<String, String>) -> usize {
         let mut book = self.book();
         book.restarts.push(Window {
             from: Instant::now(),
@@ -284,13 +285,16 @@ impl Ledger {
             Err(f) => f,
         };
         let client_key = client.map(|c| c.to_string());
-        let outcome = if failure.mismatch {
-            Outcome::Unexpected
+        let (outcome, note) = if failure.mismatch {
+            (Outcome::Unexpected, None)
         } else {
             classify(&book, client_key.as_deref(), started, ended)
         };
         *book.outcomes.entry((kind, outcome)).or_default() += 1;
-        let error = format!("{:#}", failure.error);
+        let mut error = format!("{:#}", failure.error);
+        if let Some(note) = note {
+            error = format!("{note}: {error}");
+        }
         if outcome != Outcome::Unexpected {
             let samples = book.excused_samples.entry(outcome).or_default();
             if samples.len() < SAMPLES {
@@ -370,21 +374,26 @@ impl Ledger {
     }
 }
 
-fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant) -> Outcome {
+/// The outcome of a failed client, and a note when it failed across a restart although its
+/// flow was in the kernel then.
+fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant) -> (Outcome, Option<String>) {
     for w in &book.kills {
         if w.overlaps(started, ended, SLACK)
-            && (client.is_some_and(|c| w.clients.contains(c)) || started >= w.from)
+            && (client.is_some_and(|c| w.clients.contains_key(c)) || started >= w.from)
         {
-            return Outcome::BackendKilled;
+            return (Outcome::BackendKilled, None);
         }
     }
     for w in &book.restarts {
         if w.overlaps(started, ended, SLACK) {
-            if client.is_some_and(|c| w.clients.contains(c)) {
-                return Outcome::Unexpected;
+            if let Some(state) = client.and_then(|c| w.clients.get(c)) {
+                return (
+                    Outcome::Unexpected,
+                    Some(format!("handed off ({state}) when the daemon was restarted")),
+                );
             }
-            return Outcome::DaemonRestarted;
+            return (Outcome::DaemonRestarted, None);
         }
     }
-    Outcome::Unexpected
+    (Outcome::Unexpected, None)
 }
