@@ -377,10 +377,9 @@ impl Ledger {
 /// The outcome of a failed client, and a note when it failed across a restart although its
 /// flow was in the kernel then.
 fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant) -> (Outcome, Option<String>) {
-    for w in &book.kills {
-        if w.overlaps(started, ended, SLACK)
-            && (client.is_some_and(|c| w.clients.contains_key(c)) || started >= w.from)
-        {
+    // A connection known to be on the killed server: whatever else happened meanwhile.
+    if let Some(c) = client {
+        if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && w.clients.contains_key(c)) {
             return (Outcome::BackendKilled, None);
         }
     }
@@ -394,6 +393,9 @@ fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant)
             }
             return (Outcome::DaemonRestarted, None);
         }
+    }
+    if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && started >= w.from) {
+        return (Outcome::BackendKilled, None);
     }
     (Outcome::Unexpected, None)
 }
