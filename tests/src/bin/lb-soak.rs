@@ -62,7 +62,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.minutes == 0 || args.minutes > MAX_MINUTES {
-        eprintln!("lb-soak: --minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)", args.minutes);
+        eprintln!(
+            "lb-soak: --minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)",
+            args.minutes
+        );
         return ExitCode::from(2);
     }
     if !is_root() {
@@ -94,7 +97,12 @@ impl Rig {
         // The hand-off's FIB lookups need forwarding on in the load balancer's namespace.
         let out = run_in(
             topo.lb(),
-            &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"],
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.conf.all.forwarding=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
         )?;
         if !out.status.success() {
             bail!("sysctl: {}", String::from_utf8_lossy(&out.stderr));
@@ -198,9 +206,16 @@ fn run(args: &Args) -> Result<bool> {
             bail!("interrupted");
         }
         let now = Instant::now();
-        if (counts.restarts as usize) < restarts_at.len() && now >= restarts_at[counts.restarts as usize] {
+        if (counts.restarts as usize) < restarts_at.len()
+            && now >= restarts_at[counts.restarts as usize]
+        {
             let stats = rig.daemon.stats().context("stats before a restart")?;
-            instances.push(Instance::from_stats(rig.daemon.pid()?, instance_started, at(now), &stats));
+            instances.push(Instance::from_stats(
+                rig.daemon.pid()?,
+                instance_started,
+                at(now),
+                &stats,
+            ));
             let handed_off = churn::handed_off_clients(&stats);
             eprintln!(
                 "lb-soak: {:.0}s: restarting the daemon (SIGTERM, same --pin-dir; {} flows in the kernel now)",
@@ -233,13 +248,17 @@ fn run(args: &Args) -> Result<bool> {
                     );
                     baseline = Some(s);
                 }
-                Err(e) => counts.errors.push(format!("{:.0}s: baseline: {e:#}", at(now))),
+                Err(e) => counts
+                    .errors
+                    .push(format!("{:.0}s: baseline: {e:#}", at(now))),
             }
             continue;
         }
         if now >= next_kill {
             if let Err(e) = kill_one(&mut rig, &api, &ledger, &mut rng) {
-                counts.errors.push(format!("{:.0}s: backend kill: {e:#}", at(now)));
+                counts
+                    .errors
+                    .push(format!("{:.0}s: backend kill: {e:#}", at(now)));
             } else {
                 counts.kills += 1;
             }
@@ -249,7 +268,9 @@ fn run(args: &Args) -> Result<bool> {
         if now >= next_refresh {
             if let Err(e) = churn.step(&api, &mut rng) {
                 eprintln!("lb-soak: {:.0}s: refresh FAILED: {e:#}", at(now));
-                counts.errors.push(format!("{:.0}s: refresh: {e:#}", at(now)));
+                counts
+                    .errors
+                    .push(format!("{:.0}s: refresh: {e:#}", at(now)));
             }
             next_refresh = Instant::now() + rng.millis(2_000, 8_000);
             continue;
@@ -268,7 +289,10 @@ fn run(args: &Args) -> Result<bool> {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    eprintln!("lb-soak: {:.0}s: load stops; waiting for the clients in flight", at(Instant::now()));
+    eprintln!(
+        "lb-soak: {:.0}s: load stops; waiting for the clients in flight",
+        at(Instant::now())
+    );
     control.stop();
     join_workers(workers, &mut counts)?;
     let load_ended = at(Instant::now());
@@ -280,7 +304,12 @@ fn run(args: &Args) -> Result<bool> {
         procfs::wait_for_fds(pid, b.fds, Duration::from_secs(10)).ok();
     }
     let end = sample(pid, at)?;
-    instances.push(Instance::from_stats(pid, instance_started, end.at_s, &end_stats));
+    instances.push(Instance::from_stats(
+        pid,
+        instance_started,
+        end.at_s,
+        &end_stats,
+    ));
     let active = active_connections(&api).unwrap_or(u64::MAX);
 
     let tally = ledger.tally();
@@ -288,7 +317,11 @@ fn run(args: &Args) -> Result<bool> {
     let stalls = totals["stalls"].as_u64().unwrap_or(0);
     let handed = totals["handed_off"].as_u64().unwrap_or(0);
     let mut checks = vec![
-        Check::new("bytes identical", tally.mismatches == 0, format!("{} mismatches", tally.mismatches)),
+        Check::new(
+            "bytes identical",
+            tally.mismatches == 0,
+            format!("{} mismatches", tally.mismatches),
+        ),
         Check::new(
             "no unexpected outcome",
             tally.unexpected == 0,
@@ -297,11 +330,22 @@ fn run(args: &Args) -> Result<bool> {
                 tally.unexpected, tally.unexpected_timeouts, tally.unexpected_resets
             ),
         ),
-        Check::new("no stall", stalls == 0, format!("handoff.stalls summed over instances: {stalls}")),
-        Check::new("the kernel path was used", handed > 0, format!("{handed} flows handed off")),
+        Check::new(
+            "no stall",
+            stalls == 0,
+            format!("handoff.stalls summed over instances: {stalls}"),
+        ),
+        Check::new(
+            "the kernel path was used",
+            handed > 0,
+            format!("{handed} flows handed off"),
+        ),
         Check::new(
             "every kind of client was served",
-            tally.outcomes.iter().all(|(_, row)| row["ok"] + row["own_reset"] + row["refused"] > 0),
+            tally
+                .outcomes
+                .iter()
+                .all(|(_, row)| row["ok"] + row["own_reset"] + row["refused"] > 0),
             "at least one expected outcome per kind",
         ),
         Check::new(
@@ -311,14 +355,25 @@ fn run(args: &Args) -> Result<bool> {
                 "{} handed-off directions, {} flow-table entries after the grace period{}",
                 end_stats.spliced.len(),
                 end_stats.flows.len(),
-                settled.as_ref().err().map(|e| format!(" ({e:#})")).unwrap_or_default()
+                settled
+                    .as_ref()
+                    .err()
+                    .map(|e| format!(" ({e:#})"))
+                    .unwrap_or_default()
             ),
         ),
-        Check::new("no active connection", active == 0, format!("frontend_active_connections: {active}")),
+        Check::new(
+            "no active connection",
+            active == 0,
+            format!("frontend_active_connections: {active}"),
+        ),
         Check::new(
             "orchestration clean",
             counts.errors.is_empty(),
-            format!("{} errors (refreshes, kills, baseline)", counts.errors.len()),
+            format!(
+                "{} errors (refreshes, kills, baseline)",
+                counts.errors.len()
+            ),
         ),
     ];
     match &baseline {
@@ -327,15 +382,25 @@ fn run(args: &Args) -> Result<bool> {
             checks.push(Check::new(
                 "descriptors back to baseline",
                 end.fds <= b.fds + FD_SLACK,
-                format!("{} at the end, baseline {} (+{FD_SLACK} allowed)", end.fds, b.fds),
+                format!(
+                    "{} at the end, baseline {} (+{FD_SLACK} allowed)",
+                    end.fds, b.fds
+                ),
             ));
             checks.push(Check::new(
                 "memory back to baseline",
                 end.rss_kib <= rss_limit,
-                format!("{} KiB at the end, baseline {} KiB (limit {rss_limit} KiB)", end.rss_kib, b.rss_kib),
+                format!(
+                    "{} KiB at the end, baseline {} KiB (limit {rss_limit} KiB)",
+                    end.rss_kib, b.rss_kib
+                ),
             ));
         }
-        None => checks.push(Check::new("baseline taken", false, "no baseline was measured")),
+        None => checks.push(Check::new(
+            "baseline taken",
+            false,
+            "no baseline was measured",
+        )),
     }
     let passed = checks.iter().all(|c| c.ok);
 
@@ -385,20 +450,32 @@ fn run(args: &Args) -> Result<bool> {
         Err(e) => eprintln!("lb-soak: keeping the daemon logs: {e:#}"),
     }
     if !passed {
-        eprintln!("--- lb-user log (last instance, tail) ---\n{}", rig.daemon.log());
+        eprintln!(
+            "--- lb-user log (last instance, tail) ---\n{}",
+            rig.daemon.log()
+        );
     }
     Ok(passed)
 }
 
 /// Copies every daemon instance's log (`daemon-<n>.log` beside its data directory) to `dir`.
 fn keep_daemon_logs(daemon: &ApiDaemon, dir: &std::path::Path) -> Result<PathBuf> {
-    let from = daemon.data_dir().parent().context("the data directory has no parent")?.to_path_buf();
+    let from = daemon
+        .data_dir()
+        .parent()
+        .context("the data directory has no parent")?
+        .to_path_buf();
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(&from)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if name.starts_with("daemon-") && name.ends_with(".log") {
-            std::fs::copy(&path, dir.join(&name)).with_context(|| format!("copying {}", path.display()))?;
+            std::fs::copy(&path, dir.join(&name))
+                .with_context(|| format!("copying {}", path.display()))?;
         }
     }
     Ok(dir.to_path_buf())
@@ -433,7 +510,9 @@ fn join_workers(workers: Vec<JoinHandle<()>>, counts: &mut Counts) -> Result<()>
                 bail!("interrupted");
             }
             if Instant::now() >= deadline {
-                counts.errors.push("a client worker did not stop within 180 s".into());
+                counts
+                    .errors
+                    .push("a client worker did not stop within 180 s".into());
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -457,7 +536,10 @@ fn quiet_sample(
         let deadline = Instant::now() + Duration::from_secs(120);
         while control.in_flight() > 0 {
             if Instant::now() >= deadline || interrupt::requested() {
-                bail!("{} clients still in flight after 120 s", control.in_flight());
+                bail!(
+                    "{} clients still in flight after 120 s",
+                    control.in_flight()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -560,7 +642,10 @@ fn print_summary(report: &serde_json::Value, checks: &[Check]) {
         report["seed"],
         report["commit"].as_str().unwrap_or("?")
     );
-    println!("{:<14} {:>8} {:>10} {:>8} {:>15} {:>17} {:>11}", "client", "ok", "own_reset", "refused", "backend_killed", "daemon_restarted", "unexpected");
+    println!(
+        "{:<14} {:>8} {:>10} {:>8} {:>15} {:>17} {:>11}",
+        "client", "ok", "own_reset", "refused", "backend_killed", "daemon_restarted", "unexpected"
+    );
     if let Some(rows) = report["outcomes"].as_object() {
         for (kind, row) in rows {
             let n = |k: &str| row[k].as_u64().unwrap_or(0);
@@ -598,14 +683,26 @@ fn print_summary(report: &serde_json::Value, checks: &[Check]) {
         short_sample(&report["end"])
     );
     for c in checks {
-        println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAILED" }, c.name, c.detail);
+        println!(
+            "  [{}] {}: {}",
+            if c.ok { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        );
     }
     if let Some(errors) = report["orchestration_errors"].as_array() {
         for e in errors {
             println!("  error: {}", e.as_str().unwrap_or("?"));
         }
     }
-    println!("{}", if report["passed"] == true { "soak PASSED" } else { "soak FAILED" });
+    println!(
+        "{}",
+        if report["passed"] == true {
+            "soak PASSED"
+        } else {
+            "soak FAILED"
+        }
+    );
 }
 
 fn short_sample(s: &serde_json::Value) -> String {

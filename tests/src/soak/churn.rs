@@ -34,13 +34,48 @@ impl Backend {
 }
 
 pub const BACKENDS: [Backend; 7] = [
-    Backend { listen: "10.77.2.2:8443", alpn: &["h2"], name: "farm h2 (server 1)", farm: 1 },
-    Backend { listen: "10.77.2.3:8443", alpn: &["h2"], name: "farm h2 (server 2)", farm: 1 },
-    Backend { listen: "10.77.2.4:8443", alpn: &["http/1.1"], name: "farm h1 (server 1)", farm: 2 },
-    Backend { listen: "10.77.2.5:8443", alpn: &["http/1.1"], name: "farm h1 (server 2)", farm: 2 },
-    Backend { listen: "10.77.2.2:9443", alpn: &["lb-echo"], name: "farm echo (server 1)", farm: 3 },
-    Backend { listen: "10.77.2.3:9443", alpn: &["lb-echo"], name: "farm echo (server 2)", farm: 3 },
-    Backend { listen: "10.77.2.4:9443", alpn: &["lb-echo"], name: "farm echo (server 3)", farm: 3 },
+    Backend {
+        listen: "10.77.2.2:8443",
+        alpn: &["h2"],
+        name: "farm h2 (server 1)",
+        farm: 1,
+    },
+    Backend {
+        listen: "10.77.2.3:8443",
+        alpn: &["h2"],
+        name: "farm h2 (server 2)",
+        farm: 1,
+    },
+    Backend {
+        listen: "10.77.2.4:8443",
+        alpn: &["http/1.1"],
+        name: "farm h1 (server 1)",
+        farm: 2,
+    },
+    Backend {
+        listen: "10.77.2.5:8443",
+        alpn: &["http/1.1"],
+        name: "farm h1 (server 2)",
+        farm: 2,
+    },
+    Backend {
+        listen: "10.77.2.2:9443",
+        alpn: &["lb-echo"],
+        name: "farm echo (server 1)",
+        farm: 3,
+    },
+    Backend {
+        listen: "10.77.2.3:9443",
+        alpn: &["lb-echo"],
+        name: "farm echo (server 2)",
+        farm: 3,
+    },
+    Backend {
+        listen: "10.77.2.4:9443",
+        alpn: &["lb-echo"],
+        name: "farm echo (server 3)",
+        farm: 3,
+    },
 ];
 
 /// (farm, address) of the servers that come and go; each farm keeps another server.
@@ -61,13 +96,22 @@ pub fn seed(api: &ApiClient) -> Result<()> {
         "/tcp/frontend",
         json!({"port": "443", "defaultFarmId": 2, "inspectTimeout": 3, "displayName": "soak"}),
     )?;
-    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
-    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
+    api.create(
+        "/tcp/route",
+        json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}),
+    )?;
+    api.create(
+        "/tcp/route/1/rule",
+        json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}),
+    )?;
     api.create(
         "/tcp/route",
         json!({"action": {"type": "farm", "target": "3"}, "frontendId": 1, "weight": 1}),
     )?;
-    api.create("/tcp/route/2/rule", json!({"field": "alpn", "match": "is", "pattern": "lb-echo"}))?;
+    api.create(
+        "/tcp/route/2/rule",
+        json!({"field": "alpn", "match": "is", "pattern": "lb-echo"}),
+    )?;
     api.refresh_done()
 }
 
@@ -102,7 +146,12 @@ pub fn handed_off_clients(stats: &Stats) -> HashMap<String, String> {
     stats
         .spliced
         .iter()
-        .flat_map(|s| [(s.from.clone(), s.state.clone()), (s.to.clone(), s.state.clone())])
+        .flat_map(|s| {
+            [
+                (s.from.clone(), s.state.clone()),
+                (s.to.clone(), s.state.clone()),
+            ]
+        })
         .collect()
 }
 
@@ -137,7 +186,10 @@ impl Churn {
                     json!({"address": address, "displayName": format!("churned {address} of farm {farm}")}),
                 )?;
                 self.servers_added += 1;
-                changes.push(format!("+server {} ({address}) of farm {farm}", s["serverId"]));
+                changes.push(format!(
+                    "+server {} ({address}) of farm {farm}",
+                    s["serverId"]
+                ));
             }
         }
         if !server_change || rng.chance(50) {
@@ -155,7 +207,9 @@ impl Churn {
                     "/tcp/route",
                     json!({"action": action, "frontendId": 1, "weight": rng.range(0, 10)}),
                 )?;
-                let id = route["routeId"].as_u64().context("the new route has no routeId")?;
+                let id = route["routeId"]
+                    .as_u64()
+                    .context("the new route has no routeId")?;
                 api.create(
                     &format!("/tcp/route/{id}/rule"),
                     json!({"field": "sni", "match": "is", "pattern": format!("churn-{}.lb.test", self.steps)}),
@@ -167,7 +221,11 @@ impl Churn {
         }
         self.steps += 1;
         let task = api.refresh(None)?;
-        ensure!(task["status"] == "done", "refresh after {changes:?} ended {}: {task}", task["status"]);
+        ensure!(
+            task["status"] == "done",
+            "refresh after {changes:?} ended {}: {task}",
+            task["status"]
+        );
         Ok(changes.join(", "))
     }
 

@@ -106,7 +106,12 @@ pub fn start(env: &Env, rng: &mut Rng) -> Vec<JoinHandle<()>> {
                     let ns = env.cli_ns.clone();
                     let ledger = Arc::clone(&env.ledger);
                     if let Err(e) = in_netns(&ns, || worker(&env, kind, rng)) {
-                        ledger.record(kind, None, Instant::now(), Err(e.context("worker thread").into()));
+                        ledger.record(
+                            kind,
+                            None,
+                            Instant::now(),
+                            Err(e.context("worker thread").into()),
+                        );
                     }
                 })
                 .expect("spawning a soak worker");
@@ -149,14 +154,26 @@ fn worker(env: &Env, kind: Kind, mut rng: Rng) -> Result<()> {
 
 /// One GET: its status, its backend's farm and its whole body checked. Every fifth h2 GET is
 /// made by curl.
-fn short(env: &Env, alpn: &str, i: usize, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
+fn short(
+    env: &Env,
+    alpn: &str,
+    i: usize,
+    client: &mut Option<SocketAddr>,
+) -> Result<Done, Failure> {
     let (sni, farm, version) = if alpn == "h2" {
         ("h2.lb.test", "farm h2 ", "HTTP/2.0")
     } else {
         ("h1.lb.test", "farm h1 ", "HTTP/1.1")
     };
     if alpn == "h2" && i % 5 == 4 {
-        let r = curl_get(&env.cli_ns, "--http2", sni, 443, &LB_VIP.to_string(), &env.certs.ca_pem())?;
+        let r = curl_get(
+            &env.cli_ns,
+            "--http2",
+            sni,
+            443,
+            &LB_VIP.to_string(),
+            &env.certs.ca_pem(),
+        )?;
         if !r.exit_ok {
             return Err(anyhow!("curl --http2: {}", r.stderr.trim()).into());
         }
@@ -214,7 +231,13 @@ fn slow(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
         bytes: 4 * 1024,
         every: Duration::from_millis(500),
     };
-    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, mode, IDLE, client)?;
+    let p = pump(
+        &env.opts("echo.lb.test", &["lb-echo"]),
+        &payload,
+        mode,
+        IDLE,
+        client,
+    )?;
     Ok(Done::Served {
         bytes: 2 * p.verified,
     })
@@ -226,7 +249,13 @@ fn reset(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Do
     let len = rng.range(16, 4096) * KIB;
     let after = rng.range(1, len);
     let payload = noise(len as usize, rng.next_u64());
-    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, Mode::ResetAfter { after }, IDLE, client)?;
+    let p = pump(
+        &env.opts("echo.lb.test", &["lb-echo"]),
+        &payload,
+        Mode::ResetAfter { after },
+        IDLE,
+        client,
+    )?;
     Ok(Done::OwnReset {
         bytes: 2 * p.verified,
     })
@@ -238,7 +267,8 @@ fn reset(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Do
 /// as long as nothing hangs.
 fn hostile(env: &Env, i: usize, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
     const LIMIT: Duration = Duration::from_secs(12);
-    let closed = |r: Result<crate::hostile::Closed>| r.map(|_| Done::Refused).map_err(Failure::from);
+    let closed =
+        |r: Result<crate::hostile::Closed>| r.map(|_| Done::Refused).map_err(Failure::from);
     match i % 7 {
         0 => {
             // Not TLS: the frontend takes it as plain TCP (protocol `tcp`) for its default
@@ -255,17 +285,39 @@ fn hostile(env: &Env, i: usize, client: &mut Option<SocketAddr>) -> Result<Done,
         }
         1 => {
             let hello = hello::client_hello_bytes(&env.opts("h2.lb.test", &["h2"]))?;
-            closed(hold(vip(443), &hello[..hello.len() / 2], &[], Duration::from_millis(100), LIMIT))
+            closed(hold(
+                vip(443),
+                &hello[..hello.len() / 2],
+                &[],
+                Duration::from_millis(100),
+                LIMIT,
+            ))
         }
         2 => {
             // A ClientHello announcing 16 MiB, then more bytes as if it meant it.
-            let head = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03];
-            closed(hold(vip(443), &head, &noise(256, 5), Duration::from_millis(20), LIMIT))
+            let head = [
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03,
+            ];
+            closed(hold(
+                vip(443),
+                &head,
+                &noise(256, 5),
+                Duration::from_millis(20),
+                LIMIT,
+            ))
         }
         3 => {
             // A record of 64 KiB (TLS allows 16 KiB + 2 KiB).
-            let head = [0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb, 0x03, 0x03];
-            closed(hold(vip(443), &head, &noise(256, 6), Duration::from_millis(20), LIMIT))
+            let head = [
+                0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb, 0x03, 0x03,
+            ];
+            closed(hold(
+                vip(443),
+                &head,
+                &noise(256, 6),
+                Duration::from_millis(20),
+                LIMIT,
+            ))
         }
         4 => served_or_refused(env.opts(&LB_VIP.to_string(), &["h2"]), client),
         _ => served_or_refused(env.opts("h1.lb.test", &["lb-unknown/9"]), client),
@@ -277,18 +329,33 @@ fn send_then_wait_closed(bytes: &[u8], limit: Duration) -> Result<crate::hostile
     let mut sock = crate::client::tcp_connect(None, vip(443), Duration::from_secs(3))?;
     let started = Instant::now();
     if !crate::hostile::send(&mut sock, bytes)? {
-        return Ok(crate::hostile::Closed { after: started.elapsed(), sent: 0 });
+        return Ok(crate::hostile::Closed {
+            after: started.elapsed(),
+            sent: 0,
+        });
     }
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut buf = [0u8; 4096];
     while started.elapsed() < limit {
         match std::io::Read::read(&mut sock, &mut buf) {
-            Ok(0) => return Ok(crate::hostile::Closed { after: started.elapsed(), sent: bytes.len() }),
+            Ok(0) => {
+                return Ok(crate::hostile::Closed {
+                    after: started.elapsed(),
+                    sent: bytes.len(),
+                })
+            }
             Ok(_) => {}
             Err(e) if crate::hostile::closed_by_peer(&e) => {
-                return Ok(crate::hostile::Closed { after: started.elapsed(), sent: bytes.len() })
+                return Ok(crate::hostile::Closed {
+                    after: started.elapsed(),
+                    sent: bytes.len(),
+                })
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -307,7 +374,11 @@ fn served_or_refused(opts: ClientOpts, client: &mut Option<SocketAddr>) -> Resul
         Ok(r) if r.status == 200 => Ok(Done::Served {
             bytes: r.body.len() as u64,
         }),
-        Ok(r) => Err(anyhow!("status {} for a hello without SNI or with an unknown ALPN", r.status).into()),
+        Ok(r) => Err(anyhow!(
+            "status {} for a hello without SNI or with an unknown ALPN",
+            r.status
+        )
+        .into()),
         Err(e) if crate::client::is_timeout(&e) => Err(e.into()),
         Err(_) => Ok(Done::Refused),
     }

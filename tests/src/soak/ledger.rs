@@ -376,10 +376,19 @@ impl Ledger {
 
 /// The outcome of a failed client, and a note when it failed across a restart although its
 /// flow was in the kernel then.
-fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant) -> (Outcome, Option<String>) {
+fn classify(
+    book: &Book,
+    client: Option<&str>,
+    started: Instant,
+    ended: Instant,
+) -> (Outcome, Option<String>) {
     // A connection known to be on the killed server: whatever else happened meanwhile.
     if let Some(c) = client {
-        if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && w.clients.contains_key(c)) {
+        if book
+            .kills
+            .iter()
+            .any(|w| w.overlaps(started, ended, SLACK) && w.clients.contains_key(c))
+        {
             return (Outcome::BackendKilled, None);
         }
     }
@@ -388,13 +397,19 @@ fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant)
             if let Some(state) = client.and_then(|c| w.clients.get(c)) {
                 return (
                     Outcome::Unexpected,
-                    Some(format!("handed off ({state}) when the daemon was restarted")),
+                    Some(format!(
+                        "handed off ({state}) when the daemon was restarted"
+                    )),
                 );
             }
             return (Outcome::DaemonRestarted, None);
         }
     }
-    if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && started >= w.from) {
+    if book
+        .kills
+        .iter()
+        .any(|w| w.overlaps(started, ended, SLACK) && started >= w.from)
+    {
         return (Outcome::BackendKilled, None);
     }
     (Outcome::Unexpected, None)

@@ -136,7 +136,11 @@ impl<'p> Session<'p> {
                 continue;
             }
             if last_progress.elapsed() > self.idle_timeout {
-                return Err(anyhow!("{}", self.state(&format!("no progress for {:?}", self.idle_timeout))).into());
+                return Err(anyhow!(
+                    "{}",
+                    self.state(&format!("no progress for {:?}", self.idle_timeout))
+                )
+                .into());
             }
             let mut events = 0;
             if budget > 0 {
@@ -145,7 +149,9 @@ impl<'p> Session<'p> {
             if self.conn.wants_write() {
                 events |= libc::POLLOUT;
             }
-            let wait = next_tick.saturating_duration_since(now).min(Duration::from_millis(50));
+            let wait = next_tick
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
             let mut fds = [libc::pollfd {
                 fd: self.sock.as_raw_fd(),
                 events,
@@ -155,7 +161,11 @@ impl<'p> Session<'p> {
             unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis().max(1) as libc::c_int) };
         }
         if self.received != self.payload.len() {
-            return Err(anyhow!("{}", self.state("the server closed before echoing everything")).into());
+            return Err(anyhow!(
+                "{}",
+                self.state("the server closed before echoing everything")
+            )
+            .into());
         }
         Ok(Pumped {
             verified: self.received as u64,
@@ -187,7 +197,9 @@ impl<'p> Session<'p> {
             }
         }
         if self.notify_sent && !self.shut && !self.conn.wants_write() {
-            self.sock.shutdown(Shutdown::Write).context("shutdown(Write)")?;
+            self.sock
+                .shutdown(Shutdown::Write)
+                .context("shutdown(Write)")?;
             self.shut = true;
         }
         Ok(progress)
@@ -206,7 +218,11 @@ impl<'p> Session<'p> {
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, 0)),
-            Err(e) => return Err(anyhow::Error::from(e).context(self.state("reading TLS records")).into()),
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(self.state("reading TLS records"))
+                    .into())
+            }
         };
         self.conn
             .process_new_packets()
@@ -222,7 +238,10 @@ impl<'p> Session<'p> {
                     if expected != Some(&buf[..n]) {
                         return Err(Failure::mismatch(anyhow!(
                             "{}",
-                            self.state(&format!("{n} bytes received at offset {} differ from those sent", self.received))
+                            self.state(&format!(
+                                "{n} bytes received at offset {} differ from those sent",
+                                self.received
+                            ))
                         )));
                     }
                     self.received += n;
@@ -237,7 +256,11 @@ impl<'p> Session<'p> {
                     self.eof = true;
                     break;
                 }
-                Err(e) => return Err(anyhow::Error::from(e).context(self.state("reading plaintext")).into()),
+                Err(e) => {
+                    return Err(anyhow::Error::from(e)
+                        .context(self.state("reading plaintext"))
+                        .into())
+                }
             }
         }
         Ok((true, used))
@@ -246,7 +269,8 @@ impl<'p> Session<'p> {
     /// SO_LINGER 0 and close: the kernel sends an RST.
     fn reset(self) -> Result<Pumped, Failure> {
         let sock = socket2::SockRef::from(&self.sock);
-        sock.set_linger(Some(Duration::ZERO)).context("SO_LINGER 0")?;
+        sock.set_linger(Some(Duration::ZERO))
+            .context("SO_LINGER 0")?;
         let verified = self.received as u64;
         drop(self);
         Ok(Pumped { verified })
