@@ -315,6 +315,11 @@ fn run(args: &Args) -> Result<bool> {
     let tally = ledger.tally();
     let totals = report::handoff_totals(&instances);
     let stalls = totals["stalls"].as_u64().unwrap_or(0);
+    // Each instance's kernel counters start from zero: summed.
+    let splice_errors: u64 = instances
+        .iter()
+        .map(|i| i.counters["splice_errors"].as_u64().unwrap_or(0))
+        .sum();
     let handed = totals["handed_off"].as_u64().unwrap_or(0);
     let mut checks = vec![
         Check::new(
@@ -334,6 +339,11 @@ fn run(args: &Args) -> Result<bool> {
             "no stall",
             stalls == 0,
             format!("handoff.stalls summed over instances: {stalls}"),
+        ),
+        Check::new(
+            "no splice error",
+            splice_errors == 0,
+            format!("kernel counter splice_errors summed over instances: {splice_errors} (a SYN meeting a live flow's entry, among others)"),
         ),
         Check::new(
             "the kernel path was used",
@@ -418,6 +428,7 @@ fn run(args: &Args) -> Result<bool> {
         "bytes_verified": tally.bytes_verified,
         "handoff": totals,
         "stalls": stalls,
+        "splice_errors": splice_errors,
         "refreshes": churn.refreshes(),
         "churn": {
             "servers_added": churn.servers_added, "servers_removed": churn.servers_removed,

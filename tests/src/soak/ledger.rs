@@ -305,7 +305,10 @@ impl Ledger {
         let class = if failure.mismatch {
             book.mismatches += 1;
             "mismatch"
-        } else if is_timeout(&failure.error) || error.contains("no progress") {
+        } else if is_timeout(&failure.error)
+            || error.contains("no progress")
+            || error.contains("timed out")
+        {
             book.timeouts += 1;
             "timeout"
         } else if is_closed_by_peer(&failure.error) || error.contains("closed") {
