@@ -495,6 +495,7 @@ fn keep_daemon_logs(daemon: &ApiDaemon, dir: &std::path::Path) -> Result<PathBuf
 /// Kills one backend (SIGKILL), as a crash would, and starts it again 0.5-3 s later.
 fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, rng: &mut Rng) -> Result<()> {
     let backend = *rng.pick(&BACKENDS);
+    let seen = Instant::now();
     let stats = rig.daemon.stats()?;
     let hit = churn::clients_on(api, &stats, &backend)?;
     eprintln!(
@@ -503,7 +504,7 @@ fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, rng: &mut Rng) -> R
         backend.name,
         hit.len()
     );
-    let window = ledger.kill_begins(hit);
+    let window = ledger.kill_begins(hit, seen);
     let result = rig.backends.kill9(backend.name).and_then(|()| {
         std::thread::sleep(rng.millis(500, 3_000));
         rig.backends.tls(backend.listen, backend.alpn, backend.name)

@@ -223,11 +223,13 @@ impl Ledger {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Announces a backend kill hitting `clients`; returns its index for [`Ledger::kill_over`].
-    pub fn kill_begins(&self, clients: HashSet<String>) -> usize {
+    /// Announces a backend kill hitting `clients`, as the daemon's flow table showed them
+    /// at `seen` (connections that started after it may be on the server too); returns its
+    /// index for [`Ledger::kill_over`].
+    pub fn kill_begins(&self, clients: HashSet<String>, seen: Instant) -> usize {
         let mut book = self.book();
         book.kills.push(Window {
-            from: Instant::now(),
+            from: seen,
             to: None,
             clients: clients.into_iter().map(|c| (c, String::new())).collect(),
         });
