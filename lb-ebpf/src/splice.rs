@@ -169,7 +169,12 @@ fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
     // the fields are plain loads (a stale value only makes the window a frame older).
     let (next, window, shift) = unsafe { ((*receiver).last_ack, (*receiver).last_win, (*receiver).wscale_in) };
     let offset = seq.wrapping_add(rules.seq_add).wrapping_sub(next);
-    if offset == 0 {
+    // An RST sent right behind data reaches us before the receiver acknowledged that data:
+    // just past the last data frame forwarded this way, it is exact for the receiver (which
+    // resets) though not yet at its last ACK. Judged in-window, the flow would outlive both
+    // sockets, and a new connection on the same ports would meet its entry.
+    let at_data_end = rules.data_packets > 0 && seq == rules.data_end;
+    if offset == 0 || at_data_end {
         return Reset::Exact;
     }
     // RFC 7323 caps the shift at 14.

@@ -127,6 +127,18 @@ impl Backends {
             .and_then(ChildGuard::pid)
     }
 
+    /// SIGKILLs the backend started as `name` (as a crash would) and forgets it, so that it
+    /// can be started again under the same name.
+    pub fn kill9(&mut self, name: &str) -> Result<()> {
+        let at = self
+            .children
+            .iter()
+            .position(|c| c.name() == name && c.pid().is_some())
+            .with_context(|| format!("no running backend named {name:?}"))?;
+        self.children.remove(at).kill();
+        Ok(())
+    }
+
     /// Every backend's log, for diagnostics.
     pub fn logs(&self) -> String {
         self.children

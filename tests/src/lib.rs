@@ -30,6 +30,7 @@ pub mod plain;
 pub mod proc;
 pub mod procfs;
 pub mod raw;
+pub mod soak;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `cargo xtask build|run|demo|test|bench|fuzz|lint|package`: every step a fresh machine needs,
+//! `cargo xtask build|run|demo|test|bench|soak|fuzz|lint|package`: every step a fresh machine needs,
 //! idempotent.
 mod bench;
 mod build;
@@ -11,6 +11,7 @@ mod package_check;
 mod packages;
 mod prereqs;
 mod run;
+mod soak;
 mod test;
 mod toolchain;
 
@@ -36,6 +37,9 @@ enum Command {
     Test(test::Options),
     /// Build, then run the network benchmark (root), or `bench micro`: the criterion benchmarks.
     Bench(bench::Options),
+    /// Build, then run mixed clients for `--minutes N` under refreshes, backend kills and daemon
+    /// restarts, and check every transfer and the daemon's state at the end (root).
+    Soak(soak::Options),
     /// Run every fuzz target (cargo-fuzz) for a while.
     Fuzz(fuzz::Options),
     /// cargo fmt --check and clippy -D warnings on every crate, lb-ebpf (BPF target) included.
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
         Command::Demo(opts) => demo::demo(&opts),
         Command::Test(opts) => test::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
+        Command::Soak(opts) => soak::soak(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
         Command::Lint => lint::lint(),
         Command::Package => package::package(),

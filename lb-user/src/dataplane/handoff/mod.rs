@@ -75,6 +75,9 @@ const QUIESCE_POLL: Duration = Duration::from_millis(1);
 /// idle (nothing unread, nothing unacknowledged) before freezing anyway: freezing an idle
 /// flow drops nothing, freezing a busy one drops what the peers send meanwhile.
 const IDLE_WAIT: Duration = Duration::from_millis(5);
+/// How long past the quiesce deadline a frozen relay may take to empty its pipes before the
+/// hand-off is abandoned (and the flow unfrozen).
+const FROZEN_DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
 const FREEZE_SETTLE: Duration = Duration::from_millis(2);
 
@@ -354,7 +357,16 @@ impl Handoff {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
-            relay.run_until(quiescent(client, server, deadline)).await.map_err(|_| Fallback::Closing)?;
+            // Bounded: past the deadline the relay only empties its pipes, and a pipe whose
+            // receiver is itself waiting on us (an echoing peer whose frames the freeze drops)
+            // never empties; the flow would stay frozen, its bytes dropped, for good.
+            let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(quiescent(client, server, deadline))).await;
+            drained
+                .map_err(|_| {
+                    tracing::info!("hand-off abandoned: the frozen relay could not empty its pipes by the deadline");
+                    Fallback::NotQuiescent
+                })?
+                .map_err(|_| Fallback::Closing)?;
             if relay.half_closed() {
                 return Err(Fallback::Closing);
             }
