@@ -20,7 +20,16 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir);
     // The outer build's settings must not leak into the BPF build.
-    for key in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for key in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(key);
     }
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo +nightly for lb-ebpf: {e}; run `cargo xtask build` once"));

@@ -72,8 +72,7 @@ pub fn man_pages(cmd: Command, dir: &Path) -> Result<Vec<PathBuf>, DocsError> {
     // Every page's footer names the program and version, subcommands' too (not `create 0.1.0`).
     let source = format!("{} {}", cmd.get_name(), cmd.get_version().unwrap_or_default());
     let mut written = Vec::new();
-    write(cmd, source.trim_end(), dir, &mut written)
-        .map_err(|source| DocsError::Man { dir: dir.to_path_buf(), source })?;
+    write(cmd, source.trim_end(), dir, &mut written).map_err(|source| DocsError::Man { dir: dir.to_path_buf(), source })?;
     Ok(written)
 }
 
@@ -84,11 +83,7 @@ pub fn completions(mut cmd: Command, dir: &Path) -> Result<Vec<PathBuf>, DocsErr
     SHELLS
         .iter()
         .map(|&shell| {
-            clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(|source| DocsError::Completions {
-                shell,
-                dir: dir.to_path_buf(),
-                source,
-            })
+            clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(|source| DocsError::Completions { shell, dir: dir.to_path_buf(), source })
         })
         .collect()
 }
@@ -136,8 +131,7 @@ mod tests {
     fn completions_are_written_for_bash_zsh_and_fish() {
         let dir = tempfile::tempdir().unwrap();
         let written = completions(<Demo as clap::CommandFactory>::command(), dir.path()).unwrap();
-        let names: Vec<String> =
-            written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["demo.bash", "_demo", "demo.fish"]);
         for file in written {
             let script = std::fs::read_to_string(&file).unwrap();

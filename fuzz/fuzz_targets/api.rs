@@ -9,14 +9,14 @@ use axum::{
     http::{Method, Request},
     Router,
 };
-use libfuzzer_sys::fuzz_target;
+use lb_core::model::ServiceConfig;
 use lb_user::{
     api::router,
-    daemon::apply::ApplyError,
     control::{Control, Traffic},
+    daemon::apply::ApplyError,
     store::Store,
 };
-use lb_core::model::ServiceConfig;
+use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
 struct NoTraffic;
@@ -58,8 +58,19 @@ thread_local! {
 
 const METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::DELETE];
 const PATHS: &[&str] = &[
-    "/tcp/frontend", "/tcp/frontend/1", "/tcp/farm", "/tcp/farm/1", "/tcp/farm/1/server", "/tcp/farm/1/server/1",
-    "/tcp/route", "/tcp/route/1", "/tcp/route/1/rule", "/tcp/route/1/rule/1", "/refresh", "/pendingChanges", "/task/1",
+    "/tcp/frontend",
+    "/tcp/frontend/1",
+    "/tcp/farm",
+    "/tcp/farm/1",
+    "/tcp/farm/1/server",
+    "/tcp/farm/1/server/1",
+    "/tcp/route",
+    "/tcp/route/1",
+    "/tcp/route/1/rule",
+    "/tcp/route/1/rule/1",
+    "/refresh",
+    "/pendingChanges",
+    "/task/1",
 ];
 
 #[derive(arbitrary::Arbitrary, Debug)]
@@ -88,8 +99,7 @@ fn serve(h: &Harness, input: Input) {
     if input.suffix.len() < 64 && input.suffix.chars().all(|c| c.is_ascii_graphic()) {
         path.push_str(&input.suffix);
     }
-    let Ok(request) = Request::builder().method(method).uri(&path).header("content-type", "application/json").body(Body::from(input.body))
-    else {
+    let Ok(request) = Request::builder().method(method).uri(&path).header("content-type", "application/json").body(Body::from(input.body)) else {
         return;
     };
     let response = h.runtime.block_on(h.router.clone().oneshot(request)).expect("the router is infallible");

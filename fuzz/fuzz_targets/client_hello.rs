@@ -2,8 +2,8 @@
 //! same answer however the bytes are split.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lb_core::hello::{HelloReader, Progress};
+use libfuzzer_sys::fuzz_target;
 
 #[derive(arbitrary::Arbitrary, Debug)]
 struct Input {

@@ -2,8 +2,8 @@
 //! reports the same SNI and the same ALPN list. A disagreement is a bug in one of us.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lb_core::hello::{HelloReader, Progress};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut acceptor = rustls::server::Acceptor::default();

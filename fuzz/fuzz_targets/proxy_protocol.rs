@@ -4,11 +4,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use libfuzzer_sys::fuzz_target;
 use lb_core::{
     model::ProxyProtocolVersion,
     proxy_protocol::{parse, ProxyHeader},
 };
+use libfuzzer_sys::fuzz_target;
 
 #[derive(arbitrary::Arbitrary, Debug)]
 struct Input {
@@ -32,12 +32,7 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 fuzz_target!(|input: Input| {
     let _ = parse(&input.noise);
     let version = if input.v2 { ProxyProtocolVersion::V2 } else { ProxyProtocolVersion::V1 };
-    let header = ProxyHeader {
-        client: addr(input.client),
-        frontend: addr(input.frontend),
-        authority: input.authority.as_deref(),
-        alpn: input.alpn.as_deref(),
-    };
+    let header = ProxyHeader { client: addr(input.client), frontend: addr(input.frontend), authority: input.authority.as_deref(), alpn: input.alpn.as_deref() };
     let Ok(bytes) = header.to_vec(version) else { return };
     let parsed = parse(&bytes).expect("our own header parses");
     assert_eq!(parsed.len, bytes.len());

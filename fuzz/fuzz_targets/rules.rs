@@ -2,11 +2,11 @@
 //! fine, panics are not.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lb_core::{
     model::Rule,
     routing::{CompiledRule, ConnFacts, HelloFacts},
 };
+use libfuzzer_sys::fuzz_target;
 
 #[derive(arbitrary::Arbitrary, Debug)]
 struct Input {

@@ -42,10 +42,7 @@ impl Delta {
         let mut delta = self;
         let mut i = 0;
         while i + 1 < N {
-            delta = delta.word(
-                u16::from_be_bytes([old[i], old[i + 1]]),
-                u16::from_be_bytes([new[i], new[i + 1]]),
-            );
+            delta = delta.word(u16::from_be_bytes([old[i], old[i + 1]]), u16::from_be_bytes([new[i], new[i + 1]]));
             i += 2;
         }
         delta

@@ -16,16 +16,8 @@ const CHROME_HEX: &str = include_str!("../tests/fixtures/chrome_hello.hex");
 const CURL_HEX: &str = include_str!("../tests/fixtures/curl_openssl_hello.hex");
 
 fn unhex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .flat_map(str::bytes)
-        .filter(u8::is_ascii_hexdigit)
-        .collect();
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
+    let digits: Vec<u8> = text.lines().filter(|l| !l.starts_with('#')).flat_map(str::bytes).filter(u8::is_ascii_hexdigit).collect();
+    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
 }
 
 fn rustls_hello() -> Vec<u8> {
@@ -72,17 +64,11 @@ fn read(stream: &[u8], segment: usize) -> Progress {
 
 fn one_feed(c: &mut Criterion) {
     let mut group = c.benchmark_group("hello_one_feed");
-    let inputs = [
-        ("chrome", unhex(CHROME_HEX)),
-        ("curl", unhex(CURL_HEX)),
-        ("rustls", rustls_hello()),
-    ];
+    let inputs = [("chrome", unhex(CHROME_HEX)), ("curl", unhex(CURL_HEX)), ("rustls", rustls_hello())];
     for (name, stream) in &inputs {
         assert!(matches!(read(stream, usize::MAX), Progress::Complete(_)));
         group.throughput(Throughput::Bytes(stream.len() as u64));
-        group.bench_with_input(BenchmarkId::new(*name, stream.len()), stream, |b, s| {
-            b.iter(|| HelloReader::new().feed(black_box(s)))
-        });
+        group.bench_with_input(BenchmarkId::new(*name, stream.len()), stream, |b, s| b.iter(|| HelloReader::new().feed(black_box(s))));
     }
     group.finish();
 }
@@ -91,22 +77,16 @@ fn split(c: &mut Criterion) {
     let chrome = unhex(CHROME_HEX);
     let mut group = c.benchmark_group("hello_split");
     group.throughput(Throughput::Bytes(chrome.len() as u64));
-    group.bench_function("chrome_two_tcp_segments", |b| {
-        b.iter(|| read(&chrome, 1448))
-    });
+    group.bench_function("chrome_two_tcp_segments", |b| b.iter(|| read(&chrome, 1448)));
     let records = rerecord(&chrome, 512);
-    group.bench_function("chrome_512_byte_records", |b| {
-        b.iter(|| read(&records, usize::MAX))
-    });
+    group.bench_function("chrome_512_byte_records", |b| b.iter(|| read(&records, usize::MAX)));
     group.bench_function("chrome_one_byte_per_feed", |b| b.iter(|| read(&chrome, 1)));
     group.finish();
 }
 
 fn not_tls(c: &mut Criterion) {
     let request = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
-    c.bench_function("not_tls_http_request", |b| {
-        b.iter(|| HelloReader::new().feed(black_box(request)))
-    });
+    c.bench_function("not_tls_http_request", |b| b.iter(|| HelloReader::new().feed(black_box(request))));
 }
 
 criterion_group!(benches, one_feed, split, not_tls);

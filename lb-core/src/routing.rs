@@ -96,16 +96,26 @@ impl CompiledRule {
             _ => return Err(err("pattern", format!("match {:?} needs a pattern", rule.match_))),
         };
         let items = || -> Vec<&str> {
-            if rule.match_ == "in" { pattern.split(',').map(str::trim).filter(|s| !s.is_empty()).collect() } else { vec![pattern.trim()] }
+            if rule.match_ == "in" {
+                pattern.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+            } else {
+                vec![pattern.trim()]
+            }
         };
         let test = match rule.field.as_str() {
             "protocol" => Test::Protocol(
-                items().into_iter().map(|p| parse_protocol(p).ok_or_else(|| err("pattern", format!("unknown protocol {p:?}; expected tls, tcp, http/2.0 or http/1.1")))).collect::<Result<_, _>>()?,
+                items()
+                    .into_iter()
+                    .map(|p| parse_protocol(p).ok_or_else(|| err("pattern", format!("unknown protocol {p:?}; expected tls, tcp, http/2.0 or http/1.1"))))
+                    .collect::<Result<_, _>>()?,
             ),
             "sni" | "host" => Test::Sni(string_test(&rule.match_, pattern, &items(), true).map_err(|m| err("pattern", m))?),
             "alpn" => Test::Alpn(string_test(&rule.match_, pattern, &items(), false).map_err(|m| err("pattern", m))?),
             "source" => Test::Source(
-                items().into_iter().map(|p| parse_source(p).ok_or_else(|| err("pattern", format!("{p:?} is not an IP address or CIDR")))).collect::<Result<_, _>>()?,
+                items()
+                    .into_iter()
+                    .map(|p| parse_source(p).ok_or_else(|| err("pattern", format!("{p:?} is not an IP address or CIDR"))))
+                    .collect::<Result<_, _>>()?,
             ),
             _ => unreachable!("field checked against FIELDS above"),
         };
@@ -278,7 +288,14 @@ mod tests {
     #[test]
     fn sni_matches_are_case_insensitive() {
         let hello = h2();
-        for (m, p) in [("is", "API.example.com"), ("in", "x.org,api.example.com"), ("contains", "EXAMPLE"), ("startswith", "api."), ("endswith", ".COM"), ("matches", "^api\\.[a-z]+\\.com$")] {
+        for (m, p) in [
+            ("is", "API.example.com"),
+            ("in", "x.org,api.example.com"),
+            ("contains", "EXAMPLE"),
+            ("startswith", "api."),
+            ("endswith", ".COM"),
+            ("matches", "^api\\.[a-z]+\\.com$"),
+        ] {
             assert!(check(rule("sni", m, p), Some(&hello), "10.0.0.1"), "{m} {p}");
         }
         assert!(check(rule("host", "exists", ""), Some(&hello), "10.0.0.1"));

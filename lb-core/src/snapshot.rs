@@ -268,7 +268,8 @@ pub fn parse_ports(spec: &str) -> Result<Vec<u16>, String> {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (part, part),
         };
-        let parse = |s: &str| s.parse::<u16>().ok().filter(|p| (1..=MAX_PORT).contains(p)).ok_or_else(|| format!("{s:?} in {spec:?} is not a port in 1..={MAX_PORT}"));
+        let parse =
+            |s: &str| s.parse::<u16>().ok().filter(|p| (1..=MAX_PORT).contains(p)).ok_or_else(|| format!("{s:?} in {spec:?} is not a port in 1..={MAX_PORT}"));
         let (lo, hi) = (parse(lo)?, parse(hi)?);
         if lo > hi {
             return Err(format!("range {part:?} is reversed"));
@@ -288,7 +289,11 @@ fn check_listen_conflicts(frontends: &[FrontendSpec]) -> Result<(), ConfigError>
             let keys: Vec<Option<IpAddr>> = if f.addresses.is_empty() { vec![None] } else { f.addresses.iter().copied().map(Some).collect() };
             for key in keys {
                 let clash = seen.get(&(key, port)).or_else(|| seen.get(&(None, port))).or_else(|| {
-                    if key.is_none() { seen.iter().find(|((_, p), _)| *p == port).map(|(_, id)| id) } else { None }
+                    if key.is_none() {
+                        seen.iter().find(|((_, p), _)| *p == port).map(|(_, id)| id)
+                    } else {
+                        None
+                    }
                 });
                 if let Some(other) = clash {
                     return Err(ConfigError::new("frontend", Some(f.id), "port", format!("port {port} is already used by frontend {other}")));

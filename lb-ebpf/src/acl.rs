@@ -1,6 +1,6 @@
 //! Source ACLs of frontends, enforced on SYNs before any handshake.
 use aya_ebpf::maps::lpm_trie::Key;
-use lb_common::{acl_mode, AclV4, AclV6, FrontendKey, FAMILY_V4, ACL_ID_BITS};
+use lb_common::{acl_mode, AclV4, AclV6, FrontendKey, ACL_ID_BITS, FAMILY_V4};
 
 use crate::{maps, parse::Packet};
 
@@ -22,12 +22,7 @@ pub fn admits(packet: &Packet) -> bool {
 /// A frontend bound to this exact address wins over one bound to every address.
 #[inline(always)]
 fn frontend_policy(packet: &Packet) -> Option<lb_common::FrontendPolicy> {
-    let mut key = FrontendKey {
-        addr: packet.dst_addr,
-        port: packet.dst_port,
-        family: packet.family,
-        _pad: 0,
-    };
+    let mut key = FrontendKey { addr: packet.dst_addr, port: packet.dst_port, family: packet.family, _pad: 0 };
     // SAFETY: hash map values are plain old data read by copy while the program runs (RCU).
     if let Some(policy) = unsafe { maps::LB_FRONTENDS.get(&key) } {
         return Some(*policy);

@@ -96,10 +96,8 @@ fn lookup<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, rules: &SpliceEntry
         let tot_len = frame.be16(l3 + 2)?;
         params.__bindgen_anon_1.tot_len = if H::FIB_CHECKS_LENGTH { tot_len } else { 0 };
         params.__bindgen_anon_2.tos = frame.be16(l3)? as u8;
-        params.__bindgen_anon_3.ipv4_src =
-            u32::from_ne_bytes([rules.src_addr[0], rules.src_addr[1], rules.src_addr[2], rules.src_addr[3]]);
-        params.__bindgen_anon_4.ipv4_dst =
-            u32::from_ne_bytes([rules.dst_addr[0], rules.dst_addr[1], rules.dst_addr[2], rules.dst_addr[3]]);
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([rules.src_addr[0], rules.src_addr[1], rules.src_addr[2], rules.src_addr[3]]);
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([rules.dst_addr[0], rules.dst_addr[1], rules.dst_addr[2], rules.dst_addr[3]]);
     } else {
         params.family = AF_INET6;
         params.__bindgen_anon_1.tot_len = if H::FIB_CHECKS_LENGTH { (IPV6_HLEN + packet.l4_len) as u16 } else { 0 };

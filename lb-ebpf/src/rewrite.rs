@@ -40,9 +40,8 @@ fn rewrite_headers(frame: &Frame, packet: &Packet, rules: &SpliceEntry, sums: &m
     }
     // The TCP checksum covers the addresses through the pseudo-header.
     let pseudo = addresses(frame, packet, rules)?;
-    let mut delta = Delta::ZERO
-        .word(u16::from_be(packet.src_port), u16::from_be(rules.src_port))
-        .word(u16::from_be(packet.dst_port), u16::from_be(rules.dst_port));
+    let mut delta =
+        Delta::ZERO.word(u16::from_be(packet.src_port), u16::from_be(rules.src_port)).word(u16::from_be(packet.dst_port), u16::from_be(rules.dst_port));
     frame.set_bytes(tcp, &rules.src_port.to_ne_bytes())?;
     frame.set_bytes(tcp + 2, &rules.dst_port.to_ne_bytes())?;
 
@@ -102,16 +101,14 @@ pub fn looks_partial(frame: &Frame, packet: &Packet) -> bool {
 fn addresses(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Option<Delta> {
     let l3 = packet.l3;
     if packet.family == FAMILY_V4 {
-        let delta = address_delta::<4>(&packet.src_addr, &rules.src_addr)
-            .combine(address_delta::<4>(&packet.dst_addr, &rules.dst_addr));
+        let delta = address_delta::<4>(&packet.src_addr, &rules.src_addr).combine(address_delta::<4>(&packet.dst_addr, &rules.dst_addr));
         frame.set_bytes(l3 + IPV4_SRC, &prefix::<4>(&rules.src_addr))?;
         frame.set_bytes(l3 + IPV4_DST, &prefix::<4>(&rules.dst_addr))?;
         let check = frame.be16(l3 + IPV4_CHECK)?;
         frame.set_be16(l3 + IPV4_CHECK, delta.apply(check))?;
         Some(delta)
     } else {
-        let delta = address_delta::<16>(&packet.src_addr, &rules.src_addr)
-            .combine(address_delta::<16>(&packet.dst_addr, &rules.dst_addr));
+        let delta = address_delta::<16>(&packet.src_addr, &rules.src_addr).combine(address_delta::<16>(&packet.dst_addr, &rules.dst_addr));
         frame.set_bytes(l3 + IPV6_SRC, &rules.src_addr)?;
         frame.set_bytes(l3 + IPV6_DST, &rules.dst_addr)?;
         Some(delta)

@@ -10,7 +10,6 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{csum::Delta, splice_seen, splice_state, Counter, FlowKey, SpliceEntry};
 
-
 use crate::{
     counters,
     egress::{self, Hop},

@@ -13,18 +13,18 @@ use tracing::{error, info, warn};
 
 use lb_user::{
     api::{self, ApiToken},
-    daemon::apply::Applier,
-    kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     control::config_file,
     control::{Control, Traffic},
+    daemon::apply::Applier,
     daemon::drain::Drain,
-    dataplane::handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
     daemon::logging::LogFormat,
     daemon::notify,
-    dataplane::proxy::{Proxy, ProxySettings},
-    daemon::signals::Signals,
     daemon::runtime::{RuntimeFile, RuntimeInfo},
+    daemon::signals::Signals,
+    dataplane::handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
+    dataplane::proxy::{Proxy, ProxySettings},
     dataplane::snapshot::Snapshot,
+    kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
     store::Store,
     telemetry::{self, DaemonState},
 };
@@ -159,7 +159,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     }
-    let reaper = handoff.as_ref().map(|h| reaper::Reaper::start(Arc::clone(h), Some(args.data_dir.clone()))).transpose().context("starting the hand-off reaper")?;
+    let reaper =
+        handoff.as_ref().map(|h| reaper::Reaper::start(Arc::clone(h), Some(args.data_dir.clone()))).transpose().context("starting the hand-off reaper")?;
     let attachments = dataplane.as_ref().map(|d| d.attachments.clone()).unwrap_or_default();
     let kernel_ids = dataplane.as_ref().map(|d| d.ids.clone());
 

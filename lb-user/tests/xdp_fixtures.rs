@@ -14,9 +14,7 @@ mod netns;
 mod packet;
 
 use harness::{Dataplane, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
-use lb_common::{
-    splice_option, splice_seen, splice_state, Counter, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6,
-};
+use lb_common::{splice_option, splice_seen, splice_state, Counter, FlowKey, FlowValue, SpliceEntry, FAMILY_V4, FAMILY_V6};
 use netns::*;
 use packet::{assert_frame_eq, options, sack, timestamp, Addrs, Segment, ACK, FIN, PSH, RST, SYN};
 
@@ -52,14 +50,7 @@ fn v4(addr: [u8; 4]) -> [u8; 16] {
 }
 
 fn key(remote: [u8; 16], remote_port: u16, local: [u8; 16], local_port: u16, family: u8) -> FlowKey {
-    FlowKey {
-        remote_addr: remote,
-        local_addr: local,
-        remote_port: remote_port.to_be(),
-        local_port: local_port.to_be(),
-        family,
-        _pad: [0; 3],
-    }
+    FlowKey { remote_addr: remote, local_addr: local, remote_port: remote_port.to_be(), local_port: local_port.to_be(), family, _pad: [0; 3] }
 }
 
 fn client_key_v4() -> FlowKey {
@@ -106,14 +97,7 @@ fn from_client_v4() -> Segment {
 
 /// The addressing a client segment must leave with toward the server (s0).
 fn addressed_to_server_v4(input: &Segment) -> Segment {
-    Segment {
-        eth_dst: SERVER_MAC,
-        eth_src: S0_MAC,
-        addrs: Addrs::V4(LB_V4, SERVER_V4),
-        sport: LB_PORT,
-        dport: SERVER_PORT,
-        ..input.clone()
-    }
+    Segment { eth_dst: SERVER_MAC, eth_src: S0_MAC, addrs: Addrs::V4(LB_V4, SERVER_V4), sport: LB_PORT, dport: SERVER_PORT, ..input.clone() }
 }
 
 #[test]
@@ -177,12 +161,7 @@ fn aligned_timestamps_and_one_sack_block_are_translated() {
         let expected = Segment {
             seq: input.seq + 7,
             ack: 0x4000,
-            options: options(&[
-                &[NOP, NOP],
-                &timestamp(0x10, 0xFFFF_FFE0),
-                &[NOP, NOP],
-                &sack(&[(0x5000, 0xFFFF_F800)]),
-            ]),
+            options: options(&[&[NOP, NOP], &timestamp(0x10, 0xFFFF_FFE0), &[NOP, NOP], &sack(&[(0x5000, 0xFFFF_F800)])]),
             ..addressed_to_server_v4(&input)
         };
         let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
@@ -216,18 +195,9 @@ fn three_sack_blocks_and_timestamps_at_odd_offsets_are_translated() {
         let rules = SpliceEntry { ack_sub: 0x100, tsval_add: 5, tsecr_sub: 6, ..toward_server_v4() };
         fx.dp.splice(client_key_v4(), rules);
         let blocks = [(0x1000, 0x2000), (0x50, 0x3000), (0xFFFF_0000, 0xFFFF_0400)];
-        let input = Segment {
-            ack: 0x800,
-            options: options(&[&[NOP], &sack(&blocks), &timestamp(100, 200)]),
-            ..from_client_v4()
-        };
-        let translated: Vec<(u32, u32)> =
-            blocks.iter().map(|&(l, r): &(u32, u32)| (l.wrapping_sub(0x100), r.wrapping_sub(0x100))).collect();
-        let expected = Segment {
-            ack: 0x700,
-            options: options(&[&[NOP], &sack(&translated), &timestamp(105, 194)]),
-            ..addressed_to_server_v4(&input)
-        };
+        let input = Segment { ack: 0x800, options: options(&[&[NOP], &sack(&blocks), &timestamp(100, 200)]), ..from_client_v4() };
+        let translated: Vec<(u32, u32)> = blocks.iter().map(|&(l, r): &(u32, u32)| (l.wrapping_sub(0x100), r.wrapping_sub(0x100))).collect();
+        let expected = Segment { ack: 0x700, options: options(&[&[NOP], &sack(&translated), &timestamp(105, 194)]), ..addressed_to_server_v4(&input) };
         let (action, out) = fx.dp.run(fx.c0, &input.to_bytes());
         assert_eq!(action, XDP_REDIRECT);
         assert_frame_eq(&out, &expected.to_bytes());
@@ -518,8 +488,7 @@ fn flow_map_records_the_peer_tsval() {
         assert_eq!((flow.tsval_seen, flow.peer_tsval), (1, 0xDEAD_BEEF));
 
         // Not the common layout: found by the option walk.
-        let walked =
-            Segment { options: options(&[&sack(&[(1, 2)]), &[NOP], &timestamp(0x0102_0304, 7)]), ..from_client_v4() };
+        let walked = Segment { options: options(&[&sack(&[(1, 2)]), &[NOP], &timestamp(0x0102_0304, 7)]), ..from_client_v4() };
         fx.dp.run_tc(fx.c0, &walked.to_bytes());
         assert_eq!(fx.dp.flow(&client_key_v4()).peer_tsval, 0x0102_0304);
 
@@ -765,11 +734,7 @@ fn random_segments(fx: &mut Fixture, hook: Hook) {
                 tsecr_sub: rng.u32(),
                 wscale_in: rng.below(15) as u8,
                 wscale_out: rng.below(15) as u8,
-                ..if v6 {
-                    SpliceEntry { src_addr: LB_V6, dst_addr: SERVER_V6, family: FAMILY_V6, ..toward_server_v4() }
-                } else {
-                    toward_server_v4()
-                }
+                ..if v6 { SpliceEntry { src_addr: LB_V6, dst_addr: SERVER_V6, family: FAMILY_V6, ..toward_server_v4() } } else { toward_server_v4() }
             };
             fx.dp.splice(if v6 { client_key_v6() } else { client_key_v4() }, rules);
 
@@ -800,22 +765,13 @@ fn random_segments(fx: &mut Fixture, hook: Hook) {
                 fx.dp.splice(server, server_window(input.seq.wrapping_add(rules.seq_add), 0));
             }
             let ack_sub = if flags & ACK != 0 { rules.ack_sub } else { 0 };
-            let sack_blocks: Vec<(u32, u32)> = blocks
-                .iter()
-                .map(|&(l, r)| (l.wrapping_sub(rules.ack_sub), r.wrapping_sub(rules.ack_sub)))
-                .collect();
+            let sack_blocks: Vec<(u32, u32)> = blocks.iter().map(|&(l, r)| (l.wrapping_sub(rules.ack_sub), r.wrapping_sub(rules.ack_sub))).collect();
             let expected = Segment {
                 addrs: if v6 { Addrs::V6(LB_V6, SERVER_V6) } else { Addrs::V4(LB_V4, SERVER_V4) },
                 seq: input.seq.wrapping_add(rules.seq_add),
                 ack: input.ack.wrapping_sub(ack_sub),
                 window: expected_window(input.window, rules.wscale_in, rules.wscale_out),
-                options: layout(
-                    pre,
-                    ts.map(|(v, e)| (v.wrapping_add(rules.tsval_add), e.wrapping_sub(rules.tsecr_sub))),
-                    mid,
-                    &sack_blocks,
-                    ts_first,
-                ),
+                options: layout(pre, ts.map(|(v, e)| (v.wrapping_add(rules.tsval_add), e.wrapping_sub(rules.tsecr_sub))), mid, &sack_blocks, ts_first),
                 ..addressed_to_server_v4(&input)
             };
             let (action, out) = match hook {

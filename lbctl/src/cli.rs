@@ -6,9 +6,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
-use super::fields::{
-    farm::FarmFields, frontend::FrontendFields, route::RouteFields, rule::RuleFields, server::ServerFields, Fields,
-};
+use super::fields::{farm::FarmFields, frontend::FrontendFields, route::RouteFields, rule::RuleFields, server::ServerFields, Fields};
 
 /// Command-line client of the load balancer's API (OVHcloud IPLB TCP API, under
 /// /ipLoadbalancing/{serviceName}). Changes are staged until `lbctl refresh`.

@@ -76,11 +76,7 @@ impl Http {
         let authorization = match &global.token_file {
             None => None,
             Some(path) => {
-                let token = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    what: "the token file",
-                    path: path.clone(),
-                    source,
-                })?;
+                let token = std::fs::read_to_string(path).map_err(|source| Error::Read { what: "the token file", path: path.clone(), source })?;
                 let token = token.trim();
                 if token.is_empty() {
                     return Err(Error::Usage(format!("the token file {} is empty", path.display())));
@@ -88,13 +84,8 @@ impl Http {
                 Some(format!("Bearer {token}"))
             }
         };
-        let config =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(REQUEST_TIMEOUT)).build();
-        Ok(Http {
-            agent: ureq::Agent::new_with_config(config),
-            root: service_root(&global.api, &global.service),
-            authorization,
-        })
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(REQUEST_TIMEOUT)).build();
+        Ok(Http { agent: ureq::Agent::new_with_config(config), root: service_root(&global.api, &global.service), authorization })
     }
 }
 

@@ -63,11 +63,7 @@ fn list(transport: &dyn Transport, request: &Request, kind: &Kind, output: Outpu
         return Ok(Report::ok(render::json(&ids)));
     }
     let Value::Array(ids) = ids else {
-        return Err(Error::Unexpected(format!(
-            "GET {} answered {}, not a list of ids",
-            transport.url(&request.path),
-            render::cell(&ids)
-        )));
+        return Err(Error::Unexpected(format!("GET {} answered {}, not a list of ids", transport.url(&request.path), render::cell(&ids))));
     };
     let mut objects = Vec::with_capacity(ids.len());
     for id in ids {
@@ -89,24 +85,14 @@ fn list(transport: &dyn Transport, request: &Request, kind: &Kind, output: Outpu
     Ok(Report::ok(render::table(kind, &objects)))
 }
 
-fn refresh(
-    transport: &dyn Transport,
-    request: &Request,
-    wait: Option<Duration>,
-    output: Output,
-    sleep: &dyn Fn(Duration),
-) -> Result<Report, Error> {
+fn refresh(transport: &dyn Transport, request: &Request, wait: Option<Duration>, output: Output, sleep: &dyn Fn(Duration)) -> Result<Report, Error> {
     let tasks = match call(transport, request)? {
         None => Vec::new(),
         Some(Value::Array(tasks)) => tasks,
         Some(task) => vec![task],
     };
     if tasks.is_empty() {
-        let out = if output == Output::Json {
-            String::new()
-        } else {
-            "refresh requested (the server returned no task)".into()
-        };
+        let out = if output == Output::Json { String::new() } else { "refresh requested (the server returned no task)".into() };
         return Ok(Report::ok(out));
     }
     let mut failure = None;
@@ -134,23 +120,15 @@ fn refresh(
 
 /// Polls one task (an object, or its id) until it is `done` or `error`, or `deadline` passes.
 /// Returns the last state seen and the error it amounts to, if any.
-fn follow(
-    transport: &dyn Transport,
-    task: Value,
-    deadline: Instant,
-    wait: Duration,
-    sleep: &dyn Fn(Duration),
-) -> Result<(Value, Option<Error>), Error> {
+fn follow(transport: &dyn Transport, task: Value, deadline: Instant, wait: Duration, sleep: &dyn Fn(Duration)) -> Result<(Value, Option<Error>), Error> {
     let id = match &task {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
-        object => render::id_of(&TASK, object)
-            .ok_or_else(|| Error::Unexpected(format!("the refresh returned a task without an id: {object}")))?,
+        object => render::id_of(&TASK, object).ok_or_else(|| Error::Unexpected(format!("the refresh returned a task without an id: {object}")))?,
     };
     let fetch = |id: &str| -> Result<Value, Error> {
         let path = format!("/task/{id}");
-        call(transport, &Request::get(&path))?
-            .ok_or_else(|| Error::Unexpected(format!("GET {} answered no task", transport.url(&path))))
+        call(transport, &Request::get(&path))?.ok_or_else(|| Error::Unexpected(format!("GET {} answered no task", transport.url(&path))))
     };
     let mut task = if task.is_object() { task } else { fetch(&id)? };
     let mut pause = POLL_FIRST;

@@ -85,9 +85,7 @@ pub fn plan(command: &Command) -> Result<Plan, Error> {
         Command::Pending => generic("/pendingChanges"),
         Command::Refresh(args) => refresh(args),
         Command::Task(TaskCommand::List) => Plan::List { request: Request::get("/task"), kind: &TASK },
-        Command::Task(TaskCommand::Show { id }) => {
-            Plan::One { request: Request::get(format!("/task/{id}")), view: View::Object(&TASK) }
-        }
+        Command::Task(TaskCommand::Show { id }) => Plan::One { request: Request::get(format!("/task/{id}")), view: View::Object(&TASK) },
         Command::Status => generic("/status"),
         Command::Zone => generic("/zone"),
         Command::Available(Available::RouteActions) => generic("/availableRouteActions"),
@@ -106,9 +104,7 @@ fn crud<F: Fields, P: Parent>(verb: &Crud<F, P>) -> Result<Plan, Error> {
     let collection = |parent: &P| format!("{}/{}", parent.prefix(), kind.collection);
     Ok(match verb {
         Crud::List { parent } => Plan::List { request: Request::get(collection(parent)), kind },
-        Crud::Show { parent, id } => {
-            Plan::One { request: Request::get(format!("{}/{id}", collection(parent))), view: View::Object(kind) }
-        }
+        Crud::Show { parent, id } => Plan::One { request: Request::get(format!("{}/{id}", collection(parent))), view: View::Object(kind) },
         Crud::Create { parent, fields, raw } => {
             let body = merge(raw, fields.body()?)?;
             if let Some((key, flag)) = F::REQUIRED.iter().find(|(key, _)| !body.contains_key(*key)) {
@@ -121,25 +117,19 @@ fn crud<F: Fields, P: Parent>(verb: &Crud<F, P>) -> Result<Plan, Error> {
             let given = fields.body()?;
             let mut body = merge(raw, given.clone())?;
             for flag in unset {
-                let (_, key) = F::NULLABLE.iter().find(|(name, _)| name == flag).ok_or_else(|| {
-                    Error::Usage(format!("--unset {flag}: not a field of a {} that can be unset", kind.noun))
-                })?;
+                let (_, key) = F::NULLABLE
+                    .iter()
+                    .find(|(name, _)| name == flag)
+                    .ok_or_else(|| Error::Usage(format!("--unset {flag}: not a field of a {} that can be unset", kind.noun)))?;
                 if given.contains_key(*key) {
                     return Err(Error::Usage(format!("--unset {flag} and --{flag} contradict each other")));
                 }
                 body.insert(key.to_string(), Value::Null);
             }
             if body.is_empty() {
-                return Err(Error::Usage(format!(
-                    "{} update: nothing to change; give field flags, --unset or --json (see --help)",
-                    kind.noun
-                )));
+                return Err(Error::Usage(format!("{} update: nothing to change; give field flags, --unset or --json (see --help)", kind.noun)));
             }
-            let request = Request {
-                method: Method::Put,
-                path: format!("{}/{id}", collection(parent)),
-                body: Some(Value::Object(body)),
-            };
+            let request = Request { method: Method::Put, path: format!("{}/{id}", collection(parent)), body: Some(Value::Object(body)) };
             Plan::One { request, view: View::Done(format!("updated {} {id}", kind.noun)) }
         }
         Crud::Delete { parent, id } => Plan::One {
@@ -174,19 +164,11 @@ fn raw_body(raw: &RawBody) -> Result<Option<Value>, Error> {
         (Some(text), _) => (text.clone(), "--json".to_string()),
         (None, Some(path)) if path.as_os_str() == "-" => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|source| Error::Read {
-                what: "the JSON body from",
-                path: path.clone(),
-                source,
-            })?;
+            std::io::stdin().read_to_string(&mut text).map_err(|source| Error::Read { what: "the JSON body from", path: path.clone(), source })?;
             (text, "standard input".to_string())
         }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                what: "the JSON body file",
-                path: path.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read { what: "the JSON body file", path: path.clone(), source })?;
             (text, path.display().to_string())
         }
         (None, None) => return Ok(None),

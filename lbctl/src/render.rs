@@ -128,9 +128,7 @@ pub fn rules_cell(value: &Value) -> String {
 pub fn state_cell(value: &Value) -> String {
     let status = |v: &Value| v.get("status").map(cell);
     let parts: Option<Vec<String>> = match value {
-        Value::Array(items) => {
-            items.iter().map(|item| Some(format!("{}:{}", cell(item.get("zone")?), status(item)?))).collect()
-        }
+        Value::Array(items) => items.iter().map(|item| Some(format!("{}:{}", cell(item.get("zone")?), status(item)?))).collect(),
         Value::Object(map) if map.contains_key("status") => status(value).map(|s| vec![s]),
         Value::Object(map) => map.iter().map(|(zone, v)| Some(format!("{zone}:{}", status(v)?))).collect(),
         _ => None,
@@ -144,8 +142,7 @@ pub fn state_cell(value: &Value) -> String {
 /// Objects as an aligned table, one row each, under the kind's columns.
 pub fn table(kind: &Kind, objects: &[Value]) -> String {
     let headers: Vec<String> = kind.columns.iter().map(|c| c.header.to_string()).collect();
-    let rows: Vec<Vec<String>> =
-        objects.iter().map(|object| kind.columns.iter().map(|c| (c.cell)(c.read(object))).collect()).collect();
+    let rows: Vec<Vec<String>> = objects.iter().map(|object| kind.columns.iter().map(|c| (c.cell)(c.read(object))).collect()).collect();
     align(&headers, &rows)
 }
 
@@ -185,10 +182,7 @@ pub fn generic(value: &Value) -> String {
                 }
             }
             let headers: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|item| keys.iter().map(|k| cell(item.get(k).unwrap_or(&Value::Null))).collect())
-                .collect();
+            let rows: Vec<Vec<String>> = items.iter().map(|item| keys.iter().map(|k| cell(item.get(k).unwrap_or(&Value::Null))).collect()).collect();
             align(&headers, &rows)
         }
         Value::Array(items) => items.iter().map(|v| cell(v) + "\n").collect(),
@@ -211,9 +205,7 @@ fn align(headers: &[String], rows: &[Vec<String>]) -> String {
 /// Columns padded to their widest cell, two spaces apart, no trailing blanks.
 fn align_rows(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();

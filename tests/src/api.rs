@@ -41,27 +41,12 @@ pub struct ApiDaemonOpts {
 impl ApiDaemonOpts {
     /// In namespace `ns` with the default interfaces, API on the namespace's loopback.
     pub fn in_netns(ns: &str) -> Self {
-        Self {
-            netns: Some(ns.to_string()),
-            daemon: DaemonOpts::default(),
-            api: "127.0.0.1:0".into(),
-            token: None,
-            config: None,
-        }
+        Self { netns: Some(ns.to_string()), daemon: DaemonOpts::default(), api: "127.0.0.1:0".into(), token: None, config: None }
     }
 
     /// In the test's own namespace, without XDP: for API-only tests (no root needed).
     pub fn local() -> Self {
-        Self {
-            netns: None,
-            daemon: DaemonOpts {
-                ifaces: Vec::new(),
-                ..DaemonOpts::default()
-            },
-            api: "127.0.0.1:0".into(),
-            token: None,
-            config: None,
-        }
+        Self { netns: None, daemon: DaemonOpts { ifaces: Vec::new(), ..DaemonOpts::default() }, api: "127.0.0.1:0".into(), token: None, config: None }
     }
 }
 
@@ -79,14 +64,7 @@ impl ApiDaemon {
     pub fn start(opts: ApiDaemonOpts) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("lb-tests-api-").tempdir()?;
         fs::create_dir_all(dir.path().join("data"))?;
-        let mut daemon = Self {
-            child: None,
-            dir,
-            opts,
-            starts: 0,
-            api: String::new(),
-            runtime: Value::Null,
-        };
+        let mut daemon = Self { child: None, dir, opts, starts: 0, api: String::new(), runtime: Value::Null };
         daemon.launch()?;
         Ok(daemon)
     }
@@ -110,19 +88,13 @@ impl ApiDaemon {
     fn command(&self) -> Result<Command> {
         let bin = crate::lb_user_bin();
         if !bin.is_file() {
-            bail!(
-                "daemon binary {} not found (build lb-user, or set LB_USER_BIN)",
-                bin.display()
-            );
+            bail!("daemon binary {} not found (build lb-user, or set LB_USER_BIN)", bin.display());
         }
         let mut cmd = match &self.opts.netns {
             Some(ns) => command_in(ns, &bin),
             None => Command::new(&bin),
         };
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--service", "test", "--api", &self.opts.api]);
+        cmd.arg("serve").arg("--data-dir").arg(self.data_dir()).args(["--service", "test", "--api", &self.opts.api]);
         if let (Some(config), 1) = (&self.opts.config, self.starts) {
             let path = self.dir.path().join("config.json");
             fs::write(&path, config.to_json())?;
@@ -161,29 +133,17 @@ impl ApiDaemon {
         let deadline = Instant::now() + self.opts.daemon.ready_timeout;
         loop {
             if let Some(status) = child.try_wait() {
-                bail!(
-                    "daemon exited ({status}) before it was ready; its log:\n{}",
-                    self.log()
-                );
+                bail!("daemon exited ({status}) before it was ready; its log:\n{}", self.log());
             }
-            let runtime = fs::read_to_string(self.data_dir().join("runtime.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            let runtime = fs::read_to_string(self.data_dir().join("runtime.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
             if let Some(runtime) = runtime.filter(|r| r["pid"].as_u64() == Some(u64::from(pid))) {
-                self.api = runtime["api"]
-                    .as_str()
-                    .context("runtime.json has no `api` address")?
-                    .to_string();
+                self.api = runtime["api"].as_str().context("runtime.json has no `api` address")?.to_string();
                 self.runtime = runtime;
                 self.child = Some(child);
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "daemon not ready after {:?}; its log:\n{}",
-                    self.opts.daemon.ready_timeout,
-                    self.log()
-                );
+                bail!("daemon not ready after {:?}; its log:\n{}", self.opts.daemon.ready_timeout, self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -191,9 +151,7 @@ impl ApiDaemon {
 
     /// SIGTERM (SIGKILL after 10 s); returns the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        self.child
-            .take()
-            .and_then(|mut c| c.terminate(Duration::from_secs(10)))
+        self.child.take().and_then(|mut c| c.terminate(Duration::from_secs(10)))
     }
 
     /// SIGKILL, as a crash would.
@@ -221,21 +179,14 @@ impl ApiDaemon {
 
     /// A client of this daemon's API (valid until the next restart: the port changes).
     pub fn client(&self) -> ApiClient {
-        ApiClient {
-            netns: self.opts.netns.clone(),
-            base: format!("http://{}", self.api),
-            token: self.opts.token.clone(),
-        }
+        ApiClient { netns: self.opts.netns.clone(), base: format!("http://{}", self.api), token: self.opts.token.clone() }
     }
 }
 
 impl Drop for ApiDaemon {
     fn drop(&mut self) {
         let status = self.stop();
-        eprintln!(
-            "--- lb-user log (last start; exit {status:?}) ---\n{}\n--- end of lb-user log ---",
-            self.log()
-        );
+        eprintln!("--- lb-user log (last start; exit {status:?}) ---\n{}\n--- end of lb-user log ---", self.log());
     }
 }
 
@@ -269,10 +220,7 @@ pub struct ApiClient {
 impl ApiClient {
     /// The same client with another token (`None`: no Authorization header).
     pub fn with_token(&self, token: Option<&str>) -> Self {
-        Self {
-            token: token.map(str::to_string),
-            ..self.clone()
-        }
+        Self { token: token.map(str::to_string), ..self.clone() }
     }
 
     /// `method` on `path` (absolute: `/openapi.json`, or under the service with
@@ -283,27 +231,16 @@ impl ApiClient {
         let method = method.to_string();
         let body = body.map(str::to_string);
         let run = move || -> Result<Reply> {
-            let config = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(15)))
-                .build();
+            let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(15))).build();
             let agent = ureq::Agent::new_with_config(config);
-            let mut request = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url)
-                .header("content-type", "application/json");
+            let mut request = ureq::http::Request::builder().method(method.as_str()).uri(&url).header("content-type", "application/json");
             if let Some(token) = &token {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
             let request = request.body(body.unwrap_or_default())?;
-            let mut response = agent
-                .run(request)
-                .with_context(|| format!("{method} {url}"))?;
+            let mut response = agent.run(request).with_context(|| format!("{method} {url}"))?;
             let status = response.status().as_u16();
-            let text = response
-                .body_mut()
-                .read_to_string()
-                .with_context(|| format!("reading the answer to {method} {url}"))?;
+            let text = response.body_mut().read_to_string().with_context(|| format!("reading the answer to {method} {url}"))?;
             let json = serde_json::from_str(&text).unwrap_or(Value::Null);
             Ok(Reply { status, text, json })
         };
@@ -315,11 +252,7 @@ impl ApiClient {
 
     /// `method` on `/ipLoadbalancing/test{path}` with a JSON body.
     pub fn service(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply> {
-        self.raw(
-            method,
-            &format!("/ipLoadbalancing/test{path}"),
-            body.map(|b| b.to_string()).as_deref(),
-        )
+        self.raw(method, &format!("/ipLoadbalancing/test{path}"), body.map(|b| b.to_string()).as_deref())
     }
 
     pub fn get(&self, path: &str) -> Result<Reply> {
@@ -330,11 +263,7 @@ impl ApiClient {
     pub fn create(&self, path: &str, body: Value) -> Result<Value> {
         let reply = self.service("POST", path, Some(body.clone()))?;
         if reply.status != 200 {
-            bail!(
-                "POST {path} {body} answered {}: {}",
-                reply.status,
-                reply.text
-            );
+            bail!("POST {path} {body} answered {}: {}", reply.status, reply.text);
         }
         Ok(reply.json)
     }
@@ -343,11 +272,7 @@ impl ApiClient {
     pub fn update(&self, path: &str, body: Value) -> Result<()> {
         let reply = self.service("PUT", path, Some(body.clone()))?;
         if !(200..300).contains(&reply.status) {
-            bail!(
-                "PUT {path} {body} answered {}: {}",
-                reply.status,
-                reply.text
-            );
+            bail!("PUT {path} {body} answered {}: {}", reply.status, reply.text);
         }
         Ok(())
     }
@@ -394,9 +319,7 @@ impl ApiClient {
     /// `GET /pendingChanges` for the daemon's zone.
     pub fn pending(&self) -> Result<u64> {
         let reply = self.get("/pendingChanges")?;
-        reply.json[0]["number"]
-            .as_u64()
-            .with_context(|| format!("pendingChanges: {}", reply.text))
+        reply.json[0]["number"].as_u64().with_context(|| format!("pendingChanges: {}", reply.text))
     }
 }
 

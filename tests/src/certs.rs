@@ -6,27 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use tempfile::TempDir;
 
 /// Names (and addresses) the server certificate is valid for.
-pub const SERVER_NAMES: &[&str] = &[
-    "h2.lb.test",
-    "h1.lb.test",
-    "echo.lb.test",
-    "*.lb.test",
-    "10.77.1.1",
-    "fd77:1::1",
-    "10.77.2.2",
-    "10.77.2.3",
-    "10.77.2.4",
-    "10.77.2.5",
-];
+pub const SERVER_NAMES: &[&str] =
+    &["h2.lb.test", "h1.lb.test", "echo.lb.test", "*.lb.test", "10.77.1.1", "fd77:1::1", "10.77.2.2", "10.77.2.3", "10.77.2.4", "10.77.2.5"];
 
 /// The CA and server certificate files; the directory is removed on drop.
 pub struct Certs {
@@ -37,39 +24,22 @@ pub struct Certs {
 
 impl Certs {
     pub fn generate() -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("lb-tests-certs-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("lb-tests-certs-").tempdir()?;
 
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "lb-tests CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.distinguished_name.push(DnType::CommonName, "lb-tests CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_key = KeyPair::generate().context("CA key")?;
-        let ca = ca_params
-            .self_signed(&ca_key)
-            .context("self-signing the CA")?;
+        let ca = ca_params.self_signed(&ca_key).context("self-signing the CA")?;
 
         let names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).context("server certificate names")?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "h2.lb.test");
+        params.distinguished_name.push(DnType::CommonName, "h2.lb.test");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         let key = KeyPair::generate().context("server key")?;
-        let cert = params
-            .signed_by(&key, &ca, &ca_key)
-            .context("signing the server certificate")?;
+        let cert = params.signed_by(&key, &ca, &ca_key).context("signing the server certificate")?;
 
         let write = |name: &str, text: &str| -> Result<()> {
             let path = dir.path().join(name);
@@ -81,14 +51,8 @@ impl Certs {
 
         let ca_der = ca.der().clone();
         let mut roots = RootCertStore::empty();
-        roots
-            .add(ca_der.clone())
-            .context("adding the CA to the root store")?;
-        Ok(Self {
-            dir,
-            ca_der,
-            roots: Arc::new(roots),
-        })
+        roots.add(ca_der.clone()).context("adding the CA to the root store")?;
+        Ok(Self { dir, ca_der, roots: Arc::new(roots) })
     }
 
     pub fn dir(&self) -> &Path {

@@ -35,18 +35,12 @@ const CANDIDATES: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
 pub fn binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("LB_CHROMIUM").filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);
-        ensure!(
-            path.is_file(),
-            "LB_CHROMIUM={} is not a file; unset it to use Debian's chromium",
-            path.display()
-        );
+        ensure!(path.is_file(), "LB_CHROMIUM={} is not a file; unset it to use Debian's chromium", path.display());
         return Ok(path);
     }
     match CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()) {
         Some(path) => Ok(path),
-        None => bail!(
-            "no Chromium at {CANDIDATES:?}: install the Debian package (apt-get install chromium); browser tests need a real browser"
-        ),
+        None => bail!("no Chromium at {CANDIDATES:?}: install the Debian package (apt-get install chromium); browser tests need a real browser"),
     }
 }
 
@@ -66,9 +60,7 @@ fn base_flags(profile: &Path) -> Vec<String> {
 }
 
 fn profile() -> Result<TempDir> {
-    Ok(tempfile::Builder::new()
-        .prefix("lb-tests-chromium-")
-        .tempdir()?)
+    Ok(tempfile::Builder::new().prefix("lb-tests-chromium-").tempdir()?)
 }
 
 /// Loads `url` in namespace `ns`, lets its scripts run for `budget` of virtual time, and
@@ -76,29 +68,15 @@ fn profile() -> Result<TempDir> {
 pub fn dump_dom(ns: &str, url: &str, budget: Duration) -> Result<String> {
     let profile = profile()?;
     let mut cmd = command_in(ns, binary()?);
-    cmd.args(base_flags(profile.path()))
-        .arg(format!("--virtual-time-budget={}", budget.as_millis()))
-        .arg("--dump-dom")
-        .arg(url);
+    cmd.args(base_flags(profile.path())).arg(format!("--virtual-time-budget={}", budget.as_millis())).arg("--dump-dom").arg(url);
     let out = output_with_timeout(&mut cmd, RUN_TIMEOUT)?;
-    ensure!(
-        out.status.success(),
-        "chromium --dump-dom {url} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "chromium --dump-dom {url} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Loads `url` in namespace `ns` in a `width`×`height` window, lets its scripts run for
 /// `budget` of virtual time, and writes a PNG of the window to `path`.
-pub fn screenshot(
-    ns: &str,
-    url: &str,
-    path: &Path,
-    (width, height): (u32, u32),
-    budget: Duration,
-) -> Result<()> {
+pub fn screenshot(ns: &str, url: &str, path: &Path, (width, height): (u32, u32), budget: Duration) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -111,20 +89,9 @@ pub fn screenshot(
         .arg(format!("--screenshot={}", path.display()))
         .arg(url);
     let out = output_with_timeout(&mut cmd, RUN_TIMEOUT)?;
-    ensure!(
-        out.status.success(),
-        "chromium --screenshot {url} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let png =
-        std::fs::read(path).with_context(|| format!("chromium wrote no {}", path.display()))?;
-    ensure!(
-        png.len() > 1000 && png.starts_with(b"\x89PNG"),
-        "{} is not a PNG screenshot ({} bytes)",
-        path.display(),
-        png.len()
-    );
+    ensure!(out.status.success(), "chromium --screenshot {url} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(path).with_context(|| format!("chromium wrote no {}", path.display()))?;
+    ensure!(png.len() > 1000 && png.starts_with(b"\x89PNG"), "{} is not a PNG screenshot ({} bytes)", path.display(), png.len());
     Ok(())
 }
 
@@ -147,8 +114,7 @@ impl Session {
         let commands_rx: OwnedFd = commands_rx.into();
         let answers_tx: OwnedFd = answers_tx.into();
         let (child_in, child_out) = (commands_rx.as_raw_fd(), answers_tx.as_raw_fd());
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = command_in(ns, binary()?);
         cmd.args(base_flags(profile.path()))
             .arg("--remote-debugging-pipe")
@@ -165,11 +131,7 @@ impl Session {
             cmd.pre_exec(move || {
                 let high_in = libc::fcntl(child_in, libc::F_DUPFD_CLOEXEC, 10);
                 let high_out = libc::fcntl(child_out, libc::F_DUPFD_CLOEXEC, 10);
-                if high_in < 0
-                    || high_out < 0
-                    || libc::dup2(high_in, 3) < 0
-                    || libc::dup2(high_out, 4) < 0
-                {
+                if high_in < 0 || high_out < 0 || libc::dup2(high_in, 3) < 0 || libc::dup2(high_out, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -194,13 +156,7 @@ impl Session {
                 message.clear();
             }
         });
-        Ok(Self {
-            child,
-            to_browser: commands_tx,
-            from_browser,
-            next_id: 1,
-            _profile: profile,
-        })
+        Ok(Self { child, to_browser: commands_tx, from_browser, next_id: 1, _profile: profile })
     }
 
     /// Sends `method` (to the page `session` when given) and waits for its answer.
@@ -213,9 +169,7 @@ impl Session {
         }
         let mut bytes = serde_json::to_vec(&message)?;
         bytes.push(0);
-        self.to_browser
-            .write_all(&bytes)
-            .with_context(|| format!("sending {method} to chromium"))?;
+        self.to_browser.write_all(&bytes).with_context(|| format!("sending {method} to chromium"))?;
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -231,10 +185,7 @@ impl Session {
                 Err(RecvTimeoutError::Timeout) => {
                     bail!("chromium did not answer {method} within {CALL_TIMEOUT:?}")
                 }
-                Err(RecvTimeoutError::Disconnected) => bail!(
-                    "chromium exited before answering {method}: {}",
-                    self.child.log_tail(4000)
-                ),
+                Err(RecvTimeoutError::Disconnected) => bail!("chromium exited before answering {method}: {}", self.child.log_tail(4000)),
             }
         }
     }
@@ -242,28 +193,14 @@ impl Session {
     /// Opens `url` in a new page; returns the page's session id for [`Session::eval`].
     pub fn open(&mut self, url: &str) -> Result<String> {
         let target = self.call(None, "Target.createTarget", json!({ "url": url }))?;
-        let target_id = target["targetId"]
-            .as_str()
-            .context("Target.createTarget gave no targetId")?
-            .to_string();
-        let attached = self.call(
-            None,
-            "Target.attachToTarget",
-            json!({ "targetId": target_id, "flatten": true }),
-        )?;
-        Ok(attached["sessionId"]
-            .as_str()
-            .context("Target.attachToTarget gave no sessionId")?
-            .to_string())
+        let target_id = target["targetId"].as_str().context("Target.createTarget gave no targetId")?.to_string();
+        let attached = self.call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }))?;
+        Ok(attached["sessionId"].as_str().context("Target.attachToTarget gave no sessionId")?.to_string())
     }
 
     /// Evaluates `expression` in the page and returns its value (JSON).
     pub fn eval(&mut self, session: &str, expression: &str) -> Result<Value> {
-        let result = self.call(
-            Some(session),
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true }),
-        )?;
+        let result = self.call(Some(session), "Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }))?;
         if let Some(exception) = result.get("exceptionDetails") {
             bail!("evaluating {expression:?} threw: {exception}");
         }
@@ -272,13 +209,7 @@ impl Session {
 
     /// Polls `expression` in the page until it yields `wanted`, for at most `timeout`.
     /// Returns the last value seen on timeout as an error.
-    pub fn wait_for(
-        &mut self,
-        session: &str,
-        expression: &str,
-        wanted: &Value,
-        timeout: Duration,
-    ) -> Result<Duration> {
+    pub fn wait_for(&mut self, session: &str, expression: &str, wanted: &Value, timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         loop {
             let value = self.eval(session, expression)?;
@@ -296,8 +227,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // Browser.close lets Chromium end its helper processes; the guard kills it if not.
-        let mut bytes =
-            serde_json::to_vec(&json!({ "id": 0, "method": "Browser.close" })).unwrap_or_default();
+        let mut bytes = serde_json::to_vec(&json!({ "id": 0, "method": "Browser.close" })).unwrap_or_default();
         bytes.push(0);
         self.to_browser.write_all(&bytes).ok();
         self.child.terminate(Duration::from_secs(5));

@@ -95,10 +95,8 @@ impl ClientOpts {
 /// The rustls configuration for `opts` (ring provider, TLS 1.2/1.3, no resumption).
 pub fn client_config(opts: &ClientOpts) -> Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(opts.roots.clone())
-        .with_no_client_auth();
+    let mut cfg =
+        ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(opts.roots.clone()).with_no_client_auth();
     cfg.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     cfg.max_fragment_size = opts.max_fragment_size;
     cfg.resumption = Resumption::disabled();
@@ -110,11 +108,7 @@ pub fn server_name(sni: &str) -> Result<ServerName<'static>> {
 }
 
 /// A TCP connection from `bind` (if any) to `to`, with connect and I/O timeouts.
-pub fn tcp_connect(
-    bind: Option<IpAddr>,
-    to: SocketAddr,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
+pub fn tcp_connect(bind: Option<IpAddr>, to: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(ip) = bind {
         sock.bind(&SocketAddr::new(ip, 0).into())?;
@@ -142,15 +136,7 @@ fn segments_out(sock: &TcpStream) -> Result<u32> {
     let mut info = TcpInfoHead::default();
     let mut len = std::mem::size_of::<TcpInfoHead>() as libc::socklen_t;
     // SAFETY: `info` is a writable buffer of `len` bytes for the duration of the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut TcpInfoHead).cast(),
-            &mut len,
-        )
-    };
+    let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut TcpInfoHead).cast(), &mut len) };
     if rc < 0 {
         return Err(io::Error::last_os_error()).context("getsockopt(TCP_INFO)");
     }
@@ -184,10 +170,7 @@ pub(crate) fn prepare_hello(opts: &ClientOpts) -> Result<(ClientConnection, Opti
                 return Ok((conn, Some(hello)));
             }
         }
-        bail!(
-            "no ClientHello in {TRIES} had ALPN in record {record} with max_fragment_size {:?}",
-            opts.max_fragment_size
-        );
+        bail!("no ClientHello in {TRIES} had ALPN in record {record} with max_fragment_size {:?}", opts.max_fragment_size);
     }
     let mut conn = ClientConnection::new(config, name)?;
     if opts.hello_one_byte_per_segment {
@@ -202,27 +185,14 @@ pub(crate) fn prepare_hello(opts: &ClientOpts) -> Result<(ClientConnection, Opti
 pub fn is_closed_by_peer(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause.downcast_ref::<io::Error>().is_some_and(|e| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-            )
+            matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
         })
     })
 }
 
 /// True when `err` is a timeout (connect, read or write).
 pub fn is_timeout(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause.downcast_ref::<io::Error>().is_some_and(|e| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            )
-        })
-    })
+    err.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)))
 }
 
 /// A TLS connection whose handshake has completed.
@@ -238,16 +208,14 @@ impl TlsClient {
     /// Connects and completes the handshake, sending the hello as `opts` says.
     pub fn connect(opts: &ClientOpts) -> Result<Self> {
         let (mut conn, hello) = prepare_hello(opts)?;
-        let mut sock = tcp_connect(opts.bind, opts.connect, opts.timeout)
-            .with_context(|| format!("TCP connect to {} (from {:?})", opts.connect, opts.bind))?;
+        let mut sock = tcp_connect(opts.bind, opts.connect, opts.timeout).with_context(|| format!("TCP connect to {} (from {:?})", opts.connect, opts.bind))?;
         let mut hello_segments = None;
         if let Some(hello) = hello {
             sock.set_nodelay(true)?;
             let segs_before = segments_out(&sock)?;
             if opts.hello_one_byte_per_segment {
                 for byte in hello {
-                    sock.write_all(&[byte])
-                        .context("writing the hello byte by byte")?;
+                    sock.write_all(&[byte]).context("writing the hello byte by byte")?;
                     std::thread::sleep(Duration::from_millis(1));
                 }
             } else {
@@ -258,23 +226,11 @@ impl TlsClient {
         let deadline = Instant::now() + opts.timeout * 2;
         while conn.is_handshaking() {
             if Instant::now() >= deadline {
-                bail!(
-                    "TLS handshake with {} not done within {:?}",
-                    opts.connect,
-                    opts.timeout * 2
-                );
+                bail!("TLS handshake with {} not done within {:?}", opts.connect, opts.timeout * 2);
             }
-            conn.complete_io(&mut sock).with_context(|| {
-                format!("TLS handshake with {} (sni {})", opts.connect, opts.sni)
-            })?;
+            conn.complete_io(&mut sock).with_context(|| format!("TLS handshake with {} (sni {})", opts.connect, opts.sni))?;
         }
-        Ok(Self {
-            conn,
-            sock,
-            sni: opts.sni.clone(),
-            timeout: opts.timeout,
-            hello_segments,
-        })
+        Ok(Self { conn, sock, sni: opts.sni.clone(), timeout: opts.timeout, hello_segments })
     }
 
     /// TCP segments the kernel sent while the hello was written (when the kit wrote it).
@@ -284,9 +240,7 @@ impl TlsClient {
 
     /// The negotiated ALPN protocol.
     pub fn alpn(&self) -> Option<String> {
-        self.conn
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+        self.conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -300,13 +254,7 @@ impl TlsClient {
         let mut stream = rustls::Stream::new(&mut self.conn, &mut self.sock);
         let mut response = if alpn.as_deref() == Some("h2") {
             let (status, body) = h2::get(&mut stream, &authority, path)?;
-            HttpResponse {
-                alpn: None,
-                version: "HTTP/2".into(),
-                status,
-                headers: Vec::new(),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            }
+            HttpResponse { alpn: None, version: "HTTP/2".into(), status, headers: Vec::new(), body: String::from_utf8_lossy(&body).into_owned() }
         } else {
             http1_get(&mut stream, &authority, path, self.timeout)?
         };
@@ -341,11 +289,7 @@ impl HttpResponse {
     /// The backend's name: the `x-lb-backend` header, else the body without its last word
     /// (backends answer `<name> <HTTP version>\n`).
     pub fn backend(&self) -> String {
-        if let Some((_, v)) = self
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-lb-backend"))
-        {
+        if let Some((_, v)) = self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-lb-backend")) {
             return v.clone();
         }
         backend_from_body(&self.body)
@@ -355,9 +299,7 @@ impl HttpResponse {
 /// `<name> <HTTP version>\n` → `<name>`.
 pub fn backend_from_body(body: &str) -> String {
     let line = body.trim_end();
-    line.rsplit_once(' ')
-        .map_or(line, |(name, _)| name)
-        .to_string()
+    line.rsplit_once(' ').map_or(line, |(name, _)| name).to_string()
 }
 
 /// One HTTPS GET with `opts`.

@@ -287,10 +287,7 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(kind: &str) -> Self {
-        Self {
-            kind: kind.to_string(),
-            ..Self::default()
-        }
+        Self { kind: kind.to_string(), ..Self::default() }
     }
     pub fn interval(mut self, seconds: u32) -> Self {
         self.interval = Some(seconds);
@@ -348,23 +345,11 @@ pub struct Route {
 impl Route {
     /// A route of `frontend_id` sending matching connections to `farm_id`.
     pub fn to_farm(route_id: u32, frontend_id: u32, farm_id: u32) -> Self {
-        Self {
-            route_id,
-            frontend_id,
-            weight: None,
-            action: Action::Farm {
-                target: farm_id.to_string(),
-            },
-            rules: Vec::new(),
-            display_name: None,
-        }
+        Self { route_id, frontend_id, weight: None, action: Action::Farm { target: farm_id.to_string() }, rules: Vec::new(), display_name: None }
     }
     /// A route of `frontend_id` closing matching connections.
     pub fn reject(route_id: u32, frontend_id: u32) -> Self {
-        Self {
-            action: Action::Reject,
-            ..Self::to_farm(route_id, frontend_id, 0)
-        }
+        Self { action: Action::Reject, ..Self::to_farm(route_id, frontend_id, 0) }
     }
     pub fn weight(mut self, weight: u8) -> Self {
         self.weight = Some(weight);
@@ -393,14 +378,7 @@ pub struct Rule {
 
 impl Rule {
     pub fn new(field: &str, match_: &str, pattern: &str) -> Self {
-        Self {
-            rule_id: None,
-            field: field.to_string(),
-            match_: match_.to_string(),
-            pattern: pattern.to_string(),
-            negate: false,
-            sub_field: None,
-        }
+        Self { rule_id: None, field: field.to_string(), match_: match_.to_string(), pattern: pattern.to_string(), negate: false, sub_field: None }
     }
     pub fn negate(mut self) -> Self {
         self.negate = true;
@@ -415,36 +393,17 @@ mod tests {
     #[test]
     fn config_serialises_in_the_spec_object_model() {
         let cfg = Config::new()
-            .frontend(
-                Frontend::new(1, "443")
-                    .default_farm(3)
-                    .denied(&["10.77.1.3/32"])
-                    .inspect_timeout(1),
-            )
-            .farm(
-                Farm::new(1, "h2")
-                    .port(8443)
-                    .server(Server::new(1, "10.77.2.2", 8443)),
-            )
-            .route(
-                Route::to_farm(1, 1, 1)
-                    .weight(0)
-                    .rule(Rule::new("protocol", "is", "http/2.0")),
-            )
+            .frontend(Frontend::new(1, "443").default_farm(3).denied(&["10.77.1.3/32"]).inspect_timeout(1))
+            .farm(Farm::new(1, "h2").port(8443).server(Server::new(1, "10.77.2.2", 8443)))
+            .route(Route::to_farm(1, 1, 1).weight(0).rule(Rule::new("protocol", "is", "http/2.0")))
             .route(Route::reject(2, 1).rule(Rule::new("sni", "is", "blocked.lb.test")));
         let v: serde_json::Value = serde_json::from_str(&cfg.to_json()).unwrap();
         assert_eq!(v["frontends"][0]["defaultFarmId"], 3);
         assert_eq!(v["frontends"][0]["deniedSource"][0], "10.77.1.3/32");
         assert_eq!(v["frontends"][0]["inspectTimeout"], 1);
         assert_eq!(v["farms"][0]["servers"][0]["serverId"], 1);
-        assert_eq!(
-            v["routes"][0]["action"],
-            serde_json::json!({"type": "farm", "target": "1"})
-        );
+        assert_eq!(v["routes"][0]["action"], serde_json::json!({"type": "farm", "target": "1"}));
         assert_eq!(v["routes"][0]["rules"][0]["match"], "is");
-        assert_eq!(
-            v["routes"][1]["action"],
-            serde_json::json!({"type": "reject"})
-        );
+        assert_eq!(v["routes"][1]["action"], serde_json::json!({"type": "reject"}));
     }
 }

@@ -32,37 +32,11 @@ impl CurlResult {
 
 /// `curl <version_flag> https://<host>:<port>/` from namespace `ns`, resolving `host` to `ip`,
 /// trusting `ca`; bounded by `--max-time 5`.
-pub fn curl_get(
-    ns: &str,
-    version_flag: &str,
-    host: &str,
-    port: u16,
-    ip: &str,
-    ca: &Path,
-) -> Result<CurlResult> {
-    let url = if port == 443 {
-        format!("https://{host}/")
-    } else {
-        format!("https://{host}:{port}/")
-    };
+pub fn curl_get(ns: &str, version_flag: &str, host: &str, port: u16, ip: &str, ca: &Path) -> Result<CurlResult> {
+    let url = if port == 443 { format!("https://{host}/") } else { format!("https://{host}:{port}/") };
     let resolve = format!("{host}:{port}:{ip}");
     let ca = ca.display().to_string();
-    let args = [
-        "curl",
-        version_flag,
-        "-sS",
-        "-o",
-        "-",
-        "-w",
-        "%{http_version} %{http_code}",
-        "--max-time",
-        "5",
-        "--resolve",
-        &resolve,
-        "--cacert",
-        &ca,
-        &url,
-    ];
+    let args = ["curl", version_flag, "-sS", "-o", "-", "-w", "%{http_version} %{http_code}", "--max-time", "5", "--resolve", &resolve, "--cacert", &ca, &url];
     let out = run_in(ns, &args).with_context(|| format!("running curl {version_flag} {url}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     // The body ends with '\n'; the -w trailer follows on the last line.
@@ -73,11 +47,5 @@ pub fn curl_get(
     let mut fields = trailer.split_whitespace();
     let http_version = fields.next().unwrap_or("0").to_string();
     let code = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok(CurlResult {
-        http_version,
-        code,
-        body,
-        exit_ok: out.status.success(),
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    Ok(CurlResult { http_version, code, body, exit_ok: out.status.success(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
 }

@@ -63,9 +63,7 @@ fn default_ifaces() -> Vec<String> {
         return Vec::new();
     }
     match std::env::var("LB_TESTS_IFACES") {
-        Ok(list) if !list.trim().is_empty() => {
-            list.split(',').map(|s| s.trim().to_string()).collect()
-        }
+        Ok(list) if !list.trim().is_empty() => list.split(',').map(|s| s.trim().to_string()).collect(),
         _ => vec![LB_CLI_IF.to_string()],
     }
 }
@@ -87,14 +85,9 @@ impl Daemon {
     pub fn start_with(topo: &Topology, config: &Config, opts: DaemonOpts) -> Result<Self> {
         let bin = crate::lb_user_bin();
         if !bin.is_file() {
-            bail!(
-                "daemon binary {} not found (build lb-user, or set LB_USER_BIN)",
-                bin.display()
-            );
+            bail!("daemon binary {} not found (build lb-user, or set LB_USER_BIN)", bin.display());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("lb-tests-daemon-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("lb-tests-daemon-").tempdir()?;
         let config_path = dir.path().join("config.json");
         let data_dir = dir.path().join("data");
         fs::create_dir_all(&data_dir)?;
@@ -131,13 +124,7 @@ impl Daemon {
             cmd.env("RUST_LOG", "info");
         }
         let child = ChildGuard::spawn("lb-user", &mut cmd, Some(log_path))?;
-        let mut daemon = Self {
-            child,
-            dir,
-            bin,
-            opts,
-            runtime: serde_json::Value::Null,
-        };
+        let mut daemon = Self { child, dir, bin, opts, runtime: serde_json::Value::Null };
         daemon.wait_ready()?;
         Ok(daemon)
     }
@@ -147,10 +134,7 @@ impl Daemon {
         let deadline = Instant::now() + self.opts.ready_timeout;
         loop {
             if let Some(status) = self.child.try_wait() {
-                bail!(
-                    "daemon exited ({status}) before it was ready; its log:\n{}",
-                    self.log_excerpt()
-                );
+                bail!("daemon exited ({status}) before it was ready; its log:\n{}", self.log_excerpt());
             }
             if let Ok(text) = fs::read_to_string(&runtime) {
                 if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
@@ -159,12 +143,7 @@ impl Daemon {
                 }
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "daemon not ready ({} absent or not JSON) after {:?}; its log:\n{}",
-                    runtime.display(),
-                    self.opts.ready_timeout,
-                    self.log_excerpt()
-                );
+                bail!("daemon not ready ({} absent or not JSON) after {:?}; its log:\n{}", runtime.display(), self.opts.ready_timeout, self.log_excerpt());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -192,12 +171,7 @@ impl Daemon {
         if text.len() <= 8000 {
             return String::from_utf8_lossy(&text).into_owned();
         }
-        format!(
-            "{}\n[… {} bytes …]\n{}",
-            String::from_utf8_lossy(&text[..3000]),
-            text.len() - 8000,
-            String::from_utf8_lossy(&text[text.len() - 5000..])
-        )
+        format!("{}\n[… {} bytes …]\n{}", String::from_utf8_lossy(&text[..3000]), text.len() - 8000, String::from_utf8_lossy(&text[text.len() - 5000..]))
     }
     pub fn opts(&self) -> &DaemonOpts {
         &self.opts
@@ -216,8 +190,7 @@ impl Daemon {
     /// Sends `signal` and returns at once.
     pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
         let pid = self.child.pid().context("the daemon already exited")?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
-            .with_context(|| format!("sending {signal} to the daemon"))
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).with_context(|| format!("sending {signal} to the daemon"))
     }
 
     /// Waits up to `timeout` for the daemon to exit on its own; None if it still runs.
@@ -254,34 +227,21 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let status = self.stop();
         if self.opts.print_log_on_drop {
-            eprintln!(
-                "--- lb-user log ({}; exit {status:?}) ---\n{}\n--- end of lb-user log ---",
-                self.log_path().display(),
-                self.log_excerpt()
-            );
+            eprintln!("--- lb-user log ({}; exit {status:?}) ---\n{}\n--- end of lb-user log ---", self.log_path().display(), self.log_excerpt());
         }
     }
 }
 
 /// `<bin> stats --data-dir <data_dir>`, run from the caller's namespace, parsed.
 pub fn stats_of(bin: &Path, data_dir: &Path) -> Result<Stats> {
-    let out = run_ok(
-        Command::new(bin)
-            .arg("stats")
-            .arg("--data-dir")
-            .arg(data_dir),
-        Duration::from_secs(10),
-    )?;
+    let out = run_ok(Command::new(bin).arg("stats").arg("--data-dir").arg(data_dir), Duration::from_secs(10))?;
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(&text).with_context(|| format!("parsing `lb-user stats` output: {text}"))
 }
 
 /// The `pid` of a daemon's `runtime.json`.
 pub fn pid_of(runtime: &serde_json::Value) -> Result<u32> {
-    runtime["pid"]
-        .as_u64()
-        .and_then(|p| u32::try_from(p).ok())
-        .with_context(|| format!("runtime.json has no pid: {runtime}"))
+    runtime["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).with_context(|| format!("runtime.json has no pid: {runtime}"))
 }
 
 /// `lb-user stats` output.
@@ -377,14 +337,9 @@ impl PinDir {
     pub fn new(name: &str) -> Result<Self> {
         const ROOT: &str = "/run/lb-tests-bpffs";
         fs::create_dir_all(ROOT)?;
-        let mounted = fs::read_to_string("/proc/self/mounts")?
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some(ROOT));
+        let mounted = fs::read_to_string("/proc/self/mounts")?.lines().any(|l| l.split_whitespace().nth(1) == Some(ROOT));
         if !mounted {
-            run_ok(
-                Command::new("mount").args(["-t", "bpf", "bpf", ROOT]),
-                Duration::from_secs(10),
-            )?;
+            run_ok(Command::new("mount").args(["-t", "bpf", "bpf", ROOT]), Duration::from_secs(10))?;
         }
         let path = PathBuf::from(ROOT).join(name);
         Ok(Self { path })

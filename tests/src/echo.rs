@@ -141,9 +141,7 @@ impl EchoSession {
         }
         self.conn.send_close_notify();
         self.pump(0, false, Until::Flushed)?;
-        self.sock
-            .shutdown(Shutdown::Write)
-            .context("shutdown(Write)")?;
+        self.sock.shutdown(Shutdown::Write).context("shutdown(Write)")?;
         self.write_closed = true;
         Ok(())
     }
@@ -189,8 +187,7 @@ impl EchoSession {
                 if accepted == 0 {
                     break;
                 }
-                self.sent_hash
-                    .update(&self.pending[self.pending_at..self.pending_at + accepted]);
+                self.sent_hash.update(&self.pending[self.pending_at..self.pending_at + accepted]);
                 self.pending_at += accepted;
                 self.sent += accepted as u64;
                 progress = true;
@@ -217,9 +214,7 @@ impl EchoSession {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
                         Err(e) => return Err(e).context(self.state("reading TLS records")),
                     };
-                    self.conn
-                        .process_new_packets()
-                        .map_err(|e| anyhow!("{}: {e}", self.state("processing TLS records")))?;
+                    self.conn.process_new_packets().map_err(|e| anyhow!("{}: {e}", self.state("processing TLS records")))?;
                     self.drain_plaintext(&mut buf)?;
                     progress |= got;
                     if !got || self.eof {
@@ -237,20 +232,14 @@ impl EchoSession {
                 return Ok(());
             }
             if self.eof {
-                bail!(
-                    "{}",
-                    self.state("server closed before the exchange completed")
-                );
+                bail!("{}", self.state("server closed before the exchange completed"));
             }
             if progress {
                 last_progress = Instant::now();
                 continue;
             }
             if last_progress.elapsed() > self.idle_timeout {
-                bail!(
-                    "{}",
-                    self.state(&format!("no progress for {:?}", self.idle_timeout))
-                );
+                bail!("{}", self.state(&format!("no progress for {:?}", self.idle_timeout)));
             }
             let mut events = 0;
             if read {
@@ -259,11 +248,7 @@ impl EchoSession {
             if self.conn.wants_write() {
                 events |= libc::POLLOUT;
             }
-            let mut fds = [libc::pollfd {
-                fd: self.sock.as_raw_fd(),
-                events,
-                revents: 0,
-            }];
+            let mut fds = [libc::pollfd { fd: self.sock.as_raw_fd(), events, revents: 0 }];
             // SAFETY: one valid pollfd for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), 1, 50) };
         }

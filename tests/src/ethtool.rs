@@ -34,19 +34,14 @@ fn ethtool_value(sock: &OwnedFd, dev: &str, cmd: u32, data: u32) -> Result<u32> 
         bail!("interface name {dev:?} too long");
     }
     let mut value = EthtoolValue { cmd, data };
-    let mut req = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: (&mut value as *mut EthtoolValue).cast(),
-        _pad: [0; 16],
-    };
+    let mut req = IfreqData { name: [0; libc::IFNAMSIZ], data: (&mut value as *mut EthtoolValue).cast(), _pad: [0; 16] };
     for (dst, src) in req.name.iter_mut().zip(dev.bytes()) {
         *dst = src as libc::c_char;
     }
     // SAFETY: `req` is a valid ifreq whose data pointer refers to `value`, both alive for the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
     if rc < 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("SIOCETHTOOL {cmd:#x} on {dev}"));
+        return Err(io::Error::last_os_error()).with_context(|| format!("SIOCETHTOOL {cmd:#x} on {dev}"));
     }
     Ok(value.data)
 }

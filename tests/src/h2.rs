@@ -76,16 +76,12 @@ fn frame_content(kind: u8, flags: u8, payload: &[u8]) -> Result<&[u8]> {
     let mut body = payload;
     let mut pad = 0usize;
     if flags & FLAG_PADDED != 0 {
-        let (&p, rest) = body
-            .split_first()
-            .context("h2: padded frame without pad length")?;
+        let (&p, rest) = body.split_first().context("h2: padded frame without pad length")?;
         pad = p as usize;
         body = rest;
     }
     if kind == FRAME_HEADERS && flags & FLAG_PRIORITY != 0 {
-        body = body
-            .get(5..)
-            .context("h2: HEADERS priority fields truncated")?;
+        body = body.get(5..).context("h2: HEADERS priority fields truncated")?;
     }
     if pad > body.len() {
         bail!("h2: padding longer than frame");
@@ -98,12 +94,7 @@ fn frame_content(kind: u8, flags: u8, payload: &[u8]) -> Result<&[u8]> {
 pub fn get<S: Read + Write>(stream: &mut S, authority: &str, path: &str) -> Result<(u16, Vec<u8>)> {
     let mut out = PREFACE.to_vec();
     out.extend(frame(FRAME_SETTINGS, 0, 0, &[]));
-    out.extend(frame(
-        FRAME_HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        STREAM,
-        &request_headers(authority, path)?,
-    ));
+    out.extend(frame(FRAME_HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, STREAM, &request_headers(authority, path)?));
     stream.write_all(&out).context("h2: sending request")?;
     stream.flush()?;
 
@@ -111,9 +102,7 @@ pub fn get<S: Read + Write>(stream: &mut S, authority: &str, path: &str) -> Resu
     let mut body = Vec::new();
     for _ in 0..MAX_FRAMES {
         let mut head = [0u8; 9];
-        stream
-            .read_exact(&mut head)
-            .context("h2: reading frame header")?;
+        stream.read_exact(&mut head).context("h2: reading frame header")?;
         let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
         let (kind, flags) = (head[3], head[4]);
         let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
@@ -121,9 +110,7 @@ pub fn get<S: Read + Write>(stream: &mut S, authority: &str, path: &str) -> Resu
             bail!("h2: frame of {len} bytes");
         }
         let mut payload = vec![0u8; len];
-        stream
-            .read_exact(&mut payload)
-            .context("h2: reading frame payload")?;
+        stream.read_exact(&mut payload).context("h2: reading frame payload")?;
         match kind {
             FRAME_SETTINGS if flags & FLAG_ACK == 0 => {
                 stream.write_all(&frame(FRAME_SETTINGS, FLAG_ACK, 0, &[]))?;

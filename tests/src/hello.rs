@@ -50,16 +50,10 @@ pub fn layout(wire: &[u8]) -> Result<HelloLayout> {
     while at < wire.len() {
         let header = wire.get(at..at + 5).context("truncated record header")?;
         if header[0] != CONTENT_HANDSHAKE {
-            bail!(
-                "record {} is content type {:#x}, not handshake",
-                records.len(),
-                header[0]
-            );
+            bail!("record {} is content type {:#x}, not handshake", records.len(), header[0]);
         }
         let len = be16(header, 3)?;
-        let body = wire
-            .get(at + 5..at + 5 + len)
-            .context("truncated record body")?;
+        let body = wire.get(at + 5..at + 5 + len).context("truncated record body")?;
         records.push(len);
         msg.extend_from_slice(body);
         at += 5 + len;
@@ -107,18 +101,10 @@ mod tests {
     #[test]
     fn alpn_can_be_placed_in_the_third_record() {
         let certs = Certs::generate().unwrap();
-        let alpn: Vec<String> = (1..=6)
-            .map(|i| format!("lb-test-filler-protocol-{i:02}"))
-            .collect();
+        let alpn: Vec<String> = (1..=6).map(|i| format!("lb-test-filler-protocol-{i:02}")).collect();
         let mut alpn: Vec<&str> = alpn.iter().map(String::as_str).collect();
         alpn.extend(["http/1.1", "h2"]);
-        let opts = ClientOpts::new(
-            certs.roots(),
-            "h2.lb.test",
-            "10.77.1.1:443".parse().unwrap(),
-        )
-        .alpn(&alpn)
-        .alpn_in_record(64, 2);
+        let opts = ClientOpts::new(certs.roots(), "h2.lb.test", "10.77.1.1:443".parse().unwrap()).alpn(&alpn).alpn_in_record(64, 2);
         let shape = layout(&client_hello_bytes(&opts).unwrap()).unwrap();
         assert_eq!(shape.alpn_record(), Some(2), "{shape:?}");
         assert!(shape.records.len() > 3, "{shape:?}");

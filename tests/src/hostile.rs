@@ -25,23 +25,12 @@ pub struct Closed {
 /// Connects to `to`, sends `first`, then `trickle` one byte every `every` (the first at once),
 /// and returns when the peer closes the connection; fails if it is still open after `limit`.
 /// Closure is watched with poll(2) between writes, so it is seen within a few milliseconds.
-pub fn hold(
-    to: SocketAddr,
-    first: &[u8],
-    trickle: &[u8],
-    every: Duration,
-    limit: Duration,
-) -> Result<Closed> {
+pub fn hold(to: SocketAddr, first: &[u8], trickle: &[u8], every: Duration, limit: Duration) -> Result<Closed> {
     let mut sock = tcp_connect(None, to, Duration::from_secs(3)).context("connecting")?;
     let started = Instant::now();
     sock.set_nodelay(true)?;
     let mut sent = 0;
-    let closed = |sent| {
-        Ok(Closed {
-            after: started.elapsed(),
-            sent,
-        })
-    };
+    let closed = |sent| Ok(Closed { after: started.elapsed(), sent });
     if !first.is_empty() {
         if !send(&mut sock, first)? {
             return closed(sent);
@@ -60,10 +49,7 @@ pub fn hold(
             return closed(sent);
         }
         if started.elapsed() >= limit {
-            bail!(
-                "still open after {:?} ({sent} bytes sent)",
-                started.elapsed()
-            );
+            bail!("still open after {:?} ({sent} bytes sent)", started.elapsed());
         }
     }
 }
@@ -78,21 +64,12 @@ pub fn send(sock: &mut TcpStream, bytes: &[u8]) -> Result<bool> {
 }
 
 pub fn closed_by_peer(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
 }
 
 /// Waits up to `timeout` for the peer to close `sock`: true on EOF or reset.
 pub fn wait_closed(sock: &mut TcpStream, timeout: Duration) -> Result<bool> {
-    let mut fds = [libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
-    }];
+    let mut fds = [libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 }];
     // SAFETY: one valid pollfd for the duration of the call.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
     if n < 0 {
@@ -130,8 +107,7 @@ pub fn idle_crowd(to: SocketAddr, count: usize, limit: Duration) -> Result<(Dura
     let opening = Instant::now();
     let mut open: Vec<(TcpStream, Instant)> = Vec::with_capacity(count);
     for i in 0..count {
-        let sock = tcp_connect(None, to, Duration::from_secs(3))
-            .with_context(|| format!("idle connection {i} of {count}"))?;
+        let sock = tcp_connect(None, to, Duration::from_secs(3)).with_context(|| format!("idle connection {i} of {count}"))?;
         sock.set_nonblocking(true)?;
         open.push((sock, Instant::now()));
     }
@@ -141,19 +117,10 @@ pub fn idle_crowd(to: SocketAddr, count: usize, limit: Duration) -> Result<(Dura
     let mut buf = [0u8; 64];
     while !open.is_empty() {
         if Instant::now() >= deadline {
-            bail!(
-                "{} of {count} idle connections still open {limit:?} after the last was opened",
-                open.len()
-            );
+            bail!("{} of {count} idle connections still open {limit:?} after the last was opened", open.len());
         }
-        let mut fds: Vec<libc::pollfd> = open
-            .iter()
-            .map(|(s, _)| libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLRDHUP,
-                revents: 0,
-            })
-            .collect();
+        let mut fds: Vec<libc::pollfd> =
+            open.iter().map(|(s, _)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 }).collect();
         // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
         if n < 0 {

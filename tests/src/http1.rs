@@ -7,18 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::client::HttpResponse;
 
-pub(crate) fn http1_get<S: Read + Write>(
-    stream: &mut S,
-    host: &str,
-    path: &str,
-    timeout: Duration,
-) -> Result<HttpResponse> {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .context("sending HTTP/1.1 request")?;
+pub(crate) fn http1_get<S: Read + Write>(stream: &mut S, host: &str, path: &str, timeout: Duration) -> Result<HttpResponse> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).context("sending HTTP/1.1 request")?;
     stream.flush()?;
     let deadline = Instant::now() + timeout * 2;
     let mut buf = Vec::new();
@@ -37,12 +28,7 @@ pub(crate) fn http1_get<S: Read + Write>(
             Err(e) => return Err(e).context("reading HTTP/1.1 response"),
         }
     }
-    parse_http1(&buf, true)?.ok_or_else(|| {
-        anyhow!(
-            "HTTP/1.1 response truncated: {:?}",
-            String::from_utf8_lossy(&buf)
-        )
-    })
+    parse_http1(&buf, true)?.ok_or_else(|| anyhow!("HTTP/1.1 response truncated: {:?}", String::from_utf8_lossy(&buf)))
 }
 
 /// Parses a complete response; `Ok(None)` if more bytes are needed (unless `eof`).
@@ -55,21 +41,10 @@ fn parse_http1(buf: &[u8], eof: bool) -> Result<Option<HttpResponse>> {
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default().to_string();
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
     let rest = &buf[head_end + 4..];
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let body = if let Some(len) = header("content-length") {
         let len: usize = len.parse().context("content-length")?;
         if rest.len() < len {
@@ -86,13 +61,7 @@ fn parse_http1(buf: &[u8], eof: bool) -> Result<Option<HttpResponse>> {
     } else {
         return Ok(None);
     };
-    Ok(Some(HttpResponse {
-        alpn: None,
-        version,
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }))
+    Ok(Some(HttpResponse { alpn: None, version, status, headers, body: String::from_utf8_lossy(&body).into_owned() }))
 }
 
 fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -102,8 +71,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>> {
             return Ok(None);
         };
         let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).with_context(|| format!("bad chunk size {size_text:?}"))?;
         rest = &rest[line_end + 2..];
         if size == 0 {
             return Ok(Some(body));

@@ -30,12 +30,7 @@ impl Lab {
         let topo = Topology::with_veth(veth)?;
         let certs = Certs::generate()?;
         let backends = Backends::new(&topo, &certs)?;
-        Ok(Self {
-            daemon: None,
-            backends,
-            certs,
-            topo,
-        })
+        Ok(Self { daemon: None, backends, certs, topo })
     }
 
     /// Starts the daemon with `config` (default options).
@@ -74,14 +69,7 @@ impl Lab {
 
     /// `curl <flag> https://<host>/` from the client namespace through the frontend on 443.
     pub fn curl(&self, version_flag: &str, host: &str) -> Result<CurlResult> {
-        curl_get(
-            self.topo.cli(),
-            version_flag,
-            host,
-            443,
-            &LB_VIP.to_string(),
-            &self.certs.ca_pem(),
-        )
+        curl_get(self.topo.cli(), version_flag, host, 443, &LB_VIP.to_string(), &self.certs.ca_pem())
     }
 }
 
@@ -103,11 +91,7 @@ pub mod standard {
         ("10.77.2.3:8443", &["h2"], "farm h2 (server 2)"),
         ("10.77.2.4:8443", &["http/1.1"], "farm h1 (server 1)"),
         ("10.77.2.5:8443", &["http/1.1"], "farm h1 (server 2)"),
-        (
-            "10.77.2.2:9443",
-            &["lb-echo", "http/1.1"],
-            "farm echo (server 1)",
-        ),
+        ("10.77.2.2:9443", &["lb-echo", "http/1.1"], "farm echo (server 1)"),
         ("10.77.2.3:9444", &["http/1.1"], "farm default (server 1)"),
     ];
     /// The plain TCP echo backend.
@@ -115,17 +99,11 @@ pub mod standard {
 
     /// h2-only servers 10.77.2.2-3:8443 (server ids 1, 2).
     pub fn h2_farm() -> Farm {
-        Farm::new(H2_FARM, "h2")
-            .port(8443)
-            .server(Server::new(1, "10.77.2.2", 8443))
-            .server(Server::new(2, "10.77.2.3", 8443))
+        Farm::new(H2_FARM, "h2").port(8443).server(Server::new(1, "10.77.2.2", 8443)).server(Server::new(2, "10.77.2.3", 8443))
     }
     /// http/1.1-only servers 10.77.2.4-5:8443 (server ids 3, 4).
     pub fn h1_farm() -> Farm {
-        Farm::new(H1_FARM, "h1")
-            .port(8443)
-            .server(Server::new(3, "10.77.2.4", 8443))
-            .server(Server::new(4, "10.77.2.5", 8443))
+        Farm::new(H1_FARM, "h1").port(8443).server(Server::new(3, "10.77.2.4", 8443)).server(Server::new(4, "10.77.2.5", 8443))
     }
     /// The lb-echo server 10.77.2.2:9443 (server id 5).
     pub fn echo_farm() -> Farm {
@@ -153,8 +131,7 @@ impl Lab {
         for (listen, alpn, name) in standard::TLS_BACKENDS {
             lab.backends.tls(listen, alpn, name)?;
         }
-        lab.backends
-            .plain_echo(standard::PLAIN_ECHO.0, standard::PLAIN_ECHO.1)?;
+        lab.backends.plain_echo(standard::PLAIN_ECHO.0, standard::PLAIN_ECHO.1)?;
         Ok(lab)
     }
 }

@@ -54,12 +54,7 @@ pub const CLIENT_IP2: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 3);
 /// The load balancer's address on the server side (`lbs`).
 pub const LB_SERVER_SIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
 /// The server namespace's addresses (`s0`).
-pub const SERVER_IPS: [Ipv4Addr; 4] = [
-    Ipv4Addr::new(10, 77, 2, 2),
-    Ipv4Addr::new(10, 77, 2, 3),
-    Ipv4Addr::new(10, 77, 2, 4),
-    Ipv4Addr::new(10, 77, 2, 5),
-];
+pub const SERVER_IPS: [Ipv4Addr; 4] = [Ipv4Addr::new(10, 77, 2, 2), Ipv4Addr::new(10, 77, 2, 3), Ipv4Addr::new(10, 77, 2, 4), Ipv4Addr::new(10, 77, 2, 5)];
 
 /// `10.77.1.1:port`: a frontend address as a client dials it.
 pub fn vip(port: u16) -> SocketAddr {
@@ -79,10 +74,7 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            anyhow::bail!(
-                "{}: needs root (network namespaces, veth, kernel programs); run as root (`cargo xtask test`)",
-                module_path!()
-            );
+            anyhow::bail!("{}: needs root (network namespaces, veth, kernel programs); run as root (`cargo xtask test`)", module_path!());
         }
     };
 }
@@ -102,11 +94,7 @@ pub fn bin_path(env_var: &str, name: &str) -> PathBuf {
     }
     if let Ok(exe) = std::env::current_exe() {
         let mut dir = exe.parent().map(PathBuf::from);
-        if dir
-            .as_ref()
-            .and_then(|d| d.file_name())
-            .is_some_and(|n| n == "deps")
-        {
+        if dir.as_ref().and_then(|d| d.file_name()).is_some_and(|n| n == "deps") {
             dir = dir.and_then(|d| d.parent().map(PathBuf::from));
         }
         if let Some(candidate) = dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
@@ -128,11 +116,7 @@ pub fn lb_backend_bin() -> PathBuf {
 
 /// Polls `probe` every `every` until it yields `Some` or `timeout` passes (bounded in time and,
 /// through the interval, in count). Returns the last value seen as `None` on timeout.
-pub fn wait_for<T>(
-    timeout: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> Option<T>,
-) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, every: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = probe() {

@@ -36,12 +36,7 @@ impl ClientLoad {
     /// One thread per `(label, opts)`, each making sequential GETs of `/` from namespace `ns`
     /// until stopped, `max_duration` passes, or it has made `max_requests`. A GET that
     /// answers a status other than 200 counts as a failure.
-    pub fn start(
-        ns: &str,
-        clients: Vec<(String, ClientOpts)>,
-        max_duration: Duration,
-        max_requests: usize,
-    ) -> Self {
+    pub fn start(ns: &str, clients: Vec<(String, ClientOpts)>, max_duration: Duration, max_requests: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(LoadReport::default()));
         let started = Instant::now();
@@ -63,19 +58,10 @@ impl ClientLoad {
                                 Ok(resp) if resp.status == 200 => {
                                     r.ok += 1;
                                     r.slowest = r.slowest.max(took);
-                                    *r.backends
-                                        .entry((label.clone(), resp.backend()))
-                                        .or_default() += 1;
+                                    *r.backends.entry((label.clone(), resp.backend())).or_default() += 1;
                                 }
-                                Ok(resp) => r.failures.push(format!(
-                                    "{:?} {label}: status {} ({})",
-                                    at - started,
-                                    resp.status,
-                                    resp.body.trim()
-                                )),
-                                Err(e) => r
-                                    .failures
-                                    .push(format!("{:?} {label}: {e:#}", at - started)),
+                                Ok(resp) => r.failures.push(format!("{:?} {label}: status {} ({})", at - started, resp.status, resp.body.trim())),
+                                Err(e) => r.failures.push(format!("{:?} {label}: {e:#}", at - started)),
                             }
                         }
                         Ok(())
@@ -87,12 +73,7 @@ impl ClientLoad {
                 })
             })
             .collect();
-        Self {
-            stop,
-            report,
-            threads,
-            started,
-        }
+        Self { stop, report, threads, started }
     }
 
     /// Successful GETs so far.
@@ -103,11 +84,7 @@ impl ClientLoad {
     /// Stops every thread (each finishes its GET in flight) and returns the report.
     pub fn stop(mut self) -> LoadReport {
         self.halt();
-        let mut report = self
-            .report
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         report.elapsed = self.started.elapsed();
         report
     }

@@ -106,16 +106,8 @@ impl Topology {
     fn create(kind: &str, veth: VethKind) -> Result<Self> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("{kind}{}x{}", std::process::id(), n);
-        let mut topo = Self {
-            cli: format!("{prefix}-cli"),
-            lb: format!("{prefix}-lb"),
-            srv: format!("{prefix}-srv"),
-            prefix,
-            veth,
-            created: Vec::new(),
-        };
-        topo.build()
-            .with_context(|| format!("building topology {}", topo.prefix))?;
+        let mut topo = Self { cli: format!("{prefix}-cli"), lb: format!("{prefix}-lb"), srv: format!("{prefix}-srv"), prefix, veth, created: Vec::new() };
+        topo.build().with_context(|| format!("building topology {}", topo.prefix))?;
         Ok(topo)
     }
 
@@ -132,19 +124,11 @@ impl Topology {
             }
         }
         let (cli, lb, srv) = (self.cli.clone(), self.lb.clone(), self.srv.clone());
-        ip(&[
-            "-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", LB_CLI_IF, "netns",
-            &lb,
-        ])?;
-        ip(&[
-            "-n", &lb, "link", "add", LB_SRV_IF, "type", "veth", "peer", "name", SRV_IF, "netns",
-            &srv,
-        ])?;
+        ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", LB_CLI_IF, "netns", &lb])?;
+        ip(&["-n", &lb, "link", "add", LB_SRV_IF, "type", "veth", "peer", "name", SRV_IF, "netns", &srv])?;
 
         let v4 = |ns: &str, dev: &str, cidr: &str| ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
-        let v6 = |ns: &str, dev: &str, cidr: &str| {
-            ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"])
-        };
+        let v6 = |ns: &str, dev: &str, cidr: &str| ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"]);
         v4(&cli, CLI_IF, "10.77.1.2/24")?;
         v4(&cli, CLI_IF, "10.77.1.3/24")?;
         v6(&cli, CLI_IF, "fd77:1::2/64")?;
@@ -152,34 +136,18 @@ impl Topology {
         v6(&lb, LB_CLI_IF, "fd77:1::1/64")?;
         v4(&lb, LB_SRV_IF, "10.77.2.1/24")?;
         v6(&lb, LB_SRV_IF, "fd77:2::1/64")?;
-        for cidr in [
-            "10.77.2.2/24",
-            "10.77.2.3/24",
-            "10.77.2.4/24",
-            "10.77.2.5/24",
-        ] {
+        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24"] {
             v4(&srv, SRV_IF, cidr)?;
         }
         v6(&srv, SRV_IF, "fd77:2::2/64")?;
 
-        for (ns, dev) in [
-            (&cli, CLI_IF),
-            (&lb, LB_CLI_IF),
-            (&lb, LB_SRV_IF),
-            (&srv, SRV_IF),
-        ] {
+        for (ns, dev) in [(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)] {
             if self.veth == VethKind::Wire {
-                in_netns(ns, || ethtool::make_wire_like(dev))
-                    .with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
+                in_netns(ns, || ethtool::make_wire_like(dev)).with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
             }
         }
 
-        for (ns, dev) in [
-            (&cli, CLI_IF),
-            (&lb, LB_CLI_IF),
-            (&lb, LB_SRV_IF),
-            (&srv, SRV_IF),
-        ] {
+        for (ns, dev) in [(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         for ns in [&cli, &lb, &srv] {
@@ -188,27 +156,9 @@ impl Topology {
         // Client and servers reach the other side through the load balancer's addresses, so
         // replies to translated flows always have a route.
         ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;
-        ip(&[
-            "-n",
-            &cli,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd77:1::1",
-        ])?;
+        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::1"])?;
         ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.1"])?;
-        ip(&[
-            "-n",
-            &srv,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd77:2::1",
-        ])?;
+        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::1"])?;
         Ok(())
     }
 
@@ -253,11 +203,7 @@ pub fn reap_stale(kind: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(kind)
-            .and_then(|rest| rest.split_once('x'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = name.strip_prefix(kind).and_then(|rest| rest.split_once('x')).and_then(|(pid, _)| pid.parse::<u32>().ok()) else {
             continue;
         };
         if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
@@ -276,11 +222,7 @@ fn ip(args: &[&str]) -> Result<()> {
 pub fn pids_in(ns: &str) -> Vec<i32> {
     let out = output_with_timeout(Command::new("ip").args(["netns", "pids", ns]), IP_TIMEOUT);
     let Ok(out) = out else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-        .filter(|&p| p != std::process::id() as i32)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()).filter(|&p| p != std::process::id() as i32).collect()
 }
 
 /// SIGKILLs every process in `ns` and waits (bounded) until none is left.
@@ -292,10 +234,7 @@ pub fn kill_all_in(ns: &str) {
             return;
         }
         for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
         }
         if Instant::now() >= deadline {
             eprintln!("topology: processes {pids:?} in {ns} survived SIGKILL for 5 s");
@@ -308,10 +247,7 @@ pub fn kill_all_in(ns: &str) {
 pub fn delete_netns(ns: &str) {
     match output_with_timeout(Command::new("ip").args(["netns", "del", ns]), IP_TIMEOUT) {
         Ok(out) if out.status.success() => {}
-        Ok(out) => eprintln!(
-            "topology: ip netns del {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
+        Ok(out) => eprintln!("topology: ip netns del {ns}: {}", String::from_utf8_lossy(&out.stderr).trim()),
         Err(e) => eprintln!("topology: ip netns del {ns}: {e:#}"),
     }
 }
@@ -326,9 +262,7 @@ pub fn command_in(ns: &str, program: impl AsRef<OsStr>) -> Command {
 
 /// Runs `args` (program first) inside `ns` to completion, bounded to 30 s.
 pub fn run_in<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> Result<Output> {
-    let (program, rest) = args
-        .split_first()
-        .ok_or_else(|| anyhow!("run_in: empty command"))?;
+    let (program, rest) = args.split_first().ok_or_else(|| anyhow!("run_in: empty command"))?;
     let mut cmd = command_in(ns, program);
     cmd.args(rest);
     output_with_timeout(&mut cmd, Duration::from_secs(30))
@@ -337,15 +271,12 @@ pub fn run_in<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> Result<Output> {
 /// Spawns `args` (program first) inside `ns`; stdout and stderr go to `log` (or are discarded).
 /// The returned guard kills the process on drop.
 pub fn spawn_in<S: AsRef<OsStr>>(ns: &str, args: &[S], log: Option<PathBuf>) -> Result<ChildGuard> {
-    let (program, rest) = args
-        .split_first()
-        .ok_or_else(|| anyhow!("spawn_in: empty command"))?;
+    let (program, rest) = args.split_first().ok_or_else(|| anyhow!("spawn_in: empty command"))?;
     let mut cmd = command_in(ns, program);
     cmd.args(rest).stdin(Stdio::null());
     match &log {
         Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
         None => {
@@ -369,8 +300,7 @@ where
         let handle = std::thread::Builder::new()
             .name(format!("netns-{ns}"))
             .spawn_scoped(scope, move || -> Result<T> {
-                setns(&file, CloneFlags::CLONE_NEWNET)
-                    .with_context(|| format!("setns into {}", path.display()))?;
+                setns(&file, CloneFlags::CLONE_NEWNET).with_context(|| format!("setns into {}", path.display()))?;
                 f()
             })
             .context("spawning namespace thread")?;

@@ -9,14 +9,8 @@ use anyhow::{bail, Context, Result};
 use crate::client::tcp_connect;
 
 /// A plain (non-TLS) TCP exchange: connect, send `payload`, shut the write side, read until EOF.
-pub fn plain_tcp_exchange(
-    bind: Option<IpAddr>,
-    to: SocketAddr,
-    payload: &[u8],
-    timeout: Duration,
-) -> Result<Vec<u8>> {
-    let mut sock =
-        tcp_connect(bind, to, timeout).with_context(|| format!("TCP connect to {to}"))?;
+pub fn plain_tcp_exchange(bind: Option<IpAddr>, to: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    let mut sock = tcp_connect(bind, to, timeout).with_context(|| format!("TCP connect to {to}"))?;
     sock.write_all(payload).context("sending plain payload")?;
     sock.shutdown(Shutdown::Write)?;
     let deadline = Instant::now() + timeout;
@@ -26,27 +20,16 @@ pub fn plain_tcp_exchange(
         match sock.read(&mut chunk) {
             Ok(0) => return Ok(out),
             Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) => {
-                return Err(e).context(format!("reading plain reply after {} bytes", out.len()))
-            }
+            Err(e) => return Err(e).context(format!("reading plain reply after {} bytes", out.len())),
         }
     }
-    bail!(
-        "plain TCP reply not finished within {timeout:?} ({} bytes)",
-        out.len()
-    )
+    bail!("plain TCP reply not finished within {timeout:?} ({} bytes)", out.len())
 }
 
 /// A plain (non-TLS) TCP echo check that does not depend on half-close: connect, send
 /// `payload`, read until as many bytes came back (or EOF).
-pub fn plain_tcp_echo(
-    bind: Option<IpAddr>,
-    to: SocketAddr,
-    payload: &[u8],
-    timeout: Duration,
-) -> Result<Vec<u8>> {
-    let mut sock =
-        tcp_connect(bind, to, timeout).with_context(|| format!("TCP connect to {to}"))?;
+pub fn plain_tcp_echo(bind: Option<IpAddr>, to: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    let mut sock = tcp_connect(bind, to, timeout).with_context(|| format!("TCP connect to {to}"))?;
     sock.write_all(payload).context("sending plain payload")?;
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
@@ -58,9 +41,7 @@ pub fn plain_tcp_echo(
         match sock.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) => {
-                return Err(e).context(format!("reading plain echo after {} bytes", out.len()))
-            }
+            Err(e) => return Err(e).context(format!("reading plain echo after {} bytes", out.len())),
         }
     }
     Ok(out)
@@ -68,14 +49,8 @@ pub fn plain_tcp_echo(
 
 /// Connects, sends `prefix`, then nothing: returns how long until the peer closed (EOF or
 /// reset), or an error if it did not within `limit`.
-pub fn time_until_closed(
-    bind: Option<IpAddr>,
-    to: SocketAddr,
-    prefix: &[u8],
-    limit: Duration,
-) -> Result<Duration> {
-    let mut sock = tcp_connect(bind, to, Duration::from_secs(3))
-        .with_context(|| format!("TCP connect to {to}"))?;
+pub fn time_until_closed(bind: Option<IpAddr>, to: SocketAddr, prefix: &[u8], limit: Duration) -> Result<Duration> {
+    let mut sock = tcp_connect(bind, to, Duration::from_secs(3)).with_context(|| format!("TCP connect to {to}"))?;
     sock.set_read_timeout(Some(limit))?;
     sock.write_all(prefix)?;
     let started = Instant::now();
@@ -83,20 +58,8 @@ pub fn time_until_closed(
     match sock.read(&mut chunk) {
         Ok(0) => Ok(started.elapsed()),
         Ok(n) => bail!("peer sent {n} bytes to a client that never finished its hello"),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ) =>
-        {
-            Ok(started.elapsed())
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => Ok(started.elapsed()),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
             bail!("connection still open after {limit:?}")
         }
         Err(e) => Err(e).context("waiting for the close"),

@@ -21,14 +21,8 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd`; `name` labels it in diagnostics, `log` is where its output goes (if any).
     pub fn spawn(name: &str, cmd: &mut Command, log: Option<PathBuf>) -> Result<Self> {
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {name}: {cmd:?}"))?;
-        Ok(Self {
-            child: Some(child),
-            name: name.to_string(),
-            log,
-        })
+        let child = cmd.spawn().with_context(|| format!("spawning {name}: {cmd:?}"))?;
+        Ok(Self { child: Some(child), name: name.to_string(), log })
     }
 
     /// Renames the guard (diagnostics only).
@@ -47,17 +41,12 @@ impl ChildGuard {
 
     /// `Some(status)` once the process has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The last `max` bytes of the process's log file, if it has one.
     pub fn log_tail(&self, max: usize) -> String {
-        self.log
-            .as_deref()
-            .map(|p| file_tail(p, max))
-            .unwrap_or_default()
+        self.log.as_deref().map(|p| file_tail(p, max)).unwrap_or_default()
     }
 
     /// SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status if it was reaped.
@@ -96,9 +85,7 @@ impl Drop for ChildGuard {
 
 /// Runs `cmd` to completion with a deadline; kills it when the deadline passes.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
@@ -129,22 +116,14 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Outpu
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Ok(Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
+    Ok(Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() })
 }
 
 /// Like [`output_with_timeout`] but fails (with the command's stderr) on a non-zero exit.
 pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let out = output_with_timeout(cmd, timeout)?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }

@@ -21,9 +21,7 @@ pub struct Usage {
 /// The number of open file descriptors of `pid`.
 pub fn open_fds(pid: u32) -> Result<usize> {
     let dir = format!("/proc/{pid}/fd");
-    Ok(fs::read_dir(&dir)
-        .with_context(|| format!("listing {dir}"))?
-        .count())
+    Ok(fs::read_dir(&dir).with_context(|| format!("listing {dir}"))?.count())
 }
 
 /// The resident set size of `pid`, in KiB.
@@ -38,10 +36,7 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn usage(pid: u32) -> Result<Usage> {
-    Ok(Usage {
-        fds: open_fds(pid)?,
-        rss_kib: rss_kib(pid)?,
-    })
+    Ok(Usage { fds: open_fds(pid)?, rss_kib: rss_kib(pid)? })
 }
 
 /// Polls `pid` (every 50 ms, up to `timeout`) until its descriptors are back to `fds`.
@@ -67,17 +62,9 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: fields are counted
     // after the last ')'. There, index 0 is field 3 (state); utime and stime are fields 14, 15.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("no ')' in {path}"))?;
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).with_context(|| format!("no ')' in {path}"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("field {} of {path}", i + 3))
-    };
+    let ticks = |i: usize| -> Result<u64> { fields.get(i).and_then(|f| f.parse().ok()).with_context(|| format!("field {} of {path}", i + 3)) };
     Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks_per_second())
 }
 

@@ -20,8 +20,7 @@ impl RawSender {
         // SAFETY: socket(2) with constant arguments; the result is checked before use.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
         if fd < 0 {
-            return Err(io::Error::last_os_error())
-                .context("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)");
+            return Err(io::Error::last_os_error()).context("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)");
         }
         // SAFETY: `fd` is a fresh descriptor owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -43,9 +42,7 @@ impl RawSender {
         let to = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(dst.ip().octets()),
-            },
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.ip().octets()) },
             sin_zero: [0; 8],
         };
         // SAFETY: `packet` and `to` are valid for the duration of the call.
@@ -60,8 +57,7 @@ impl RawSender {
             )
         };
         if sent < 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("sending a raw segment to {dst}"));
+            return Err(io::Error::last_os_error()).with_context(|| format!("sending a raw segment to {dst}"));
         }
         Ok(())
     }
@@ -89,20 +85,7 @@ fn segment(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, flags: u8, options: &
     let sum = tcp_checksum(*src.ip(), *dst.ip(), &tcp);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
 
-    let mut ip = vec![
-        0x45,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        libc::IPPROTO_TCP as u8,
-        0,
-        0,
-    ];
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, libc::IPPROTO_TCP as u8, 0, 0];
     ip.extend_from_slice(&src.ip().octets());
     ip.extend_from_slice(&dst.ip().octets());
     ip.extend_from_slice(&tcp);

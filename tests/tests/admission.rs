@@ -13,9 +13,7 @@ use lb_tests::{require_root, Lab};
 fn connections_over_the_limit_wait_until_one_ends() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H1_FARM).max_connections(5))
-        .farm(h1_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM).max_connections(5)).farm(h1_farm());
     lab.start(&config)?;
     let opts = lab.client("h1.lb.test").alpn(&["http/1.1"]);
     let held = lab.in_cli(|| (0..5).map(|_| TlsClient::connect(&opts)).collect::<Result<Vec<_>>>())?;

@@ -15,10 +15,7 @@ struct Lbctl {
 
 impl Lbctl {
     fn run(&self, args: &[&str]) -> Result<Output> {
-        Ok(command_in(&self.ns, bin_path("LBCTL_BIN", "lbctl"))
-            .args(["--api", &self.api, "--service", "test", "--output", "json"])
-            .args(args)
-            .output()?)
+        Ok(command_in(&self.ns, bin_path("LBCTL_BIN", "lbctl")).args(["--api", &self.api, "--service", "test", "--output", "json"]).args(args).output()?)
     }
 
     fn json(&self, args: &[&str]) -> Result<Value> {

@@ -20,8 +20,7 @@ use lb_tests::{require_root, Topology};
 use serde_json::{json, Value};
 
 /// The checks every schemathesis answer must pass.
-const CHECKS: &str =
-    "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance";
+const CHECKS: &str = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance";
 /// Bounds of the run: examples per operation, schemathesis's own time budget, and the wall
 /// clock after which the run is killed.
 const MAX_EXAMPLES: u32 = 10;
@@ -32,12 +31,10 @@ const ST_WALL_CLOCK: Duration = Duration::from_secs(240);
 /// virtualenv `cargo xtask test` installs it into), or how to get it.
 fn schemathesis() -> Result<PathBuf> {
     for name in ["schemathesis", "st", "/opt/schemathesis/bin/schemathesis"] {
-        let found = Command::new(name).arg("--version").output().is_ok_and(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout)
-                    .to_lowercase()
-                    .contains("schemathesis")
-        });
+        let found = Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).to_lowercase().contains("schemathesis"));
         if found {
             return Ok(PathBuf::from(name));
         }
@@ -52,17 +49,8 @@ fn schemathesis_finds_no_server_error_and_no_nonconforming_answer() -> Result<()
     require_root!();
     let st = schemathesis()?;
     let topo = Topology::new()?;
-    let daemon = ApiDaemon::start(ApiDaemonOpts {
-        daemon: DaemonOpts {
-            ifaces: Vec::new(),
-            ..DaemonOpts::default()
-        },
-        ..ApiDaemonOpts::in_netns(topo.lb())
-    })?;
-    let api = daemon.runtime()["api"]
-        .as_str()
-        .context("runtime.json has no api address")?
-        .to_string();
+    let daemon = ApiDaemon::start(ApiDaemonOpts { daemon: DaemonOpts { ifaces: Vec::new(), ..DaemonOpts::default() }, ..ApiDaemonOpts::in_netns(topo.lb()) })?;
+    let api = daemon.runtime()["api"].as_str().context("runtime.json has no api address")?.to_string();
     let work = tempfile::Builder::new().prefix("lb-tests-st-").tempdir()?;
     let config = work.path().join("schemathesis.toml");
     // `{serviceName}` is this daemon's service: any other answers 404 before the handler.
@@ -83,39 +71,18 @@ fn schemathesis_finds_no_server_error_and_no_nonconforming_answer() -> Result<()
         .arg(work.path().join("report"))
         .env("NO_COLOR", "1");
     let started = Instant::now();
-    let out = output_with_timeout(&mut cmd, ST_WALL_CLOCK)
-        .with_context(|| format!("schemathesis against http://{api}"))?;
+    let out = output_with_timeout(&mut cmd, ST_WALL_CLOCK).with_context(|| format!("schemathesis against http://{api}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let summary: Vec<&str> = text
         .lines()
-        .filter(|l| {
-            l.contains("generated")
-                || l.contains("Tested:")
-                || l.contains("Selected:")
-                || l.contains("passed")
-                || l.contains("failures")
-        })
+        .filter(|l| l.contains("generated") || l.contains("Tested:") || l.contains("Selected:") || l.contains("passed") || l.contains("failures"))
         .collect();
-    eprintln!(
-        "schemathesis (seed {seed}) ran {:?}: exit {}\n{}",
-        started.elapsed(),
-        out.status,
-        summary.join("\n")
-    );
+    eprintln!("schemathesis (seed {seed}) ran {:?}: exit {}\n{}", started.elapsed(), out.status, summary.join("\n"));
     if !out.status.success() {
-        let tail: String = text
-            .chars()
-            .skip(text.chars().count().saturating_sub(12_000))
-            .collect();
-        bail!(
-            "schemathesis found failures (replay with LB_TESTS_ST_SEED={seed}):\n{tail}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let tail: String = text.chars().skip(text.chars().count().saturating_sub(12_000)).collect();
+        bail!("schemathesis found failures (replay with LB_TESTS_ST_SEED={seed}):\n{tail}\n{}", String::from_utf8_lossy(&out.stderr));
     }
-    ensure!(
-        text.contains("Tested:") && !text.contains("Tested: 0"),
-        "schemathesis tested nothing:\n{text}"
-    );
+    ensure!(text.contains("Tested:") && !text.contains("Tested: 0"), "schemathesis tested nothing:\n{text}");
     // Still serving afterwards.
     let reply = daemon.client().get("/zone")?;
     ensure!(reply.status == 200, "after the run: {}", reply.text);
@@ -124,22 +91,9 @@ fn schemathesis_finds_no_server_error_and_no_nonconforming_answer() -> Result<()
 
 /// An error answer: the status, `application/json`, a known class and a message.
 fn expect_error(reply: &Reply, status: u16, needle: &str, what: &str) -> Result<()> {
-    ensure!(
-        reply.status == status,
-        "{what}: answered {} instead of {status}: {}",
-        reply.status,
-        reply.text
-    );
-    ensure!(
-        reply.class().starts_with("Client::") && !reply.message().is_empty(),
-        "{what}: not a JSON error: {}",
-        reply.text
-    );
-    ensure!(
-        reply.message().contains(needle),
-        "{what}: message {:?} does not say {needle:?}",
-        reply.message()
-    );
+    ensure!(reply.status == status, "{what}: answered {} instead of {status}: {}", reply.status, reply.text);
+    ensure!(reply.class().starts_with("Client::") && !reply.message().is_empty(), "{what}: not a JSON error: {}", reply.text);
+    ensure!(reply.message().contains(needle), "{what}: message {:?} does not say {needle:?}", reply.message());
     Ok(())
 }
 
@@ -148,18 +102,9 @@ fn seed(api: &ApiClient) -> Result<()> {
     api.create("/tcp/farm/1/server", json!({"address": "10.77.2.2"}))?;
     // Nothing is applied here (the daemon runs in the test's own namespace); were a refresh
     // to slip through, it would listen on an unlikely port.
-    api.create(
-        "/tcp/frontend",
-        json!({"port": "40443", "defaultFarmId": 1}),
-    )?;
-    api.create(
-        "/tcp/route",
-        json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}),
-    )?;
-    api.create(
-        "/tcp/route/1/rule",
-        json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}),
-    )?;
+    api.create("/tcp/frontend", json!({"port": "40443", "defaultFarmId": 1}))?;
+    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
+    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
     Ok(())
 }
 
@@ -175,22 +120,10 @@ fn malformed_json_answers_400_with_a_message() -> Result<()> {
         ("a lone bracket", "["),
         ("NUL and control bytes", "{\"port\": \"4\u{0}43\u{1}\"}"),
         ("unpaired surrogate", "{\"port\": \"\\ud800\"}"),
-        (
-            "a number too large",
-            "{\"port\": \"443\", \"inspectTimeout\": 1e999}",
-        ),
-        (
-            "deep nesting",
-            &format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)),
-        ),
+        ("a number too large", "{\"port\": \"443\", \"inspectTimeout\": 1e999}"),
+        ("deep nesting", &format!("{}{}", "[".repeat(10_000), "]".repeat(10_000))),
     ];
-    let paths = [
-        ("POST", "/tcp/frontend"),
-        ("PUT", "/tcp/frontend/1"),
-        ("POST", "/tcp/farm/1/server"),
-        ("POST", "/tcp/route/1/rule"),
-        ("POST", "/refresh"),
-    ];
+    let paths = [("POST", "/tcp/frontend"), ("PUT", "/tcp/frontend/1"), ("POST", "/tcp/farm/1/server"), ("POST", "/tcp/route/1/rule"), ("POST", "/refresh")];
     for (what, body) in bodies {
         for (method, path) in paths {
             let reply = api.raw(method, &format!("/ipLoadbalancing/test{path}"), Some(body))?;
@@ -198,14 +131,7 @@ fn malformed_json_answers_400_with_a_message() -> Result<()> {
         }
     }
     // JSON, but not an object: arrays are not read positionally, scalars are refused.
-    for body in [
-        "[null, \"443\"]",
-        "[null]",
-        "\"443\"",
-        "443",
-        "null",
-        "true",
-    ] {
+    for body in ["[null, \"443\"]", "[null]", "\"443\"", "443", "null", "true"] {
         for (method, path) in paths {
             // `null` is "no body" to /refresh (every zone), and would apply: not sent here.
             if path == "/refresh" && body == "null" {
@@ -236,26 +162,14 @@ fn bodies_over_the_limit_answer_413_and_the_limit_is_exact() -> Result<()> {
     let valid = "{\"port\": \"443\"}";
     let at_limit = format!("{valid}{}", " ".repeat(LIMIT - valid.len()));
     let reply = api.raw("POST", path, Some(&at_limit))?;
-    ensure!(
-        reply.status == 200,
-        "a body of exactly {LIMIT} bytes: {} {}",
-        reply.status,
-        reply.text
-    );
+    ensure!(reply.status == 200, "a body of exactly {LIMIT} bytes: {} {}", reply.status, reply.text);
     let over = format!("{at_limit} ");
     let reply = api.raw("POST", path, Some(&over))?;
     expect_error(&reply, 413, "exceeds", "a body one byte over the limit")?;
-    ensure!(
-        reply.class() == "Client::RequestEntityTooLarge",
-        "class {:?}",
-        reply.class()
-    );
+    ensure!(reply.class() == "Client::RequestEntityTooLarge", "class {:?}", reply.class());
     // Far over: 64 MiB. The daemon may answer before reading it all and close; either way it
     // must not take the body in, and keeps serving.
-    let huge = format!(
-        "{{\"port\": \"443\", \"displayName\": \"{}\"}}",
-        "x".repeat(64 << 20)
-    );
+    let huge = format!("{{\"port\": \"443\", \"displayName\": \"{}\"}}", "x".repeat(64 << 20));
     let started = Instant::now();
     match api.raw("PUT", "/ipLoadbalancing/test/tcp/frontend/1", Some(&huge)) {
         Ok(reply) => expect_error(&reply, 413, "exceeds", "a 64 MiB body")?,
@@ -263,15 +177,8 @@ fn bodies_over_the_limit_answer_413_and_the_limit_is_exact() -> Result<()> {
     }
     eprintln!("64 MiB body refused in {:?}", started.elapsed());
     let reply = api.get("/tcp/frontend")?;
-    ensure!(
-        reply.status == 200 && reply.json == json!([1]),
-        "after the huge bodies: {}",
-        reply.text
-    );
-    ensure!(
-        api.get("/tcp/frontend/1")?.json["displayName"].is_null(),
-        "the oversized update was applied"
-    );
+    ensure!(reply.status == 200 && reply.json == json!([1]), "after the huge bodies: {}", reply.text);
+    ensure!(api.get("/tcp/frontend/1")?.json["displayName"].is_null(), "the oversized update was applied");
     Ok(())
 }
 
@@ -282,104 +189,31 @@ fn wrong_types_answer_400_naming_the_field() -> Result<()> {
     seed(&api)?;
     let cases: &[(&str, &str, Value, &str)] = &[
         ("POST", "/tcp/frontend", json!({"port": 443}), "`port`"),
-        (
-            "POST",
-            "/tcp/frontend",
-            json!({"port": "443", "allowedSource": "10.0.0.0/8"}),
-            "`allowedSource`",
-        ),
-        (
-            "POST",
-            "/tcp/frontend",
-            json!({"port": "443", "inspectTimeout": "slow"}),
-            "`inspectTimeout`",
-        ),
-        (
-            "POST",
-            "/tcp/frontend",
-            json!({"port": "443", "disabled": "yes"}),
-            "`disabled`",
-        ),
-        (
-            "POST",
-            "/tcp/frontend",
-            json!({"port": "443", "defaultFarmId": -1}),
-            "`defaultFarmId`",
-        ),
-        (
-            "PUT",
-            "/tcp/frontend/1",
-            json!({"defaultFarmId": "1"}),
-            "`defaultFarmId`",
-        ),
+        ("POST", "/tcp/frontend", json!({"port": "443", "allowedSource": "10.0.0.0/8"}), "`allowedSource`"),
+        ("POST", "/tcp/frontend", json!({"port": "443", "inspectTimeout": "slow"}), "`inspectTimeout`"),
+        ("POST", "/tcp/frontend", json!({"port": "443", "disabled": "yes"}), "`disabled`"),
+        ("POST", "/tcp/frontend", json!({"port": "443", "defaultFarmId": -1}), "`defaultFarmId`"),
+        ("PUT", "/tcp/frontend/1", json!({"defaultFarmId": "1"}), "`defaultFarmId`"),
         ("POST", "/tcp/farm", json!({"port": "8443"}), "`port`"),
         ("POST", "/tcp/farm", json!({"port": 70000}), "`port`"),
         ("PUT", "/tcp/farm/1", json!({"balance": 3}), "`balance`"),
         ("PUT", "/tcp/farm/1", json!({"probe": "tcp"}), "`probe`"),
-        (
-            "POST",
-            "/tcp/farm/1/server",
-            json!({"address": 167_772_674}),
-            "`address`",
-        ),
-        (
-            "POST",
-            "/tcp/farm/1/server",
-            json!({"address": "10.77.2.3", "weight": "heavy"}),
-            "`weight`",
-        ),
-        (
-            "POST",
-            "/tcp/farm/1/server",
-            json!({"address": "10.77.2.3", "weight": 1.5}),
-            "`weight`",
-        ),
-        (
-            "PUT",
-            "/tcp/farm/1/server/1",
-            json!({"backup": 1}),
-            "`backup`",
-        ),
-        (
-            "POST",
-            "/tcp/route",
-            json!({"frontendId": "1", "action": {"type": "reject"}}),
-            "`frontendId`",
-        ),
-        (
-            "POST",
-            "/tcp/route",
-            json!({"frontendId": 1, "action": "reject"}),
-            "`action`",
-        ),
+        ("POST", "/tcp/farm/1/server", json!({"address": 167_772_674}), "`address`"),
+        ("POST", "/tcp/farm/1/server", json!({"address": "10.77.2.3", "weight": "heavy"}), "`weight`"),
+        ("POST", "/tcp/farm/1/server", json!({"address": "10.77.2.3", "weight": 1.5}), "`weight`"),
+        ("PUT", "/tcp/farm/1/server/1", json!({"backup": 1}), "`backup`"),
+        ("POST", "/tcp/route", json!({"frontendId": "1", "action": {"type": "reject"}}), "`frontendId`"),
+        ("POST", "/tcp/route", json!({"frontendId": 1, "action": "reject"}), "`action`"),
         ("PUT", "/tcp/route/1", json!({"weight": [1]}), "`weight`"),
-        (
-            "POST",
-            "/tcp/route/1/rule",
-            json!({"field": "sni", "match": "is", "pattern": 5}),
-            "`pattern`",
-        ),
-        (
-            "POST",
-            "/tcp/route/1/rule",
-            json!({"field": "sni", "match": "is", "pattern": "a", "negate": "no"}),
-            "`negate`",
-        ),
-        (
-            "PUT",
-            "/tcp/route/1/rule/1",
-            json!({"field": {"name": "sni"}}),
-            "`field`",
-        ),
+        ("POST", "/tcp/route/1/rule", json!({"field": "sni", "match": "is", "pattern": 5}), "`pattern`"),
+        ("POST", "/tcp/route/1/rule", json!({"field": "sni", "match": "is", "pattern": "a", "negate": "no"}), "`negate`"),
+        ("PUT", "/tcp/route/1/rule/1", json!({"field": {"name": "sni"}}), "`field`"),
         ("POST", "/refresh", json!({"zone": 5}), "`zone`"),
     ];
     for (method, path, body, needle) in cases {
         let reply = api.service(method, path, Some(body.clone()))?;
         expect_error(&reply, 400, needle, &format!("{method} {path} {body}"))?;
     }
-    ensure!(
-        api.pending()? == 5,
-        "refused bodies changed the staged configuration"
-    );
+    ensure!(api.pending()? == 5, "refused bodies changed the staged configuration");
     Ok(())
 }

@@ -20,9 +20,7 @@ fn h1_config(balance: &str, weights: (u16, u16), tweak: impl Fn(Farm) -> Farm) -
         .balance(balance)
         .server(Server::new(3, "10.77.2.4", 8443).weight(weights.0))
         .server(Server::new(4, "10.77.2.5", 8443).weight(weights.1));
-    Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H1_FARM))
-        .farm(tweak(farm))
+    Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM)).farm(tweak(farm))
 }
 
 /// Opens `n` TLS connections and keeps them; returns them with the server each was pinned to
@@ -70,11 +68,7 @@ fn first_fills_the_lowest_id_server_up_to_maxconn() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
     let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM)).farm(
-        Farm::new(H1_FARM, "h1")
-            .port(8443)
-            .balance("first")
-            .server(Server::new(4, "10.77.2.5", 8443))
-            .server(Server::new(3, "10.77.2.4", 8443).maxconn(400)),
+        Farm::new(H1_FARM, "h1").port(8443).balance("first").server(Server::new(4, "10.77.2.5", 8443)).server(Server::new(3, "10.77.2.4", 8443).maxconn(400)),
     );
     lab.start(&config)?;
     let (clients, per_server) = hold_connections(&lab, CONNECTIONS)?;

@@ -20,62 +20,27 @@ const KIB: u64 = 1024;
 
 fn resets_with_data_in_flight_end_their_flows(veth: VethKind) -> Result<()> {
     let mut lab = Lab::standard_on(veth)?;
-    let out = run_in(
-        lab.topo.lb(),
-        &[
-            "sysctl",
-            "-qw",
-            "net.ipv4.conf.all.forwarding=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ],
-    )?;
-    ensure!(
-        out.status.success(),
-        "sysctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_in(lab.topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
+    ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
     let opts = DaemonOpts {
         ifaces: vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
         extra_args: vec!["--handoff-linger".into(), "0.5".into()],
         ..DaemonOpts::default()
     };
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, "443")
-                .default_farm(ECHO_FARM)
-                .fastpath("xdp"),
-        )
-        .farm(echo_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath("xdp")).farm(echo_farm());
     lab.start_with(&config, opts)?;
-    let client = lab
-        .client("echo.lb.test")
-        .alpn(&["lb-echo"])
-        .timeout(Duration::from_secs(10));
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
     // 4 MiB written at once, the RST once a little of the echo is back: most of the data
     // is still in flight, or unacknowledged, when the RST goes.
     let payload = noise(4 << 20, 9);
     for after in [4 * KIB, 64 * KIB, 1024 * KIB] {
         lab.in_cli(|| {
             let mut addr = None;
-            pump(
-                &client,
-                &payload,
-                Mode::ResetAfter { after },
-                Duration::from_secs(10),
-                &mut addr,
-            )
-            .map_err(|f| f.error)
+            pump(&client, &payload, Mode::ResetAfter { after }, Duration::from_secs(10), &mut addr).map_err(|f| f.error)
         })?;
-        let ended = wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
-            lab.stats().ok().filter(|s| s.spliced.is_empty())
-        });
+        let ended = wait_for(Duration::from_secs(5), Duration::from_millis(100), || lab.stats().ok().filter(|s| s.spliced.is_empty()));
         let stats = lab.stats()?;
-        ensure!(
-            ended.is_some(),
-            "the flow outlived a client reset after {after} bytes: {:?} (handoff {:?})",
-            stats.spliced,
-            stats.handoff
-        );
+        ensure!(ended.is_some(), "the flow outlived a client reset after {after} bytes: {:?} (handoff {:?})", stats.spliced, stats.handoff);
     }
     Ok(())
 }

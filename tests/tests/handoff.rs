@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use lb_tests::client::TlsClient;
 use lb_tests::config::{Config, Farm, Frontend, Server};
 use lb_tests::daemon::{DaemonOpts, PinDir, Stats};
 use lb_tests::echo::echo_transfer;
-use lb_tests::EchoReport;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
-use lb_tests::client::TlsClient;
 use lb_tests::raw::RawSender;
+use lb_tests::EchoReport;
 use lb_tests::{in_netns, require_root, wait_for, Lab, VethKind, LB_VIP};
 
 const MIB: u64 = 1 << 20;
@@ -79,18 +79,13 @@ fn xdp_lab(veth: VethKind) -> Result<Lab> {
 
 fn forwarding(lab: &Lab, on: bool) -> Result<()> {
     let v = u8::from(on);
-    let out = run_in(
-        lab.topo.lb(),
-        &["sysctl", "-qw", &format!("net.ipv4.conf.all.forwarding={v}"), &format!("net.ipv6.conf.all.forwarding={v}")],
-    )?;
+    let out = run_in(lab.topo.lb(), &["sysctl", "-qw", &format!("net.ipv4.conf.all.forwarding={v}"), &format!("net.ipv6.conf.all.forwarding={v}")])?;
     ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
 
 fn echo_config(fastpath: &str) -> Config {
-    Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath))
-        .farm(echo_farm())
+    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath)).farm(echo_farm())
 }
 
 fn transfer(lab: &Lab, len: u64, idle: Duration) -> Result<EchoReport> {
@@ -217,15 +212,10 @@ fn without_forwarding_the_flow_stays_in_user_space(veth: VethKind) -> Result<()>
 fn ipv6_flow_is_handed_off(veth: VethKind) -> Result<()> {
     let mut lab = xdp_lab(veth)?;
     lab.backends.tls("[fd77:2::2]:9443", &["lb-echo"], "farm echo6 (server 1)")?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp"))
-        .farm(Farm::new(9, "echo6").server(Server::new(9, "fd77:2::2", 9443)));
+    let config =
+        Config::new().frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp")).farm(Farm::new(9, "echo6").server(Server::new(9, "fd77:2::2", 9443)));
     lab.start_with(&config, xdp_opts())?;
-    let opts = lab
-        .client("echo.lb.test")
-        .alpn(&["lb-echo"])
-        .connect_to("[fd77:1::1]:443".parse()?)
-        .timeout(Duration::from_secs(30));
+    let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).connect_to("[fd77:1::1]:443".parse()?).timeout(Duration::from_secs(30));
     let report = lab.in_cli(|| echo_transfer(&opts, 256 * MIB, Duration::from_secs(30)))?;
     ensure!(report.received == 256 * MIB && report.sent_sha256 == report.received_sha256, "{report:?}");
     let h = handoff(&wait_settled(&lab, 1)?);
@@ -249,11 +239,7 @@ fn lossy(ns: &str, dev: &str) -> Result<()> {
 fn dropped(ns: &str) -> Result<u64> {
     let out = run_in(ns, &["nft", "list", "table", "inet", "loss"])?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .split("packets ")
-        .skip(1)
-        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .sum())
+    Ok(text.split("packets ").skip(1).filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok()).sum())
 }
 
 fn one_percent_loss_still_byte_identical(veth: VethKind) -> Result<()> {
@@ -286,10 +272,8 @@ fn restart_mid_transfer(veth: VethKind, kill: bool) -> Result<()> {
     let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(60));
     let len = 512 * MIB;
     let transfer = std::thread::spawn(move || in_netns(&ns, || echo_transfer(&client, len, Duration::from_secs(60))));
-    wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
-        lab.stats().ok().filter(|s| handoff(s).handed_off == 1 && !transfer.is_finished())
-    })
-    .context("the transfer was not handed off while running")?;
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1 && !transfer.is_finished()))
+        .context("the transfer was not handed off while running")?;
     if kill {
         lab.daemon.as_mut().context("no daemon")?.kill9();
     }
@@ -326,8 +310,7 @@ fn a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections(veth: VethK
     wait_for(Duration::from_secs(10), Duration::from_millis(20), || lab.stats().ok().filter(|s| handoff(s).handed_off == 1))
         .context("the session was not handed off")?;
     lab.start_with(&config, opts)?;
-    wait_for(Duration::from_secs(5), Duration::from_millis(50), || lab.stats().ok().filter(|s| handoff(s).adopted == 1))
-        .context("the flow was not adopted")?;
+    wait_for(Duration::from_secs(5), Duration::from_millis(50), || lab.stats().ok().filter(|s| handoff(s).adopted == 1)).context("the flow was not adopted")?;
     // The load balancer's only ephemeral port, toward the echo server: taken.
     let server: std::net::SocketAddr = "10.77.2.2:9443".parse()?;
     let attempt = lb_tests::netns::in_netns(lab.topo.lb(), || Ok(std::net::TcpStream::connect_timeout(&server, Duration::from_secs(2))))?;
@@ -360,9 +343,7 @@ fn daemon_killed_mid_transfer_does_not_interrupt_a_handed_off_flow(veth: VethKin
 
 fn h2_session_with_many_streams_over_a_handed_off_flow(veth: VethKind) -> Result<()> {
     let mut lab = xdp_lab(veth)?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H2_FARM).fastpath("xdp"))
-        .farm(h2_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H2_FARM).fastpath("xdp")).farm(h2_farm());
     lab.start_with(&config, xdp_opts())?;
     // One connection, 2,000 requests, 100 streams in flight at a time.
     let out = run_in(lab.topo.cli(), &["h2load", "-n", "2000", "-c", "1", "-m", "100", "https://10.77.1.1/"])?;
@@ -416,9 +397,7 @@ fn blind_resets_do_not_end_a_handed_off_flow(veth: VethKind) -> Result<()> {
         let raw = RawSender::new()?;
         (0..GUESSES as u32).try_for_each(|i| raw.rst(client, frontend, (i << 29) | 0x1234))
     })?;
-    let dropped = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        lab.stats().ok().filter(|s| s.counters.rst_out_of_window >= GUESSES - 1)
-    });
+    let dropped = wait_for(Duration::from_secs(5), Duration::from_millis(50), || lab.stats().ok().filter(|s| s.counters.rst_out_of_window >= GUESSES - 1));
     ensure!(dropped.is_some(), "forged RSTs not dropped as out of window: {:?}", lab.stats()?.counters);
     session.exchange(MIB).context("the session after forged RSTs")?;
     let stats = lab.stats()?;
@@ -474,9 +453,7 @@ fn a_blackholed_peer_is_counted_as_a_stall() -> Result<()> {
     let blackhole = format!("table inet blackhole {{ chain in {{ type filter hook ingress device {SRV_IF} priority 0; drop; }}; }}");
     let out = run_in(lab.topo.srv(), &["nft", &blackhole]).context("nft (install nftables)")?;
     ensure!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
-    let stalled = wait_for(Duration::from_secs(15), Duration::from_millis(250), || {
-        lab.stats().ok().filter(|s| handoff(s).stalls >= 1)
-    });
+    let stalled = wait_for(Duration::from_secs(15), Duration::from_millis(250), || lab.stats().ok().filter(|s| handoff(s).stalls >= 1));
     ensure!(stalled.is_some(), "no stall counted 15 s after the blackhole: {:?}", lab.stats()?.handoff);
     let result = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))?;
     ensure!(result.is_err(), "the transfer completed through a blackhole: {result:?}");

@@ -36,26 +36,15 @@ fn hello_split_one_byte_per_segment_is_classified() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
     lab.start(&h2_route_config())?;
-    let opts = lab
-        .client("h2.lb.test")
-        .alpn(&["h2", "http/1.1"])
-        .hello_one_byte_per_segment();
+    let opts = lab.client("h2.lb.test").alpn(&["h2", "http/1.1"]).hello_one_byte_per_segment();
     let hello_len = client_hello_bytes(&opts)?.len() as u32;
     let (segments, r) = lab.in_cli(|| {
         let client = TlsClient::connect(&opts)?;
-        let segments = client
-            .hello_segments()
-            .context("hello segments not measured")?;
+        let segments = client.hello_segments().context("hello segments not measured")?;
         Ok((segments, client.http_get("/")?))
     })?;
-    ensure!(
-        segments * 10 >= hello_len * 9,
-        "hello of {hello_len} bytes went out in only {segments} segments"
-    );
-    ensure!(
-        r.backend().starts_with("farm h2 ") && r.version == "HTTP/2",
-        "{r:?}"
-    );
+    ensure!(segments * 10 >= hello_len * 9, "hello of {hello_len} bytes went out in only {segments} segments");
+    ensure!(r.backend().starts_with("farm h2 ") && r.version == "HTTP/2", "{r:?}");
     Ok(())
 }
 
@@ -64,23 +53,13 @@ fn hello_split_across_records_is_classified() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
     lab.start(&h2_route_config())?;
-    let opts = lab
-        .client("h2.lb.test")
-        .alpn(LONG_ALPN)
-        .alpn_in_record(64, 2);
+    let opts = lab.client("h2.lb.test").alpn(LONG_ALPN).alpn_in_record(64, 2);
     // What such a hello looks like: several records, ALPN starting in the third.
     let shape = layout(&client_hello_bytes(&opts)?)?;
-    ensure!(
-        shape.records.len() > 3 && shape.alpn_record() == Some(2),
-        "{shape:?}"
-    );
+    ensure!(shape.records.len() > 3 && shape.alpn_record() == Some(2), "{shape:?}");
     let r = lab.in_cli(|| https_get(&opts, "/"))?;
     ensure!(r.alpn.as_deref() == Some("h2"), "{r:?}");
-    ensure!(
-        r.backend().starts_with("farm h2 "),
-        "split hello landed on {:?}",
-        r.backend()
-    );
+    ensure!(r.backend().starts_with("farm h2 "), "split hello landed on {:?}", r.backend());
     Ok(())
 }
 
@@ -101,16 +80,8 @@ fn non_tls_client_is_classified_tcp() -> Result<()> {
         let echoed = plain_tcp_echo(None, vip(443), &payload, Duration::from_secs(5))?;
         Ok((echoed, https_get(&tls, "/")?))
     })?;
-    ensure!(
-        echoed == payload,
-        "plain client got {:?}",
-        String::from_utf8_lossy(&echoed)
-    );
-    ensure!(
-        r.backend().starts_with("farm h1 "),
-        "TLS client landed on {:?}",
-        r.backend()
-    );
+    ensure!(echoed == payload, "plain client got {:?}", String::from_utf8_lossy(&echoed));
+    ensure!(r.backend().starts_with("farm h1 "), "TLS client landed on {:?}", r.backend());
     Ok(())
 }
 
@@ -120,26 +91,14 @@ fn slow_client_closed_at_inspect_timeout() -> Result<()> {
     let mut lab = Lab::with_standard_backends()?;
     // A route that reads the hello, so the frontend has to inspect.
     let config = Config::new()
-        .frontend(
-            Frontend::new(1, "443")
-                .default_farm(H1_FARM)
-                .inspect_timeout(1),
-        )
+        .frontend(Frontend::new(1, "443").default_farm(H1_FARM).inspect_timeout(1))
         .farm(h2_farm())
         .farm(h1_farm())
         .route(Route::to_farm(1, 1, H2_FARM).rule(Rule::new("protocol", "is", "http/2.0")));
     lab.start(&config)?;
     // A TLS record header of a handshake, then silence.
-    let waited = lab.in_cli(|| {
-        time_until_closed(None, vip(443), &[0x16, 0x03, 0x01], Duration::from_secs(5))
-    })?;
-    ensure!(
-        waited >= Duration::from_millis(700),
-        "closed after {waited:?}, before the 1 s inspect timeout"
-    );
-    ensure!(
-        waited <= Duration::from_secs(3),
-        "closed only after {waited:?} with a 1 s inspect timeout"
-    );
+    let waited = lab.in_cli(|| time_until_closed(None, vip(443), &[0x16, 0x03, 0x01], Duration::from_secs(5)))?;
+    ensure!(waited >= Duration::from_millis(700), "closed after {waited:?}, before the 1 s inspect timeout");
+    ensure!(waited <= Duration::from_secs(3), "closed only after {waited:?} with a 1 s inspect timeout");
     Ok(())
 }

@@ -67,21 +67,13 @@ impl Arena {
         })?;
         // Connections just served release their descriptors asynchronously.
         let baseline = settle(pid)?;
-        eprintln!(
-            "baseline: {} fds, {} KiB RSS",
-            baseline.fds, baseline.rss_kib
-        );
+        eprintln!("baseline: {} fds, {} KiB RSS", baseline.fds, baseline.rss_kib);
         Ok(Self { lab, pid, baseline })
     }
 
     /// One client thread making sequential h2 GETs until stopped (at most 2 minutes).
     fn legit_load(&self) -> ClientLoad {
-        ClientLoad::start(
-            self.lab.topo.cli(),
-            vec![("h2".into(), legit_opts(&self.lab))],
-            Duration::from_secs(120),
-            100_000,
-        )
+        ClientLoad::start(self.lab.topo.cli(), vec![("h2".into(), legit_opts(&self.lab))], Duration::from_secs(120), 100_000)
     }
 
     /// Stops the legitimate client and checks it was served throughout; then waits for the
@@ -89,14 +81,8 @@ impl Arena {
     fn finish(&self, load: ClientLoad, what: &str, rss_tolerance_kib: u64) -> Result<Usage> {
         let report = load.stop();
         check_served(&report, what)?;
-        let (after, took) =
-            procfs::wait_for_fds(self.pid, self.baseline.fds, Duration::from_secs(5))?;
-        ensure!(
-            took.is_some(),
-            "{what}: the daemon holds {} descriptors 5 s later, {} before",
-            after.fds,
-            self.baseline.fds
-        );
+        let (after, took) = procfs::wait_for_fds(self.pid, self.baseline.fds, Duration::from_secs(5))?;
+        ensure!(took.is_some(), "{what}: the daemon holds {} descriptors 5 s later, {} before", after.fds, self.baseline.fds);
         let grown = after.rss_kib.saturating_sub(self.baseline.rss_kib);
         eprintln!(
             "{what}: fds {} -> {} (back after {:?}); RSS {} -> {} KiB (+{grown} KiB, tolerance {rss_tolerance_kib} KiB)",
@@ -117,9 +103,7 @@ impl Arena {
 }
 
 fn legit_opts(lab: &Lab) -> ClientOpts {
-    lab.client("h2.lb.test")
-        .alpn(&["h2"])
-        .timeout(Duration::from_secs(5))
+    lab.client("h2.lb.test").alpn(&["h2"]).timeout(Duration::from_secs(5))
 }
 
 /// The daemon's usage once its descriptor count has held still for 300 ms (at most 5 s).
@@ -141,39 +125,17 @@ fn settle(pid: u32) -> Result<Usage> {
 }
 
 fn check_served(report: &LoadReport, what: &str) -> Result<()> {
-    eprintln!(
-        "{what}: legitimate client: {} GETs served in {:?} (slowest {:?}), {} failed",
-        report.ok,
-        report.elapsed,
-        report.slowest,
-        report.failures.len()
-    );
-    ensure!(
-        report.failures.is_empty(),
-        "{what}: legitimate GETs failed meanwhile: {:#?}",
-        report.failures
-    );
-    ensure!(
-        report.ok >= 2,
-        "{what}: the legitimate client was served only {} times in {:?}",
-        report.ok,
-        report.elapsed
-    );
+    eprintln!("{what}: legitimate client: {} GETs served in {:?} (slowest {:?}), {} failed", report.ok, report.elapsed, report.slowest, report.failures.len());
+    ensure!(report.failures.is_empty(), "{what}: legitimate GETs failed meanwhile: {:#?}", report.failures);
+    ensure!(report.ok >= 2, "{what}: the legitimate client was served only {} times in {:?}", report.ok, report.elapsed);
     for (_, backend) in report.backends.keys() {
-        ensure!(
-            backend.starts_with("farm h2 "),
-            "{what}: h2 client served by {backend:?}"
-        );
+        ensure!(backend.starts_with("farm h2 "), "{what}: h2 client served by {backend:?}");
     }
     Ok(())
 }
 
 /// Runs `count` hostile connections at once (one thread each) from the client namespace.
-fn hostile_round(
-    arena: &Arena,
-    count: usize,
-    conn: impl Fn(usize) -> Result<Closed> + Sync,
-) -> Result<Vec<Closed>> {
+fn hostile_round(arena: &Arena, count: usize, conn: impl Fn(usize) -> Result<Closed> + Sync) -> Result<Vec<Closed>> {
     let ns = arena.lab.topo.cli().to_string();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..count)
@@ -185,11 +147,7 @@ fn hostile_round(
         handles
             .into_iter()
             .enumerate()
-            .map(|(i, h)| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("hostile connection {i} panicked"))?
-                    .with_context(|| format!("hostile connection {i}"))
-            })
+            .map(|(i, h)| h.join().map_err(|_| anyhow::anyhow!("hostile connection {i} panicked"))?.with_context(|| format!("hostile connection {i}")))
             .collect()
     })
 }
@@ -200,19 +158,10 @@ fn check_closes(what: &str, closes: &[Closed], at_timeout: bool) -> Result<()> {
     let max = closes.iter().map(|c| c.after).max().unwrap_or_default();
     let min = closes.iter().map(|c| c.after).min().unwrap_or_default();
     let sent = closes.iter().map(|c| c.sent).max().unwrap_or_default();
-    eprintln!(
-        "{what}: {} connections closed after {min:?}..{max:?} (at most {sent} bytes sent each)",
-        closes.len()
-    );
-    ensure!(
-        max <= INSPECT + CLOSE_MARGIN,
-        "{what}: a connection was closed only after {max:?} (inspect timeout {INSPECT:?})"
-    );
+    eprintln!("{what}: {} connections closed after {min:?}..{max:?} (at most {sent} bytes sent each)", closes.len());
+    ensure!(max <= INSPECT + CLOSE_MARGIN, "{what}: a connection was closed only after {max:?} (inspect timeout {INSPECT:?})");
     if at_timeout {
-        ensure!(
-            min >= NOT_BEFORE,
-            "{what}: a connection was closed after {min:?}, before the {INSPECT:?} inspect timeout"
-        );
+        ensure!(min >= NOT_BEFORE, "{what}: a connection was closed after {min:?}, before the {INSPECT:?} inspect timeout");
     }
     Ok(())
 }
@@ -255,14 +204,9 @@ fn slowloris_one_byte_per_second_is_closed_at_the_inspect_timeout() -> Result<()
     let arena = Arena::new()?;
     let hello = real_hello(&arena.lab)?;
     let load = arena.legit_load();
-    let closes = hostile_round(&arena, 8, |_| {
-        hold(vip(443), &[], &hello, Duration::from_secs(1), LIMIT)
-    })?;
+    let closes = hostile_round(&arena, 8, |_| hold(vip(443), &[], &hello, Duration::from_secs(1), LIMIT))?;
     check_closes("slowloris", &closes, true)?;
-    ensure!(
-        closes.iter().all(|c| c.sent < hello.len()),
-        "a slowloris client got its whole hello through"
-    );
+    ensure!(closes.iter().all(|c| c.sent < hello.len()), "a slowloris client got its whole hello through");
     arena.finish(load, "slowloris", RSS_TOLERANCE_KIB)?;
     Ok(())
 }
@@ -273,14 +217,10 @@ fn a_hello_that_never_ends_is_closed_at_the_inspect_timeout() -> Result<()> {
     let arena = Arena::new()?;
     // A handshake record promising 16 KiB holding a ClientHello promising 16,380 bytes,
     // then zeros trickling in every 100 ms.
-    let head = [
-        0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03,
-    ];
+    let head = [0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03];
     let trickle = vec![0u8; 200];
     let load = arena.legit_load();
-    let closes = hostile_round(&arena, 8, |_| {
-        hold(vip(443), &head, &trickle, Duration::from_millis(100), LIMIT)
-    })?;
+    let closes = hostile_round(&arena, 8, |_| hold(vip(443), &head, &trickle, Duration::from_millis(100), LIMIT))?;
     check_closes("never-ending hello", &closes, true)?;
     arena.finish(load, "never-ending hello", RSS_TOLERANCE_KIB)?;
     Ok(())
@@ -292,35 +232,18 @@ fn absurd_lengths_are_refused_without_waiting() -> Result<()> {
     let arena = Arena::new()?;
     let cases: [(&str, Vec<u8>); 2] = [
         // A ClientHello announcing 16 MiB (the largest handshake length) in a small record.
-        (
-            "16 MiB hello length",
-            vec![
-                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03,
-            ],
-        ),
+        ("16 MiB hello length", vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03]),
         // A record of 65,535 bytes (TLS allows 16,384 + 2,048) announcing the same.
-        (
-            "64 KiB record length",
-            vec![
-                0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03,
-            ],
-        ),
+        ("64 KiB record length", vec![0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03]),
     ];
     let load = arena.legit_load();
     for (what, head) in &cases {
         // Then keep sending, as a client with 16 MiB to deliver would.
         let more = noise(4096, 7);
-        let closes = repeat_quick(|| {
-            hostile_round(&arena, 8, |_| {
-                hold(vip(443), head, &more, Duration::from_millis(50), LIMIT)
-            })
-        })?;
+        let closes = repeat_quick(|| hostile_round(&arena, 8, |_| hold(vip(443), head, &more, Duration::from_millis(50), LIMIT)))?;
         check_closes(what, &closes, false)?;
         let max = closes.iter().map(|c| c.after).max().unwrap_or_default();
-        ensure!(
-            max < NOT_BEFORE,
-            "{what}: closed after {max:?}: the length alone should refuse it, not the timeout"
-        );
+        ensure!(max < NOT_BEFORE, "{what}: closed after {max:?}: the length alone should refuse it, not the timeout");
     }
     arena.finish(load, "absurd lengths", RSS_TOLERANCE_KIB)?;
     Ok(())
@@ -335,10 +258,7 @@ fn garbage_bytes_are_closed_at_once() -> Result<()> {
     let mut bad_tls = noise(4096, 13);
     bad_tls[..5].copy_from_slice(&[0x16, 0x03, 0x01, 0x0f, 0xf0]);
     let load = arena.legit_load();
-    for (what, bytes) in [
-        ("garbage (not TLS)", &not_tls),
-        ("garbage in a TLS record", &bad_tls),
-    ] {
+    for (what, bytes) in [("garbage (not TLS)", &not_tls), ("garbage in a TLS record", &bad_tls)] {
         let closes = repeat_quick(|| {
             hostile_round(&arena, 8, |i| {
                 // Each connection sends its own slice at once, then the rest trickling.
@@ -361,9 +281,7 @@ fn silent_and_half_closed_clients_are_closed() -> Result<()> {
     let arena = Arena::new()?;
     let load = arena.legit_load();
     // Connects and sends nothing, ever.
-    let closes = hostile_round(&arena, 16, |_| {
-        hold(vip(443), &[], &[], Duration::from_millis(50), LIMIT)
-    })?;
+    let closes = hostile_round(&arena, 16, |_| hold(vip(443), &[], &[], Duration::from_millis(50), LIMIT))?;
     check_closes("silent client", &closes, true)?;
     // Connects and half-closes at once (FIN, no byte): nothing will ever come.
     let closes = repeat_quick(|| {
@@ -373,10 +291,7 @@ fn silent_and_half_closed_clients_are_closed() -> Result<()> {
             sock.shutdown(Shutdown::Write)?;
             while started.elapsed() < LIMIT {
                 if wait_closed(&mut sock, Duration::from_millis(50))? {
-                    return Ok(Closed {
-                        after: started.elapsed(),
-                        sent: 0,
-                    });
+                    return Ok(Closed { after: started.elapsed(), sent: 0 });
                 }
             }
             bail!("a half-closed client still connected after {LIMIT:?}")
@@ -392,10 +307,7 @@ fn silent_and_half_closed_clients_are_closed() -> Result<()> {
             sock.shutdown(Shutdown::Write)?;
             while started.elapsed() < LIMIT {
                 if wait_closed(&mut sock, Duration::from_millis(50))? {
-                    return Ok(Closed {
-                        after: started.elapsed(),
-                        sent: 6,
-                    });
+                    return Ok(Closed { after: started.elapsed(), sent: 6 });
                 }
             }
             bail!("a half-closed client still connected after {LIMIT:?}")
@@ -429,14 +341,8 @@ fn a_syn_flood_of_half_open_connections_leaves_the_daemon_untouched() -> Result<
         Ok(SYNS)
     })?;
     let half_open = in_netns(arena.lab.topo.lb(), || syn_recv_count(443))?;
-    eprintln!(
-        "SYN flood: {sent} SYNs sent in {:?}; {half_open} half-open (SYN_RECV) in the lb namespace",
-        started.elapsed()
-    );
-    ensure!(
-        half_open > 0,
-        "no SYN_RECV entry after {sent} SYNs: the flood never reached the load balancer"
-    );
+    eprintln!("SYN flood: {sent} SYNs sent in {:?}; {half_open} half-open (SYN_RECV) in the lb namespace", started.elapsed());
+    ensure!(half_open > 0, "no SYN_RECV entry after {sent} SYNs: the flood never reached the load balancer");
     // The legitimate client keeps going through the half-open backlog for a while.
     std::thread::sleep(Duration::from_secs(2));
     // At most the legitimate client's connections in flight (the one closing, the next).
@@ -476,9 +382,7 @@ fn two_thousand_idle_clients_are_all_closed_and_nothing_stays_behind() -> Result
                     std::thread::sleep(Duration::from_millis(25));
                 }
             });
-            let result = arena
-                .lab
-                .in_cli(|| idle_crowd(vip(443), CROWD, INSPECT + CLOSE_MARGIN * 2));
+            let result = arena.lab.in_cli(|| idle_crowd(vip(443), CROWD, INSPECT + CLOSE_MARGIN * 2));
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = sampler.join();
             result
@@ -488,32 +392,16 @@ fn two_thousand_idle_clients_are_all_closed_and_nothing_stays_behind() -> Result
             "round {round}: {CROWD} idle clients opened in {opened:?}; every one closed at most {longest:?} after its connect; daemon peak {} fds, {} KiB RSS",
             peak.fds, peak.rss_kib
         );
-        ensure!(
-            peak.fds >= arena.baseline.fds + CROWD / 2,
-            "the daemon never held the crowd (peak {} descriptors): nothing was tested",
-            peak.fds
-        );
-        ensure!(
-            longest <= INSPECT + CLOSE_MARGIN * 2,
-            "an idle client was closed only {longest:?} after it connected"
-        );
-        let after = arena.finish(
-            load,
-            &format!("{CROWD} idle clients, round {round}"),
-            RSS_TOLERANCE_IDLE_KIB,
-        )?;
+        ensure!(peak.fds >= arena.baseline.fds + CROWD / 2, "the daemon never held the crowd (peak {} descriptors): nothing was tested", peak.fds);
+        ensure!(longest <= INSPECT + CLOSE_MARGIN * 2, "an idle client was closed only {longest:?} after it connected");
+        let after = arena.finish(load, &format!("{CROWD} idle clients, round {round}"), RSS_TOLERANCE_IDLE_KIB)?;
         match after_first {
             None => after_first = Some(after),
             Some(first) => {
                 // The second crowd reuses what the first grew: no growth from round to round.
                 let grown = after.rss_kib.saturating_sub(first.rss_kib);
-                eprintln!(
-                    "round 2 vs round 1: RSS +{grown} KiB (tolerance {RSS_TOLERANCE_KIB} KiB)"
-                );
-                ensure!(
-                    grown <= RSS_TOLERANCE_KIB,
-                    "RSS grew by {grown} KiB from the first crowd to the second: a leak"
-                );
+                eprintln!("round 2 vs round 1: RSS +{grown} KiB (tolerance {RSS_TOLERANCE_KIB} KiB)");
+                ensure!(grown <= RSS_TOLERANCE_KIB, "RSS grew by {grown} KiB from the first crowd to the second: a leak");
             }
         }
     }

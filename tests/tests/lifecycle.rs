@@ -24,19 +24,13 @@ const MIB: u64 = 1 << 20;
 const PLAIN_PORT: u16 = 7000;
 
 fn opts(args: &[&str]) -> DaemonOpts {
-    DaemonOpts {
-        extra_args: args.iter().map(|a| a.to_string()).collect(),
-        ..DaemonOpts::default()
-    }
+    DaemonOpts { extra_args: args.iter().map(|a| a.to_string()).collect(), ..DaemonOpts::default() }
 }
 
 /// An echo session (ALPN `lb-echo`) through the frontend on 443, opened from the client
 /// namespace, 1 MiB already echoed.
 fn open_echo(lab: &Lab) -> Result<EchoSession> {
-    let opts = lab
-        .client("echo.lb.test")
-        .alpn(&["lb-echo"])
-        .timeout(Duration::from_secs(10));
+    let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
     lab.in_cli(|| {
         let mut session = TlsClient::connect(&opts)?.into_echo(Duration::from_secs(10))?;
         session.exchange(MIB)?;
@@ -45,13 +39,7 @@ fn open_echo(lab: &Lab) -> Result<EchoSession> {
 }
 
 fn echo_config(fastpath: &str) -> Config {
-    Config::new()
-        .frontend(
-            Frontend::new(1, "443")
-                .default_farm(ECHO_FARM)
-                .fastpath(fastpath),
-        )
-        .farm(echo_farm())
+    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath)).farm(echo_farm())
 }
 
 /// Whether a new TCP connection to the frontend on `port` is refused right now.
@@ -67,38 +55,22 @@ fn refused(lab: &Lab, port: u16) -> Result<bool> {
 /// Every JSON object in the daemon's log (run with `--log-format json`).
 fn json_events(lab: &Lab) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(lab.daemon()?.log_path())?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect())
+    Ok(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect())
 }
 
 /// The access-log events (JSON) of the client connection from `client` (`ip:port`).
 fn access_events(lab: &Lab, client: &str) -> Result<Vec<Value>> {
-    Ok(json_events(lab)?
-        .into_iter()
-        .filter(|e| e["target"] == "lb_user::dataplane::access" && e["client"] == client)
-        .collect())
+    Ok(json_events(lab)?.into_iter().filter(|e| e["target"] == "lb_user::dataplane::access" && e["client"] == client).collect())
 }
 
 /// Waits for the one access event of `client`.
 fn access_event(lab: &Lab, client: &str, timeout: Duration) -> Result<Value> {
-    wait_for(timeout, Duration::from_millis(100), || {
-        access_events(lab, client).ok()?.into_iter().next()
-    })
-    .with_context(|| {
-        format!(
-            "no access-log event for {client} within {timeout:?}; log:\n{}",
-            lab.daemon().map(|d| d.log_tail(4000)).unwrap_or_default()
-        )
-    })
+    wait_for(timeout, Duration::from_millis(100), || access_events(lab, client).ok()?.into_iter().next())
+        .with_context(|| format!("no access-log event for {client} within {timeout:?}; log:\n{}", lab.daemon().map(|d| d.log_tail(4000)).unwrap_or_default()))
 }
 
 fn log_text(lab: &Lab) -> String {
-    lab.daemon()
-        .ok()
-        .and_then(|d| std::fs::read_to_string(d.log_path()).ok())
-        .unwrap_or_default()
+    lab.daemon().ok().and_then(|d| std::fs::read_to_string(d.log_path()).ok()).unwrap_or_default()
 }
 
 /// The messages a daemon sent to our `NOTIFY_SOCKET`, as they arrive.
@@ -132,20 +104,14 @@ impl NotifySocket {
                 if ready && !ready_seen {
                     ready_seen = true;
                     let served = on_ready();
-                    log.lock()
-                        .unwrap()
-                        .push((Instant::now(), format!("served={served}")));
+                    log.lock().unwrap().push((Instant::now(), format!("served={served}")));
                 }
                 if stopping {
                     break;
                 }
             }
         });
-        Ok(Self {
-            path,
-            received,
-            _dir: dir,
-        })
+        Ok(Self { path, received, _dir: dir })
     }
 
     fn messages(&self) -> Vec<(Instant, String)> {
@@ -154,13 +120,8 @@ impl NotifySocket {
 
     /// Waits for a message after `since` with a line satisfying `pred`.
     fn wait(&self, since: Instant, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
-        wait_for(timeout, Duration::from_millis(20), || {
-            self.messages()
-                .into_iter()
-                .find(|(at, m)| *at >= since && m.lines().any(&pred))
-                .map(|(_, m)| m)
-        })
-        .with_context(|| format!("no such notification within {timeout:?}; got {:?}", self.texts()))
+        wait_for(timeout, Duration::from_millis(20), || self.messages().into_iter().find(|(at, m)| *at >= since && m.lines().any(&pred)).map(|(_, m)| m))
+            .with_context(|| format!("no such notification within {timeout:?}; got {:?}", self.texts()))
     }
 
     fn texts(&self) -> Vec<String> {
@@ -172,26 +133,14 @@ impl NotifySocket {
 fn systemd_notify_ready_watchdog_reloading_and_stopping_on_a_real_socket() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, &PLAIN_PORT.to_string())
-                .default_farm(PLAIN_FARM)
-                .fastpath("copy"),
-        )
-        .farm(plain_farm());
+    let config = Config::new().frontend(Frontend::new(1, &PLAIN_PORT.to_string()).default_farm(PLAIN_FARM).fastpath("copy")).farm(plain_farm());
     let cli = lab.topo.cli().to_string();
     // READY=1 means serving: the frontend answers the moment it arrives.
     let notify = NotifySocket::bind(move || {
-        lb_tests::in_netns(&cli, || {
-            plain_tcp_echo(None, vip(PLAIN_PORT), b"ready?", Duration::from_secs(2))
-        })
-        .is_ok_and(|echo| echo == b"ready?")
+        lb_tests::in_netns(&cli, || plain_tcp_echo(None, vip(PLAIN_PORT), b"ready?", Duration::from_secs(2))).is_ok_and(|echo| echo == b"ready?")
     })?;
     let mut o = opts(&[]);
-    o.env = vec![
-        ("NOTIFY_SOCKET".into(), notify.path.display().to_string()),
-        ("WATCHDOG_USEC".into(), "1000000".into()),
-    ];
+    o.env = vec![("NOTIFY_SOCKET".into(), notify.path.display().to_string()), ("WATCHDOG_USEC".into(), "1000000".into())];
     let started = Instant::now();
     lab.start_with(&config, o)?;
 
@@ -204,11 +153,7 @@ fn systemd_notify_ready_watchdog_reloading_and_stopping_on_a_real_socket() -> Re
     // WATCHDOG_USEC=1 s: petted every 0.5 s.
     let from = Instant::now();
     std::thread::sleep(Duration::from_millis(2600));
-    let pets = notify
-        .messages()
-        .iter()
-        .filter(|(at, m)| *at >= from && m.lines().any(|l| l == "WATCHDOG=1"))
-        .count();
+    let pets = notify.messages().iter().filter(|(at, m)| *at >= from && m.lines().any(|l| l == "WATCHDOG=1")).count();
     ensure!((4..=7).contains(&pets), "{pets} WATCHDOG=1 in 2.6 s with WATCHDOG_USEC=1000000 (expected one per 0.5 s)");
 
     // SIGHUP: RELOADING=1 with the monotonic clock, then READY=1 again.
@@ -261,30 +206,20 @@ fn sigterm_lets_a_transfer_in_flight_finish_intact_and_refuses_new_connections()
         session.read_to_eof()?;
         Ok(session.report())
     });
-    started_rx
-        .recv_timeout(Duration::from_secs(10))
-        .context("the transfer did not start")?;
+    started_rx.recv_timeout(Duration::from_secs(10)).context("the transfer did not start")?;
     lab.daemon()?.signal(Signal::SIGTERM)?;
-    let closed = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        refused(&lab, 443).ok().filter(|r| *r)
-    });
+    let closed = wait_for(Duration::from_secs(5), Duration::from_millis(50), || refused(&lab, 443).ok().filter(|r| *r));
     ensure!(closed.is_some(), "new connections are still accepted 5 s after SIGTERM");
     ensure!(!transfer.is_finished(), "the transfer ended before the listeners closed: the test proves nothing");
     ensure!(lab.daemon.as_mut().context("no daemon")?.is_running(), "the daemon exited with a transfer in flight");
 
-    let report = transfer
-        .join()
-        .map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
+    let report = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))??;
     ensure!(
         report.sent == 49 * MIB && report.received == report.sent && report.sent_sha256 == report.received_sha256,
         "the transfer did not finish intact: {report:?}"
     );
-    let status = lab
-        .daemon
-        .as_mut()
-        .context("no daemon")?
-        .wait_exit(Duration::from_secs(5))
-        .context("the daemon still runs 5 s after its last connection ended")?;
+    let status =
+        lab.daemon.as_mut().context("no daemon")?.wait_exit(Duration::from_secs(5)).context("the daemon still runs 5 s after its last connection ended")?;
     ensure!(status.success(), "exit status: {status}");
     // (A probe above may have been accepted just before the listener closed: it counts too.)
     let log = log_text(&lab);
@@ -304,10 +239,7 @@ fn sigterm_lets_a_transfer_in_flight_finish_intact_and_refuses_new_connections()
 fn the_drain_timeout_closes_a_connection_that_does_not_finish() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    lab.start_with(
-        &echo_config("copy"),
-        opts(&["--drain-timeout", "1", "--log-format", "json"]),
-    )?;
+    lab.start_with(&echo_config("copy"), opts(&["--drain-timeout", "1", "--log-format", "json"]))?;
     let mut session = open_echo(&lab)?;
     let client = session.local_addr()?.to_string();
     let term = Instant::now();
@@ -320,18 +252,12 @@ fn the_drain_timeout_closes_a_connection_that_does_not_finish() -> Result<()> {
         .context("the daemon still runs 10 s after SIGTERM with a 1 s drain timeout")?;
     let took = term.elapsed();
     ensure!(status.success(), "exit status: {status}");
-    ensure!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "the daemon exited {took:?} after SIGTERM (drain timeout 1 s)"
-    );
+    ensure!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "the daemon exited {took:?} after SIGTERM (drain timeout 1 s)");
     let err = match session.exchange(MIB) {
         Ok(()) => bail!("the connection still works after the daemon exited"),
         Err(e) => e,
     };
-    ensure!(
-        is_closed_by_peer(&err) || format!("{err:#}").contains("server closed"),
-        "the client did not see a close: {err:#}"
-    );
+    ensure!(is_closed_by_peer(&err) || format!("{err:#}").contains("server closed"), "the client did not see a close: {err:#}");
     let event = access_event(&lab, &client, Duration::from_secs(1))?;
     ensure!(event["reason"] == "drain-timeout", "{event}");
     ensure!(event["bytes_to_server"].as_u64() >= Some(MIB), "{event}");
@@ -340,14 +266,7 @@ fn the_drain_timeout_closes_a_connection_that_does_not_finish() -> Result<()> {
 
 /// Frontend 443: `sni is h2.lb.test` → farm h2 when `with_route`, else everything → farm h1.
 fn routed_config(with_route: bool) -> Config {
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, "443")
-                .default_farm(H1_FARM)
-                .fastpath("splice"),
-        )
-        .farm(h1_farm())
-        .farm(h2_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM).fastpath("splice")).farm(h1_farm()).farm(h2_farm());
     if with_route {
         config.route(Route::to_farm(1, 1, H2_FARM).rule(Rule::new("sni", "is", "h2.lb.test")))
     } else {
@@ -356,10 +275,7 @@ fn routed_config(with_route: bool) -> Config {
 }
 
 fn backend_for(lab: &Lab, sni: &str) -> Result<String> {
-    let opts = lab
-        .client(sni)
-        .alpn(&["h2", "http/1.1"])
-        .timeout(Duration::from_secs(5));
+    let opts = lab.client(sni).alpn(&["h2", "http/1.1"]).timeout(Duration::from_secs(5));
     lab.in_cli(|| Ok(https_get(&opts, "/")?.backend()))
 }
 
@@ -374,47 +290,30 @@ fn sighup_reloads_the_config_file_and_a_broken_file_changes_nothing() -> Result<
 
     std::fs::write(&config_path, routed_config(true).to_json())?;
     lab.daemon()?.signal(Signal::SIGHUP)?;
-    let after = wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
-        backend_for(&lab, "h2.lb.test")
-            .ok()
-            .filter(|b| b.starts_with("farm h2 "))
-    });
+    let after = wait_for(Duration::from_secs(5), Duration::from_millis(100), || backend_for(&lab, "h2.lb.test").ok().filter(|b| b.starts_with("farm h2 ")));
     ensure!(after.is_some(), "the route of the reloaded file is not followed; log:\n{}", log_text(&lab));
     // Traffic switches first; the line comes once the store has recorded it (an fsync).
-    let recorded = wait_for(Duration::from_secs(15), Duration::from_millis(50), || {
-        log_text(&lab).contains("configuration reloaded").then_some(())
-    });
+    let recorded = wait_for(Duration::from_secs(15), Duration::from_millis(50), || log_text(&lab).contains("configuration reloaded").then_some(()));
     ensure!(recorded.is_some(), "no reload line in the log:\n{}", log_text(&lab));
 
     // A file that does not parse, then one that parses but does not validate: each reload
     // fails whole, says why, and traffic keeps the configuration in force.
     let mut invalid: Value = serde_json::from_str(&routed_config(false).to_json())?;
     invalid["frontends"][0]["idleTimeout"] = Value::from(10_000_000);
-    for (broken, says) in [
-        ("{\"frontends\": [".to_string(), "config.json"),
-        (invalid.to_string(), "idleTimeout"),
-    ] {
+    for (broken, says) in [("{\"frontends\": [".to_string(), "config.json"), (invalid.to_string(), "idleTimeout")] {
         let failures = log_text(&lab).matches("reload failed").count();
         std::fs::write(&config_path, broken)?;
         lab.daemon()?.signal(Signal::SIGHUP)?;
         let line = wait_for(Duration::from_secs(15), Duration::from_millis(50), || {
             let log = log_text(&lab);
-            (log.matches("reload failed").count() > failures).then(|| {
-                log.lines()
-                    .rfind(|l| l.contains("reload failed"))
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            (log.matches("reload failed").count() > failures).then(|| log.lines().rfind(|l| l.contains("reload failed")).unwrap_or_default().to_string())
         })
         .context("no `reload failed` line after SIGHUP with a broken file")?;
         ensure!(line.contains(says), "the failure does not say {says:?}: {line}");
         ensure!(lab.daemon.as_mut().context("no daemon")?.is_running(), "a broken file killed the daemon");
         let h2 = backend_for(&lab, "h2.lb.test")?;
         let other = backend_for(&lab, "www.lb.test")?;
-        ensure!(
-            h2.starts_with("farm h2 ") && other.starts_with("farm h1 "),
-            "after a failed reload: h2.lb.test → {h2:?}, www.lb.test → {other:?}"
-        );
+        ensure!(h2.starts_with("farm h2 ") && other.starts_with("farm h1 "), "after a failed reload: h2.lb.test → {h2:?}, www.lb.test → {other:?}");
     }
     Ok(())
 }
@@ -441,14 +340,8 @@ fn plain_connect(lab: &Lab) -> Result<TcpStream> {
 fn an_idle_relayed_connection_is_closed_after_the_idle_timeout_and_keepalive_is_on() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, &PLAIN_PORT.to_string())
-                .default_farm(PLAIN_FARM)
-                .fastpath("splice")
-                .idle_timeout(2),
-        )
-        .farm(plain_farm());
+    let config =
+        Config::new().frontend(Frontend::new(1, &PLAIN_PORT.to_string()).default_farm(PLAIN_FARM).fastpath("splice").idle_timeout(2)).farm(plain_farm());
     lab.start_with(&config, opts(&["--log-format", "json"]))?;
 
     let mut idle = plain_connect(&lab)?;
@@ -456,10 +349,7 @@ fn an_idle_relayed_connection_is_closed_after_the_idle_timeout_and_keepalive_is_
     let client = idle.local_addr()?.to_string();
     // Both relayed sockets carry a keepalive timer (the first probe after 60 s of silence).
     let ss = sockets(&lab)?;
-    let relayed: Vec<&str> = ss
-        .lines()
-        .filter(|l| l.contains(&client) || l.contains(&format!("{}:{PLAIN_PORT}", SERVER_IPS_PLAIN)))
-        .collect();
+    let relayed: Vec<&str> = ss.lines().filter(|l| l.contains(&client) || l.contains(&format!("{}:{PLAIN_PORT}", SERVER_IPS_PLAIN))).collect();
     ensure!(relayed.len() == 2, "expected the client and server sockets of {client}: {ss}");
     for line in &relayed {
         ensure!(line.contains("timer:(keepalive,"), "no keepalive timer: {line}");
@@ -481,13 +371,8 @@ fn an_idle_relayed_connection_is_closed_after_the_idle_timeout_and_keepalive_is_
     let n = idle.read(&mut buf).context("reading from the idle connection")?;
     let after = quiet_since.elapsed();
     ensure!(n == 0, "the idle connection received {n} bytes");
-    ensure!(
-        after >= Duration::from_millis(1900) && after < Duration::from_secs(4),
-        "the idle connection was closed after {after:?} (idleTimeout 2 s)"
-    );
-    talk.join()
-        .map_err(|_| anyhow::anyhow!("the talking thread panicked"))?
-        .context("a connection talking every 0.5 s was cut")?;
+    ensure!(after >= Duration::from_millis(1900) && after < Duration::from_secs(4), "the idle connection was closed after {after:?} (idleTimeout 2 s)");
+    talk.join().map_err(|_| anyhow::anyhow!("the talking thread panicked"))?.context("a connection talking every 0.5 s was cut")?;
     let event = access_event(&lab, &client, Duration::from_secs(2))?;
     ensure!(event["reason"] == "idle-timeout" && event["path"] == "splice", "{event}");
     Ok(())
@@ -500,50 +385,28 @@ const SERVER_IPS_PLAIN: &str = "10.77.2.4";
 fn a_handed_off_connection_is_left_to_the_kernel_by_the_idle_timeout_and_logged_when_reclaimed() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let out = run_in(
-        lab.topo.lb(),
-        &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"],
-    )?;
+    let out = run_in(lab.topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])?;
     ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, "443")
-                .default_farm(ECHO_FARM)
-                .fastpath("xdp")
-                .idle_timeout(1),
-        )
-        .farm(echo_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath("xdp").idle_timeout(1)).farm(echo_farm());
     let o = DaemonOpts {
         ifaces: vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()],
-        extra_args: ["--handoff-linger", "0.5", "--log-format", "json"]
-            .map(String::from)
-            .to_vec(),
+        extra_args: ["--handoff-linger", "0.5", "--log-format", "json"].map(String::from).to_vec(),
         ..DaemonOpts::default()
     };
     lab.start_with(&config, o)?;
     let mut session = open_echo(&lab)?;
     let client = session.local_addr()?.to_string();
-    let handed = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        lab.stats()
-            .ok()
-            .and_then(|s| s.handoff)
-            .filter(|h| h.handed_off == 1)
-    });
+    let handed = wait_for(Duration::from_secs(5), Duration::from_millis(50), || lab.stats().ok().and_then(|s| s.handoff).filter(|h| h.handed_off == 1));
     ensure!(handed.is_some(), "the connection was not handed off: {:?}", lab.stats()?.handoff);
     std::thread::sleep(Duration::from_secs(3));
-    session
-        .exchange(MIB)
-        .context("a handed-off connection idle for 3 s (idleTimeout 1 s) was cut")?;
+    session.exchange(MIB).context("a handed-off connection idle for 3 s (idleTimeout 1 s) was cut")?;
     session.shutdown_write()?;
     session.read_to_eof()?;
     let report = session.report();
     ensure!(report.sent_sha256 == report.received_sha256, "{report:?}");
     drop(session);
     let event = access_event(&lab, &client, Duration::from_secs(5))?;
-    ensure!(
-        event["path"] == "xdp" && event["reason"] == "closed" && event["result"] == "relayed",
-        "{event}"
-    );
+    ensure!(event["path"] == "xdp" && event["reason"] == "closed" && event["result"] == "relayed", "{event}");
     Ok(())
 }
 
@@ -564,10 +427,7 @@ fn the_json_access_log_has_one_event_per_connection_with_its_fields() -> Result<
         Ok(local)
     })?;
 
-    let opts = lab
-        .client("h2.lb.test")
-        .alpn(&["h2", "http/1.1"])
-        .timeout(Duration::from_secs(5));
+    let opts = lab.client("h2.lb.test").alpn(&["h2", "http/1.1"]).timeout(Duration::from_secs(5));
     let (client, backend) = lab.in_cli(|| {
         let tls = TlsClient::connect(&opts)?;
         let local = tls.local_addr()?.to_string();
@@ -580,34 +440,18 @@ fn the_json_access_log_has_one_event_per_connection_with_its_fields() -> Result<
     ensure!(event["frontend"] == 1 && event["route"] == 1 && event["farm"] == H2_FARM, "{event}");
     ensure!(event["sni"] == "h2.lb.test" && event["alpn"] == "h2,http/1.1", "{event}");
     let server = event["server"].as_u64().context("no server")?;
-    ensure!(
-        backend == format!("farm h2 (server {server})"),
-        "logged server {server}, served by {backend:?}"
-    );
-    ensure!(
-        event["bytes_to_server"].as_u64() > Some(200) && event["bytes_to_client"].as_u64() > Some(200),
-        "{event}"
-    );
+    ensure!(backend == format!("farm h2 (server {server})"), "logged server {server}, served by {backend:?}");
+    ensure!(event["bytes_to_server"].as_u64() > Some(200) && event["bytes_to_client"].as_u64() > Some(200), "{event}");
     ensure!(event["duration_ms"].as_f64().is_some_and(|d| d > 0.0), "{event}");
     ensure!(event["path"] == "splice" && event["result"] == "relayed", "{event}");
-    ensure!(
-        event["reason"] == "closed" || event["reason"] == "peer-reset",
-        "{event}"
-    );
+    ensure!(event["reason"] == "closed" || event["reason"] == "peer-reset", "{event}");
     ensure!(access_events(&lab, &client)?.len() == 1, "more than one event for {client}");
 
     // Refusals stay out of the info-level access log (a hostile client must not fill the disk).
-    ensure!(
-        access_events(&lab, &refused_client)?.is_empty(),
-        "a refused connection was logged at info: {:?}",
-        access_events(&lab, &refused_client)?
-    );
+    ensure!(access_events(&lab, &refused_client)?.is_empty(), "a refused connection was logged at info: {:?}", access_events(&lab, &refused_client)?);
     // --log-format json holds for every event: each line of the log is a JSON object.
     let text = log_text(&lab);
-    let not_json: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && serde_json::from_str::<Value>(l).is_err())
-        .collect();
+    let not_json: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && serde_json::from_str::<Value>(l).is_err()).collect();
     ensure!(not_json.is_empty(), "lines that are not JSON: {not_json:?}");
     Ok(())
 }
@@ -616,13 +460,7 @@ fn the_json_access_log_has_one_event_per_connection_with_its_fields() -> Result<
 fn sigint_drains_like_sigterm() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(
-            Frontend::new(1, &PLAIN_PORT.to_string())
-                .default_farm(PLAIN_FARM)
-                .fastpath("copy"),
-        )
-        .farm(plain_farm());
+    let config = Config::new().frontend(Frontend::new(1, &PLAIN_PORT.to_string()).default_farm(PLAIN_FARM).fastpath("copy")).farm(plain_farm());
     lab.start_with(&config, opts(&["--drain-timeout", "1"]))?;
     let mut open = plain_connect(&lab)?;
     let int = Instant::now();
@@ -635,17 +473,11 @@ fn sigint_drains_like_sigterm() -> Result<()> {
         .context("the daemon still runs 10 s after SIGINT with a 1 s drain timeout")?;
     let took = int.elapsed();
     ensure!(status.success(), "exit status after SIGINT: {status}");
-    ensure!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "the daemon exited {took:?} after SIGINT (drain timeout 1 s): no drain?"
-    );
+    ensure!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "the daemon exited {took:?} after SIGINT (drain timeout 1 s): no drain?");
     let mut buf = [0u8; 8];
     let n = open.read(&mut buf).unwrap_or(0);
     ensure!(n == 0, "the connection still delivered {n} bytes after the daemon exited");
     let log = log_text(&lab);
-    ensure!(
-        log.contains("signal=\"SIGINT\"") && log.contains("still_open=1"),
-        "no SIGINT drain in the log:\n{log}"
-    );
+    ensure!(log.contains("signal=\"SIGINT\"") && log.contains("still_open=1"), "no SIGINT drain in the log:\n{log}");
     Ok(())
 }

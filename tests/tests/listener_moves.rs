@@ -37,12 +37,7 @@ fn moving_a_port_or_an_address_between_refreshes_refuses_no_connection() -> Resu
     let served_by = || -> Result<String> { Ok(lab.in_cli(|| https_get(&client, "/"))?.backend()) };
     ensure!(served_by()? == FIRST, "before any move");
 
-    let load = ClientLoad::start(
-        lab.topo.cli(),
-        vec![("#1".into(), client.clone()), ("#2".into(), client.clone())],
-        Duration::from_secs(120),
-        50_000,
-    );
+    let load = ClientLoad::start(lab.topo.cli(), vec![("#1".into(), client.clone()), ("#2".into(), client.clone())], Duration::from_secs(120), 50_000);
     std::thread::sleep(Duration::from_millis(300));
 
     // Port 443 moves from frontend 1 to frontend 2 in one refresh.

@@ -166,7 +166,9 @@ fn exposition_under_load_passes_promtool_and_counts_per_frontend_farm_and_server
     }
 
     let total = (H1_CLIENTS + H2_CLIENTS) as f64;
-    let text = scrape_until(&lab, &metrics, "every connection counted as relayed", |t| sum(t, "lb_frontend_connections_relayed_total", &[("frontend_id", "1")]) == total)?;
+    let text = scrape_until(&lab, &metrics, "every connection counted as relayed", |t| {
+        sum(t, "lb_frontend_connections_relayed_total", &[("frontend_id", "1")]) == total
+    })?;
     promtool_check(&text)?;
     let front = [("frontend_id", "1"), ("frontend", "web")];
     ensure!(sum(&text, "lb_frontend_connections_accepted_total", &front) == total, "accepted:\n{text}");
@@ -191,7 +193,14 @@ fn exposition_under_load_passes_promtool_and_counts_per_frontend_farm_and_server
     ensure!(sum(&text, "lb_frontend_bytes_total", &[("frontend_id", "1"), ("direction", "to_server")]) > 0.0, "frontend bytes:\n{text}");
     let ended = scrape_until(&lab, &metrics, "no active connection", |t| sum(t, "lb_frontend_active_connections", &[("frontend_id", "1")]) == 0.0)?;
     ensure!(sum(&ended, "lb_server_active_connections", &[]) == 0.0, "server connections still active:\n{ended}");
-    for family in ["lb_process_cpu_seconds_total", "lb_process_resident_memory_bytes", "lb_process_open_fds", "lb_process_start_time_seconds", "lb_store_writes_total", "lb_refresh_tasks_total"] {
+    for family in [
+        "lb_process_cpu_seconds_total",
+        "lb_process_resident_memory_bytes",
+        "lb_process_open_fds",
+        "lb_process_start_time_seconds",
+        "lb_store_writes_total",
+        "lb_refresh_tasks_total",
+    ] {
         ensure!(has(&text, family), "{family} missing:\n{text}");
     }
     if !lab.daemon()?.opts().ifaces.is_empty() {
@@ -248,7 +257,9 @@ fn a_handed_off_flow_counts_its_bytes_under_the_xdp_path() -> Result<()> {
     let report = lab.in_cli(|| echo_transfer(&client, LEN, Duration::from_secs(30)))?;
     ensure!(report.sent == LEN && report.received == LEN, "{report:?}");
     // The flow's bytes are counted once the reaper ends it (after the linger).
-    let text = scrape_until(&lab, &metrics, "the handed-off connection counted as relayed", |t| sum(t, "lb_frontend_connections_relayed_total", &[("path", "xdp")]) == 1.0)?;
+    let text = scrape_until(&lab, &metrics, "the handed-off connection counted as relayed", |t| {
+        sum(t, "lb_frontend_connections_relayed_total", &[("path", "xdp")]) == 1.0
+    })?;
     promtool_check(&text)?;
     ensure!(sum(&text, "lb_handoffs_total", &[]) == 1.0, "hand-offs:\n{text}");
     for direction in ["to_server", "to_client"] {
@@ -280,9 +291,7 @@ fn promql(ns: &str, prometheus: &str, query: &str) -> Result<Option<f64>> {
 }
 
 fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[test]

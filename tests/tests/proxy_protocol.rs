@@ -54,11 +54,7 @@ fn get_through(lab: &Lab, frontend: SocketAddr, alpn: &[&str]) -> Result<SocketA
         Ok((local, client.http_get("/")?))
     })?;
     ensure!(response.status == 200, "{response:?}");
-    ensure!(
-        response.backend() == BACKEND_NAME,
-        "served by {:?}, expected the backend behind HAProxy",
-        response.backend()
-    );
+    ensure!(response.backend() == BACKEND_NAME, "served by {:?}, expected the backend behind HAProxy", response.backend());
     Ok(local)
 }
 
@@ -72,10 +68,7 @@ fn haproxy_reads_v1_header_with_real_client_address() -> Result<()> {
     ensure!(client.ip() == CLIENT_IP, "client bound {client}");
     let line = haproxy.log_line()?;
     let expected = format!("client={client} frontend={LB_VIP}:443 authority=-");
-    ensure!(
-        line.contains(&expected),
-        "HAProxy logged {line:?}, expected {expected:?}"
-    );
+    ensure!(line.contains(&expected), "HAProxy logged {line:?}, expected {expected:?}");
     Ok(())
 }
 
@@ -88,10 +81,7 @@ fn haproxy_reads_v2_header_with_client_address_and_sni_authority() -> Result<()>
     let client = get_through(&lab, lb_tests::vip(443), &["http/1.1"])?;
     let line = haproxy.log_line()?;
     let expected = format!("client={client} frontend={LB_VIP}:443 authority={SNI}");
-    ensure!(
-        line.contains(&expected),
-        "HAProxy logged {line:?}, expected {expected:?}"
-    );
+    ensure!(line.contains(&expected), "HAProxy logged {line:?}, expected {expected:?}");
     Ok(())
 }
 
@@ -102,20 +92,11 @@ fn haproxy_reads_v2_header_from_an_ipv6_client_to_an_ipv6_server() -> Result<()>
     let (mut lab, haproxy) = lab_with_haproxy(listen)?;
     lab.start(&config(listen, "v2"))?;
     let client = get_through(&lab, "[fd77:1::1]:443".parse()?, &["http/1.1"])?;
-    ensure!(
-        client.ip().to_string() == "fd77:1::2",
-        "client bound {client}"
-    );
+    ensure!(client.ip().to_string() == "fd77:1::2", "client bound {client}");
     let line = haproxy.log_line()?;
     // HAProxy writes IPv6 addresses bare, then the port after a colon.
-    let expected = format!(
-        "client=fd77:1::2:{} frontend=fd77:1::1:443 authority={SNI}",
-        client.port()
-    );
-    ensure!(
-        line.contains(&expected),
-        "HAProxy logged {line:?}, expected {expected:?}"
-    );
+    let expected = format!("client=fd77:1::2:{} frontend=fd77:1::1:443 authority={SNI}", client.port());
+    ensure!(line.contains(&expected), "HAProxy logged {line:?}, expected {expected:?}");
     Ok(())
 }
 
@@ -127,32 +108,16 @@ fn v2_alpn_tlv_is_the_first_offered_protocol() -> Result<()> {
     let listener = lab.in_srv(|| Ok(TcpListener::bind(listen)?))?;
     lab.start(&config(listen, "v2"))?;
     // The capture server never answers: the client's handshake fails, which is expected here.
-    let opts = lab
-        .client(SNI)
-        .alpn(&["h2", "http/1.1"])
-        .timeout(Duration::from_secs(2));
+    let opts = lab.client(SNI).alpn(&["h2", "http/1.1"]).timeout(Duration::from_secs(2));
     let cli = lab.topo.cli().to_string();
-    let client =
-        std::thread::spawn(move || in_netns(&cli, || TlsClient::connect(&opts).map(|_| ())));
+    let client = std::thread::spawn(move || in_netns(&cli, || TlsClient::connect(&opts).map(|_| ())));
     let bytes = read_first_bytes(&listener, Duration::from_secs(5))?;
     let _ = client.join();
     let header = decode_v2(&bytes).with_context(|| format!("decoding {bytes:02x?}"))?;
-    ensure!(
-        header.client.ip() == CLIENT_IP && header.frontend == lb_tests::vip(443),
-        "{header:?}"
-    );
-    ensure!(
-        header.tlvs.contains(&(0x01, b"h2".to_vec())),
-        "ALPN TLV: {header:?}"
-    );
-    ensure!(
-        header.tlvs.contains(&(0x02, SNI.as_bytes().to_vec())),
-        "authority TLV: {header:?}"
-    );
-    ensure!(
-        bytes[header.len..].starts_with(&[0x16, 0x03]),
-        "the ClientHello record follows the header"
-    );
+    ensure!(header.client.ip() == CLIENT_IP && header.frontend == lb_tests::vip(443), "{header:?}");
+    ensure!(header.tlvs.contains(&(0x01, b"h2".to_vec())), "ALPN TLV: {header:?}");
+    ensure!(header.tlvs.contains(&(0x02, SNI.as_bytes().to_vec())), "authority TLV: {header:?}");
+    ensure!(bytes[header.len..].starts_with(&[0x16, 0x03]), "the ClientHello record follows the header");
     Ok(())
 }
 
@@ -166,73 +131,37 @@ struct Haproxy {
 impl Haproxy {
     fn start(ns: &str, listen: SocketAddr, backend: SocketAddr) -> Result<Self> {
         let version = run_in(ns, &["haproxy", "-v"])?;
-        ensure!(
-            version.status.success(),
-            "haproxy -v failed (apt-get install haproxy): {}",
-            String::from_utf8_lossy(&version.stderr)
-        );
-        eprintln!(
-            "{}",
-            String::from_utf8_lossy(&version.stdout)
-                .lines()
-                .next()
-                .unwrap_or_default()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("lb-tests-haproxy-")
-            .tempdir()?;
+        ensure!(version.status.success(), "haproxy -v failed (apt-get install haproxy): {}", String::from_utf8_lossy(&version.stderr));
+        eprintln!("{}", String::from_utf8_lossy(&version.stdout).lines().next().unwrap_or_default());
+        let dir = tempfile::Builder::new().prefix("lb-tests-haproxy-").tempdir()?;
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg, haproxy_config(listen, backend))?;
         let cfg = cfg.display().to_string();
         let check = run_in(ns, &["haproxy", "-c", "-f", &cfg])?;
-        ensure!(
-            check.status.success(),
-            "haproxy -c: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        ensure!(check.status.success(), "haproxy -c: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
         let log = dir.path().join("haproxy.log");
-        let mut child =
-            spawn_in(ns, &["haproxy", "-db", "-f", &cfg], Some(log.clone()))?.with_name("haproxy");
+        let mut child = spawn_in(ns, &["haproxy", "-db", "-f", &cfg], Some(log.clone()))?.with_name("haproxy");
         let port = format!("sport = :{}", listen.port());
         let listening = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
             if let Some(status) = child.try_wait() {
-                return Some(Err(anyhow::anyhow!(
-                    "haproxy exited ({status}): {}",
-                    file_tail(&log, 4096)
-                )));
+                return Some(Err(anyhow::anyhow!("haproxy exited ({status}): {}", file_tail(&log, 4096))));
             }
             let out = run_in(ns, &["ss", "-Hltn", &port]).ok()?;
             (!out.stdout.is_empty()).then_some(Ok(()))
         });
         match listening {
             Some(result) => result?,
-            None => bail!(
-                "haproxy not listening on {listen} within 10 s: {}",
-                file_tail(&log, 4096)
-            ),
+            None => bail!("haproxy not listening on {listen} within 10 s: {}", file_tail(&log, 4096)),
         }
-        Ok(Self {
-            _child: child,
-            log,
-            _dir: dir,
-        })
+        Ok(Self { _child: child, log, _dir: dir })
     }
 
     /// The first session line HAProxy logged (it logs a TCP session when it ends).
     fn log_line(&self) -> Result<String> {
         let line = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
-            file_tail(&self.log, 16384)
-                .lines()
-                .find(|l| l.contains("pp client="))
-                .map(str::to_string)
+            file_tail(&self.log, 16384).lines().find(|l| l.contains("pp client=")).map(str::to_string)
         });
-        let line = line.with_context(|| {
-            format!(
-                "no session logged by haproxy within 10 s: {}",
-                file_tail(&self.log, 4096)
-            )
-        })?;
+        let line = line.with_context(|| format!("no session logged by haproxy within 10 s: {}", file_tail(&self.log, 4096)))?;
         eprintln!("haproxy logged: {line}");
         Ok(line)
     }
@@ -269,9 +198,7 @@ fn read_first_bytes(listener: &TcpListener, timeout: Duration) -> Result<Vec<u8>
     let mut conn: TcpStream = loop {
         match listener.accept() {
             Ok((conn, _)) => break conn,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(e).context("no connection from the load balancer"),
         }
     };
@@ -284,14 +211,7 @@ fn read_first_bytes(listener: &TcpListener, timeout: Duration) -> Result<Vec<u8>
         match conn.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                break
-            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
             Err(e) => return Err(e).context("reading from the load balancer"),
         }
     }
@@ -308,29 +228,12 @@ struct V2Header {
 
 /// A v2 TCP4 header, decoded here from the specification, independently of the daemon's code.
 fn decode_v2(bytes: &[u8]) -> Result<V2Header> {
-    ensure!(
-        bytes.len() >= 16 && bytes[..12] == *b"\r\n\r\n\0\r\nQUIT\n",
-        "no v2 signature"
-    );
-    ensure!(
-        bytes[12] == 0x21 && bytes[13] == 0x11,
-        "not PROXY over TCP4: {:02x} {:02x}",
-        bytes[12],
-        bytes[13]
-    );
+    ensure!(bytes.len() >= 16 && bytes[..12] == *b"\r\n\r\n\0\r\nQUIT\n", "no v2 signature");
+    ensure!(bytes[12] == 0x21 && bytes[13] == 0x11, "not PROXY over TCP4: {:02x} {:02x}", bytes[12], bytes[13]);
     let len = 16 + usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
-    ensure!(
-        bytes.len() >= len,
-        "header of {len} bytes, {} received",
-        bytes.len()
-    );
+    ensure!(bytes.len() >= len, "header of {len} bytes, {} received", bytes.len());
     let a = &bytes[16..28];
-    let addr = |ip: &[u8], port: &[u8]| {
-        SocketAddr::from((
-            [ip[0], ip[1], ip[2], ip[3]],
-            u16::from_be_bytes([port[0], port[1]]),
-        ))
-    };
+    let addr = |ip: &[u8], port: &[u8]| SocketAddr::from(([ip[0], ip[1], ip[2], ip[3]], u16::from_be_bytes([port[0], port[1]])));
     let (client, frontend) = (addr(&a[0..4], &a[8..10]), addr(&a[4..8], &a[10..12]));
     let mut tlvs = Vec::new();
     let mut rest = &bytes[28..len];
@@ -341,10 +244,5 @@ fn decode_v2(bytes: &[u8]) -> Result<V2Header> {
         tlvs.push((rest[0], rest[3..3 + value_len].to_vec()));
         rest = &rest[3 + value_len..];
     }
-    Ok(V2Header {
-        client,
-        frontend,
-        tlvs,
-        len,
-    })
+    Ok(V2Header { client, frontend, tlvs, len })
 }

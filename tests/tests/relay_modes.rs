@@ -15,9 +15,7 @@ const MIB: u64 = 1 << 20;
 const FASTPATHS: [&str; 2] = ["copy", "splice"];
 
 fn echo_config(fastpath: &str) -> Config {
-    Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath))
-        .farm(echo_farm())
+    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath(fastpath)).farm(echo_farm())
 }
 
 #[test]
@@ -27,9 +25,7 @@ fn copy_and_splice_carry_a_hundred_mib_each_way_byte_for_byte() -> Result<()> {
     for fastpath in FASTPATHS {
         lab.start(&echo_config(fastpath))?;
         let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
-        let report = lab
-            .in_cli(|| echo_transfer(&opts, 100 * MIB, Duration::from_secs(20)))
-            .with_context(|| format!("fastpath {fastpath}"))?;
+        let report = lab.in_cli(|| echo_transfer(&opts, 100 * MIB, Duration::from_secs(20))).with_context(|| format!("fastpath {fastpath}"))?;
         ensure!(report.sent == 100 * MIB && report.received == 100 * MIB, "{fastpath}: {report:?}");
         ensure!(report.sent_sha256 == report.received_sha256, "{fastpath}: {report:?}");
         ensure!(report.close_notify_received, "{fastpath}: the server's close_notify did not arrive: {report:?}");

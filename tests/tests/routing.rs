@@ -30,14 +30,8 @@ fn ensure_closed(result: Result<TlsClient>, what: &str) -> Result<()> {
         }
         Err(e) => e,
     };
-    ensure!(
-        !is_timeout(&err),
-        "{what}: timed out instead of being closed: {err:#}"
-    );
-    ensure!(
-        is_closed_by_peer(&err),
-        "{what}: expected a close by the load balancer, got: {err:#}"
-    );
+    ensure!(!is_timeout(&err), "{what}: timed out instead of being closed: {err:#}");
+    ensure!(is_closed_by_peer(&err), "{what}: expected a close by the load balancer, got: {err:#}");
     ensure!(started.elapsed().as_secs() < 3);
     Ok(())
 }
@@ -51,11 +45,7 @@ fn h2_client_lands_on_h2_farm() -> Result<()> {
         let r = lab.curl("--http2", "h2.lb.test")?;
         ensure!(r.exit_ok, "curl failed: {}", r.stderr);
         ensure!(r.http_version == "2" && r.code == 200, "{r:?}");
-        ensure!(
-            r.backend().starts_with("farm h2 "),
-            "landed on {:?}",
-            r.backend()
-        );
+        ensure!(r.backend().starts_with("farm h2 "), "landed on {:?}", r.backend());
         ensure!(r.body.ends_with(" HTTP/2.0\n"), "{r:?}");
     }
     Ok(())
@@ -70,11 +60,7 @@ fn http11_client_lands_on_h1_farm() -> Result<()> {
         let r = lab.curl("--http1.1", "h2.lb.test")?;
         ensure!(r.exit_ok, "curl failed: {}", r.stderr);
         ensure!(r.http_version == "1.1" && r.code == 200, "{r:?}");
-        ensure!(
-            r.backend().starts_with("farm h1 "),
-            "landed on {:?}",
-            r.backend()
-        );
+        ensure!(r.backend().starts_with("farm h1 "), "landed on {:?}", r.backend());
     }
     Ok(())
 }
@@ -95,16 +81,8 @@ fn client_without_alpn_lands_on_default_farm() -> Result<()> {
     let with_h1 = lab.client("h1.lb.test").alpn(&["http/1.1"]);
     let (plain, h1) = lab.in_cli(|| Ok((https_get(&no_alpn, "/")?, https_get(&with_h1, "/")?)))?;
     ensure!(plain.alpn.is_none() && plain.status == 200, "{plain:?}");
-    ensure!(
-        plain.backend() == "farm default (server 1)",
-        "no-ALPN client landed on {:?}",
-        plain.backend()
-    );
-    ensure!(
-        h1.backend().starts_with("farm h1 "),
-        "http/1.1 client landed on {:?}",
-        h1.backend()
-    );
+    ensure!(plain.backend() == "farm default (server 1)", "no-ALPN client landed on {:?}", plain.backend());
+    ensure!(h1.backend().starts_with("farm h1 "), "http/1.1 client landed on {:?}", h1.backend());
     Ok(())
 }
 
@@ -121,16 +99,8 @@ fn sni_rule_routes_by_server_name() -> Result<()> {
     let named = lab.client("h1.lb.test").alpn(&["http/1.1"]);
     let other = lab.client("echo.lb.test").alpn(&["http/1.1"]);
     let (named, other) = lab.in_cli(|| Ok((https_get(&named, "/")?, https_get(&other, "/")?)))?;
-    ensure!(
-        named.backend().starts_with("farm h1 "),
-        "sni h1.lb.test landed on {:?}",
-        named.backend()
-    );
-    ensure!(
-        other.backend() == "farm default (server 1)",
-        "sni echo.lb.test landed on {:?}",
-        other.backend()
-    );
+    ensure!(named.backend().starts_with("farm h1 "), "sni h1.lb.test landed on {:?}", named.backend());
+    ensure!(other.backend() == "farm default (server 1)", "sni echo.lb.test landed on {:?}", other.backend());
     Ok(())
 }
 
@@ -142,29 +112,13 @@ fn source_rule_routes_by_client_address() -> Result<()> {
         .frontend(Frontend::new(1, "443").default_farm(DEFAULT_FARM))
         .farm(h1_farm())
         .farm(default_farm())
-        .route(Route::to_farm(1, 1, H1_FARM).rule(Rule::new(
-            "source",
-            "is",
-            &CLIENT_IP2.to_string(),
-        )));
+        .route(Route::to_farm(1, 1, H1_FARM).rule(Rule::new("source", "is", &CLIENT_IP2.to_string())));
     lab.start(&config)?;
-    let from_listed = lab
-        .client("h1.lb.test")
-        .alpn(&["http/1.1"])
-        .bind(CLIENT_IP2);
+    let from_listed = lab.client("h1.lb.test").alpn(&["http/1.1"]).bind(CLIENT_IP2);
     let from_other = lab.client("h1.lb.test").alpn(&["http/1.1"]).bind(CLIENT_IP);
-    let (listed, other) =
-        lab.in_cli(|| Ok((https_get(&from_listed, "/")?, https_get(&from_other, "/")?)))?;
-    ensure!(
-        listed.backend().starts_with("farm h1 "),
-        "{CLIENT_IP2} landed on {:?}",
-        listed.backend()
-    );
-    ensure!(
-        other.backend() == "farm default (server 1)",
-        "{CLIENT_IP} landed on {:?}",
-        other.backend()
-    );
+    let (listed, other) = lab.in_cli(|| Ok((https_get(&from_listed, "/")?, https_get(&from_other, "/")?)))?;
+    ensure!(listed.backend().starts_with("farm h1 "), "{CLIENT_IP2} landed on {:?}", listed.backend());
+    ensure!(other.backend() == "farm default (server 1)", "{CLIENT_IP} landed on {:?}", other.backend());
     Ok(())
 }
 
@@ -172,21 +126,18 @@ fn source_rule_routes_by_client_address() -> Result<()> {
 fn reject_route_closes_connection() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H1_FARM))
-        .farm(h1_farm())
-        .route(Route::reject(1, 1).rule(Rule::new("sni", "is", "blocked.lb.test")));
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM)).farm(h1_farm()).route(Route::reject(1, 1).rule(Rule::new(
+        "sni",
+        "is",
+        "blocked.lb.test",
+    )));
     lab.start(&config)?;
     let blocked = lab.client("blocked.lb.test").alpn(&["http/1.1"]);
     let allowed = lab.client("h1.lb.test").alpn(&["http/1.1"]);
     lab.in_cli(|| {
         ensure_closed(TlsClient::connect(&blocked), "sni blocked.lb.test")?;
         let r = https_get(&allowed, "/")?;
-        ensure!(
-            r.backend().starts_with("farm h1 "),
-            "sni h1.lb.test landed on {:?}",
-            r.backend()
-        );
+        ensure!(r.backend().starts_with("farm h1 "), "sni h1.lb.test landed on {:?}", r.backend());
         Ok(())
     })
 }
@@ -195,33 +146,22 @@ fn reject_route_closes_connection() -> Result<()> {
 fn no_match_and_no_default_farm_closes() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443"))
-        .farm(h2_farm())
-        .route(Route::to_farm(1, 1, H2_FARM).rule(Rule::new("protocol", "is", "http/2.0")));
+    let config =
+        Config::new().frontend(Frontend::new(1, "443")).farm(h2_farm()).route(Route::to_farm(1, 1, H2_FARM).rule(Rule::new("protocol", "is", "http/2.0")));
     lab.start(&config)?;
     let unmatched = lab.client("h1.lb.test").alpn(&["http/1.1"]);
     let matched = lab.client("h2.lb.test").alpn(&["h2", "http/1.1"]);
     lab.in_cli(|| {
-        ensure_closed(
-            TlsClient::connect(&unmatched),
-            "http/1.1 client without default farm",
-        )?;
+        ensure_closed(TlsClient::connect(&unmatched), "http/1.1 client without default farm")?;
         let r = https_get(&matched, "/")?;
-        ensure!(
-            r.backend().starts_with("farm h2 ") && r.version == "HTTP/2",
-            "{r:?}"
-        );
+        ensure!(r.backend().starts_with("farm h2 ") && r.version == "HTTP/2", "{r:?}");
         Ok(())
     })
 }
 
 /// Backend name → number of requests it answered.
 fn tally(lab: &Lab, port: u16, requests: usize) -> Result<BTreeMap<String, usize>> {
-    let opts = lab
-        .client("h1.lb.test")
-        .alpn(&["http/1.1"])
-        .connect_to(vip(port));
+    let opts = lab.client("h1.lb.test").alpn(&["http/1.1"]).connect_to(vip(port));
     lab.in_cli(|| {
         let mut seen = BTreeMap::new();
         for i in 0..requests {
@@ -236,9 +176,7 @@ fn tally(lab: &Lab, port: u16, requests: usize) -> Result<BTreeMap<String, usize
 fn round_robin_alternates_servers() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let weighted = Farm::new(10, "h1 weighted 3:1")
-        .server(Server::new(13, "10.77.2.4", 8443).weight(3))
-        .server(Server::new(14, "10.77.2.5", 8443).weight(1));
+    let weighted = Farm::new(10, "h1 weighted 3:1").server(Server::new(13, "10.77.2.4", 8443).weight(3)).server(Server::new(14, "10.77.2.5", 8443).weight(1));
     let config = Config::new()
         .frontend(Frontend::new(1, "443").default_farm(H1_FARM))
         .frontend(Frontend::new(2, "8443").default_farm(10))
@@ -248,20 +186,11 @@ fn round_robin_alternates_servers() -> Result<()> {
 
     let even = tally(&lab, 443, 10)?;
     ensure!(even.len() == 2, "weights 1:1 over 10 requests: {even:?}");
-    ensure!(
-        even.values().all(|&n| n == 5),
-        "weights 1:1 over 10 requests: {even:?}"
-    );
+    ensure!(even.values().all(|&n| n == 5), "weights 1:1 over 10 requests: {even:?}");
 
     let skewed = tally(&lab, 8443, 40)?;
-    ensure!(
-        skewed.get("farm h1 (server 1)") == Some(&30),
-        "weights 3:1 over 40 requests: {skewed:?}"
-    );
-    ensure!(
-        skewed.get("farm h1 (server 2)") == Some(&10),
-        "weights 3:1 over 40 requests: {skewed:?}"
-    );
+    ensure!(skewed.get("farm h1 (server 1)") == Some(&30), "weights 3:1 over 40 requests: {skewed:?}");
+    ensure!(skewed.get("farm h1 (server 2)") == Some(&10), "weights 3:1 over 40 requests: {skewed:?}");
     Ok(())
 }
 
@@ -270,9 +199,8 @@ fn ipv6_client_routed_to_ipv6_server() -> Result<()> {
     require_root!();
     let mut lab = Lab::new()?;
     lab.backends.tls("[fd77:2::2]:8443", &["h2"], "farm h2v6 (server 1)")?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(1))
-        .farm(Farm::new(1, "h2v6").port(8443).server(Server::new(1, "fd77:2::2", 8443)));
+    let config =
+        Config::new().frontend(Frontend::new(1, "443").default_farm(1)).farm(Farm::new(1, "h2v6").port(8443).server(Server::new(1, "fd77:2::2", 8443)));
     lab.start(&config)?;
     let frontend_v6: std::net::SocketAddr = "[fd77:1::1]:443".parse()?;
     let opts = lab.client("h2.lb.test").alpn(&["h2"]).connect_to(frontend_v6);

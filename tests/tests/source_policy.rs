@@ -45,9 +45,7 @@ fn served_from(lab: &Lab, source: Ipv4Addr) -> Result<String> {
 fn denied_source_is_refused_in_user_space_without_kernel_programs() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H1_FARM).denied(&["10.77.1.3/32"]))
-        .farm(h1_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM).denied(&["10.77.1.3/32"])).farm(h1_farm());
     lab.start_with(&config, without_kernel_programs())?;
     ensure!(refused_after_accept(&lab, CLIENT_IP2)?, "denied {CLIENT_IP2} was not refused");
     let refused_tls = lab.in_cli(|| https_get(&lab.client("h1.lb.test").alpn(&["http/1.1"]).bind(CLIENT_IP2), "/"));
@@ -61,9 +59,7 @@ fn denied_source_is_refused_in_user_space_without_kernel_programs() -> Result<()
 fn unlisted_source_is_refused_in_user_space_without_kernel_programs() -> Result<()> {
     require_root!();
     let mut lab = Lab::with_standard_backends()?;
-    let config = Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(H1_FARM).allowed(&["10.77.1.2/32"]))
-        .farm(h1_farm());
+    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(H1_FARM).allowed(&["10.77.1.2/32"])).farm(h1_farm());
     lab.start_with(&config, without_kernel_programs())?;
     let backend = served_from(&lab, CLIENT_IP)?;
     ensure!(backend.starts_with("farm h1 "), "listed {CLIENT_IP} landed on {backend:?}");

@@ -12,9 +12,7 @@ use lb_tests::{require_root, Lab, VethKind};
 const MIB: u64 = 1 << 20;
 
 fn echo_config() -> Config {
-    Config::new()
-        .frontend(Frontend::new(1, "443").default_farm(ECHO_FARM))
-        .farm(echo_farm())
+    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM)).farm(echo_farm())
 }
 
 #[test]
@@ -29,23 +27,14 @@ fn hundred_mib_each_way_is_byte_identical() -> Result<()> {
 fn hundred_mib_each_way(veth: VethKind) -> Result<()> {
     let mut lab = Lab::standard_on(veth)?;
     lab.start(&echo_config())?;
-    let opts = lab
-        .client("echo.lb.test")
-        .alpn(&["lb-echo"])
-        .timeout(Duration::from_secs(10));
+    let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
     let started = Instant::now();
     let report = lab.in_cli(|| echo_transfer(&opts, 100 * MIB, Duration::from_secs(20)))?;
     let took = started.elapsed();
     eprintln!("100 MiB each way in {took:?}: {report:?}");
-    ensure!(
-        report.sent == 100 * MIB && report.received == 100 * MIB,
-        "{report:?}"
-    );
+    ensure!(report.sent == 100 * MIB && report.received == 100 * MIB, "{report:?}");
     ensure!(report.sent_sha256 == report.received_sha256, "{report:?}");
-    ensure!(
-        report.close_notify_received,
-        "the server's close_notify did not arrive: {report:?}"
-    );
+    ensure!(report.close_notify_received, "the server's close_notify did not arrive: {report:?}");
     Ok(())
 }
 
@@ -71,20 +60,9 @@ fn half_close(veth: VethKind) -> Result<()> {
         session.read_to_eof()?;
         Ok((at_shutdown, session.report()))
     })?;
-    ensure!(
-        at_shutdown < report.sent,
-        "everything was echoed before the half-close: nothing proven"
-    );
-    ensure!(
-        report.received == report.sent,
-        "after half-close got {} of {} bytes",
-        report.received,
-        report.sent
-    );
+    ensure!(at_shutdown < report.sent, "everything was echoed before the half-close: nothing proven");
+    ensure!(report.received == report.sent, "after half-close got {} of {} bytes", report.received, report.sent);
     ensure!(report.sent_sha256 == report.received_sha256, "{report:?}");
-    ensure!(
-        report.close_notify_received,
-        "the server's own close did not come back: {report:?}"
-    );
+    ensure!(report.close_notify_received, "the server's own close did not come back: {report:?}");
     Ok(())
 }

@@ -33,8 +33,7 @@ pub enum Micro {
 
 /// The client, server and peer load-balancer programs the network benchmark runs, by Debian
 /// package.
-const TOOLS: &[(&str, &str)] =
-    &[("ip", "iproute2"), ("curl", "curl"), ("nginx", "nginx"), ("h2load", "nghttp2-client"), ("haproxy", "haproxy")];
+const TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("curl", "curl"), ("nginx", "nginx"), ("h2load", "nghttp2-client"), ("haproxy", "haproxy")];
 
 /// The package of nginx's stream module where nginx builds it as a dynamic module (Debian).
 const NGINX_STREAM_PACKAGE: &str = "libnginx-mod-stream";
@@ -66,25 +65,20 @@ fn ensure_nginx_stream() -> Result<()> {
     let out = command(nginx.to_str().unwrap_or("nginx")).arg("-V").output().context("nginx -V")?;
     // nginx -V prints on stderr.
     let text = String::from_utf8_lossy(&out.stderr);
-    let configure: Vec<&str> =
-        text.lines().find_map(|l| l.strip_prefix("configure arguments:")).unwrap_or("").split_whitespace().collect();
+    let configure: Vec<&str> = text.lines().find_map(|l| l.strip_prefix("configure arguments:")).unwrap_or("").split_whitespace().collect();
     if configure.contains(&"--with-stream") {
         return Ok(());
     }
     if !configure.contains(&"--with-stream=dynamic") {
         bail!("{} has no stream module (the nginx-stream mode needs one): {text}", nginx.display());
     }
-    let installed =
-        packages::files_of(NGINX_STREAM_PACKAGE).iter().any(|p| p.ends_with("ngx_stream_module.so") && p.is_file());
+    let installed = packages::files_of(NGINX_STREAM_PACKAGE).iter().any(|p| p.ends_with("ngx_stream_module.so") && p.is_file());
     if installed {
         return Ok(());
     }
     packages::update()?;
     match packages::candidate(NGINX_STREAM_PACKAGE)? {
         Some(_) => packages::install(&[NGINX_STREAM_PACKAGE]),
-        None => bail!(
-            "{} builds its stream module as a dynamic module and apt has no {NGINX_STREAM_PACKAGE} to install",
-            nginx.display()
-        ),
+        None => bail!("{} builds its stream module as a dynamic module and apt has no {NGINX_STREAM_PACKAGE} to install", nginx.display()),
     }
 }

@@ -34,9 +34,7 @@ pub fn package() -> Result<()> {
         generate(&bin, "completions", &staging.join("completions"))?;
     }
     let out_dir = workspace_root().join("target").join("debian");
-    let printed = output(
-        command("cargo").args(["deb", "--package", "lb-user", "--no-build", "--strip", "--output"]).arg(&out_dir),
-    )?;
+    let printed = output(command("cargo").args(["deb", "--package", "lb-user", "--no-build", "--strip", "--output"]).arg(&out_dir))?;
     // cargo-deb prints the package's path as its last line.
     let deb = printed.lines().rev().map(str::trim).find(|l| l.ends_with(".deb")).map(PathBuf::from);
     let deb = deb.with_context(|| format!("cargo deb printed no .deb path:\n{printed}"))?;

@@ -45,10 +45,7 @@ pub fn check(deb: &Path) -> Result<()> {
     let root = install(deb)?;
     check_installed(&root)?;
     verify_unit(&root)?;
-    eprintln!(
-        "xtask: package checked: contents, dpkg -i into {}, lb-user check, systemd-analyze verify",
-        root.display()
-    );
+    eprintln!("xtask: package checked: contents, dpkg -i into {}, lb-user check, systemd-analyze verify", root.display());
     Ok(())
 }
 
@@ -59,8 +56,7 @@ fn deb_str(deb: &Path) -> Result<&str> {
 fn check_contents(deb: &Path) -> Result<()> {
     let listing = output(command("dpkg-deb").args(["--contents", deb_str(deb)?]))?;
     // Lines end with `./usr/bin/lb-user` (or `./a -> b` for links).
-    let files: Vec<&str> =
-        listing.lines().filter_map(|l| l.split_whitespace().nth(5)).map(|p| p.trim_start_matches("./")).collect();
+    let files: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().nth(5)).map(|p| p.trim_start_matches("./")).collect();
     let missing: Vec<&&str> = EXPECTED.iter().filter(|e| !files.contains(e)).collect();
     ensure!(missing.is_empty(), "{} lacks {missing:?}; it holds:\n{listing}", deb.display());
     let conffiles = output(command("dpkg-deb").args(["--info", deb_str(deb)?, "conffiles"]))?;
@@ -101,9 +97,7 @@ fn check_installed(root: &Path) -> Result<()> {
         ensure!(!version.trim().is_empty(), "{} --version printed nothing", bin.display());
     }
     let lb_user = root.join("usr/bin/lb-user");
-    let said = output(
-        command(lb_user.to_str().context("UTF-8 path")?).args(["check", "--config"]).arg(root.join(SAMPLE_CONFIG)),
-    )?;
+    let said = output(command(lb_user.to_str().context("UTF-8 path")?).args(["check", "--config"]).arg(root.join(SAMPLE_CONFIG)))?;
     ensure!(said.contains("configuration is valid"), "lb-user check on the sample said: {said}");
     Ok(())
 }

@@ -26,21 +26,13 @@ pub fn update() -> Result<()> {
 /// `apt-get install` of `packages` (the lists updated first, see [`update`]).
 pub fn install(packages: &[&str]) -> Result<()> {
     eprintln!("xtask: installing {}", packages.join(", "));
-    run(command("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    run(command("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// The version apt would install of `package` (`apt-cache policy`'s candidate), if any.
 pub fn candidate(package: &str) -> Result<Option<String>> {
     let policy = output(command("apt-cache").args(["policy", package]))?;
-    Ok(policy
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Candidate:"))
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && *v != "(none)")
-        .map(String::from))
+    Ok(policy.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(str::trim).filter(|v| !v.is_empty() && *v != "(none)").map(String::from))
 }
 
 /// The files package `package` installed (`dpkg -L`); empty when it is not installed.
@@ -54,8 +46,5 @@ pub fn files_of(package: &str) -> Vec<PathBuf> {
 /// `cmd` on PATH, or in /usr/sbin, /sbin.
 pub fn find(cmd: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from)).map(|d| d.join(cmd)).find(|p| p.is_file())
 }

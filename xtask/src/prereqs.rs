@@ -121,9 +121,7 @@ fn present(probe: &Probe) -> bool {
     match probe {
         Probe::Command(name) => packages::find(name).is_some(),
         Probe::File(path) => Path::new(path).is_file(),
-        Probe::PythonVenv => {
-            command("python3").args(["-c", "import venv, ensurepip"]).output().is_ok_and(|o| o.status.success())
-        }
+        Probe::PythonVenv => command("python3").args(["-c", "import venv, ensurepip"]).output().is_ok_and(|o| o.status.success()),
     }
 }
 

@@ -31,19 +31,14 @@ pub struct Options {
 
 pub fn soak(opts: &Options) -> Result<()> {
     if opts.minutes == 0 || opts.minutes > MAX_MINUTES {
-        bail!(
-            "--minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)",
-            opts.minutes
-        );
+        bail!("--minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)", opts.minutes);
     }
     if !nix_is_root() {
         bail!("the soak creates network namespaces and attaches kernel programs: run as root");
     }
     // The same programs as the demo: iproute2, curl.
     prereqs::demo()?;
-    let built = build(&build::Options {
-        release: opts.release,
-    })?;
+    let built = build(&build::Options { release: opts.release })?;
     let mut cmd = command(built.bin("lb-soak").to_str().unwrap_or("lb-soak"));
     cmd.args(["--minutes", &opts.minutes.to_string(), "--veth", &opts.veth]);
     if let Some(seed) = opts.seed {

@@ -43,12 +43,7 @@ pub fn test(opts: &Options) -> Result<()> {
     if !opts.no_fuzz {
         // A smoke run, repeatable (fixed seed and run count) so CI never fails on a finding
         // it cannot reproduce; the open-ended campaigns are `cargo xtask fuzz --secs N`.
-        crate::fuzz::fuzz(&crate::fuzz::Options {
-            secs: 60,
-            runs: Some(20_000),
-            seed: Some(1),
-            targets: Vec::new(),
-        })?;
+        crate::fuzz::fuzz(&crate::fuzz::Options { secs: 60, runs: Some(20_000), seed: Some(1), targets: Vec::new() })?;
     }
     Ok(())
 }

@@ -77,7 +77,8 @@ impl Balancer {
     /// inactive and zero-weight ones included (they are left out here).
     pub fn new(balance: Balance, backends: &[Backend], sticky: Option<Arc<StickyTable>>) -> Self {
         let group = |backup: bool| {
-            let mut members: Vec<usize> = (0..backends.len()).filter(|&i| backends[i].backup == backup && backends[i].active && backends[i].weight > 0).collect();
+            let mut members: Vec<usize> =
+                (0..backends.len()).filter(|&i| backends[i].backup == backup && backends[i].active && backends[i].weight > 0).collect();
             // `first` fills servers in id order; a stable order also keeps tables reproducible.
             members.sort_by_key(|&i| backends[i].id);
             Group::new(balance, backends, members)
@@ -107,7 +108,11 @@ impl Balancer {
 
     /// Regular servers while any can serve; backups only when none can.
     fn group_in_use(&self, usable: &impl Fn(usize) -> bool) -> &Group {
-        if self.primary.members.iter().any(|&i| usable(i)) { &self.primary } else { &self.backup }
+        if self.primary.members.iter().any(|&i| usable(i)) {
+            &self.primary
+        } else {
+            &self.backup
+        }
     }
 }
 
@@ -119,7 +124,8 @@ impl Group {
             Balance::Leastconn => Algorithm::LeastConn(RoundRobin::new(&vec![1; members.len()])),
             Balance::First => Algorithm::First,
             Balance::Source => {
-                let identities: Vec<(Vec<u8>, u32)> = members.iter().map(|&i| (format!("{}#{}", backends[i].id, backends[i].address).into_bytes(), backends[i].weight)).collect();
+                let identities: Vec<(Vec<u8>, u32)> =
+                    members.iter().map(|&i| (format!("{}#{}", backends[i].id, backends[i].address).into_bytes(), backends[i].weight)).collect();
                 Algorithm::Source(Maglev::new(&identities))
             }
         };

@@ -30,9 +30,7 @@ impl ClientHello {
 
     /// The ALPN protocol ids offered, in the client's order (empty without the extension).
     pub fn alpn(&self) -> Alpn<'_> {
-        Alpn {
-            rest: self.alpn.map(|s| self.data.get(s)).unwrap_or_default(),
-        }
+        Alpn { rest: self.alpn.map(|s| self.data.get(s)).unwrap_or_default() }
     }
 
     /// True if the client sent the ALPN extension.
@@ -53,9 +51,7 @@ impl ClientHello {
     /// The versions of the supported_versions extension, in the client's order (GREASE
     /// values included); empty without the extension.
     pub fn supported_versions(&self) -> SupportedVersions<'_> {
-        SupportedVersions {
-            rest: self.versions.map(|s| self.data.get(s)).unwrap_or_default(),
-        }
+        SupportedVersions { rest: self.versions.map(|s| self.data.get(s)).unwrap_or_default() }
     }
 
     /// True if the client sent the supported_versions extension.
@@ -85,22 +81,14 @@ impl fmt::Debug for ClientHello {
         struct Ids<'a>(Alpn<'a>);
         impl fmt::Debug for Ids<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list()
-                    .entries(self.0.clone().map(String::from_utf8_lossy))
-                    .finish()
+                f.debug_list().entries(self.0.clone().map(String::from_utf8_lossy)).finish()
             }
         }
         f.debug_struct("ClientHello")
             .field("sni", &self.sni())
             .field("alpn", &Ids(self.alpn()))
-            .field(
-                "legacy_version",
-                &format_args!("{:#06x}", self.legacy_version),
-            )
-            .field(
-                "supported_versions",
-                &self.supported_versions().collect::<Vec<_>>(),
-            )
+            .field("legacy_version", &format_args!("{:#06x}", self.legacy_version))
+            .field("supported_versions", &self.supported_versions().collect::<Vec<_>>())
             .field("hello_len", &self.hello_len)
             .field("wire_len", &self.wire_len)
             .field("records", &self.records)

@@ -29,10 +29,7 @@ pub(super) fn supported_versions(mut ext: Cursor<'_>) -> Result<&[u8], HelloErro
     let mut list = ext.vec_u8("supported_versions list truncated")?;
     ext.finish("bytes after supported_versions list")?;
     if list.is_empty() || list.len() % 2 != 0 {
-        return Err(malformed(
-            "supported_versions length not a positive even number",
-            at,
-        ));
+        return Err(malformed("supported_versions length not a positive even number", at));
     }
     Ok(list.rest())
 }

@@ -34,10 +34,7 @@ pub(super) fn client_hello(body: &[u8], hello: &mut ClientHello) -> Result<(), H
     let at = c.offset();
     let suites = c.vec_u16("cipher_suites truncated")?;
     if suites.is_empty() || suites.len() % 2 != 0 {
-        return Err(malformed(
-            "cipher_suites length not a positive even number",
-            at,
-        ));
+        return Err(malformed("cipher_suites length not a positive even number", at));
     }
 
     let at = c.offset();
@@ -78,10 +75,7 @@ pub(super) fn client_hello(body: &[u8], hello: &mut ClientHello) -> Result<(), H
 /// Calls `visit(type, hello offset, data)` for each extension of an extensions block
 /// (without its length prefix), in order, stopping at the first error.
 #[inline]
-fn each_extension<'a>(
-    mut block: Cursor<'a>,
-    mut visit: impl FnMut(u16, usize, Cursor<'a>) -> Result<(), HelloError>,
-) -> Result<(), HelloError> {
+fn each_extension<'a>(mut block: Cursor<'a>, mut visit: impl FnMut(u16, usize, Cursor<'a>) -> Result<(), HelloError>) -> Result<(), HelloError> {
     let mut at = block.offset();
     let mut rest = block.rest();
     while let [t0, t1, l0, l1, tail @ ..] = rest {
@@ -89,11 +83,7 @@ fn each_extension<'a>(
         let Some((data, tail)) = tail.split_at_checked(len) else {
             return Err(malformed("extension data truncated", at + 4));
         };
-        visit(
-            u16::from_be_bytes([*t0, *t1]),
-            at,
-            Cursor::new(data, at + 4),
-        )?;
+        visit(u16::from_be_bytes([*t0, *t1]), at, Cursor::new(data, at + 4))?;
         rest = tail;
         at += 4 + len;
     }

@@ -82,10 +82,7 @@ impl std::fmt::Debug for HelloReader {
             .field("state", &state)
             .field("bytes_read", &self.offset)
             .field("records", &self.records)
-            .field(
-                "hello_len",
-                &(self.handshake_header_len == HANDSHAKE_HEADER_LEN).then_some(self.body_len),
-            )
+            .field("hello_len", &(self.handshake_header_len == HANDSHAKE_HEADER_LEN).then_some(self.body_len))
             .finish_non_exhaustive()
     }
 }
@@ -165,11 +162,7 @@ impl HelloReader {
         self.body = Vec::new();
     }
 
-    fn advance(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Option<ClientHello>,
-    ) -> Result<Step, HelloError> {
+    fn advance(&mut self, mut input: &[u8], out: &mut Option<ClientHello>) -> Result<Step, HelloError> {
         while !input.is_empty() {
             if self.record_left == 0 {
                 input = match self.record_header(input)? {
@@ -214,10 +207,7 @@ impl HelloReader {
         if let Header::Handshake(len) = header {
             if self.records == MAX_RECORDS {
                 let offset = self.record_start;
-                return Err(HelloError::TooManyRecords {
-                    max: MAX_RECORDS,
-                    offset,
-                });
+                return Err(HelloError::TooManyRecords { max: MAX_RECORDS, offset });
             }
             self.record_left = len;
             self.record_header_len = 0;
@@ -228,11 +218,7 @@ impl HelloReader {
 
     /// Takes handshake bytes of one record; once the hello's last byte is in, parses it into
     /// `out` and returns true.
-    fn handshake(
-        &mut self,
-        mut payload: &[u8],
-        out: &mut Option<ClientHello>,
-    ) -> Result<bool, HelloError> {
+    fn handshake(&mut self, mut payload: &[u8], out: &mut Option<ClientHello>) -> Result<bool, HelloError> {
         if self.handshake_header_len < HANDSHAKE_HEADER_LEN {
             let have = self.handshake_header_len;
             let n = (HANDSHAKE_HEADER_LEN - have).min(payload.len());
@@ -258,10 +244,7 @@ impl HelloReader {
             let [a, b, c] = len;
             self.body_len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
             if self.body_len > self.max_len {
-                return Err(HelloError::TooLarge {
-                    len: self.body_len,
-                    max: self.max_len,
-                });
+                return Err(HelloError::TooLarge { len: self.body_len, max: self.max_len });
             }
         }
         let need = self.body_len - self.body.len();
@@ -279,8 +262,7 @@ impl HelloReader {
             self.body.reserve(self.body_len.min(INITIAL_BODY_CAPACITY));
         }
         let n = need.min(payload.len());
-        self.body
-            .extend_from_slice(payload.get(..n).unwrap_or_default());
+        self.body.extend_from_slice(payload.get(..n).unwrap_or_default());
         self.offset += n;
         if self.body.len() < self.body_len {
             return Ok(false);

@@ -27,14 +27,7 @@ pub(super) enum Header {
 pub(super) fn judge(prefix: &[u8], first: bool, offset: usize) -> Result<Header, HelloError> {
     if let Some(&content_type) = prefix.first() {
         if content_type != CONTENT_TYPE_HANDSHAKE {
-            return if first {
-                Ok(Header::NotTls)
-            } else {
-                Err(HelloError::UnexpectedRecordType {
-                    content_type,
-                    offset,
-                })
-            };
+            return if first { Ok(Header::NotTls) } else { Err(HelloError::UnexpectedRecordType { content_type, offset }) };
         }
     }
     if let Some(&major) = prefix.get(1) {
@@ -54,11 +47,7 @@ pub(super) fn judge(prefix: &[u8], first: bool, offset: usize) -> Result<Header,
     match usize::from(u16::from_be_bytes([*hi, *lo])) {
         0 if first => Ok(Header::NotTls),
         0 => Err(HelloError::EmptyRecord { offset }),
-        len if len > MAX_RECORD_LEN => Err(HelloError::RecordTooLarge {
-            len,
-            max: MAX_RECORD_LEN,
-            offset,
-        }),
+        len if len > MAX_RECORD_LEN => Err(HelloError::RecordTooLarge { len, max: MAX_RECORD_LEN, offset }),
         len => Ok(Header::Handshake(len)),
     }
 }

@@ -46,11 +46,7 @@ impl SeenExtensions {
         }
         // Unused slots hold 0, which no high type equals; a branch-free scan of all slots
         // compiles to a few vector compares.
-        if self
-            .high
-            .iter()
-            .fold(false, |found, &t| found | (t == ext_type))
-        {
+        if self.high.iter().fold(false, |found, &t| found | (t == ext_type)) {
             return false;
         }
         if let Some(slot) = self.high.get_mut(self.high_len) {

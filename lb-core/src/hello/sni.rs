@@ -62,12 +62,7 @@ const CLASS: [Class; 256] = {
 
 /// Checks `name` (found at hello offset `base`) is a plausible DNS name.
 pub(super) fn check_dns_name(name: &[u8], base: usize) -> Result<(), HelloError> {
-    let bad = |what, i: usize| {
-        Err(HelloError::InvalidServerName {
-            what,
-            offset: base + i,
-        })
-    };
+    let bad = |what, i: usize| Err(HelloError::InvalidServerName { what, offset: base + i });
     if name.is_empty() {
         return bad("empty host_name", 0);
     }

@@ -29,10 +29,7 @@ pub(super) enum Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage::Inline {
-            len: 0,
-            buf: [0; INLINE],
-        }
+        Storage::Inline { len: 0, buf: [0; INLINE] }
     }
 }
 
@@ -66,10 +63,7 @@ impl Storage {
             Storage::Heap(v) => v.extend_from_slice(bytes),
         }
         // Hellos are capped far below 4 GiB, so these conversions cannot saturate in practice.
-        Span {
-            start: u32::try_from(start).unwrap_or(u32::MAX),
-            len: u32::try_from(bytes.len()).unwrap_or(0),
-        }
+        Span { start: u32::try_from(start).unwrap_or(u32::MAX), len: u32::try_from(bytes.len()).unwrap_or(0) }
     }
 
     pub(super) fn get(&self, span: Span) -> &[u8] {

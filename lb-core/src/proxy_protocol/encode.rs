@@ -5,8 +5,8 @@ use std::{io::Write, net::IpAddr};
 use thiserror::Error;
 
 use super::{
-    ProxyHeader, WireAddrs, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, TLV_HEADER_LEN, V1_MAX_LEN, V2_CMD_PROXY, V2_FIXED_LEN, V2_SIGNATURE, V2_TCP4,
-    V2_TCP4_ADDR_LEN, V2_TCP6, V2_TCP6_ADDR_LEN,
+    ProxyHeader, WireAddrs, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, TLV_HEADER_LEN, V1_MAX_LEN, V2_CMD_PROXY, V2_FIXED_LEN, V2_SIGNATURE, V2_TCP4, V2_TCP4_ADDR_LEN,
+    V2_TCP6, V2_TCP6_ADDR_LEN,
 };
 use crate::model::ProxyProtocolVersion;
 
@@ -16,19 +16,14 @@ pub enum EncodeError {
     /// The v2 length field is 16 bits: addresses and TLVs together must fit in 65,535 bytes.
     #[error("PROXY v2 addresses and TLVs take {len} bytes, above the 65535-byte limit of the length field (authority {authority} bytes, ALPN {alpn} bytes)")]
     TooLong {
-
         /// Bytes after the fixed header.
-
         len: usize,
 
         /// Of which the SNI TLV value.
-
         authority: usize,
 
         /// Of which the ALPN TLV value.
-
         alpn: usize,
-
     },
 }
 

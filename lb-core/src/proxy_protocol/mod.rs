@@ -95,12 +95,7 @@ impl<'a> ProxyHeader<'a> {
     /// The header for a connection whose ClientHello was read (`None`: not read, or not TLS):
     /// its SNI as the authority and its first offered ALPN id.
     pub fn for_connection(client: SocketAddr, frontend: SocketAddr, hello: Option<&'a ClientHello>) -> Self {
-        Self {
-            client,
-            frontend,
-            authority: hello.and_then(ClientHello::sni).map(str::as_bytes),
-            alpn: hello.and_then(|h| h.alpn().next()),
-        }
+        Self { client, frontend, authority: hello.and_then(ClientHello::sni).map(str::as_bytes), alpn: hello.and_then(|h| h.alpn().next()) }
     }
 }
 

@@ -9,8 +9,8 @@ use std::{
 use thiserror::Error;
 
 use super::{
-    ProxyHeader, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, TLV_HEADER_LEN, V1_MAX_LEN, V1_PREFIX, V2_CMD_LOCAL, V2_CMD_PROXY, V2_FIXED_LEN, V2_SIGNATURE,
-    V2_TCP4, V2_TCP4_ADDR_LEN, V2_TCP6, V2_TCP6_ADDR_LEN, V2_UNSPEC,
+    ProxyHeader, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, TLV_HEADER_LEN, V1_MAX_LEN, V1_PREFIX, V2_CMD_LOCAL, V2_CMD_PROXY, V2_FIXED_LEN, V2_SIGNATURE, V2_TCP4,
+    V2_TCP4_ADDR_LEN, V2_TCP6, V2_TCP6_ADDR_LEN, V2_UNSPEC,
 };
 use crate::model::ProxyProtocolVersion;
 
@@ -20,15 +20,11 @@ pub enum ParseError {
     /// Everything so far is valid; at least `need` bytes in all are needed to decide.
     #[error("PROXY header incomplete: {have} bytes so far, at least {need} needed")]
     Incomplete {
-
         /// Bytes given.
-
         have: usize,
 
         /// Bytes needed at least.
-
         need: usize,
-
     },
     /// Neither the v1 `PROXY ` prefix nor the v2 signature.
     #[error("not a PROXY protocol header (neither the v1 \"PROXY \" prefix nor the v2 signature)")]
@@ -36,24 +32,17 @@ pub enum ParseError {
     /// A v1 line longer than the specification allows.
     #[error("PROXY v1 line has no CRLF within the first {max} bytes")]
     V1TooLong {
-
         /// The longest v1 line (107 bytes).
-
         max: usize,
-
     },
     /// A v1 line that does not follow the grammar.
     #[error("PROXY v1 line: {what} at offset {offset}")]
     V1Malformed {
-
         /// The part at fault.
-
         what: &'static str,
 
         /// Where it starts.
-
         offset: usize,
-
     },
     /// The 13th byte: version 2 with command LOCAL (0x20) or PROXY (0x21) expected.
     #[error("PROXY v2 version/command byte {0:#04x} is neither LOCAL (0x20) nor PROXY (0x21)")]
@@ -64,28 +53,20 @@ pub enum ParseError {
     /// A v2 header too short for the addresses of its family.
     #[error("PROXY v2 length {len} is shorter than the {need}-byte address block of its family")]
     V2ShortAddresses {
-
         /// The header's length field.
-
         len: usize,
 
         /// The family's address block size.
-
         need: usize,
-
     },
     /// A v2 TLV that overruns the header or is malformed.
     #[error("PROXY v2 TLV at offset {offset}: {what}")]
     V2Tlv {
-
         /// What is wrong with it.
-
         what: &'static str,
 
         /// Where the TLV starts.
-
         offset: usize,
-
     },
 }
 
@@ -167,14 +148,7 @@ fn parse_v1(input: &[u8]) -> Result<Parsed<'_>, ParseError> {
         });
     };
     let len = end + 2;
-    let unknown = Parsed {
-        version: ProxyProtocolVersion::V1,
-        command: Command::Proxy,
-        addresses: Addresses::Unknown,
-        authority: None,
-        alpn: None,
-        len,
-    };
+    let unknown = Parsed { version: ProxyProtocolVersion::V1, command: Command::Proxy, addresses: Addresses::Unknown, authority: None, alpn: None, len };
     let mut fields = Fields { line: &input[..end], at: V1_PREFIX.len() };
     let proto = fields.next("missing protocol")?;
     match proto.1 {
@@ -281,10 +255,7 @@ fn v2_addresses(block: &[u8]) -> Addresses {
         Err(_) => IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default()),
     };
     let port = |at: usize| u16::from_be_bytes([ports[at], ports[at + 1]]);
-    Addresses::Tcp {
-        client: SocketAddr::new(ip(&ips[..half]), port(0)),
-        frontend: SocketAddr::new(ip(&ips[half..]), port(2)),
-    }
+    Addresses::Tcp { client: SocketAddr::new(ip(&ips[..half]), port(0)), frontend: SocketAddr::new(ip(&ips[half..]), port(2)) }
 }
 
 /// Walks the TLVs, keeping ALPN and authority; other types are skipped unchecked (CRC32C

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    model::ProxyProtocolVersion::{V1, V2},
     hello::{HelloReader, Progress},
+    model::ProxyProtocolVersion::{V1, V2},
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -19,10 +19,7 @@ fn addr(s: &str) -> SocketAddr {
 fn chrome_hello() -> ClientHello {
     let text = include_str!("../../tests/fixtures/chrome_hello.hex");
     let digits: Vec<u8> = text.lines().filter(|l| !l.starts_with('#')).flat_map(str::bytes).filter(u8::is_ascii_hexdigit).collect();
-    let bytes: Vec<u8> = digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ascii"), 16).expect("hex"))
-        .collect();
+    let bytes: Vec<u8> = digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ascii"), 16).expect("hex")).collect();
     match HelloReader::new().feed(&bytes) {
         Ok(Progress::Complete(hello)) => hello,
         other => panic!("fixture is a complete hello: {other:?}"),
@@ -180,10 +177,7 @@ fn parser_errors_are_typed_and_located() {
         (v2(&[0x21, 0x21, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), V2ShortAddresses { len: 12, need: 36 }),
         (v2(&[0x21, 0x11, 0, 14, 1, 1, 1, 1, 2, 2, 2, 2, 0, 1, 0, 2, 0x01, 0]), V2Tlv { what: "truncated TLV header", offset: 28 }),
         (v2(&[0x21, 0x11, 0, 16, 1, 1, 1, 1, 2, 2, 2, 2, 0, 1, 0, 2, 0x02, 0, 2, b'a']), V2Tlv { what: "value runs past the header's end", offset: 28 }),
-        (
-            v2(&[0x21, 0x11, 0, 20, 1, 1, 1, 1, 2, 2, 2, 2, 0, 1, 0, 2, 0x01, 0, 1, b'a', 0x01, 0, 1, b'b']),
-            V2Tlv { what: "duplicate ALPN TLV", offset: 32 },
-        ),
+        (v2(&[0x21, 0x11, 0, 20, 1, 1, 1, 1, 2, 2, 2, 2, 0, 1, 0, 2, 0x01, 0, 1, b'a', 0x01, 0, 1, b'b']), V2Tlv { what: "duplicate ALPN TLV", offset: 32 }),
     ];
     for (input, expected) in cases {
         assert_eq!(parse(&input), Err(expected), "input {:?}", String::from_utf8_lossy(&input));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Rule, RouteAction, Server};
+use crate::model::{RouteAction, Rule, Server};
 
 fn farm(id: u32) -> Farm {
     Farm {
@@ -53,7 +53,6 @@ fn invalid_configurations_name_object_and_field() {
     assert!(e.to_string().contains("server 10: field `address`"), "{e}");
 }
 
-
 #[test]
 fn idle_timeout_defaults_to_900_s_zero_disables_it_and_out_of_range_names_the_field() {
     let mut c = config(None, vec![]);
@@ -68,7 +67,6 @@ fn idle_timeout_defaults_to_900_s_zero_disables_it_and_out_of_range_names_the_fi
     assert!(e.to_string().contains("0..=604800"), "{e}");
 }
 
-
 #[test]
 fn ports_parse_lists_and_ranges() {
     assert_eq!(parse_ports("443").unwrap(), vec![443]);
@@ -81,7 +79,6 @@ fn ports_parse_lists_and_ranges() {
     assert!(parse_ports("a").is_err());
 }
 
-
 #[test]
 fn frontends_sharing_a_port_conflict_unless_on_distinct_addresses() {
     let mut c = config(None, vec![]);
@@ -91,7 +88,6 @@ fn frontends_sharing_a_port_conflict_unless_on_distinct_addresses() {
     c.frontends[1].dedicated_ipfo = Some(vec!["10.0.0.2/32".into()]);
     assert!(compile(&c).is_ok());
 }
-
 
 #[test]
 fn source_lists_admit_and_refuse_as_configured() {
@@ -108,7 +104,6 @@ fn source_lists_admit_and_refuse_as_configured() {
     assert!(!allow.admits(ip("11.0.0.1")));
     assert!(!allow.admits(ip("::1")));
 }
-
 
 #[test]
 fn routes_are_evaluated_reject_first_then_by_weight_then_by_creation() {

@@ -21,9 +21,7 @@ pub struct FrontendPath {
 }
 
 pub fn routes() -> OpenApiRouter<Api> {
-    OpenApiRouter::new()
-        .routes(routes!(list_frontends, create_frontend))
-        .routes(routes!(get_frontend, update_frontend, delete_frontend))
+    OpenApiRouter::new().routes(routes!(list_frontends, create_frontend)).routes(routes!(get_frontend, update_frontend, delete_frontend))
 }
 
 /// Frontend ids.

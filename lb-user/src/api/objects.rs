@@ -47,7 +47,16 @@ impl From<Farm> for FarmBody {
 
 impl From<FarmBody> for Farm {
     fn from(f: FarmBody) -> Self {
-        Farm { farm_id: f.farm_id, zone: f.zone, port: f.port, balance: f.balance, stickiness: f.stickiness, probe: f.probe, display_name: f.display_name, servers: Vec::new() }
+        Farm {
+            farm_id: f.farm_id,
+            zone: f.zone,
+            port: f.port,
+            balance: f.balance,
+            stickiness: f.stickiness,
+            probe: f.probe,
+            display_name: f.display_name,
+            servers: Vec::new(),
+        }
     }
 }
 
@@ -192,7 +201,15 @@ pub struct RouteBody {
 impl From<RouteView> for RouteBody {
     fn from(v: RouteView) -> Self {
         let r = v.route;
-        Self { route_id: r.route_id, frontend_id: r.frontend_id, action: r.action, weight: r.weight, display_name: r.display_name, rules: r.rules, status: Some(v.status) }
+        Self {
+            route_id: r.route_id,
+            frontend_id: r.frontend_id,
+            action: r.action,
+            weight: r.weight,
+            display_name: r.display_name,
+            rules: r.rules,
+            status: Some(v.status),
+        }
     }
 }
 

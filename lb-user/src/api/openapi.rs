@@ -78,7 +78,9 @@ pub fn complete(mut doc: OpenApi, bearer: bool) -> OpenApi {
         for name in partial_schemas {
             if let Some(RefOr::T(Schema::Object(mut object))) = components.schemas.get(&name).cloned() {
                 object.required.clear();
-                object.description = Some(format!("Fields of {name} to change: any subset of its writable fields; `null` unsets a nullable field, read-only fields are ignored."));
+                object.description = Some(format!(
+                    "Fields of {name} to change: any subset of its writable fields; `null` unsets a nullable field, read-only fields are ignored."
+                ));
                 components.schemas.insert(format!("{name}Update"), RefOr::T(Schema::Object(object)));
             }
         }

@@ -10,7 +10,10 @@ use super::{
     extract::{parse, ApiPath, JsonBody},
     Api,
 };
-use crate::{control::{PendingChange, ServiceStatus}, store::Task};
+use crate::{
+    control::{PendingChange, ServiceStatus},
+    store::Task,
+};
 use lb_core::probe::PROBES;
 use lb_core::routing::FIELDS;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::{daemon::apply::ApplyError, control::Traffic, store::Store};
+use crate::{control::Traffic, daemon::apply::ApplyError, store::Store};
 use lb_core::model::ServiceConfig;
 
 struct NoTraffic;
@@ -166,7 +166,12 @@ async fn invalid_input_answers_400_naming_the_field() {
     let a = h.send(Method::POST, "/ipLoadbalancing/lb/tcp/frontend", Some("{\"port\": "), None).await;
     assert_error(&a, StatusCode::BAD_REQUEST, "Client::BadRequest", "malformed JSON");
     assert_error(&h.call(Method::PUT, "/tcp/frontend/1", Some(json!([1]))).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "JSON object");
-    assert_error(&h.call(Method::PUT, "/tcp/frontend/1", Some(json!({"port": "0"}))).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "frontend 1: field `port`");
+    assert_error(
+        &h.call(Method::PUT, "/tcp/frontend/1", Some(json!({"port": "0"}))).await,
+        StatusCode::BAD_REQUEST,
+        "Client::BadRequest",
+        "frontend 1: field `port`",
+    );
     assert_error(&h.get("/tcp/frontend/x").await, StatusCode::BAD_REQUEST, "Client::BadRequest", "frontendId");
     assert_error(&h.post("/refresh", json!({"zone": "gra"})).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "zone");
     assert_eq!(h.get("/pendingChanges").await.body[0]["number"], 7, "nothing refused was counted");
@@ -304,7 +309,12 @@ async fn idle_timeout_is_a_frontend_field_and_out_of_range_names_it() {
     let a = h.post("/tcp/frontend", json!({"port": "443", "idleTimeout": 30})).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(h.get("/tcp/frontend/1").await.body["idleTimeout"], json!(30));
-    assert_error(&h.post("/tcp/frontend", json!({"port": "444", "idleTimeout": 604_801})).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "`idleTimeout`");
+    assert_error(
+        &h.post("/tcp/frontend", json!({"port": "444", "idleTimeout": 604_801})).await,
+        StatusCode::BAD_REQUEST,
+        "Client::BadRequest",
+        "`idleTimeout`",
+    );
     assert_error(&h.post("/tcp/frontend", json!({"port": "445", "idleTimeout": -1})).await, StatusCode::BAD_REQUEST, "Client::BadRequest", "idleTimeout");
     let a = h.call(Method::PUT, "/tcp/frontend/1", Some(json!({"idleTimeout": 0}))).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);

@@ -71,7 +71,13 @@ impl Control {
             // A missing farm is reported by the compilation below.
             if let Some(farm) = tx.get::<Farm>(farm_id)? {
                 if !farm_usable(&farm.zone, &frontend.zone) {
-                    return Err(ConfigError::new("frontend", Some(id), "defaultFarmId", format!("farm {farm_id} is in zone {:?}, not in the frontend's zone {:?} nor in all", farm.zone, frontend.zone)).into());
+                    return Err(ConfigError::new(
+                        "frontend",
+                        Some(id),
+                        "defaultFarmId",
+                        format!("farm {farm_id} is in zone {:?}, not in the frontend's zone {:?} nor in all", farm.zone, frontend.zone),
+                    )
+                    .into());
                 }
                 farms.push(stub_farm(&farm));
             }

@@ -16,7 +16,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::dataplane::server_state::HealthReport;
-use crate::{daemon::apply::{ApplyError, Applier}, store::{Read, Store, StoreError, WriteTx}};
+use crate::{
+    daemon::apply::{Applier, ApplyError},
+    store::{Read, Store, StoreError, WriteTx},
+};
 use lb_core::{error::ConfigError, model::ServiceConfig, validate::ALL_ZONES};
 
 pub use refresh::{blocking, REFRESH_ACTION};

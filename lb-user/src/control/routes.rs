@@ -189,7 +189,13 @@ fn check_route(tx: &impl Read, route: &Route) -> Result<String, ControlError> {
     if let Some(farm) = route_target(route).map(|farm_id| tx.get::<Farm>(farm_id)).transpose()?.flatten() {
         if !farm_usable(&farm.zone, &frontend.zone) {
             let farm_id = farm.farm_id.unwrap_or(0);
-            return Err(ConfigError::new("route", Some(id), "action.target", format!("farm {farm_id} is in zone {:?}, not in the zone of frontend {} ({:?}) nor in all", farm.zone, route.frontend_id, frontend.zone)).into());
+            return Err(ConfigError::new(
+                "route",
+                Some(id),
+                "action.target",
+                format!("farm {farm_id} is in zone {:?}, not in the zone of frontend {} ({:?}) nor in all", farm.zone, route.frontend_id, frontend.zone),
+            )
+            .into());
         }
         farms.push(stub_farm(&farm));
     }

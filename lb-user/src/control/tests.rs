@@ -1,8 +1,8 @@
 use std::sync::Mutex;
 
 use super::*;
-use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server};
 use crate::{dataplane::listeners::ListenError, store::TaskStatus};
+use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server};
 
 /// Records what would reach traffic; fails on demand.
 #[derive(Default)]
@@ -14,7 +14,11 @@ struct FakeTraffic {
 impl Traffic for FakeTraffic {
     fn apply(&self, config: &ServiceConfig) -> Result<(), ApplyError> {
         if *self.fail.lock().unwrap() {
-            return Err(ApplyError::Listen(ListenError::Bind { frontend: 1, addr: "0.0.0.0:443".parse().unwrap(), source: std::io::ErrorKind::AddrInUse.into() }));
+            return Err(ApplyError::Listen(ListenError::Bind {
+                frontend: 1,
+                addr: "0.0.0.0:443".parse().unwrap(),
+                source: std::io::ErrorKind::AddrInUse.into(),
+            }));
         }
         self.applied.lock().unwrap().push(config.clone());
         Ok(())
@@ -248,7 +252,16 @@ fn interrupted_tasks_end_in_error_at_the_next_start() {
     let store = Store::open(dir.path()).unwrap();
     store
         .write(|tx| {
-            let task = crate::store::Task { id: 1, action: REFRESH_ACTION.into(), status: TaskStatus::Doing, creation_date: "x".into(), done_date: None, zones: vec!["local".into()], progress: 0, message: None };
+            let task = crate::store::Task {
+                id: 1,
+                action: REFRESH_ACTION.into(),
+                status: TaskStatus::Doing,
+                creation_date: "x".into(),
+                done_date: None,
+                zones: vec!["local".into()],
+                progress: 0,
+                message: None,
+            };
             tx.insert(1, &task)
         })
         .unwrap();

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::{
-    kernel::bpf::Dataplane,
-    health::HealthChecker,
-    kernel::kernel_policy::PolicyError,
     dataplane::listeners::{ListenError, Listeners},
     dataplane::proxy::Proxy,
     dataplane::server_state::Runtimes,
     dataplane::snapshot::Snapshot,
+    health::HealthChecker,
+    kernel::bpf::Dataplane,
+    kernel::kernel_policy::PolicyError,
 };
 use lb_core::{error::ConfigError, model::ServiceConfig};
 
@@ -60,7 +60,13 @@ struct ApplierState {
 
 impl Applier {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, dataplane: Option<Dataplane>) -> Self {
-        Self { snapshot, runtimes: Arc::default(), health: HealthChecker::new(), proxy, state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }) }
+        Self {
+            snapshot,
+            runtimes: Arc::default(),
+            health: HealthChecker::new(),
+            proxy,
+            state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }),
+        }
     }
 
     /// Checks a configuration without applying it.

@@ -116,7 +116,13 @@ impl Drain<'_> {
     pub async fn wait(&self) -> usize {
         let started = Instant::now();
         let waiting = self.connections.live().saturating_sub(self.handed_off());
-        info!(connections = waiting, handed_off = self.handed_off(), handed_off_kept = self.flows_survive, timeout_s = self.timeout.as_secs_f64(), "draining: listeners closed, waiting for connections to finish");
+        info!(
+            connections = waiting,
+            handed_off = self.handed_off(),
+            handed_off_kept = self.flows_survive,
+            timeout_s = self.timeout.as_secs_f64(),
+            "draining: listeners closed, waiting for connections to finish"
+        );
         let left = self.connections.wait_until(started + self.timeout, || self.handed_off()).await;
         info!(finished = waiting.saturating_sub(left), still_open = left, elapsed_ms = started.elapsed().as_millis() as u64, "drain over");
         left

@@ -57,7 +57,14 @@ impl Termination {
         match self {
             Self::SourceDenied | Self::InspectionFailed | Self::RejectedByRoute | Self::NoRoute => "refused",
             Self::UpstreamFailed | Self::RelayError => "failed",
-            Self::Cancelled | Self::Closed | Self::PeerReset | Self::IdleTimeout | Self::ServerMarkedDown | Self::DrainTimeout | Self::LeftToKernel | Self::DaemonStopped => "relayed",
+            Self::Cancelled
+            | Self::Closed
+            | Self::PeerReset
+            | Self::IdleTimeout
+            | Self::ServerMarkedDown
+            | Self::DrainTimeout
+            | Self::LeftToKernel
+            | Self::DaemonStopped => "relayed",
         }
     }
 

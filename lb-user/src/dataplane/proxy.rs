@@ -3,8 +3,8 @@
 //! for its lifetime: a refresh never changes the backend of an established connection.
 use std::{
     io,
-    os::fd::AsFd,
     net::{IpAddr, SocketAddr},
+    os::fd::AsFd,
     sync::Arc,
     time::Duration,
 };
@@ -19,23 +19,23 @@ use tokio::{
 use tracing::{info, warn, Instrument};
 
 use crate::{
+    daemon::drain::{Connections, Tracked},
     dataplane::access::{ConnLog, Termination},
     dataplane::admission::{Admitted, Gates},
-    daemon::drain::{Connections, Tracked},
-    dataplane::liveness::{keepalive, IdleWatch},
-    dataplane::refusals::Refusals,
-    kernel::bpf::{Endpoint, FlowTable},
     dataplane::classify::{read_hello, Classified},
     dataplane::fastpath::{relay_metered, Moved, RelayMode},
     dataplane::handoff::{Carried, Handoff},
+    dataplane::liveness::{keepalive, IdleWatch},
+    dataplane::refusals::Refusals,
     dataplane::snapshot::{Decision, FarmPlan, FrontendPlan, ServerPlan, Snapshot},
+    kernel::bpf::{Endpoint, FlowTable},
     telemetry::counters::{self, ByteCounters, Meter, Path, UpstreamFailure},
 };
 use lb_core::{
+    hello::ClientHello,
     model::{Fastpath, OnMarkedDown},
     proxy_protocol::{EncodeError, ProxyHeader},
     routing::{canonical, ConnFacts},
-    hello::ClientHello,
     snapshot::DEFAULT_MAX_CONNECTIONS,
 };
 
@@ -195,7 +195,17 @@ impl Proxy {
     /// Connects to a server of the farm and relays until the connection ends; Err when no
     /// server could take it.
     #[allow(clippy::too_many_arguments)]
-    async fn forward(&self, frontend: &FrontendPlan, farm: &FarmPlan, client: TcpStream, peer: SocketAddr, classified: Option<Classified>, first_bytes: BytesMut, log: &mut ConnLog, tracked: &Tracked) -> Result<(), ForwardError> {
+    async fn forward(
+        &self,
+        frontend: &FrontendPlan,
+        farm: &FarmPlan,
+        client: TcpStream,
+        peer: SocketAddr,
+        classified: Option<Classified>,
+        first_bytes: BytesMut,
+        log: &mut ConnLog,
+        tracked: &Tracked,
+    ) -> Result<(), ForwardError> {
         // Only a connection that may be handed off needs the server's MSS clamped to the client's.
         let handoff = self.handoff.as_ref().filter(|_| matches!(frontend.fastpath, Fastpath::Auto | Fastpath::Xdp));
         let mss = handoff.and_then(|_| Handoff::server_mss(&client));

@@ -164,8 +164,15 @@ pub struct FrontendPlan {
 /// What to do with a connection.
 #[derive(Debug)]
 pub enum Decision<'a> {
-    Farm { route_id: Option<u32>, farm: &'a Arc<FarmPlan>, route: Option<&'a RoutePlan> },
-    Reject { route_id: u32, route: &'a RoutePlan },
+    Farm {
+        route_id: Option<u32>,
+        farm: &'a Arc<FarmPlan>,
+        route: Option<&'a RoutePlan>,
+    },
+    Reject {
+        route_id: u32,
+        route: &'a RoutePlan,
+    },
     /// Nothing matched and the frontend has no default farm.
     Close,
 }
@@ -184,7 +191,8 @@ impl Decision<'_> {
 impl FrontendPlan {
     /// `farms` holds every farm the compiled frontend references (compile checked them).
     fn bind(spec: FrontendSpec, farms: &HashMap<u32, Arc<FarmPlan>>, runtimes: &Runtimes) -> Self {
-        let FrontendSpec { id, name, ports, addresses, acl, default_farm, routes, inspect_timeout, idle_timeout, max_connections, fastpath, needs_hello } = spec;
+        let FrontendSpec { id, name, ports, addresses, acl, default_farm, routes, inspect_timeout, idle_timeout, max_connections, fastpath, needs_hello } =
+            spec;
         let farm = |farm_id: u32| Arc::clone(&farms[&farm_id]);
         let routes = routes
             .into_iter()

@@ -18,7 +18,5 @@ pub async fn probe_once(spec: &ProbeSpec) -> Result<(), ProbeError> {
             Kind::Oco => oco::probe(spec).await,
         }
     };
-    tokio::time::timeout(spec.timeout, probe)
-        .await
-        .unwrap_or(Err(ProbeError::Timeout { probe: spec.name(), addr: spec.addr, timeout: spec.timeout }))
+    tokio::time::timeout(spec.timeout, probe).await.unwrap_or(Err(ProbeError::Timeout { probe: spec.name(), addr: spec.addr, timeout: spec.timeout }))
 }

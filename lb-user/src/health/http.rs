@@ -14,10 +14,8 @@ use super::{
 pub async fn probe(spec: &ProbeSpec) -> Result<(), ProbeError> {
     let ctx = conn::ctx(spec);
     let mut stream = conn::open(spec).await?;
-    let request = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lb-health-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        spec.method, spec.url, spec.addr
-    );
+    let request =
+        format!("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lb-health-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n", spec.method, spec.url, spec.addr);
     stream.write_all(request.as_bytes()).await.map_err(ctx.io("sending the request"))?;
     stream.flush().await.map_err(ctx.io("sending the request"))?;
     let what = format!("{} {}", spec.method, spec.url);

@@ -11,8 +11,8 @@ use super::{
     tls_config,
 };
 use crate::dataplane::snapshot::ServerPlan;
-use lb_core::probe::PROBES;
 use lb_core::model::Probe;
+use lb_core::probe::PROBES;
 
 /// Interval when the farm's probe does not set one (IPLB's default).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);

@@ -46,7 +46,9 @@ pub async fn run(spec: Result<ProbeSpec, String>, runtime: Arc<ServerRuntime>, l
         match (change, error) {
             (Some(false), error) => warn!(farm_id, farm, server_id, server, address, error = error.unwrap_or_default(), "server marked down"),
             (Some(true), _) => info!(farm_id, farm, server_id, server, address, "server marked up"),
-            (None, Some(error)) if runtime.is_up() => info!(farm_id, farm, server_id, server, address, error, "probe failed; one more failure marks the server down"),
+            (None, Some(error)) if runtime.is_up() => {
+                info!(farm_id, farm, server_id, server, address, error, "probe failed; one more failure marks the server down")
+            }
             (None, Some(error)) => debug!(farm_id, farm, server_id, server, address, error, "probe failed; the server stays down"),
             (None, None) => {}
         }

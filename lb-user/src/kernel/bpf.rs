@@ -24,11 +24,11 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    dataplane::snapshot::{AclMode, Snapshot},
     kernel::attach::{self, AttachError},
     kernel::kernel_map::{self, Handle, KernelMapError},
     kernel::kernel_policy::{FrontendAcl, KernelPolicy, KernelPolicyMaps, PolicyError},
     kernel::pin::{self, PinError},
-    dataplane::snapshot::{AclMode, Snapshot},
 };
 
 // Where other modules have always found them (serve.rs, proxy.rs, handoff/translate.rs).

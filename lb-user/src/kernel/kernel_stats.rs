@@ -9,8 +9,8 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::bpf::{CounterReadError, Counters, KernelIds},
     dataplane::handoff::stats::HandoffReport,
+    kernel::bpf::{CounterReadError, Counters, KernelIds},
     kernel::kernel_map::{self, KernelMapError},
 };
 

@@ -67,8 +67,12 @@ pub fn report(daemon: &DaemonState) -> Result<StatusReport, ControlError> {
         }
         None => (None, None),
     };
-    let runtime =
-        RuntimeFacts { frontend_active: snapshot.frontends.iter().map(|f| (f.id, daemon.frontend_active(f.id))).collect(), handoff: daemon.handoff(), kernel, kernel_error };
+    let runtime = RuntimeFacts {
+        frontend_active: snapshot.frontends.iter().map(|f| (f.id, daemon.frontend_active(f.id))).collect(),
+        handoff: daemon.handoff(),
+        kernel,
+        kernel_error,
+    };
     Ok(StatusReport::build(&snapshot, &applied, facts, runtime))
 }
 

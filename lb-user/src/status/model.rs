@@ -11,10 +11,10 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    kernel::bpf::Counters,
     control::PendingChange,
     dataplane::handoff::stats::HandoffReport,
     dataplane::snapshot::{AclMode, FarmPlan, FrontendPlan, RoutePlan, RouteTarget, ServerPlan, Snapshot},
+    kernel::bpf::Counters,
     store::Task,
     telemetry::counters::{ByteCounters, Path},
 };

@@ -1,5 +1,9 @@
 use super::model::*;
-use crate::{control::PendingChange, dataplane::snapshot::Snapshot, store::{Task, TaskStatus}};
+use crate::{
+    control::PendingChange,
+    dataplane::snapshot::Snapshot,
+    store::{Task, TaskStatus},
+};
 use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServerStatus as ConfiguredStatus, ServiceConfig};
 
 fn route(id: u32, action: &str, target: Option<u32>, weight: Option<u16>, rules: Vec<Rule>) -> Route {
@@ -23,7 +27,13 @@ fn server(id: u32, last_octet: u8) -> Server {
 
 fn config(routes: Vec<Route>) -> ServiceConfig {
     ServiceConfig {
-        frontends: vec![Frontend { frontend_id: Some(1), port: "443,8000-8010".into(), default_farm_id: Some(2), display_name: Some("web".into()), ..Default::default() }],
+        frontends: vec![Frontend {
+            frontend_id: Some(1),
+            port: "443,8000-8010".into(),
+            default_farm_id: Some(2),
+            display_name: Some("web".into()),
+            ..Default::default()
+        }],
         farms: vec![
             Farm {
                 farm_id: Some(2),

@@ -70,7 +70,10 @@ impl Store {
         let fail = |message: String| StoreError::Open { path: path.clone(), message };
         let db = match std::fs::metadata(&path) {
             Ok(meta) if meta.len() == 0 => {
-                return Err(fail("the file is empty (truncated?); refusing to start from an empty configuration. Restore it from a backup, or remove it to start afresh".into()))
+                return Err(fail(
+                    "the file is empty (truncated?); refusing to start from an empty configuration. Restore it from a backup, or remove it to start afresh"
+                        .into(),
+                ))
             }
             Ok(_) => guard::catch_panic(|| open_existing(&path)).and_then(|r| r).map_err(fail)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path).map_err(fail)?,
@@ -86,7 +89,9 @@ impl Store {
         match format {
             Some(FORMAT) => Ok(store),
             Some(other) => Err(fail(format!("format {other} is not the one this build reads ({FORMAT})"))),
-            None => Err(fail("the file is a redb database but not a whole lb-user store (its format mark is missing); refusing to start from an empty configuration".into())),
+            None => Err(fail(
+                "the file is a redb database but not a whole lb-user store (its format mark is missing); refusing to start from an empty configuration".into(),
+            )),
         }
     }
 

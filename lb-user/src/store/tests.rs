@@ -30,7 +30,10 @@ fn records_round_trip() {
     let store = open(&dir);
     let farm = Farm { farm_id: Some(1), zone: "local".into(), port: Some(8443), ..Default::default() };
     let server = ServerRecord { farm_id: 1, server: Server { server_id: Some(1), address: "10.0.0.1".into(), weight: Some(0), ..Default::default() } };
-    let rule = RuleRecord { route_id: 4, rule: Rule { rule_id: Some(2), field: "protocol".into(), match_: "is".into(), pattern: Some("http/2.0".into()), ..Default::default() } };
+    let rule = RuleRecord {
+        route_id: 4,
+        rule: Rule { rule_id: Some(2), field: "protocol".into(), match_: "is".into(), pattern: Some("http/2.0".into()), ..Default::default() },
+    };
     let applied = ServiceConfig { frontends: vec![frontend(1, "443")], ..Default::default() };
     store
         .write(|tx| -> Result<(), StoreError> {

@@ -143,13 +143,20 @@ fn frontend_families(daemon: &DaemonState, snapshot: &Snapshot) -> Vec<Family> {
     let mut routed = Family::new("frontend_connections_routed", "Connections sent to a farm (by a route or the default farm).");
     let mut rejected = Family::new("frontend_connections_rejected", "Connections closed by a reject route.");
     let mut unmatched = Family::new("frontend_connections_unmatched", "Connections closed because no route matched and the frontend has no default farm.");
-    let mut denied = Family::new("frontend_connections_source_denied", "Connections reset at accept by the frontend's allowedSource/deniedSource (the kernel programs' SYN drops are lb_kernel_acl_dropped_total).");
-    let mut inspection = Family::new("frontend_connections_inspection_failed", "Connections closed while their ClientHello was read (timeout, not TLS, client gone).");
+    let mut denied = Family::new(
+        "frontend_connections_source_denied",
+        "Connections reset at accept by the frontend's allowedSource/deniedSource (the kernel programs' SYN drops are lb_kernel_acl_dropped_total).",
+    );
+    let mut inspection =
+        Family::new("frontend_connections_inspection_failed", "Connections closed while their ClientHello was read (timeout, not TLS, client gone).");
     let mut failed = Family::new("frontend_connections_failed_upstream", "Routed connections that reached no server or ended in a relay error, by reason.");
     let mut relayed = Family::new("frontend_connections_relayed", "Connections relayed to their end, by the path that carried them last.");
     let mut active = Family::new("frontend_active_connections", "Connections the frontend carries now.");
     let mut max = Family::new("frontend_max_connections", "Live connections the frontend carries before it stops accepting.");
-    let mut bytes = Family::new("frontend_bytes", "Bytes relayed, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.");
+    let mut bytes = Family::new(
+        "frontend_bytes",
+        "Bytes relayed, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.",
+    );
     let mut hello = Family::new("frontend_hello_read_seconds", "Time from accept to a complete ClientHello.");
     for f in &snapshot.frontends {
         let base = labels([("frontend_id", f.id.to_string()), ("frontend", f.name.clone())]);
@@ -191,7 +198,8 @@ fn route_families(snapshot: &Snapshot) -> Vec<Family> {
 
 fn farm_families(snapshot: &Snapshot) -> Vec<Family> {
     let mut routed = Family::new("farm_connections_routed", "Connections routed to the farm.");
-    let mut failed = Family::new("farm_connections_failed_upstream", "Connections routed to the farm that reached no server or ended in a relay error, by reason.");
+    let mut failed =
+        Family::new("farm_connections_failed_upstream", "Connections routed to the farm that reached no server or ended in a relay error, by reason.");
     let mut servers_up = Family::new("farm_servers_up", "Servers of the farm that are active and not marked down by their probe.");
     let mut farms: Vec<_> = snapshot.farms.values().collect();
     farms.sort_by_key(|f| f.id);
@@ -209,9 +217,13 @@ fn farm_families(snapshot: &Snapshot) -> Vec<Family> {
 
 fn server_families(snapshot: &Snapshot) -> Vec<Family> {
     let mut connected = Family::new("server_connections", "Connections established to the server.");
-    let mut connect_failed = Family::new("server_connect_failures", "Connection attempts to the server that failed (refused, timed out); another server was tried.");
+    let mut connect_failed =
+        Family::new("server_connect_failures", "Connection attempts to the server that failed (refused, timed out); another server was tried.");
     let mut active = Family::new("server_active_connections", "Connections the server carries now.");
-    let mut bytes = Family::new("server_bytes", "Bytes relayed with the server, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.");
+    let mut bytes = Family::new(
+        "server_bytes",
+        "Bytes relayed with the server, by direction and path; copy and splice count as they move, xdp counts whole frames when the handed-off flow ends.",
+    );
     let mut connect_time = Family::new("server_connect_seconds", "Time to establish a connection to the server.");
     let mut up = Family::new("server_up", "1 when the server takes connections (not marked down by its probe), else 0.");
     let mut state = Family::new("server_health_state", "The server's health verdict: 1 for its current state (up, down or unchecked), 0 for the others.");
@@ -264,10 +276,13 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
         Family::new("handoff_attempts", "Hand-offs started (the flow was frozen).").with(none(), Value::Counter(report.attempts)),
         Family::new("handoffs", "Connections handed to the XDP program.").with(none(), Value::Counter(report.handed_off)),
         Family::new("handoff_ended", "Handed-off flows that ended and were reclaimed.").with(none(), Value::Counter(report.ended)),
-        Family::new("handoff_active_flows", "Handed-off flows in the splice map now (lingering ones included).").with(none(), Value::Gauge(report.active as f64)),
+        Family::new("handoff_active_flows", "Handed-off flows in the splice map now (lingering ones included).")
+            .with(none(), Value::Gauge(report.active as f64)),
         Family::new("handoff_adopted_flows", "Flows adopted at start from a previous daemon's pinned map.").with(none(), Value::Gauge(report.adopted as f64)),
-        Family::new("handoff_stalls", "Directions of handed-off flows whose data kept arriving while the receiver acknowledged nothing.").with(none(), Value::Counter(report.stalls)),
-        Family::new("handoff_unroutable", "Directions of handed-off flows that dropped frames for want of a route to their peer.").with(none(), Value::Counter(report.unroutable)),
+        Family::new("handoff_stalls", "Directions of handed-off flows whose data kept arriving while the receiver acknowledged nothing.")
+            .with(none(), Value::Counter(report.stalls)),
+        Family::new("handoff_unroutable", "Directions of handed-off flows that dropped frames for want of a route to their peer.")
+            .with(none(), Value::Counter(report.unroutable)),
         fallbacks,
     ]
 }
@@ -320,7 +335,9 @@ fn process_families(daemon: &DaemonState) -> Vec<Family> {
         gauge("process_max_fds", "The open-file limit (soft).", p.max_fds.map(|n| n as f64)),
         gauge("process_threads", "Threads of the daemon.", p.threads.map(|n| n as f64)),
         gauge("process_start_time_seconds", "When the daemon started (Unix time).", p.start_time_seconds.or(started)),
-        Some(Family::new("build_info", "The daemon's version (always 1).").with(labels([("version", env!("CARGO_PKG_VERSION").to_string())]), Value::Gauge(1.0))),
+        Some(
+            Family::new("build_info", "The daemon's version (always 1).").with(labels([("version", env!("CARGO_PKG_VERSION").to_string())]), Value::Gauge(1.0)),
+        ),
     ]
     .into_iter()
     .flatten()

@@ -14,12 +14,12 @@ use arc_swap::ArcSwap;
 use axum::{response::IntoResponse, routing::get, Router};
 
 use crate::{
-    kernel::bpf::{CounterReadError, Counters, KernelCounters},
     control::Control,
     dataplane::handoff::{stats::HandoffReport, Handoff},
     dataplane::proxy::Proxy,
     dataplane::refusals::RefusalCounts,
     dataplane::snapshot::Snapshot,
+    kernel::bpf::{CounterReadError, Counters, KernelCounters},
 };
 
 pub struct DaemonState {
@@ -32,7 +32,13 @@ pub struct DaemonState {
 }
 
 impl DaemonState {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, proxy: Arc<Proxy>, handoff: Option<Arc<Handoff>>, kernel: Option<KernelCounters>, control: Arc<Control>) -> Self {
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        proxy: Arc<Proxy>,
+        handoff: Option<Arc<Handoff>>,
+        kernel: Option<KernelCounters>,
+        control: Arc<Control>,
+    ) -> Self {
         Self { snapshot, proxy, handoff, kernel, control, started: SystemTime::now() }
     }
 

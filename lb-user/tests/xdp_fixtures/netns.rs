@@ -79,10 +79,7 @@ impl Netns {
             run(&args);
         }
         // bpf_fib_lookup answers FWD_DISABLED unless the ingress interface forwards.
-        run(&[
-            "ip", "netns", "exec", &ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ]);
+        run(&["ip", "netns", "exec", &ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
         ns
     }
 

@@ -76,13 +76,8 @@ impl FarmFields {
 impl Fields for FarmFields {
     const KIND: &'static Kind = &FARM;
     const REQUIRED: &'static [(&'static str, &'static str)] = &[];
-    const NULLABLE: &'static [(&'static str, &'static str)] = &[
-        ("port", "port"),
-        ("balance", "balance"),
-        ("stickiness", "stickiness"),
-        ("probe", "probe"),
-        ("display-name", "displayName"),
-    ];
+    const NULLABLE: &'static [(&'static str, &'static str)] =
+        &[("port", "port"), ("balance", "balance"), ("stickiness", "stickiness"), ("probe", "probe"), ("display-name", "displayName")];
 
     fn body(&self) -> Result<Map<String, Value>, Error> {
         let mut body = Body::default();

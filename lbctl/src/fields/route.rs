@@ -31,9 +31,7 @@ impl RouteFields {
     fn action(&self) -> Result<Option<RouteAction>, Error> {
         let kind = match (self.action.as_deref(), self.target) {
             (None, None) => return Ok(None),
-            (Some("reject"), Some(_)) => {
-                return Err(Error::Usage("--target goes with --action farm, not reject".into()))
-            }
+            (Some("reject"), Some(_)) => return Err(Error::Usage("--target goes with --action farm, not reject".into())),
             (Some("farm"), None) => return Err(Error::Usage("--action farm needs --target FARM_ID".into())),
             (Some(kind), _) => kind,
             (None, Some(_)) => "farm",

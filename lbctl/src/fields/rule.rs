@@ -31,8 +31,7 @@ pub struct RuleFields {
 impl Fields for RuleFields {
     const KIND: &'static Kind = &RULE;
     const REQUIRED: &'static [(&'static str, &'static str)] = &[("field", "field"), ("match", "match")];
-    const NULLABLE: &'static [(&'static str, &'static str)] =
-        &[("pattern", "pattern"), ("sub-field", "subField"), ("display-name", "displayName")];
+    const NULLABLE: &'static [(&'static str, &'static str)] = &[("pattern", "pattern"), ("sub-field", "subField"), ("display-name", "displayName")];
 
     fn body(&self) -> Result<Map<String, Value>, Error> {
         let mut body = Body::default();

@@ -52,18 +52,7 @@ fn completions_cover_bash_zsh_and_fish() {
 
 #[test]
 fn global_flags_go_anywhere_on_the_line() {
-    let parsed = cli(&[
-        "frontend",
-        "list",
-        "-o",
-        "json",
-        "--api",
-        "http://10.1.1.1:9000/",
-        "--service",
-        "prod",
-        "--token-file",
-        "/t",
-    ]);
+    let parsed = cli(&["frontend", "list", "-o", "json", "--api", "http://10.1.1.1:9000/", "--service", "prod", "--token-file", "/t"]);
     assert_eq!(parsed.global.output, Output::Json);
     assert_eq!(parsed.global.api, "http://10.1.1.1:9000/");
     assert_eq!(parsed.global.service, "prod");
@@ -103,8 +92,7 @@ fn a_bare_bool_flag_does_not_swallow_the_next_word() {
 
 fn reads_as<T: DeserializeOwned + std::fmt::Debug>(args: &[&str]) -> T {
     let body = request_of(args).body.expect("a create has a body");
-    serde_json::from_value(body.clone())
-        .unwrap_or_else(|e| panic!("{body} is not a {}: {e}", std::any::type_name::<T>()))
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{body} is not a {}: {e}", std::any::type_name::<T>()))
 }
 
 #[test]
@@ -154,10 +142,7 @@ fn create_bodies_are_objects_of_the_daemon_model() {
     assert_eq!(farm.balance, Some(model::Balance::Source));
     assert_eq!(farm.stickiness, Some(model::Stickiness::SourceIp));
     let probe = farm.probe.expect("a probe");
-    assert_eq!(
-        (probe.kind.as_deref(), probe.interval, probe.negate, probe.force_ssl),
-        (Some("tls"), Some(2), Some(true), Some(true))
-    );
+    assert_eq!((probe.kind.as_deref(), probe.interval, probe.negate, probe.force_ssl), (Some("tls"), Some(2), Some(true), Some(true)));
 
     let server: model::Server = reads_as(&[
         "server",
@@ -188,18 +173,6 @@ fn create_bodies_are_objects_of_the_daemon_model() {
     let route: model::Route = reads_as(&["route", "create", "--frontend", "1", "--target", "2", "--weight", "5"]);
     assert_eq!(route.action, model::RouteAction { kind: "farm".into(), target: Some("2".into()) });
 
-    let rule: model::Rule = reads_as(&[
-        "rule",
-        "create",
-        "--route",
-        "1",
-        "--field",
-        "alpn",
-        "--match",
-        "in",
-        "--pattern",
-        "h2,http/1.1",
-        "--negate",
-    ]);
+    let rule: model::Rule = reads_as(&["rule", "create", "--route", "1", "--field", "alpn", "--match", "in", "--pattern", "h2,http/1.1", "--negate"]);
     assert_eq!((rule.field.as_str(), rule.match_.as_str(), rule.negate), ("alpn", "in", true));
 }

@@ -45,8 +45,7 @@ impl Script {
 
 impl Transport for Script {
     fn send(&self, request: &Request) -> Result<Reply, Error> {
-        let (method, path, reply) =
-            self.steps.borrow_mut().pop_front().unwrap_or_else(|| panic!("unexpected request {request:?}"));
+        let (method, path, reply) = self.steps.borrow_mut().pop_front().unwrap_or_else(|| panic!("unexpected request {request:?}"));
         assert_eq!((request.method.as_str(), request.path.as_str()), (method, path.as_str()), "request out of script");
         reply
     }
@@ -67,12 +66,7 @@ fn run_with(args: &[&str], output: Output, script: &Script) -> Result<Report, Er
 fn list_as_a_table_fetches_each_object() {
     let script = Script::new()
         .then("GET", "/tcp/farm/1/server", 200, json!([1, 2]))
-        .then(
-            "GET",
-            "/tcp/farm/1/server/1",
-            200,
-            json!({"serverId": 1, "address": "10.0.0.2", "port": 8443, "weight": 3}),
-        )
+        .then("GET", "/tcp/farm/1/server/1", 200, json!({"serverId": 1, "address": "10.0.0.2", "port": 8443, "weight": 3}))
         .then("GET", "/tcp/farm/1/server/2", 200, json!({"serverId": 2, "address": "2001:db8::2", "backup": true}));
     let report = run_with(&["server", "list", "--farm", "1"], Output::Table, &script).expect("listed");
     let lines: Vec<&str> = report.out.lines().collect();
@@ -106,35 +100,25 @@ fn list_leaves_out_an_object_deleted_meanwhile() {
 
 #[test]
 fn server_error_becomes_message_class_and_status() {
-    let script = Script::new().then(
-        "POST",
-        "/tcp/route",
-        400,
-        json!({"class": "Client::BadRequest", "message": "action.target: farm 9 does not exist"}),
-    );
-    let error =
-        run_with(&["route", "create", "--frontend", "1", "--target", "9"], Output::Table, &script).expect_err("400");
+    let script = Script::new().then("POST", "/tcp/route", 400, json!({"class": "Client::BadRequest", "message": "action.target: farm 9 does not exist"}));
+    let error = run_with(&["route", "create", "--frontend", "1", "--target", "9"], Output::Table, &script).expect_err("400");
     assert_eq!(error.to_string(), "action.target: farm 9 does not exist (Client::BadRequest, HTTP 400)");
     assert_eq!(error.exit_code(), 1);
 }
 
 #[test]
 fn an_error_body_that_is_not_json_is_quoted() {
-    let script =
-        Script::new().then_raw("DELETE", "/tcp/farm/1", Ok(Reply { status: 409, body: "still referenced".into() }));
+    let script = Script::new().then_raw("DELETE", "/tcp/farm/1", Ok(Reply { status: 409, body: "still referenced".into() }));
     let error = run_with(&["farm", "delete", "1"], Output::Table, &script).expect_err("409");
     assert_eq!(error.to_string(), "still referenced (HTTP 409)");
 }
 
 #[test]
 fn a_connection_failure_names_the_url() {
-    let refused =
-        Error::Connect { url: "http://fake/ipLoadbalancing/lb/status".into(), reason: "connection refused".into() };
+    let refused = Error::Connect { url: "http://fake/ipLoadbalancing/lb/status".into(), reason: "connection refused".into() };
     let script = Script::new().then_raw("GET", "/status", Err(refused));
     let error = run_with(&["status"], Output::Table, &script).expect_err("refused");
-    assert!(error
-        .to_string()
-        .starts_with("cannot reach the API at http://fake/ipLoadbalancing/lb/status: connection refused"));
+    assert!(error.to_string().starts_with("cannot reach the API at http://fake/ipLoadbalancing/lb/status: connection refused"));
     assert_eq!(error.exit_code(), 1);
 }
 
@@ -143,11 +127,7 @@ fn create_shows_the_created_object_and_json_prints_it_as_sent() {
     let created = json!({"frontendId": 4, "port": "443", "zone": "all", "defaultFarmId": null, "disabled": false});
     let script = Script::new().then("POST", "/tcp/frontend", 200, created.clone());
     let report = run_with(&["frontend", "create", "--port", "443"], Output::Table, &script).expect("created");
-    assert!(
-        report.out.starts_with("frontendId     4\nport           443\nzone           all\ndefaultFarmId  -\n"),
-        "{}",
-        report.out
-    );
+    assert!(report.out.starts_with("frontendId     4\nport           443\nzone           all\ndefaultFarmId  -\n"), "{}", report.out);
     let script = Script::new().then("POST", "/tcp/frontend", 200, created.clone());
     let report = run_with(&["frontend", "create", "--port", "443"], Output::Json, &script).expect("created");
     assert_eq!(serde_json::from_str::<Value>(&report.out).expect("json"), created);
@@ -156,10 +136,7 @@ fn create_shows_the_created_object_and_json_prints_it_as_sent() {
 #[test]
 fn update_and_delete_print_a_line_in_a_table_and_nothing_in_json() {
     let script = Script::new().then("PUT", "/tcp/route/2", 204, Value::Null);
-    assert_eq!(
-        run_with(&["route", "update", "2", "--weight", "1"], Output::Table, &script).expect("ok").out,
-        "updated route 2"
-    );
+    assert_eq!(run_with(&["route", "update", "2", "--weight", "1"], Output::Table, &script).expect("ok").out, "updated route 2");
     let script = Script::new().then("DELETE", "/tcp/route/2/rule/1", 200, Value::Null);
     assert_eq!(run_with(&["rule", "delete", "--route", "2", "1"], Output::Json, &script).expect("ok").out, "");
 }
@@ -199,10 +176,7 @@ fn refresh_gives_up_after_its_timeout() {
     let script = Script::new().then("POST", "/refresh", 200, json!({"id": 9, "status": "todo"}));
     let report = run_with(&["refresh", "--timeout", "0"], Output::Table, &script).expect("answered");
     let failure = report.failure.expect("timed out");
-    assert!(
-        matches!(&failure, Error::TaskTimeout { id, status, seconds: 0 } if id == "9" && status == "todo"),
-        "{failure}"
-    );
+    assert!(matches!(&failure, Error::TaskTimeout { id, status, seconds: 0 } if id == "9" && status == "todo"), "{failure}");
 }
 
 #[test]

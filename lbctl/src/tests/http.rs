@@ -38,8 +38,7 @@ fn serve_once(status: u16, reply: &'static str) -> (String, thread::JoinHandle<S
             let (name, value) = header.split_once(':').expect("name: value");
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
-        let length =
-            headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().expect("a length"));
+        let length = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().expect("a length"));
         let mut body = vec![0; length];
         reader.read_exact(&mut body).expect("body");
         let mut stream = stream;
@@ -93,10 +92,7 @@ fn refused_connection_names_the_url() {
     let api = format!("http://127.0.0.1:{port}");
     let http = Http::new(&global(&api, None)).expect("a transport");
     let error = http.send(&Request::get("/status")).expect_err("nothing listens");
-    assert!(
-        matches!(&error, Error::Connect { url, .. } if *url == format!("{api}/ipLoadbalancing/lb/status")),
-        "{error}"
-    );
+    assert!(matches!(&error, Error::Connect { url, .. } if *url == format!("{api}/ipLoadbalancing/lb/status")), "{error}");
     assert!(error.to_string().contains("connection refused"), "{error}");
 }
 

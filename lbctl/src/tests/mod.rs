@@ -15,8 +15,7 @@ use super::plan::{Plan, Request};
 
 /// Parses `lbctl <args>`, panicking with clap's message if it does not parse.
 fn cli(args: &[&str]) -> Cli {
-    Cli::try_parse_from(std::iter::once("lbctl").chain(args.iter().copied()))
-        .unwrap_or_else(|e| panic!("lbctl {}: {e}", args.join(" ")))
+    Cli::try_parse_from(std::iter::once("lbctl").chain(args.iter().copied())).unwrap_or_else(|e| panic!("lbctl {}: {e}", args.join(" ")))
 }
 
 /// Whether clap refuses `lbctl <args>`.

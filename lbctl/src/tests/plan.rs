@@ -44,8 +44,7 @@ fn frontend_create_maps_every_flag_to_its_api_field() {
 
 #[test]
 fn list_flags_also_take_comma_separated_values() {
-    let request =
-        request_of(&["frontend", "create", "--port", "80,443", "--allowed-source", "10.0.0.0/8,192.0.2.0/24"]);
+    let request = request_of(&["frontend", "create", "--port", "80,443", "--allowed-source", "10.0.0.0/8,192.0.2.0/24"]);
     assert_eq!(request.body, Some(json!({"port": "80,443", "allowedSource": ["10.0.0.0/8", "192.0.2.0/24"]})));
 }
 
@@ -89,10 +88,7 @@ fn farm_create_nests_only_the_probe_flags_given() {
         })),
     );
     assert_eq!(request_of(&["farm", "create"]).body, Some(json!({})), "a farm needs no field: the server has defaults");
-    assert_eq!(
-        request_of(&["farm", "update", "3", "--probe-interval", "10"]).body,
-        Some(json!({"probe": {"interval": 10}}))
-    );
+    assert_eq!(request_of(&["farm", "update", "3", "--probe-interval", "10"]).body, Some(json!({"probe": {"interval": 10}})));
 }
 
 #[test]
@@ -133,20 +129,7 @@ fn server_create_goes_under_its_farm() {
 #[test]
 fn route_create_sends_a_farm_action_with_a_string_target() {
     assert_request(
-        &[
-            "route",
-            "create",
-            "--frontend",
-            "1",
-            "--action",
-            "farm",
-            "--target",
-            "2",
-            "--weight",
-            "0",
-            "--display-name",
-            "h2",
-        ],
+        &["route", "create", "--frontend", "1", "--action", "farm", "--target", "2", "--weight", "0", "--display-name", "h2"],
         Method::Post,
         "/tcp/route",
         Some(json!({"frontendId": 1, "action": {"type": "farm", "target": "2"}, "weight": 0, "displayName": "h2"})),
@@ -156,16 +139,9 @@ fn route_create_sends_a_farm_action_with_a_string_target() {
 #[test]
 fn route_target_implies_a_farm_action_and_reject_takes_none() {
     let body = |args: &[&str]| request_of(args).body.expect("a body");
-    assert_eq!(
-        body(&["route", "create", "--frontend", "1", "--target", "2"])["action"],
-        json!({"type": "farm", "target": "2"})
-    );
-    assert_eq!(
-        body(&["route", "create", "--frontend", "1", "--action", "reject"])["action"],
-        json!({"type": "reject"})
-    );
-    assert!(usage_error(&["route", "create", "--frontend", "1", "--action", "reject", "--target", "2"])
-        .contains("--target"));
+    assert_eq!(body(&["route", "create", "--frontend", "1", "--target", "2"])["action"], json!({"type": "farm", "target": "2"}));
+    assert_eq!(body(&["route", "create", "--frontend", "1", "--action", "reject"])["action"], json!({"type": "reject"}));
+    assert!(usage_error(&["route", "create", "--frontend", "1", "--action", "reject", "--target", "2"]).contains("--target"));
     assert!(usage_error(&["route", "create", "--frontend", "1", "--action", "farm"]).contains("--target"));
     assert_eq!(body(&["route", "update", "4", "--target", "3"]), json!({"action": {"type": "farm", "target": "3"}}));
 }
@@ -173,19 +149,7 @@ fn route_target_implies_a_farm_action_and_reject_takes_none() {
 #[test]
 fn rule_create_goes_under_its_route() {
     assert_request(
-        &[
-            "rule",
-            "create",
-            "--route",
-            "1",
-            "--field",
-            "protocol",
-            "--match",
-            "is",
-            "--pattern",
-            "http/2.0",
-            "--negate",
-        ],
+        &["rule", "create", "--route", "1", "--field", "protocol", "--match", "is", "--pattern", "http/2.0", "--negate"],
         Method::Post,
         "/tcp/route/1/rule",
         Some(json!({"field": "protocol", "match": "is", "pattern": "http/2.0", "negate": true})),
@@ -198,48 +162,22 @@ fn rule_create_goes_under_its_route() {
 
 #[test]
 fn update_sends_only_the_fields_given_with_put() {
-    assert_request(
-        &["server", "update", "--farm", "1", "3", "--weight", "0"],
-        Method::Put,
-        "/tcp/farm/1/server/3",
-        Some(json!({"weight": 0})),
-    );
-    assert_request(
-        &["frontend", "update", "2", "--disabled=false"],
-        Method::Put,
-        "/tcp/frontend/2",
-        Some(json!({"disabled": false})),
-    );
-    assert_request(
-        &["rule", "update", "--route", "4", "9", "--negate=false"],
-        Method::Put,
-        "/tcp/route/4/rule/9",
-        Some(json!({"negate": false})),
-    );
+    assert_request(&["server", "update", "--farm", "1", "3", "--weight", "0"], Method::Put, "/tcp/farm/1/server/3", Some(json!({"weight": 0})));
+    assert_request(&["frontend", "update", "2", "--disabled=false"], Method::Put, "/tcp/frontend/2", Some(json!({"disabled": false})));
+    assert_request(&["rule", "update", "--route", "4", "9", "--negate=false"], Method::Put, "/tcp/route/4/rule/9", Some(json!({"negate": false})));
 }
 
 #[test]
 fn update_unset_sends_null_for_the_field() {
     assert_request(
-        &[
-            "frontend",
-            "update",
-            "1",
-            "--allowed-source",
-            "10.0.0.0/8",
-            "--unset",
-            "denied-source",
-            "--unset",
-            "default-farm",
-        ],
+        &["frontend", "update", "1", "--allowed-source", "10.0.0.0/8", "--unset", "denied-source", "--unset", "default-farm"],
         Method::Put,
         "/tcp/frontend/1",
         Some(json!({"allowedSource": ["10.0.0.0/8"], "deniedSource": null, "defaultFarmId": null})),
     );
     assert_eq!(request_of(&["farm", "update", "2", "--unset", "probe"]).body, Some(json!({"probe": null})));
     assert!(refused(&["frontend", "update", "1", "--unset", "port"]), "port cannot be unset");
-    assert!(usage_error(&["server", "update", "--farm", "1", "2", "--weight", "2", "--unset", "weight"])
-        .contains("--unset weight"));
+    assert!(usage_error(&["server", "update", "--farm", "1", "2", "--weight", "2", "--unset", "weight"]).contains("--unset weight"));
 }
 
 #[test]
@@ -264,21 +202,10 @@ fn raw_json_is_the_body_and_typed_flags_override_it() {
     );
     // A raw body satisfies the required fields itself.
     assert_eq!(
-        request_of(&[
-            "rule",
-            "create",
-            "--route",
-            "2",
-            "--json",
-            r#"{"field":"sni","match":"is","pattern":"a.example"}"#
-        ])
-        .body,
+        request_of(&["rule", "create", "--route", "2", "--json", r#"{"field":"sni","match":"is","pattern":"a.example"}"#]).body,
         Some(json!({"field": "sni", "match": "is", "pattern": "a.example"}))
     );
-    assert_eq!(
-        request_of(&["server", "update", "--farm", "1", "2", "--json", r#"{"port":null}"#]).body,
-        Some(json!({"port": null}))
-    );
+    assert_eq!(request_of(&["server", "update", "--farm", "1", "2", "--json", r#"{"port":null}"#]).body, Some(json!({"port": null})));
 }
 
 #[test]
@@ -288,10 +215,7 @@ fn json_file_is_read_as_the_body() {
     let request = request_of(&["server", "create", "--farm", "5", "--json-file", path.to_str().expect("utf-8 path")]);
     std::fs::remove_file(&path).ok();
     assert_eq!(request.body, Some(json!({"address": "2001:db8::2", "weight": 7})));
-    assert!(matches!(
-        plan_of(&["server", "create", "--farm", "5", "--json-file", "/nonexistent/lbctl.json"]),
-        Err(crate::error::Error::Read { .. })
-    ));
+    assert!(matches!(plan_of(&["server", "create", "--farm", "5", "--json-file", "/nonexistent/lbctl.json"]), Err(crate::error::Error::Read { .. })));
 }
 
 #[test]
@@ -349,21 +273,13 @@ fn refresh_posts_the_zone_or_no_body_and_waits_by_default() {
     };
     assert_eq!(plan, expected);
     assert_request(&["refresh"], Method::Post, "/refresh", None);
-    assert!(
-        matches!(plan_of(&["refresh", "--timeout", "5"]), Ok(Plan::Refresh { wait: Some(w), .. }) if w.as_secs() == 5)
-    );
+    assert!(matches!(plan_of(&["refresh", "--timeout", "5"]), Ok(Plan::Refresh { wait: Some(w), .. }) if w.as_secs() == 5));
     assert!(matches!(plan_of(&["refresh", "--no-wait"]), Ok(Plan::Refresh { wait: None, .. })));
 }
 
 #[test]
 fn update_and_delete_confirm_in_words_show_reads_an_object() {
-    assert!(
-        matches!(plan_of(&["farm", "delete", "2"]), Ok(Plan::One { view: View::Done(line), .. }) if line == "deleted farm 2")
-    );
-    assert!(
-        matches!(plan_of(&["farm", "update", "2", "--port", "81"]), Ok(Plan::One { view: View::Done(line), .. }) if line == "updated farm 2")
-    );
-    assert!(
-        matches!(plan_of(&["farm", "show", "2"]), Ok(Plan::One { view: View::Object(kind), .. }) if kind.noun == "farm")
-    );
+    assert!(matches!(plan_of(&["farm", "delete", "2"]), Ok(Plan::One { view: View::Done(line), .. }) if line == "deleted farm 2"));
+    assert!(matches!(plan_of(&["farm", "update", "2", "--port", "81"]), Ok(Plan::One { view: View::Done(line), .. }) if line == "updated farm 2"));
+    assert!(matches!(plan_of(&["farm", "show", "2"]), Ok(Plan::One { view: View::Object(kind), .. }) if kind.noun == "farm"));
 }

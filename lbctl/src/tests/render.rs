@@ -28,10 +28,7 @@ fn route_cells_read_action_and_rules() {
 
 #[test]
 fn server_state_reads_per_zone_lists_and_maps() {
-    assert_eq!(
-        state_cell(&json!([{"zone": "gra", "status": "up"}, {"zone": "rbx", "status": "down"}])),
-        "gra:up,rbx:down"
-    );
+    assert_eq!(state_cell(&json!([{"zone": "gra", "status": "up"}, {"zone": "rbx", "status": "down"}])), "gra:up,rbx:down");
     assert_eq!(state_cell(&json!({"gra": {"status": "up", "lastCheck": 1}})), "gra:up");
     assert_eq!(state_cell(&json!({"status": "down"})), "down");
     assert_eq!(state_cell(&json!(null)), "-");
@@ -55,10 +52,7 @@ fn table_aligns_columns_without_trailing_blanks() {
 #[test]
 fn show_lists_known_fields_first_then_the_rest() {
     let route = json!({"zzz": 1, "routeId": 3, "action": {"type": "reject"}, "frontendId": 1});
-    assert_eq!(
-        object(&ROUTE, &route),
-        "routeId     3\nfrontendId  1\naction      {\"type\":\"reject\"}\nzzz         1\n"
-    );
+    assert_eq!(object(&ROUTE, &route), "routeId     3\nfrontendId  1\naction      {\"type\":\"reject\"}\nzzz         1\n");
 }
 
 #[test]

@@ -10,8 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::netns::command_in;
 use crate::proc::output_with_timeout;
 
-const WRITE_OUT: &str =
-    "%{http_code} %{size_download} %{time_total} %{time_appconnect} %{time_starttransfer}\\n";
+const WRITE_OUT: &str = "%{http_code} %{size_download} %{time_total} %{time_appconnect} %{time_starttransfer}\\n";
 
 /// One transfer as curl timed it; times are seconds from the transfer's start.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,43 +42,22 @@ pub struct Limits {
 /// `curl <flags> https://<target><path>?[1-count]`, verifying the server with `ca`, within
 /// `limits`: a transfer given up counts as failed (its code or size wrong). Fails when curl
 /// printed no transfer at all, or ran past the whole run's limit.
-pub fn transfers(
-    ns: &str,
-    target: SocketAddr,
-    path: &str,
-    count: usize,
-    ca: &Path,
-    flags: &[&str],
-    limits: Limits,
-) -> Result<Vec<Transfer>> {
+pub fn transfers(ns: &str, target: SocketAddr, path: &str, count: usize, ca: &Path, flags: &[&str], limits: Limits) -> Result<Vec<Transfer>> {
     let url = format!("https://{target}{path}?[1-{count}]");
     let mut cmd = command_in(ns, "curl");
-    cmd.args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        WRITE_OUT,
-        "--connect-timeout",
-        "5",
-    ])
-    .args(["--max-time", &limits.each.as_secs().max(1).to_string()])
-    .args(["--speed-limit", &limits.floor.max(1).to_string()])
-    .args(["--speed-time", &SLOW_SECS.to_string()])
-    .arg("--cacert")
-    .arg(ca)
-    .args(flags)
-    .arg(&url);
-    let out = output_with_timeout(&mut cmd, limits.whole)
-        .with_context(|| format!("curl {flags:?} {url}"))?;
+    cmd.args(["-sS", "-o", "/dev/null", "-w", WRITE_OUT, "--connect-timeout", "5"])
+        .args(["--max-time", &limits.each.as_secs().max(1).to_string()])
+        .args(["--speed-limit", &limits.floor.max(1).to_string()])
+        .args(["--speed-time", &SLOW_SECS.to_string()])
+        .arg("--cacert")
+        .arg(ca)
+        .args(flags)
+        .arg(&url);
+    let out = output_with_timeout(&mut cmd, limits.whole).with_context(|| format!("curl {flags:?} {url}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let transfers = parse(&text)?;
     if transfers.is_empty() {
-        bail!(
-            "curl {flags:?} {url} made no transfer ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("curl {flags:?} {url} made no transfer ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(transfers)
 }
@@ -89,18 +67,8 @@ pub fn parse(text: &str) -> Result<Vec<Transfer>> {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let num = |i: usize| -> Result<f64> {
-                f.get(i)
-                    .and_then(|v| v.parse().ok())
-                    .with_context(|| format!("field {i} of curl line {line:?}"))
-            };
-            Ok(Transfer {
-                code: num(0)? as u16,
-                bytes: num(1)? as u64,
-                total_s: num(2)?,
-                appconnect_s: num(3)?,
-                starttransfer_s: num(4)?,
-            })
+            let num = |i: usize| -> Result<f64> { f.get(i).and_then(|v| v.parse().ok()).with_context(|| format!("field {i} of curl line {line:?}")) };
+            Ok(Transfer { code: num(0)? as u16, bytes: num(1)? as u64, total_s: num(2)?, appconnect_s: num(3)?, starttransfer_s: num(4)? })
         })
         .collect()
 }

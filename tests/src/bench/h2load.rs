@@ -28,12 +28,7 @@ pub fn run(ns: &str, args: &[String], timeout: Duration) -> Result<H2loadReport>
     let out = output_with_timeout(&mut cmd, timeout).with_context(|| format!("h2load {args:?}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!(
-            "h2load {args:?} failed ({}): {}{}",
-            out.status,
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("h2load {args:?} failed ({}): {}{}", out.status, stdout.trim(), String::from_utf8_lossy(&out.stderr).trim());
     }
     let report = parse(&stdout).with_context(|| format!("reading h2load's output:\n{stdout}"))?;
     if report.succeeded == 0 {
@@ -43,20 +38,12 @@ pub fn run(ns: &str, args: &[String], timeout: Duration) -> Result<H2loadReport>
 }
 
 pub fn parse(text: &str) -> Result<H2loadReport> {
-    let line = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .with_context(|| format!("no `{prefix}` line"))
-    };
+    let line = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix)).with_context(|| format!("no `{prefix}` line"));
     // finished in 346.87ms, 1441.48 req/s, 0B/s
     let finished = line("finished in ")?;
     let mut parts = finished.split(',').map(str::trim);
     let secs = parse_duration(parts.next().unwrap_or(""))?;
-    let req_per_s = parts
-        .next()
-        .and_then(|p| p.strip_suffix(" req/s"))
-        .and_then(|p| p.parse().ok())
-        .context("req/s in the `finished in` line")?;
+    let req_per_s = parts.next().and_then(|p| p.strip_suffix(" req/s")).and_then(|p| p.parse().ok()).context("req/s in the `finished in` line")?;
     // requests: 500 total, 500 started, 500 done, 500 succeeded, 0 failed, 0 errored, 0 timeout
     let requests = line("requests: ")?;
     let count = |name: &str| -> Result<u64> {
@@ -72,21 +59,10 @@ pub fn parse(text: &str) -> Result<H2loadReport> {
     let data_bytes = traffic
         .split(',')
         .find(|p| p.trim_end().ends_with(" data"))
-        .and_then(|p| {
-            p.split_once('(')?
-                .1
-                .split_once(')')
-                .map(|(n, _)| n.to_string())
-        })
+        .and_then(|p| p.split_once('(')?.1.split_once(')').map(|(n, _)| n.to_string()))
         .and_then(|n| n.parse().ok())
         .context("data bytes in the traffic line")?;
-    Ok(H2loadReport {
-        secs,
-        req_per_s,
-        succeeded: count(" succeeded")?,
-        failed,
-        data_bytes,
-    })
+    Ok(H2loadReport { secs, req_per_s, succeeded: count(" succeeded")?, failed, data_bytes })
 }
 
 /// `346.87ms`, `12.5s`, `980us` as seconds.
@@ -100,10 +76,7 @@ fn parse_duration(text: &str) -> Result<f64> {
     } else {
         bail!("duration {text:?} has no unit");
     };
-    Ok(number
-        .parse::<f64>()
-        .with_context(|| format!("duration {text:?}"))?
-        * scale)
+    Ok(number.parse::<f64>().with_context(|| format!("duration {text:?}"))? * scale)
 }
 
 #[cfg(test)]

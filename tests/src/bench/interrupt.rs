@@ -18,15 +18,10 @@ extern "C" fn record(_: libc::c_int) {
 
 /// Installs the handler for SIGINT and SIGTERM.
 pub fn install() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(record),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+    let action = SigAction::new(SigHandler::Handler(record), SaFlags::SA_RESTART, SigSet::empty());
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }
-            .with_context(|| format!("installing a {signal} handler"))?;
+        unsafe { sigaction(signal, &action) }.with_context(|| format!("installing a {signal} handler"))?;
     }
     Ok(())
 }

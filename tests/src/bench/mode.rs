@@ -48,15 +48,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 7] = [
-        Mode::Direct,
-        Mode::Haproxy,
-        Mode::NginxStream,
-        Mode::Copy,
-        Mode::Splice,
-        Mode::Xdp,
-        Mode::Auto,
-    ];
+    pub const ALL: [Mode; 7] = [Mode::Direct, Mode::Haproxy, Mode::NginxStream, Mode::Copy, Mode::Splice, Mode::Xdp, Mode::Auto];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -107,10 +99,7 @@ impl Mode {
     /// clients (ALPN) to the h2 farm, everything else to the h1 farm. The peers get the same
     /// routing in their own words (see `peers`).
     pub fn config(self) -> Config {
-        let frontend = Frontend::new(1, &FRONTEND_PORT.to_string())
-            .default_farm(2)
-            .named("bench")
-            .fastpath(self.name());
+        let frontend = Frontend::new(1, &FRONTEND_PORT.to_string()).default_farm(2).named("bench").fastpath(self.name());
         Config::new()
             .frontend(frontend)
             .farm(Farm::new(1, "h2").server(server(1, H2_SERVER)))
@@ -120,12 +109,7 @@ impl Mode {
 
     /// Starts this mode's load balancer in the lb namespace (none for `direct`).
     /// `xdp_mode` is the daemon's `--xdp-mode`, `peer_workers` the peers' threads/workers.
-    pub fn start_lb(
-        self,
-        topo: &Topology,
-        xdp_mode: &str,
-        peer_workers: usize,
-    ) -> Result<Option<Lb>> {
+    pub fn start_lb(self, topo: &Topology, xdp_mode: &str, peer_workers: usize) -> Result<Option<Lb>> {
         let peer = |kind| Peer::start(kind, topo.lb(), peer_workers).map(|p| Some(Lb::Peer(p)));
         match self {
             Mode::Direct => Ok(None),
@@ -141,8 +125,7 @@ impl Mode {
                     extra_args: vec!["--api".into(), "127.0.0.1:0".into()],
                     ..DaemonOpts::default()
                 };
-                let daemon = Daemon::start_with(topo, &self.config(), opts)
-                    .with_context(|| format!("starting lb-user for mode {self}"))?;
+                let daemon = Daemon::start_with(topo, &self.config(), opts).with_context(|| format!("starting lb-user for mode {self}"))?;
                 Ok(Some(Lb::Ours(daemon)))
             }
         }

@@ -54,52 +54,25 @@ impl Nginx {
     /// Writes the configuration, starts nginx in `ns` serving `content` with `workers` worker
     /// processes, and waits until both farms accept.
     pub fn start(ns: &str, certs: &Certs, content: &Content, workers: usize) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("lb-bench-nginx-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("lb-bench-nginx-").tempdir()?;
         let conf = dir.path().join("nginx.conf");
         fs::write(&conf, config(dir.path(), content.root(), certs, workers))?;
         let error_log = dir.path().join("error.log");
         // Checked first, so that a bad configuration fails with nginx's own words.
-        run_ok(
-            command_in(ns, "nginx")
-                .arg("-t")
-                .arg("-q")
-                .arg("-e")
-                .arg(&error_log)
-                .arg("-c")
-                .arg(&conf),
-            Duration::from_secs(10),
-        )
-        .context("nginx -t: the generated configuration")?;
+        run_ok(command_in(ns, "nginx").arg("-t").arg("-q").arg("-e").arg(&error_log).arg("-c").arg(&conf), Duration::from_secs(10))
+            .context("nginx -t: the generated configuration")?;
         let log = dir.path().join("nginx.out");
         let mut cmd = command_in(ns, "nginx");
-        cmd.arg("-e")
-            .arg(&error_log)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"]);
+        cmd.arg("-e").arg(&error_log).arg("-c").arg(&conf).args(["-g", "daemon off;"]);
         let out = File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
         let mut child = ChildGuard::spawn("nginx", &mut cmd, Some(log))?;
-        let listening = in_netns(ns, || {
-            Ok(wait_for(
-                Duration::from_secs(10),
-                Duration::from_millis(50),
-                || [H2_SERVER, H1_SERVER].iter().all(accepts).then_some(()),
-            ))
-        })?;
+        let listening =
+            in_netns(ns, || Ok(wait_for(Duration::from_secs(10), Duration::from_millis(50), || [H2_SERVER, H1_SERVER].iter().all(accepts).then_some(()))))?;
         if listening.is_none() || child.try_wait().is_some() {
-            bail!(
-                "nginx not listening on {H2_SERVER} and {H1_SERVER} within 10 s; error log:\n{}",
-                file_tail(&error_log, 4000)
-            );
+            bail!("nginx not listening on {H2_SERVER} and {H1_SERVER} within 10 s; error log:\n{}", file_tail(&error_log, 4000));
         }
-        Ok(Self {
-            child,
-            dir,
-            big_len: content.big_len,
-        })
+        Ok(Self { child, dir, big_len: content.big_len })
     }
 
     /// The size of [`BIG_PATH`] in bytes.

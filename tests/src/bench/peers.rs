@@ -51,22 +51,15 @@ impl Peer {
     /// `ns` with `workers` threads (HAProxy's `nbthread`) or worker processes (nginx's
     /// `worker_processes`) and waits until the frontend accepts.
     pub fn start(kind: PeerKind, ns: &str, workers: usize) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("lb-bench-{}-", kind.name()))
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix(&format!("lb-bench-{}-", kind.name())).tempdir()?;
         let log = dir.path().join("out.log");
         let (program, version, mut cmd) = match kind {
             PeerKind::Haproxy => {
                 let bin = find_tool("haproxy")?;
                 let conf = dir.path().join("haproxy.cfg");
                 fs::write(&conf, haproxy_config(workers))?;
-                run_ok(
-                    command_in(ns, &bin).args(["-c", "-q", "-f"]).arg(&conf),
-                    TOOL_TIMEOUT,
-                )
-                .context("haproxy -c: the generated configuration")?;
-                let version =
-                    first_line(&run_ok(Command::new(&bin).arg("-v"), TOOL_TIMEOUT)?.stdout);
+                run_ok(command_in(ns, &bin).args(["-c", "-q", "-f"]).arg(&conf), TOOL_TIMEOUT).context("haproxy -c: the generated configuration")?;
+                let version = first_line(&run_ok(Command::new(&bin).arg("-v"), TOOL_TIMEOUT)?.stdout);
                 let mut cmd = command_in(ns, &bin);
                 // -db: foreground, no master process; the guard's pid is HAProxy's.
                 cmd.args(["-db", "-f"]).arg(&conf);
@@ -76,55 +69,26 @@ impl Peer {
                 let bin = find_tool("nginx")?;
                 let module = stream_module(&bin)?;
                 let conf = dir.path().join("nginx.conf");
-                fs::write(
-                    &conf,
-                    nginx_stream_config(dir.path(), module.as_deref(), workers),
-                )?;
+                fs::write(&conf, nginx_stream_config(dir.path(), module.as_deref(), workers))?;
                 let error_log = dir.path().join("error.log");
-                run_ok(
-                    command_in(ns, &bin)
-                        .args(["-t", "-q", "-e"])
-                        .arg(&error_log)
-                        .arg("-c")
-                        .arg(&conf),
-                    TOOL_TIMEOUT,
-                )
-                .context("nginx -t: the generated stream configuration")?;
+                run_ok(command_in(ns, &bin).args(["-t", "-q", "-e"]).arg(&error_log).arg("-c").arg(&conf), TOOL_TIMEOUT)
+                    .context("nginx -t: the generated stream configuration")?;
                 let out = run_ok(Command::new(&bin).arg("-v"), TOOL_TIMEOUT)?;
                 let version = first_line(&out.stderr);
                 let mut cmd = command_in(ns, &bin);
-                cmd.arg("-e")
-                    .arg(&error_log)
-                    .arg("-c")
-                    .arg(&conf)
-                    .args(["-g", "daemon off;"]);
+                cmd.arg("-e").arg(&error_log).arg("-c").arg(&conf).args(["-g", "daemon off;"]);
                 (bin, version, cmd)
             }
         };
         let out = File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
         let child = ChildGuard::spawn(kind.name(), &mut cmd, Some(log))?;
-        let mut peer = Self {
-            kind,
-            child,
-            dir,
-            version,
-        };
+        let mut peer = Self { kind, child, dir, version };
         // Given up at once if the program exits (a configuration it refuses at start-up).
         let pid = peer.pid().unwrap_or(0);
-        let ready = in_netns(ns, || {
-            Ok(wait_for(READY_TIMEOUT, Duration::from_millis(50), || {
-                (accepts(&frontend()) || !alive(pid)).then_some(())
-            }))
-        })?;
+        let ready = in_netns(ns, || Ok(wait_for(READY_TIMEOUT, Duration::from_millis(50), || (accepts(&frontend()) || !alive(pid)).then_some(()))))?;
         if ready.is_none() || !peer.is_running() {
-            bail!(
-                "{} ({}) not accepting on {} within {READY_TIMEOUT:?}:\n{}",
-                kind.name(),
-                program.display(),
-                frontend(),
-                peer.log_tail()
-            );
+            bail!("{} ({}) not accepting on {} within {READY_TIMEOUT:?}:\n{}", kind.name(), program.display(), frontend(), peer.log_tail());
         }
         Ok(peer)
     }
@@ -140,9 +104,7 @@ impl Peer {
 
     /// The program's processes: the one HAProxy process, or nginx's master and workers.
     pub fn pids(&self) -> Result<Vec<u32>> {
-        let root = self
-            .pid()
-            .with_context(|| format!("{} has no process", self.kind.name()))?;
+        let root = self.pid().with_context(|| format!("{} has no process", self.kind.name()))?;
         Ok(process_tree(root))
     }
 
@@ -173,12 +135,7 @@ fn accepts(addr: &SocketAddr) -> bool {
 }
 
 fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").trim().to_string()
 }
 
 /// `tool` on PATH or in root's sbin directories.
@@ -188,9 +145,7 @@ pub fn find_tool(tool: &str) -> Result<PathBuf> {
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(tool))
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!("`{tool}` not found: `cargo xtask bench` installs it (Debian package {tool})")
-        })
+        .with_context(|| format!("`{tool}` not found: `cargo xtask bench` installs it (Debian package {tool})"))
 }
 
 /// HAProxy as its documentation sets up TLS passthrough with ALPN routing: wait (up to the
@@ -227,9 +182,7 @@ fn haproxy_config(workers: usize) -> String {
 /// instance from the servers' (its own pid file and logs), loading the stream module first
 /// when this nginx builds it as a dynamic module.
 fn nginx_stream_config(dir: &Path, module: Option<&Path>, workers: usize) -> String {
-    let load = module
-        .map(|m| format!("load_module {};\n", m.display()))
-        .unwrap_or_default();
+    let load = module.map(|m| format!("load_module {};\n", m.display())).unwrap_or_default();
     format!(
         "# Generated by lb-bench: nginx stream, TLS passthrough routed on the ALPN.\n\
          {load}\
@@ -262,46 +215,21 @@ fn nginx_stream_config(dir: &Path, module: Option<&Path>, workers: usize) -> Str
 pub fn stream_module(nginx: &Path) -> Result<Option<PathBuf>> {
     let out = run_ok(Command::new(nginx).arg("-V"), TOOL_TIMEOUT)?;
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    let configure: Vec<&str> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("configure arguments:"))
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let configure: Vec<&str> = text.lines().find_map(|l| l.strip_prefix("configure arguments:")).unwrap_or("").split_whitespace().collect();
     if !configure.contains(&"--with-stream_ssl_preread_module") {
-        bail!(
-            "{} has no stream ssl_preread module (nginx -V: {text})",
-            nginx.display()
-        );
+        bail!("{} has no stream ssl_preread module (nginx -V: {text})", nginx.display());
     }
     if configure.contains(&"--with-stream") {
         return Ok(None);
     }
     if !configure.contains(&"--with-stream=dynamic") {
-        bail!(
-            "{} has no stream module (nginx -V: {text})",
-            nginx.display()
-        );
+        bail!("{} has no stream module (nginx -V: {text})", nginx.display());
     }
     const SO: &str = "ngx_stream_module.so";
-    let packaged = run_ok(
-        Command::new("dpkg").args(["-L", "libnginx-mod-stream"]),
-        TOOL_TIMEOUT,
-    )
-    .ok()
-    .and_then(|out| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(PathBuf::from)
-            .find(|p| p.ends_with(SO) && p.is_file())
-    });
-    let in_modules_path = || {
-        configure
-            .iter()
-            .find_map(|a| a.strip_prefix("--modules-path="))
-            .map(|dir| Path::new(dir).join(SO))
-            .filter(|p| p.is_file())
-    };
+    let packaged = run_ok(Command::new("dpkg").args(["-L", "libnginx-mod-stream"]), TOOL_TIMEOUT)
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).find(|p| p.ends_with(SO) && p.is_file()));
+    let in_modules_path = || configure.iter().find_map(|a| a.strip_prefix("--modules-path=")).map(|dir| Path::new(dir).join(SO)).filter(|p| p.is_file());
     match packaged.or_else(in_modules_path) {
         Some(so) => Ok(Some(so)),
         None => bail!(
@@ -329,10 +257,7 @@ mod tests {
             "server h2 10.77.2.2:8443",
             "server h1 10.77.2.4:8443",
         ] {
-            assert!(
-                c.lines().any(|l| l.trim() == line),
-                "{line:?} missing:\n{c}"
-            );
+            assert!(c.lines().any(|l| l.trim() == line), "{line:?} missing:\n{c}");
         }
     }
 
@@ -341,10 +266,7 @@ mod tests {
         let dir = Path::new("/tmp/x");
         let with = nginx_stream_config(dir, Some(Path::new("/m/ngx_stream_module.so")), 1);
         assert!(with.starts_with("# Generated"), "{with}");
-        assert!(
-            with.contains("\nload_module /m/ngx_stream_module.so;\n"),
-            "{with}"
-        );
+        assert!(with.contains("\nload_module /m/ngx_stream_module.so;\n"), "{with}");
         let without = nginx_stream_config(dir, None, 3);
         assert!(!without.contains("load_module"), "{without}");
         assert!(without.contains("worker_processes 3;"), "{without}");

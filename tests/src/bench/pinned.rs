@@ -36,10 +36,7 @@ impl SyntheticFlows {
         for i in 0..flows {
             let (client_side, server_side) = pair(i as u32, ahead);
             for (key, entry) in [client_side, server_side] {
-                added
-                    .map
-                    .insert(key, entry, 0)
-                    .with_context(|| format!("adding synthetic flow {i} of {flows} to the splice map"))?;
+                added.map.insert(key, entry, 0).with_context(|| format!("adding synthetic flow {i} of {flows} to the splice map"))?;
                 added.keys.push(key);
             }
         }

@@ -131,18 +131,10 @@ pub fn write_json(dir: &Path, stamp: &str, records: &[Record]) -> Result<PathBuf
 
 /// The current UTC time as `20250131T235959Z` (a file name that sorts by time).
 pub fn utc_stamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil: days since 1970-01-01 to (year, month, day).
@@ -160,39 +152,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The median over rounds of `f` for (`veth`, `mode`, `workload`), among the records that ran
 /// to the end.
-pub fn median_of(
-    records: &[Record],
-    veth: &str,
-    mode: &str,
-    workload: &str,
-    f: fn(&Record) -> Option<f64>,
-) -> Option<f64> {
-    let values: Vec<f64> = of(records, veth, mode, workload)
-        .filter(|r| r.is_ok())
-        .filter_map(f)
-        .collect();
+pub fn median_of(records: &[Record], veth: &str, mode: &str, workload: &str, f: fn(&Record) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = of(records, veth, mode, workload).filter(|r| r.is_ok()).filter_map(f).collect();
     median(&values)
 }
 
 /// The records of (`veth`, `mode`, `workload`), every round.
-pub fn of<'a>(
-    records: &'a [Record],
-    veth: &'a str,
-    mode: &'a str,
-    workload: &'a str,
-) -> impl Iterator<Item = &'a Record> + 'a {
-    records
-        .iter()
-        .filter(move |r| r.veth == veth && r.mode == mode && r.workload == workload)
+pub fn of<'a>(records: &'a [Record], veth: &'a str, mode: &'a str, workload: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
+    records.iter().filter(move |r| r.veth == veth && r.mode == mode && r.workload == workload)
 }
 
 /// The first error of a (`veth`, `mode`, `workload`) that failed in some round.
-pub fn first_error<'a>(
-    records: &'a [Record],
-    veth: &'a str,
-    mode: &'a str,
-    workload: &'a str,
-) -> Option<&'a str> {
+pub fn first_error<'a>(records: &'a [Record], veth: &'a str, mode: &'a str, workload: &'a str) -> Option<&'a str> {
     of(records, veth, mode, workload).find_map(|r| r.error.as_deref())
 }
 
@@ -251,25 +222,11 @@ mod tests {
             gbit_s: gbit,
             ..Record::default()
         };
-        let records = [
-            rec("wire", 0, Some(4.0)),
-            rec("wire", 1, Some(2.0)),
-            rec("wire", 2, None).failed("stalled"),
-            rec("default", 0, Some(9.0)),
-        ];
+        let records = [rec("wire", 0, Some(4.0)), rec("wire", 1, Some(2.0)), rec("wire", 2, None).failed("stalled"), rec("default", 0, Some(9.0))];
         let gbit = |r: &Record| r.gbit_s;
-        assert_eq!(
-            median_of(&records, "wire", "auto", "bulk-h1", gbit),
-            Some(3.0)
-        );
-        assert_eq!(
-            median_of(&records, "default", "auto", "bulk-h1", gbit),
-            Some(9.0)
-        );
-        assert_eq!(
-            first_error(&records, "wire", "auto", "bulk-h1"),
-            Some("stalled")
-        );
+        assert_eq!(median_of(&records, "wire", "auto", "bulk-h1", gbit), Some(3.0));
+        assert_eq!(median_of(&records, "default", "auto", "bulk-h1", gbit), Some(9.0));
+        assert_eq!(first_error(&records, "wire", "auto", "bulk-h1"), Some("stalled"));
         assert_eq!(first_error(&records, "default", "auto", "bulk-h1"), None);
     }
 

@@ -29,13 +29,7 @@ impl Bench<'_> {
     /// Runs every workload of `mode` in `round`, appending one record per workload to
     /// `records`. Returns whether all of them ran cleanly (no failed workload, no error);
     /// fails only when the run was interrupted.
-    pub fn run_mode(
-        &self,
-        mode: Mode,
-        round: u32,
-        host_busy_before: f64,
-        records: &mut Vec<Record>,
-    ) -> Result<bool> {
+    pub fn run_mode(&self, mode: Mode, round: u32, host_busy_before: f64, records: &mut Vec<Record>) -> Result<bool> {
         let lb = mode.start_lb(self.topo, self.xdp_mode, self.peer_workers);
         let (lb, start_error) = match lb {
             Ok(lb) => (lb, None),
@@ -68,11 +62,7 @@ impl Bench<'_> {
         }
         if let Err(e) = run.check_path() {
             interrupt::check()?;
-            failed(
-                records,
-                0,
-                &format!("no answer through the load balancer: {e:#}"),
-            );
+            failed(records, 0, &format!("no answer through the load balancer: {e:#}"));
             print_log(lb.as_ref(), &self.nginx.error_log_tail());
             return Ok(false);
         }
@@ -86,10 +76,7 @@ impl Bench<'_> {
                     run.blank(workload).failed(&format!("{e:#}"))
                 }
             };
-            eprintln!(
-                "lb-bench: {veth:<7} round {round} {mode:<12} {workload:<8} {}",
-                summary(&record)
-            );
+            eprintln!("lb-bench: {veth:<7} round {round} {mode:<12} {workload:<8} {}", summary(&record));
             let trouble = !record.is_ok() || record.failures > 0;
             records.push(record);
             if !trouble {
@@ -99,19 +86,9 @@ impl Bench<'_> {
             // Is the load balancer still there and answering? If not, the workloads left
             // would each only wait for their own timeouts.
             let alive = lb.as_ref().is_none_or(Lb::is_alive);
-            let answer = if alive {
-                run.check_path().err().map(|e| format!("{e:#}"))
-            } else {
-                Some("its process exited".to_string())
-            };
+            let answer = if alive { run.check_path().err().map(|e| format!("{e:#}")) } else { Some("its process exited".to_string()) };
             if let Some(why) = answer {
-                failed(
-                    records,
-                    i + 1,
-                    &format!(
-                        "skipped: the load balancer stopped answering after {workload}: {why}"
-                    ),
-                );
+                failed(records, i + 1, &format!("skipped: the load balancer stopped answering after {workload}: {why}"));
                 break;
             }
         }
@@ -124,10 +101,7 @@ impl Bench<'_> {
 
 fn print_log(lb: Option<&Lb>, nginx_errors: &str) {
     if let Some(lb) = lb {
-        eprintln!(
-            "--- load balancer log ---\n{}\n--- end of load balancer log ---",
-            lb.log_excerpt()
-        );
+        eprintln!("--- load balancer log ---\n{}\n--- end of load balancer log ---", lb.log_excerpt());
     }
     if !nginx_errors.trim().is_empty() {
         eprintln!("--- nginx (servers) error log ---\n{nginx_errors}\n--- end ---");
@@ -168,14 +142,7 @@ pub fn summary(r: &Record) -> String {
 }
 
 /// Records for every (mode, workload) of a topology that could not be set up at all.
-pub fn failed_setup(
-    veth: &str,
-    modes: &[Mode],
-    workloads: &[String],
-    round: u32,
-    started_utc: &str,
-    why: &str,
-) -> Vec<Record> {
+pub fn failed_setup(veth: &str, modes: &[Mode], workloads: &[String], round: u32, started_utc: &str, why: &str) -> Vec<Record> {
     let mut out = Vec::new();
     for mode in modes {
         for workload in workloads {

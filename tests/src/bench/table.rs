@@ -35,11 +35,7 @@ struct Column {
 }
 
 const fn col(header: &'static str, value: fn(&Record) -> Option<f64>, show: Show) -> Column {
-    Column {
-        header,
-        value,
-        show,
-    }
+    Column { header, value, show }
 }
 
 const BULK: &[Column] = &[
@@ -58,17 +54,9 @@ const CONNS: &[Column] = &[
     col("×direct", |r| r.conns_s, Show::RatioTo("direct")),
     col("×haproxy", |r| r.conns_s, Show::RatioTo("haproxy")),
     col("LB CPU s/1k", |r| r.lb_cpu_s_per_1k_conns, Show::Value),
-    col(
-        "×haproxy",
-        |r| r.lb_cpu_s_per_1k_conns,
-        Show::RatioTo("haproxy"),
-    ),
+    col("×haproxy", |r| r.lb_cpu_s_per_1k_conns, Show::RatioTo("haproxy")),
     col("host CPU s/1k", |r| r.host_cpu_s_per_1k_conns, Show::Value),
-    col(
-        "×direct",
-        |r| r.host_cpu_s_per_1k_conns,
-        Show::RatioTo("direct"),
-    ),
+    col("×direct", |r| r.host_cpu_s_per_1k_conns, Show::RatioTo("direct")),
 ];
 
 const LATENCY: &[Column] = &[
@@ -82,11 +70,7 @@ const LATENCY: &[Column] = &[
 
 const MEMORY: &[Column] = &[
     col("LB bytes/conn", |r| r.mem_bytes_per_conn, Show::Value),
-    col(
-        "×haproxy",
-        |r| r.mem_bytes_per_conn,
-        Show::RatioTo("haproxy"),
-    ),
+    col("×haproxy", |r| r.mem_bytes_per_conn, Show::RatioTo("haproxy")),
     col("LB fds/conn", |r| r.lb_fds_per_conn, Show::Value),
 ];
 
@@ -115,28 +99,15 @@ fn handoff_share(r: &Record) -> Option<f64> {
 }
 
 /// The whole table: a block per kind of veth in `veths`, then the footnote.
-pub fn table(
-    records: &[Record],
-    veths: &[String],
-    modes: &[String],
-    workloads: &[String],
-    setting: Setting,
-) -> String {
+pub fn table(records: &[Record], veths: &[String], modes: &[String], workloads: &[String], setting: Setting) -> String {
     let mut out = String::new();
     for veth in veths {
         let _ = writeln!(out, "== veth {veth} ({}) ==", veth_meaning(veth));
         for workload in workloads {
-            if !records
-                .iter()
-                .any(|r| &r.veth == veth && &r.workload == workload)
-            {
+            if !records.iter().any(|r| &r.veth == veth && &r.workload == workload) {
                 continue;
             }
-            let client = records
-                .iter()
-                .find(|r| &r.veth == veth && &r.workload == workload && r.is_ok())
-                .map(|r| r.client.as_str())
-                .unwrap_or("");
+            let client = records.iter().find(|r| &r.veth == veth && &r.workload == workload && r.is_ok()).map(|r| r.client.as_str()).unwrap_or("");
             let _ = writeln!(out, "{workload}: {client}");
             out.push_str(&block(records, veth, modes, workload));
             out.push('\n');
@@ -158,13 +129,8 @@ fn veth_meaning(veth: &str) -> &'static str {
 /// `modes`; a mode with no round run to the end says FAILED and why.
 fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> String {
     let cols = columns(workload);
-    let mut rows: Vec<Row> = vec![Row::Cells(
-        std::iter::once("mode")
-            .chain(cols.iter().map(|c| c.header))
-            .chain(["errors", "stalls"])
-            .map(String::from)
-            .collect(),
-    )];
+    let mut rows: Vec<Row> =
+        vec![Row::Cells(std::iter::once("mode").chain(cols.iter().map(|c| c.header)).chain(["errors", "stalls"]).map(String::from).collect())];
     for mode in modes {
         let here: Vec<&Record> = of(records, veth, mode, workload).collect();
         if here.is_empty() {
@@ -172,10 +138,7 @@ fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> St
         }
         if !here.iter().any(|r| r.is_ok()) {
             let error = first_error(records, veth, mode, workload).unwrap_or("no record");
-            rows.push(Row::Failed(
-                mode.clone(),
-                format!("FAILED: {}", gist(error)),
-            ));
+            rows.push(Row::Failed(mode.clone(), format!("FAILED: {}", gist(error))));
             continue;
         }
         let median = |m: &str, f| median_of(records, veth, m, workload, f);
@@ -202,11 +165,7 @@ fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> St
             n => format!("{errors} + {n} round(s) FAILED"),
         });
         let stalls: Vec<u64> = here.iter().filter_map(|r| r.handoff_stalls).collect();
-        row.push(if stalls.is_empty() {
-            "-".to_string()
-        } else {
-            stalls.iter().sum::<u64>().to_string()
-        });
+        row.push(if stalls.is_empty() { "-".to_string() } else { stalls.iter().sum::<u64>().to_string() });
         rows.push(Row::Cells(row));
     }
     align(&rows)
@@ -235,11 +194,7 @@ fn align(rows: &[Row]) -> String {
     let widths: Vec<usize> = (0..cells[0].len())
         .map(|c| match c {
             0 => first,
-            _ => cells
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0),
+            _ => cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0),
         })
         .collect();
     let mut out = String::new();
@@ -292,14 +247,7 @@ mod tests {
     use super::*;
 
     fn rec(veth: &str, mode: &str, gbit: f64) -> Record {
-        Record {
-            veth: veth.into(),
-            mode: mode.into(),
-            workload: "bulk-h1".into(),
-            status: "ok".into(),
-            gbit_s: Some(gbit),
-            ..Record::default()
-        }
+        Record { veth: veth.into(), mode: mode.into(), workload: "bulk-h1".into(), status: "ok".into(), gbit_s: Some(gbit), ..Record::default() }
     }
 
     fn strings(v: &[&str]) -> Vec<String> {
@@ -308,68 +256,26 @@ mod tests {
 
     #[test]
     fn rows_compare_with_direct_and_haproxy() {
-        let records = [
-            rec("wire", "direct", 10.0),
-            rec("wire", "haproxy", 4.0),
-            rec("wire", "auto", 5.0),
-        ];
-        let setting = Setting {
-            rounds: 1,
-            cpus: 2,
-            peer_workers: 1,
-        };
-        let t = table(
-            &records,
-            &strings(&["wire"]),
-            &strings(&["direct", "haproxy", "auto"]),
-            &strings(&["bulk-h1", "conns"]),
-            setting,
-        );
+        let records = [rec("wire", "direct", 10.0), rec("wire", "haproxy", 4.0), rec("wire", "auto", 5.0)];
+        let setting = Setting { rounds: 1, cpus: 2, peer_workers: 1 };
+        let t = table(&records, &strings(&["wire"]), &strings(&["direct", "haproxy", "auto"]), &strings(&["bulk-h1", "conns"]), setting);
         let auto = t.lines().find(|l| l.starts_with("auto")).unwrap();
-        assert!(
-            auto.contains("5.00") && auto.contains("0.50×") && auto.contains("1.25×"),
-            "{t}"
-        );
-        assert!(
-            !t.contains("conns/s"),
-            "workloads without records are left out: {t}"
-        );
+        assert!(auto.contains("5.00") && auto.contains("0.50×") && auto.contains("1.25×"), "{t}");
+        assert!(!t.contains("conns/s"), "workloads without records are left out: {t}");
         assert!(t.contains("== veth wire"), "{t}");
     }
 
     #[test]
     fn a_failed_mode_says_so_instead_of_a_figure() {
-        let records = [
-            rec("default", "direct", 10.0),
-            Record {
-                error: None,
-                ..rec("default", "xdp", 0.0)
-            }
-            .failed("starting lb-user for mode xdp: timed out\nmore"),
-        ];
-        let setting = Setting {
-            rounds: 1,
-            cpus: 2,
-            peer_workers: 1,
-        };
-        let t = table(
-            &records,
-            &strings(&["default"]),
-            &strings(&["direct", "xdp"]),
-            &strings(&["bulk-h1"]),
-            setting,
-        );
+        let records =
+            [rec("default", "direct", 10.0), Record { error: None, ..rec("default", "xdp", 0.0) }.failed("starting lb-user for mode xdp: timed out\nmore")];
+        let setting = Setting { rounds: 1, cpus: 2, peer_workers: 1 };
+        let t = table(&records, &strings(&["default"]), &strings(&["direct", "xdp"]), &strings(&["bulk-h1"]), setting);
         let xdp = t.lines().find(|l| l.starts_with("xdp")).unwrap();
-        assert!(
-            xdp.contains("FAILED: starting lb-user for mode xdp: timed out"),
-            "{t}"
-        );
+        assert!(xdp.contains("FAILED: starting lb-user for mode xdp: timed out"), "{t}");
         assert!(!xdp.contains("more") && !xdp.contains("0.000"), "{t}");
         let lines: Vec<&str> = t.lines().collect();
         let at = |m: &str| lines.iter().position(|l| l.starts_with(m)).unwrap();
-        assert!(
-            at("direct") < at("xdp"),
-            "rows keep the order of the modes: {t}"
-        );
+        assert!(at("direct") < at("xdp"), "rows keep the order of the modes: {t}");
     }
 }

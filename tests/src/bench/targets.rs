@@ -38,21 +38,13 @@ impl Checker<'_> {
         }
         match first_error(self.records, self.veth, mode, workload) {
             Some(e) => Figure::Failed(format!("{mode} {workload} FAILED: {}", gist(e))),
-            None if of(self.records, self.veth, mode, workload).next().is_some() => {
-                Figure::Failed(format!("{mode} {workload}: no figure measured"))
-            }
+            None if of(self.records, self.veth, mode, workload).next().is_some() => Figure::Failed(format!("{mode} {workload}: no figure measured")),
             None => Figure::Absent,
         }
     }
 
     /// `mode`'s figure (or its ratio to `base`'s when `base` is given) against `ok`.
-    fn check(
-        &self,
-        (mode, workload, f): (&str, &str, Metric),
-        base: Option<&str>,
-        ok: impl Fn(f64) -> bool,
-        unit: &str,
-    ) -> Outcome {
+    fn check(&self, (mode, workload, f): (&str, &str, Metric), base: Option<&str>, ok: impl Fn(f64) -> bool, unit: &str) -> Outcome {
         let value = match self.figure(mode, workload, f) {
             Figure::Value(v) => v,
             Figure::Failed(why) => return Outcome::Missed(why),
@@ -61,9 +53,7 @@ impl Checker<'_> {
         let value = match base.map(|b| (b, self.figure(b, workload, f))) {
             None => value,
             Some((_, Figure::Value(b))) if b > 0.0 => value / b,
-            Some((b, Figure::Value(_))) => {
-                return Outcome::Missed(format!("{b} {workload} measured 0"))
-            }
+            Some((b, Figure::Value(_))) => return Outcome::Missed(format!("{b} {workload} measured 0")),
             Some((_, Figure::Failed(why))) => return Outcome::Missed(why),
             Some((b, Figure::Absent)) => return Outcome::NotMeasured(format!("no {b} {workload}")),
         };
@@ -78,10 +68,7 @@ impl Checker<'_> {
     /// `mode`'s p99 handshake minus `direct`'s.
     fn added_p99(&self, mode: &str, limit_ms: f64) -> Outcome {
         let p99 = |r: &Record| r.p99_ms;
-        match (
-            self.figure(mode, "latency", p99),
-            self.figure("direct", "latency", p99),
-        ) {
+        match (self.figure(mode, "latency", p99), self.figure("direct", "latency", p99)) {
             (Figure::Value(m), Figure::Value(d)) => {
                 let added = m - d;
                 let shown = format!("{} ms", number(added));
@@ -105,11 +92,7 @@ impl Checker<'_> {
             let mut errors = 0u64;
             let mut stalls = 0u64;
             let mut failed = Vec::new();
-            for r in self
-                .records
-                .iter()
-                .filter(|r| r.veth == self.veth && &r.mode == mode)
-            {
+            for r in self.records.iter().filter(|r| r.veth == self.veth && &r.mode == mode) {
                 seen += 1;
                 errors += r.failures;
                 // A daemon that does not report stalls is taken as having none.
@@ -147,57 +130,16 @@ pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(Strin
     let cpu_gb = |r: &Record| r.lb_cpu_s_per_gb;
     let mut out = Vec::new();
     for workload in ["bulk-h1", "bulk-h2"] {
-        out.push((
-            format!("{workload} auto ≥ 0.9× direct"),
-            c.check(("auto", workload, gbit), Some("direct"), |v| v >= 0.9, "×"),
-        ));
-        out.push((
-            format!("{workload} auto ≥ 1.1× haproxy"),
-            c.check(("auto", workload, gbit), Some("haproxy"), |v| v >= 1.1, "×"),
-        ));
-        out.push((
-            format!("{workload} auto LB CPU ≤ 0.08 s/GB"),
-            c.check(("auto", workload, cpu_gb), None, |v| v <= 0.08, " s"),
-        ));
+        out.push((format!("{workload} auto ≥ 0.9× direct"), c.check(("auto", workload, gbit), Some("direct"), |v| v >= 0.9, "×")));
+        out.push((format!("{workload} auto ≥ 1.1× haproxy"), c.check(("auto", workload, gbit), Some("haproxy"), |v| v >= 1.1, "×")));
+        out.push((format!("{workload} auto LB CPU ≤ 0.08 s/GB"), c.check(("auto", workload, cpu_gb), None, |v| v <= 0.08, " s")));
         if veth == "default" {
-            out.push((
-                format!("{workload} splice ≥ haproxy"),
-                c.check(
-                    ("splice", workload, gbit),
-                    Some("haproxy"),
-                    |v| v >= 1.0,
-                    "×",
-                ),
-            ));
-            out.push((
-                format!("{workload} splice LB CPU/GB ≤ haproxy's"),
-                c.check(
-                    ("splice", workload, cpu_gb),
-                    Some("haproxy"),
-                    |v| v <= 1.0,
-                    "×",
-                ),
-            ));
+            out.push((format!("{workload} splice ≥ haproxy"), c.check(("splice", workload, gbit), Some("haproxy"), |v| v >= 1.0, "×")));
+            out.push((format!("{workload} splice LB CPU/GB ≤ haproxy's"), c.check(("splice", workload, cpu_gb), Some("haproxy"), |v| v <= 1.0, "×")));
         }
     }
-    out.push((
-        "conns auto ≥ 0.95× direct".to_string(),
-        c.check(
-            ("auto", "conns", |r| r.conns_s),
-            Some("direct"),
-            |v| v >= 0.95,
-            "×",
-        ),
-    ));
-    out.push((
-        "conns auto LB CPU ≤ 0.08 s/1k conns".to_string(),
-        c.check(
-            ("auto", "conns", |r| r.lb_cpu_s_per_1k_conns),
-            None,
-            |v| v <= 0.08,
-            " s",
-        ),
-    ));
+    out.push(("conns auto ≥ 0.95× direct".to_string(), c.check(("auto", "conns", |r| r.conns_s), Some("direct"), |v| v >= 0.95, "×")));
+    out.push(("conns auto LB CPU ≤ 0.08 s/1k conns".to_string(), c.check(("auto", "conns", |r| r.lb_cpu_s_per_1k_conns), None, |v| v <= 0.08, " s")));
     out.push((
         "pinned auto: conns/s with 100,000 handed-off flows ≥ 0.95× without".to_string(),
         c.check(("auto", "pinned", |r| Some(r.conns_s? / r.conns_s_empty_map?)), None, |v| v >= 0.95, "×"),
@@ -206,14 +148,8 @@ pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(Strin
         "pinned auto: API p99 with 100,000 handed-off flows ≤ 1.25× without".to_string(),
         c.check(("auto", "pinned", |r| Some(r.api_p99_ms? / r.api_p99_ms_empty_map?)), None, |v| v <= 1.25, "×"),
     ));
-    out.push((
-        "latency auto added p99 ≤ 0.1 ms".to_string(),
-        c.added_p99("auto", 0.1),
-    ));
-    out.push((
-        "errors and stalls 0, every mode and workload".to_string(),
-        c.clean(modes),
-    ));
+    out.push(("latency auto added p99 ≤ 0.1 ms".to_string(), c.added_p99("auto", 0.1)));
+    out.push(("errors and stalls 0, every mode and workload".to_string(), c.clean(modes)));
     out
 }
 
@@ -241,10 +177,7 @@ pub fn targets(records: &[Record], veths: &[String], modes: &[String]) -> String
             let _ = writeln!(out, "    {name}: {text}");
         }
     }
-    let _ = writeln!(
-        out,
-        "  {met} met, {missed} MISSED, {unmeasured} not measured"
-    );
+    let _ = writeln!(out, "  {met} met, {missed} MISSED, {unmeasured} not measured");
     out
 }
 
@@ -265,44 +198,22 @@ mod tests {
     }
 
     fn outcome(all: &[(String, Outcome)], name: &str) -> Outcome {
-        all.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, o)| o.clone())
-            .unwrap_or_else(|| panic!("no target {name}: {all:?}"))
+        all.iter().find(|(n, _)| n == name).map(|(_, o)| o.clone()).unwrap_or_else(|| panic!("no target {name}: {all:?}"))
     }
 
     #[test]
     fn bulk_targets_compare_auto_with_direct_and_haproxy() {
-        let records = [
-            rec("wire", "direct", "bulk-h1", 10.0),
-            rec("wire", "haproxy", "bulk-h1", 8.0),
-            rec("wire", "auto", "bulk-h1", 9.5),
-        ];
+        let records = [rec("wire", "direct", "bulk-h1", 10.0), rec("wire", "haproxy", "bulk-h1", 8.0), rec("wire", "auto", "bulk-h1", 9.5)];
         let all = check_all(&records, "wire", &["direct".into(), "auto".into()]);
-        assert!(matches!(
-            outcome(&all, "bulk-h1 auto ≥ 0.9× direct"),
-            Outcome::Met(_)
-        ));
-        assert!(matches!(
-            outcome(&all, "bulk-h1 auto ≥ 1.1× haproxy"),
-            Outcome::Met(_)
-        ));
-        assert!(matches!(
-            outcome(&all, "bulk-h2 auto ≥ 0.9× direct"),
-            Outcome::NotMeasured(_)
-        ));
-        assert!(
-            !all.iter().any(|(n, _)| n.contains("splice")),
-            "splice targets are for default veths"
-        );
+        assert!(matches!(outcome(&all, "bulk-h1 auto ≥ 0.9× direct"), Outcome::Met(_)));
+        assert!(matches!(outcome(&all, "bulk-h1 auto ≥ 1.1× haproxy"), Outcome::Met(_)));
+        assert!(matches!(outcome(&all, "bulk-h2 auto ≥ 0.9× direct"), Outcome::NotMeasured(_)));
+        assert!(!all.iter().any(|(n, _)| n.contains("splice")), "splice targets are for default veths");
     }
 
     #[test]
     fn a_failed_mode_misses_its_targets_and_the_clean_run() {
-        let records = [
-            rec("default", "direct", "bulk-h1", 10.0),
-            rec("default", "auto", "bulk-h1", 0.0).failed("stalled after the hand-off"),
-        ];
+        let records = [rec("default", "direct", "bulk-h1", 10.0), rec("default", "auto", "bulk-h1", 0.0).failed("stalled after the hand-off")];
         let modes = ["direct".to_string(), "auto".to_string()];
         let all = check_all(&records, "default", &modes);
         match outcome(&all, "bulk-h1 auto ≥ 0.9× direct") {
@@ -322,14 +233,8 @@ mod tests {
         let quiet = rec("wire", "direct", "bulk-h1", 9.0);
         let modes = ["direct".to_string(), "auto".to_string()];
         let all = check_all(&[quiet.clone(), stalled], "wire", &modes);
-        assert_eq!(
-            outcome(&all, "errors and stalls 0, every mode and workload"),
-            Outcome::Missed("auto: 2 stalls".into())
-        );
+        assert_eq!(outcome(&all, "errors and stalls 0, every mode and workload"), Outcome::Missed("auto: 2 stalls".into()));
         let all = check_all(&[quiet], "wire", &modes);
-        assert_eq!(
-            outcome(&all, "errors and stalls 0, every mode and workload"),
-            Outcome::Met("0".into())
-        );
+        assert_eq!(outcome(&all, "errors and stalls 0, every mode and workload"), Outcome::Met("0".into()));
     }
 }

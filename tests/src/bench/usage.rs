@@ -44,18 +44,8 @@ impl Sample {
     /// Reads the counters; `lb_pids` are the load balancer's processes when one runs.
     pub fn now(lb_pids: Option<&[u32]>) -> Result<Self> {
         let (host_busy_s, host_softirq_s) = host_cpu()?;
-        let lb_cpu_s = lb_pids
-            .map(|pids| {
-                pids.iter()
-                    .map(|p| procfs::cpu_seconds(*p))
-                    .sum::<Result<f64>>()
-            })
-            .transpose()?;
-        Ok(Self {
-            lb_cpu_s,
-            host_busy_s,
-            host_softirq_s,
-        })
+        let lb_cpu_s = lb_pids.map(|pids| pids.iter().map(|p| procfs::cpu_seconds(*p)).sum::<Result<f64>>()).transpose()?;
+        Ok(Self { lb_cpu_s, host_busy_s, host_softirq_s })
     }
 
     pub fn until(&self, later: &Sample) -> Delta {
@@ -75,9 +65,7 @@ pub const QUIET: f64 = 0.25;
 /// would otherwise be charged to the next. Returns the last busy share seen, so that a
 /// result measured on a host busy with something else (another build, other tests) says so.
 pub fn wait_quiet(max: Duration) -> Result<f64> {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as f64;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let deadline = std::time::Instant::now() + max;
     loop {
         let before = Sample::now(None)?;
@@ -97,15 +85,8 @@ fn host_cpu() -> Result<(f64, f64)> {
 }
 
 pub fn parse_host_cpu(stat: &str, hz: f64) -> Result<(f64, f64)> {
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .context("no cpu line in /proc/stat")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     let field = |i: usize| v.get(i).copied().unwrap_or(0);
     // guest and guest_nice are already counted in user and nice.
     let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
@@ -123,9 +104,7 @@ pub fn tcp_active_opens(ns: &str) -> Result<u64> {
 pub fn parse_active_opens(snmp: &str) -> Result<u64> {
     let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
     let (names, values) = (tcp.next(), tcp.next());
-    let (names, values) = names
-        .zip(values)
-        .context("no Tcp lines in /proc/net/snmp")?;
+    let (names, values) = names.zip(values).context("no Tcp lines in /proc/net/snmp")?;
     names
         .split_whitespace()
         .zip(values.split_whitespace())
@@ -136,14 +115,7 @@ pub fn parse_active_opens(snmp: &str) -> Result<u64> {
 
 /// `lb-user stats` as JSON; `None` when it cannot be read (no XDP attached).
 pub fn daemon_stats(daemon: &Daemon) -> Option<serde_json::Value> {
-    let out = run_ok(
-        Command::new(crate::lb_user_bin())
-            .arg("stats")
-            .arg("--data-dir")
-            .arg(daemon.data_dir()),
-        Duration::from_secs(10),
-    )
-    .ok()?;
+    let out = run_ok(Command::new(crate::lb_user_bin()).arg("stats").arg("--data-dir").arg(daemon.data_dir()), Duration::from_secs(10)).ok()?;
     serde_json::from_slice(&out.stdout).ok()
 }
 
@@ -151,12 +123,7 @@ pub fn daemon_stats(daemon: &Daemon) -> Option<serde_json::Value> {
 /// the daemon's hand-off statistics), whatever names this daemon has.
 pub fn numbers_of(stats: &serde_json::Value, object: &str) -> Option<BTreeMap<String, u64>> {
     let fields = stats.get(object)?.as_object()?;
-    Some(
-        fields
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-            .collect(),
-    )
+    Some(fields.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
 }
 
 /// `root` and every process descended from it (nginx's master and its workers), from the
@@ -165,17 +132,10 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some(ppid) = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| parent_of(&stat))
-            {
+            if let Some(ppid) = fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| parent_of(&stat)) {
                 parents.push((pid, ppid));
             }
         }
@@ -184,12 +144,7 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
         i += 1;
     }
     tree
@@ -198,12 +153,7 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 /// The parent pid in a `/proc/<pid>/stat` line: the second field after the command name
 /// (which is in parentheses and may hold anything).
 pub fn parent_of(stat: &str) -> Option<u32> {
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether `pid` runs: it exists and is not a zombie.
@@ -211,12 +161,7 @@ pub fn alive(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string();
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
             Some(state != "Z" && state != "X")
         })
         .unwrap_or(false)
@@ -234,10 +179,7 @@ pub fn usage_of(pids: &[u32]) -> Result<procfs::Usage> {
 }
 
 /// `after − before` for every counter of `after` (one missing from `before` was 0).
-pub fn counters_delta(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
+pub fn counters_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
         .map(|(k, a)| {

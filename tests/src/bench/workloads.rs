@@ -36,20 +36,8 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    pub const DEFAULT: Sizes = Sizes {
-        bulk_downloads: 4,
-        conns: 3000,
-        conns_clients: 16,
-        latency_samples: 1000,
-        memory_conns: 1000,
-    };
-    pub const QUICK: Sizes = Sizes {
-        bulk_downloads: 3,
-        conns: 600,
-        conns_clients: 8,
-        latency_samples: 200,
-        memory_conns: 200,
-    };
+    pub const DEFAULT: Sizes = Sizes { bulk_downloads: 4, conns: 3000, conns_clients: 16, latency_samples: 1000, memory_conns: 1000 };
+    pub const QUICK: Sizes = Sizes { bulk_downloads: 3, conns: 600, conns_clients: 8, latency_samples: 200, memory_conns: 200 };
 }
 
 /// The XDP counter of bytes moved by the hand-off (`lb-user stats`), once the daemon has it.
@@ -80,11 +68,7 @@ pub struct Run<'a> {
 /// Generous bounds: a run that exceeds them is broken, not slow. A small request may take
 /// [`SMALL`]'s time, a whole client run of small requests [`CLIENT_TIMEOUT`]; a bulk download
 /// is given [`Run::bulk_limits`].
-const SMALL: Limits = Limits {
-    each: Duration::from_secs(10),
-    floor: 1,
-    whole: Duration::from_secs(15),
-};
+const SMALL: Limits = Limits { each: Duration::from_secs(10), floor: 1, whole: Duration::from_secs(15) };
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The slowest a bulk download may go over [`curl::SLOW_SECS`] before it is given up as
 /// stalled or trickling (1 MiB/s: over a hundred times slower than any mode here).
@@ -112,24 +96,10 @@ impl Run<'_> {
     /// One small request in each farm, so that a broken setup fails before any measurement
     /// (and a load balancer that broke during a workload is found before the next).
     pub fn check_path(&self) -> Result<()> {
-        for (flag, target) in [
-            ("--http1.1", self.mode.h1_target()),
-            ("--http2", self.mode.h2_target()),
-        ] {
-            let t = curl::transfers(
-                self.topo.cli(),
-                target,
-                CLOSE_PATH,
-                1,
-                &self.certs.ca_pem(),
-                &[flag],
-                SMALL,
-            )?;
+        for (flag, target) in [("--http1.1", self.mode.h1_target()), ("--http2", self.mode.h2_target())] {
+            let t = curl::transfers(self.topo.cli(), target, CLOSE_PATH, 1, &self.certs.ca_pem(), &[flag], SMALL)?;
             if t.iter().any(|t| t.code != 200) {
-                anyhow::bail!(
-                    "curl {flag} https://{target}{CLOSE_PATH} in mode {}: {t:?}",
-                    self.mode
-                );
+                anyhow::bail!("curl {flag} https://{target}{CLOSE_PATH} in mode {}: {t:?}", self.mode);
             }
         }
         Ok(())
@@ -137,38 +107,16 @@ impl Run<'_> {
 
     fn bulk_h1(&self) -> Result<Record> {
         let n = self.sizes.bulk_downloads;
-        let measured = self.measure(|| {
-            curl::transfers(
-                self.topo.cli(),
-                self.mode.h1_target(),
-                BIG_PATH,
-                n,
-                &self.certs.ca_pem(),
-                &["--http1.1"],
-                self.bulk_limits(),
-            )
-        })?;
+        let measured =
+            self.measure(|| curl::transfers(self.topo.cli(), self.mode.h1_target(), BIG_PATH, n, &self.certs.ca_pem(), &["--http1.1"], self.bulk_limits()))?;
         let transfers = &measured.value;
-        let ok: Vec<_> = transfers
-            .iter()
-            .filter(|t| t.code == 200 && t.bytes == self.nginx.big_len())
-            .collect();
+        let ok: Vec<_> = transfers.iter().filter(|t| t.code == 200 && t.bytes == self.nginx.big_len()).collect();
         if ok.is_empty() {
-            anyhow::bail!(
-                "none of the {n} downloads completed: {}",
-                described(transfers, self.nginx.big_len())
-            );
+            anyhow::bail!("none of the {n} downloads completed: {}", described(transfers, self.nginx.big_len()));
         }
         let bytes: u64 = ok.iter().map(|t| t.bytes).sum();
         let secs: f64 = ok.iter().map(|t| t.total_s).sum();
-        let mut r = self.record(
-            "bulk-h1",
-            &measured,
-            format!(
-                "curl --http1.1 https://{}{BIG_PATH}?[1-{n}]",
-                self.mode.h1_target()
-            ),
-        );
+        let mut r = self.record("bulk-h1", &measured, format!("curl --http1.1 https://{}{BIG_PATH}?[1-{n}]", self.mode.h1_target()));
         r.failures = (n - ok.len()) as u64;
         self.per_gb(&mut r, bytes, secs);
         Ok(r)
@@ -177,15 +125,7 @@ impl Run<'_> {
     fn bulk_h2(&self) -> Result<Record> {
         let n = self.sizes.bulk_downloads;
         let url = format!("https://{}{BIG_PATH}", self.mode.h2_target());
-        let args = vec![
-            "-n".to_string(),
-            n.to_string(),
-            "-c1".into(),
-            "-m1".into(),
-            "-N".into(),
-            H2LOAD_IDLE.into(),
-            url.clone(),
-        ];
+        let args = vec!["-n".to_string(), n.to_string(), "-c1".into(), "-m1".into(), "-N".into(), H2LOAD_IDLE.into(), url.clone()];
         let timeout = self.bulk_limits().whole;
         let measured = self.measure(|| h2load::run(self.topo.cli(), &args, timeout))?;
         let report = measured.value;
@@ -200,24 +140,13 @@ impl Run<'_> {
     fn conns(&self) -> Result<Record> {
         let (n, c) = (self.sizes.conns, self.sizes.conns_clients);
         let url = format!("https://{}{CLOSE_PATH}", self.mode.h1_target());
-        let args = vec![
-            "--h1".to_string(),
-            "-n".into(),
-            n.to_string(),
-            "-c".into(),
-            c.to_string(),
-            "-N".into(),
-            H2LOAD_IDLE.into(),
-            url,
-        ];
+        let args = vec!["--h1".to_string(), "-n".into(), n.to_string(), "-c".into(), c.to_string(), "-N".into(), H2LOAD_IDLE.into(), url];
         let opens_before = tcp_active_opens(self.topo.cli())?;
         let measured = self.measure(|| h2load::run(self.topo.cli(), &args, CLIENT_TIMEOUT))?;
         let connections = tcp_active_opens(self.topo.cli())? - opens_before;
         let report = measured.value;
         let mut r = self.record("conns", &measured, format!("h2load {}", args.join(" ")));
-        r.failures = report
-            .failed
-            .max((n as u64).saturating_sub(report.succeeded));
+        r.failures = report.failed.max((n as u64).saturating_sub(report.succeeded));
         r.secs = report.secs;
         r.connections = Some(connections);
         // Counted by the kernel, not assumed from the requests: each response closes its
@@ -290,37 +219,15 @@ impl Run<'_> {
         let n = self.sizes.latency_samples;
         let target = self.mode.h1_target();
         let flags = ["--http1.1", "--no-sessionid"];
-        let measured = self.measure(|| {
-            curl::transfers(
-                self.topo.cli(),
-                target,
-                CLOSE_PATH,
-                n,
-                &self.certs.ca_pem(),
-                &flags,
-                Limits {
-                    whole: CLIENT_TIMEOUT,
-                    ..SMALL
-                },
-            )
-        })?;
+        let measured =
+            self.measure(|| curl::transfers(self.topo.cli(), target, CLOSE_PATH, n, &self.certs.ca_pem(), &flags, Limits { whole: CLIENT_TIMEOUT, ..SMALL }))?;
         let ok: Vec<_> = measured.value.iter().filter(|t| t.code == 200).collect();
         if ok.is_empty() {
-            anyhow::bail!(
-                "none of the {n} requests succeeded: {}",
-                described(&measured.value, 3)
-            );
+            anyhow::bail!("none of the {n} requests succeeded: {}", described(&measured.value, 3));
         }
         let handshakes: Vec<f64> = ok.iter().map(|t| t.appconnect_s * 1e3).collect();
         let first_bytes: Vec<f64> = ok.iter().map(|t| t.starttransfer_s * 1e3).collect();
-        let mut r = self.record(
-            "latency",
-            &measured,
-            format!(
-                "curl {} https://{target}{CLOSE_PATH}?[1-{n}]",
-                flags.join(" ")
-            ),
-        );
+        let mut r = self.record("latency", &measured, format!("curl {} https://{target}{CLOSE_PATH}?[1-{n}]", flags.join(" ")));
         r.failures = (n - ok.len()) as u64;
         r.connections = Some(ok.len() as u64);
         r.p99_ms = stats::quantile(&handshakes, 0.99);
@@ -330,10 +237,7 @@ impl Run<'_> {
     }
 
     fn memory(&self) -> Result<Record> {
-        let client = format!(
-            "{} rustls TLS connections held idle",
-            self.sizes.memory_conns
-        );
+        let client = format!("{} rustls TLS connections held idle", self.sizes.memory_conns);
         let Some(lb) = self.lb else {
             let measured = self.measure(|| Ok(()))?;
             let mut r = self.record("memory", &measured, client);
@@ -341,19 +245,14 @@ impl Run<'_> {
             return Ok(r);
         };
         let pids = lb.pids()?;
-        let opts = ClientOpts::new(self.certs.roots(), "h1.lb.test", self.mode.h1_target())
-            .alpn(&["http/1.1"])
-            .timeout(Duration::from_secs(10));
+        let opts = ClientOpts::new(self.certs.roots(), "h1.lb.test", self.mode.h1_target()).alpn(&["http/1.1"]).timeout(Duration::from_secs(10));
         let wanted = self.sizes.memory_conns;
         let measured = self.measure(|| {
             let before = usage_of(&pids)?;
             let (held, failures, after) = in_netns(self.topo.cli(), || {
                 let deadline = Instant::now() + CLIENT_TIMEOUT;
                 let (mut held, mut failures) = (Vec::with_capacity(wanted), 0u64);
-                while held.len() + (failures as usize) < wanted
-                    && Instant::now() < deadline
-                    && !interrupt::requested()
-                {
+                while held.len() + (failures as usize) < wanted && Instant::now() < deadline && !interrupt::requested() {
                     // A handshake completes only once the load balancer has connected to the
                     // server and forwarded the hello: both of its sockets exist when this
                     // returns.
@@ -371,9 +270,7 @@ impl Run<'_> {
         })?;
         let (before, held, failures, after) = measured.value;
         if held == 0 {
-            anyhow::bail!(
-                "none of the {wanted} TLS connections was established ({failures} failed)"
-            );
+            anyhow::bail!("none of the {wanted} TLS connections was established ({failures} failed)");
         }
         let mut r = self.record("memory", &measured, client);
         // Connections never attempted before the deadline count as failed too.
@@ -382,9 +279,7 @@ impl Run<'_> {
         let grew_kib = after.rss_kib as f64 - before.rss_kib as f64;
         r.mem_bytes_per_conn = Some(grew_kib * 1024.0 / held as f64);
         r.lb_fds_per_conn = Some((after.fds as f64 - before.fds as f64) / held as f64);
-        r.add_note(
-            "resident memory of the load balancer's processes only; kernel socket and pipe buffers are not counted",
-        );
+        r.add_note("resident memory of the load balancer's processes only; kernel socket and pipe buffers are not counted");
         Ok(r)
     }
 
@@ -407,13 +302,7 @@ impl Run<'_> {
             let before = numbers_of(before, object).unwrap_or_default();
             Some(counters_delta(&before, &after))
         };
-        Ok(Measured {
-            value,
-            delta: before.until(&after),
-            secs,
-            xdp: delta_of("counters"),
-            handoff: delta_of("handoff"),
-        })
+        Ok(Measured { value, delta: before.until(&after), secs, xdp: delta_of("counters"), handoff: delta_of("handoff") })
     }
 
     fn record<T>(&self, workload: &str, m: &Measured<T>, client: String) -> Record {
@@ -449,18 +338,12 @@ impl Run<'_> {
             peer_workers: matches!(self.lb, Some(Lb::Peer(_))).then_some(self.peer_workers),
             xdp_ifaces: self.mode.xdp_ifaces(),
             xdp_mode: self.mode.is_ours().then(|| self.xdp_mode.clone()),
-            xdp_attached: self
-                .lb
-                .and_then(Lb::daemon)
-                .map(|d| d.runtime()["xdp"].clone()),
+            xdp_attached: self.lb.and_then(Lb::daemon).map(|d| d.runtime()["xdp"].clone()),
             started_utc: self.started_utc.clone(),
             ..Record::default()
         };
         if self.host_busy_before >= super::usage::QUIET {
-            r.add_note(&format!(
-                "the host was {:.0}% busy with other work before this mode started",
-                self.host_busy_before * 100.0
-            ));
+            r.add_note(&format!("the host was {:.0}% busy with other work before this mode started", self.host_busy_before * 100.0));
         }
         r
     }
@@ -469,11 +352,7 @@ impl Run<'_> {
     /// [`BULK_FLOOR`]; the workload's downloads, that long each and 10 s.
     fn bulk_limits(&self) -> Limits {
         let each = Duration::from_secs((self.nginx.big_len() >> 22).max(30));
-        Limits {
-            each,
-            floor: BULK_FLOOR,
-            whole: each * self.sizes.bulk_downloads as u32 + Duration::from_secs(10),
-        }
+        Limits { each, floor: BULK_FLOOR, whole: each * self.sizes.bulk_downloads as u32 + Duration::from_secs(10) }
     }
 
     /// Throughput and CPU per GB from `bytes` moved in `secs` of transfer time.
@@ -492,16 +371,7 @@ impl Run<'_> {
 
 /// Transfers as a failure report reads them: code, bytes of `expected`, time; the first few.
 fn described(transfers: &[curl::Transfer], expected: u64) -> String {
-    let mut parts: Vec<String> = transfers
-        .iter()
-        .take(3)
-        .map(|t| {
-            format!(
-                "HTTP {}, {} of {expected} bytes in {:.1} s",
-                t.code, t.bytes, t.total_s
-            )
-        })
-        .collect();
+    let mut parts: Vec<String> = transfers.iter().take(3).map(|t| format!("HTTP {}, {} of {expected} bytes in {:.1} s", t.code, t.bytes, t.total_s)).collect();
     if transfers.len() > 3 {
         parts.push(format!("… ({} in all)", transfers.len()));
     }

@@ -60,9 +60,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let name: Arc<str> = Arc::from(args.name.as_str());
 
     if args.plain_echo {
@@ -81,11 +79,7 @@ async fn main() -> Result<()> {
         bail!("--cert and --key are required for TLS");
     };
     let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, key, &args.alpn)?));
-    eprintln!(
-        "{READY_PREFIX}{} as {name:?} (alpn {})",
-        args.listen,
-        args.alpn.join(",")
-    );
+    eprintln!("{READY_PREFIX}{} as {name:?} (alpn {})", args.listen, args.alpn.join(","));
     loop {
         let (tcp, peer) = listener.accept().await?;
         let acceptor = acceptor.clone();
@@ -103,13 +97,9 @@ fn server_config(cert: &PathBuf, key: &PathBuf, alpn: &[String]) -> Result<Serve
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let mut config = ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(chain, key)?;
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(config)
 }
@@ -138,15 +128,8 @@ async fn serve(acceptor: TlsAcceptor, tcp: TcpStream, name: Arc<str>) -> Result<
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let builder = if alpn.as_deref() == Some(b"h2") {
-        builder.http2_only()
-    } else {
-        builder.http1_only()
-    };
-    builder
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-        .map_err(|e| anyhow::anyhow!("http: {e}"))
+    let builder = if alpn.as_deref() == Some(b"h2") { builder.http2_only() } else { builder.http1_only() };
+    builder.serve_connection(TokioIo::new(tls), service).await.map_err(|e| anyhow::anyhow!("http: {e}"))
 }
 
 /// Echoes until end of input (close_notify, FIN, or a FIN without close_notify), then shuts the

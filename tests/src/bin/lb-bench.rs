@@ -47,11 +47,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Modes to run, in order (direct and haproxy are the references of the ratios).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "direct,haproxy,nginx-stream,copy,splice,xdp,auto"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "direct,haproxy,nginx-stream,copy,splice,xdp,auto")]
     modes: Vec<Mode>,
     /// Kinds of veth to run every mode on, one topology after the other.
     #[arg(long, value_delimiter = ',', default_value = "default,wire")]
@@ -137,16 +133,7 @@ fn run(args: &Args) -> Result<bool> {
     let mut all_clean = true;
     for &veth in &args.veth {
         interrupt::check()?;
-        let clean = match on_veth(
-            args,
-            veth,
-            &certs,
-            &content,
-            sizes,
-            rounds,
-            &started_utc,
-            &mut records,
-        ) {
+        let clean = match on_veth(args, veth, &certs, &content, sizes, rounds, &started_utc, &mut records) {
             Ok(clean) => clean,
             Err(e) if !interrupt::requested() => {
                 eprintln!("lb-bench: veth {}: FAILED to set up: {e:#}", veth.name());
@@ -169,33 +156,15 @@ fn run(args: &Args) -> Result<bool> {
 
     let veths: Vec<String> = args.veth.iter().map(|v| v.name().to_string()).collect();
     let modes: Vec<String> = args.modes.iter().map(|m| m.name().to_string()).collect();
-    let setting = Setting {
-        rounds,
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        peer_workers: args.peer_workers,
-    };
-    println!(
-        "\n{}",
-        table(&records, &veths, &modes, &args.workloads, setting)
-    );
+    let setting = Setting { rounds, cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), peer_workers: args.peer_workers };
+    println!("\n{}", table(&records, &veths, &modes, &args.workloads, setting));
     println!("{}", targets(&records, &veths, &modes));
-    let disturbed = records
-        .iter()
-        .filter(|r| r.host_busy_before >= usage::QUIET)
-        .count();
+    let disturbed = records.iter().filter(|r| r.host_busy_before >= usage::QUIET).count();
     if disturbed > 0 {
-        println!(
-            "CAUTION: {disturbed} of {} results started while the host was busy with other work (see host_busy_before)",
-            records.len()
-        );
+        println!("CAUTION: {disturbed} of {} results started while the host was busy with other work (see host_busy_before)", records.len());
     }
     let path = report::write_json(&args.out_dir, &started_utc, &records)?;
-    println!(
-        "results: {} (a JSON array, one object per veth, mode, workload and round)",
-        path.display()
-    );
+    println!("results: {} (a JSON array, one object per veth, mode, workload and round)", path.display());
     Ok(all_clean)
 }
 
@@ -214,27 +183,11 @@ fn on_veth(
     let topo = Topology::with_kind("lbb", veth)?;
     // `direct` routes the client to nginx through the lb namespace, as a router would (and
     // the hand-off's FIB lookups need forwarding on).
-    run_in(
-        topo.lb(),
-        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
-    )
-    .context("enabling forwarding")?;
-    eprintln!(
-        "lb-bench: veth {}: namespaces {}-*",
-        veth.name(),
-        topo.prefix()
-    );
+    run_in(topo.lb(), &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]).context("enabling forwarding")?;
+    eprintln!("lb-bench: veth {}: namespaces {}-*", veth.name(), topo.prefix());
     let nginx = Nginx::start(topo.srv(), certs, content, args.nginx_workers)?;
-    let bench = Bench {
-        topo: &topo,
-        certs,
-        nginx: &nginx,
-        sizes,
-        workloads: &args.workloads,
-        xdp_mode: &args.xdp_mode,
-        peer_workers: args.peer_workers,
-        started_utc,
-    };
+    let bench =
+        Bench { topo: &topo, certs, nginx: &nginx, sizes, workloads: &args.workloads, xdp_mode: &args.xdp_mode, peer_workers: args.peer_workers, started_utc };
     let mut clean = true;
     for round in 0..rounds {
         for i in 0..args.modes.len() {
@@ -242,10 +195,7 @@ fn on_veth(
             interrupt::check()?;
             let busy = usage::wait_quiet(Duration::from_secs(10))?;
             if busy >= usage::QUIET {
-                eprintln!(
-                    "lb-bench: the host is still {:.0}% busy after 10 s (other work on this machine?); measuring {mode} anyway",
-                    busy * 100.0
-                );
+                eprintln!("lb-bench: the host is still {:.0}% busy after 10 s (other work on this machine?); measuring {mode} anyway", busy * 100.0);
             }
             clean &= bench.run_mode(mode, round, busy, records)?;
         }
@@ -254,11 +204,7 @@ fn on_veth(
 }
 
 fn sizes(args: &Args) -> Sizes {
-    let base = if args.quick {
-        Sizes::QUICK
-    } else {
-        Sizes::DEFAULT
-    };
+    let base = if args.quick { Sizes::QUICK } else { Sizes::DEFAULT };
     Sizes {
         bulk_downloads: args.bulk_downloads.unwrap_or(base.bulk_downloads),
         conns: args.conns.unwrap_or(base.conns),

@@ -57,12 +57,7 @@ fn config() -> Config {
 /// Returns whether every request landed where expected. Guards clean up on every path.
 fn run() -> Result<bool> {
     let topo = Topology::new()?;
-    println!(
-        "namespaces: {} (client), {} (load balancer), {} (servers)",
-        topo.cli(),
-        topo.lb(),
-        topo.srv()
-    );
+    println!("namespaces: {} (client), {} (load balancer), {} (servers)", topo.cli(), topo.lb(), topo.srv());
     let certs = Certs::generate()?;
     let mut backends = Backends::new(&topo, &certs)?;
     backends.tls("10.77.2.2:8443", &["h2"], "farm h2 (server 1)")?;
@@ -71,41 +66,18 @@ fn run() -> Result<bool> {
     backends.tls("10.77.2.5:8443", &["http/1.1"], "farm h1 (server 2)")?;
     println!("backends: h2 on 10.77.2.2-3:8443, http/1.1 on 10.77.2.4-5:8443");
 
-    let opts = DaemonOpts {
-        xdp_mode: "auto".to_string(),
-        print_log_on_drop: false,
-        ..DaemonOpts::default()
-    };
+    let opts = DaemonOpts { xdp_mode: "auto".to_string(), print_log_on_drop: false, ..DaemonOpts::default() };
     let daemon = Daemon::start_with(&topo, &config(), opts).context("starting lb-user")?;
-    println!(
-        "lb-user serving {HOST}:443 on {LB_VIP} (XDP on {})\n",
-        daemon.opts().ifaces.join(", ")
-    );
+    println!("lb-user serving {HOST}:443 on {LB_VIP} (XDP on {})\n", daemon.opts().ifaces.join(", "));
 
     let mut all_ok = true;
-    for (flag, expected) in [
-        ("--http2", "farm h2"),
-        ("--http2", "farm h2"),
-        ("--http1.1", "farm h1"),
-        ("--http1.1", "farm h1"),
-    ] {
-        let result = curl_get(
-            topo.cli(),
-            flag,
-            HOST,
-            443,
-            &LB_VIP.to_string(),
-            &certs.ca_pem(),
-        )?;
+    for (flag, expected) in [("--http2", "farm h2"), ("--http2", "farm h2"), ("--http1.1", "farm h1"), ("--http1.1", "farm h1")] {
+        let result = curl_get(topo.cli(), flag, HOST, 443, &LB_VIP.to_string(), &certs.ca_pem())?;
         let backend = result.backend();
         let ok = result.exit_ok && result.code == 200 && backend.starts_with(expected);
         all_ok &= ok;
         if result.exit_ok {
-            println!(
-                "curl {flag} -> {} from {backend}{}",
-                result.status_line(),
-                if ok { "" } else { "   <-- UNEXPECTED" }
-            );
+            println!("curl {flag} -> {} from {backend}{}", result.status_line(), if ok { "" } else { "   <-- UNEXPECTED" });
         } else {
             println!("curl {flag} -> failed: {}   <-- UNEXPECTED", result.stderr);
         }
@@ -126,11 +98,7 @@ fn run() -> Result<bool> {
         Err(e) => println!("\nXDP counters unavailable: {e:#}"),
     }
     if !all_ok {
-        eprintln!(
-            "--- lb-user log ---\n{}\n--- backends ---\n{}",
-            daemon.log_tail(6000),
-            backends.logs()
-        );
+        eprintln!("--- lb-user log ---\n{}\n--- backends ---\n{}", daemon.log_tail(6000), backends.logs());
     }
     Ok(all_ok)
 }

@@ -62,10 +62,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.minutes == 0 || args.minutes > MAX_MINUTES {
-        eprintln!(
-            "lb-soak: --minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)",
-            args.minutes
-        );
+        eprintln!("lb-soak: --minutes {} is out of range: give 1 to {MAX_MINUTES} (a day)", args.minutes);
         return ExitCode::from(2);
     }
     if !is_root() {
@@ -95,15 +92,7 @@ impl Rig {
     fn build(veth: VethKind, token: String) -> Result<Self> {
         let topo = Topology::with_kind("lbk", veth)?;
         // The hand-off's FIB lookups need forwarding on in the load balancer's namespace.
-        let out = run_in(
-            topo.lb(),
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv4.conf.all.forwarding=1",
-                "net.ipv6.conf.all.forwarding=1",
-            ],
-        )?;
+        let out = run_in(topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
         if !out.status.success() {
             bail!("sysctl: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -120,23 +109,11 @@ impl Rig {
         opts.daemon.ready_timeout = Duration::from_secs(30);
         // A short drain keeps restarts short (user-space relays still open after it are the
         // `daemon_restarted` outcome); a short linger lets ended flows go before the end check.
-        opts.daemon.extra_args = vec![
-            "--pin-dir".into(),
-            pins.path.display().to_string(),
-            "--drain-timeout".into(),
-            "2".into(),
-            "--handoff-linger".into(),
-            "2".into(),
-        ];
+        opts.daemon.extra_args =
+            vec!["--pin-dir".into(), pins.path.display().to_string(), "--drain-timeout".into(), "2".into(), "--handoff-linger".into(), "2".into()];
         let daemon = ApiDaemon::start(opts).context("starting lb-user")?;
         churn::seed(&daemon.client()).context("seeding the configuration through the API")?;
-        Ok(Self {
-            daemon,
-            backends,
-            pins,
-            certs,
-            topo,
-        })
+        Ok(Self { daemon, backends, pins, certs, topo })
     }
 }
 
@@ -150,40 +127,21 @@ struct Counts {
 
 fn run(args: &Args) -> Result<bool> {
     interrupt::install()?;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = args.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let mut rng = Rng::new(seed);
     let duration = Duration::from_secs(args.minutes * 60);
     let stamp = utc_stamp();
     let commit = git_commit();
-    eprintln!(
-        "lb-soak: {} min on {} veths, seed {seed}, commit {commit}",
-        args.minutes,
-        args.veth.name()
-    );
+    eprintln!("lb-soak: {} min on {} veths, seed {seed}, commit {commit}", args.minutes, args.veth.name());
     let token = format!("soak-{:016x}", rng.next_u64());
     let mut rig = Rig::build(args.veth, token)?;
-    eprintln!(
-        "lb-soak: namespaces {}-*, daemon pid {}, pin dir {}",
-        rig.topo.prefix(),
-        rig.daemon.pid()?,
-        rig.pins.path.display()
-    );
+    eprintln!("lb-soak: namespaces {}-*, daemon pid {}, pin dir {}", rig.topo.prefix(), rig.daemon.pid()?, rig.pins.path.display());
 
     let started = Instant::now();
     let at = |t: Instant| (t - started).as_secs_f64();
     let ledger = Arc::new(Ledger::new(started));
     let control = Arc::new(Control::default());
-    let env = Env {
-        cli_ns: rig.topo.cli().to_string(),
-        certs: Arc::clone(&rig.certs),
-        ledger: Arc::clone(&ledger),
-        control: Arc::clone(&control),
-    };
+    let env = Env { cli_ns: rig.topo.cli().to_string(), certs: Arc::clone(&rig.certs), ledger: Arc::clone(&ledger), control: Arc::clone(&control) };
     let workers = clients::start(&env, &mut rng);
 
     let deadline = started + duration;
@@ -206,34 +164,18 @@ fn run(args: &Args) -> Result<bool> {
             bail!("interrupted");
         }
         let now = Instant::now();
-        if (counts.restarts as usize) < restarts_at.len()
-            && now >= restarts_at[counts.restarts as usize]
-        {
+        if (counts.restarts as usize) < restarts_at.len() && now >= restarts_at[counts.restarts as usize] {
             let stats = rig.daemon.stats().context("stats before a restart")?;
-            instances.push(Instance::from_stats(
-                rig.daemon.pid()?,
-                instance_started,
-                at(now),
-                &stats,
-            ));
+            instances.push(Instance::from_stats(rig.daemon.pid()?, instance_started, at(now), &stats));
             let handed_off = churn::handed_off_clients(&stats);
-            eprintln!(
-                "lb-soak: {:.0}s: restarting the daemon (SIGTERM, same --pin-dir; {} flows in the kernel now)",
-                at(now),
-                stats.spliced.len() / 2
-            );
+            eprintln!("lb-soak: {:.0}s: restarting the daemon (SIGTERM, same --pin-dir; {} flows in the kernel now)", at(now), stats.spliced.len() / 2);
             let window = ledger.restart_begins(handed_off);
             rig.daemon.restart().context("restarting the daemon")?;
             ledger.restart_over(window);
             counts.restarts += 1;
             instance_started = at(Instant::now());
             api = rig.daemon.client();
-            eprintln!(
-                "lb-soak: {:.0}s: daemon back (pid {}) after {:.1}s",
-                instance_started,
-                rig.daemon.pid()?,
-                instance_started - at(now)
-            );
+            eprintln!("lb-soak: {:.0}s: daemon back (pid {}) after {:.1}s", instance_started, rig.daemon.pid()?, instance_started - at(now));
             if counts.restarts as usize == restarts_at.len() {
                 baseline_due = Some(Instant::now() + warmup);
             }
@@ -242,23 +184,16 @@ fn run(args: &Args) -> Result<bool> {
         if baseline.is_none() && baseline_due.is_some_and(|t| now >= t) {
             match quiet_sample(&rig.daemon, &api, &control, at) {
                 Ok(s) => {
-                    eprintln!(
-                        "lb-soak: {:.0}s: baseline of daemon pid {} (idle, after warm-up): {} fds, {} KiB RSS",
-                        s.at_s, s.pid, s.fds, s.rss_kib
-                    );
+                    eprintln!("lb-soak: {:.0}s: baseline of daemon pid {} (idle, after warm-up): {} fds, {} KiB RSS", s.at_s, s.pid, s.fds, s.rss_kib);
                     baseline = Some(s);
                 }
-                Err(e) => counts
-                    .errors
-                    .push(format!("{:.0}s: baseline: {e:#}", at(now))),
+                Err(e) => counts.errors.push(format!("{:.0}s: baseline: {e:#}", at(now))),
             }
             continue;
         }
         if now >= next_kill {
             if let Err(e) = kill_one(&mut rig, &api, &ledger, &mut rng) {
-                counts
-                    .errors
-                    .push(format!("{:.0}s: backend kill: {e:#}", at(now)));
+                counts.errors.push(format!("{:.0}s: backend kill: {e:#}", at(now)));
             } else {
                 counts.kills += 1;
             }
@@ -268,9 +203,7 @@ fn run(args: &Args) -> Result<bool> {
         if now >= next_refresh {
             if let Err(e) = churn.step(&api, &mut rng) {
                 eprintln!("lb-soak: {:.0}s: refresh FAILED: {e:#}", at(now));
-                counts
-                    .errors
-                    .push(format!("{:.0}s: refresh: {e:#}", at(now)));
+                counts.errors.push(format!("{:.0}s: refresh: {e:#}", at(now)));
             }
             next_refresh = Instant::now() + rng.millis(2_000, 8_000);
             continue;
@@ -289,10 +222,7 @@ fn run(args: &Args) -> Result<bool> {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    eprintln!(
-        "lb-soak: {:.0}s: load stops; waiting for the clients in flight",
-        at(Instant::now())
-    );
+    eprintln!("lb-soak: {:.0}s: load stops; waiting for the clients in flight", at(Instant::now()));
     control.stop();
     join_workers(workers, &mut counts)?;
     let load_ended = at(Instant::now());
@@ -304,58 +234,32 @@ fn run(args: &Args) -> Result<bool> {
         procfs::wait_for_fds(pid, b.fds, Duration::from_secs(10)).ok();
     }
     let end = sample(pid, at)?;
-    instances.push(Instance::from_stats(
-        pid,
-        instance_started,
-        end.at_s,
-        &end_stats,
-    ));
+    instances.push(Instance::from_stats(pid, instance_started, end.at_s, &end_stats));
     let active = active_connections(&api).unwrap_or(u64::MAX);
 
     let tally = ledger.tally();
     let totals = report::handoff_totals(&instances);
     let stalls = totals["stalls"].as_u64().unwrap_or(0);
     // Each instance's kernel counters start from zero: summed.
-    let splice_errors: u64 = instances
-        .iter()
-        .map(|i| i.counters["splice_errors"].as_u64().unwrap_or(0))
-        .sum();
+    let splice_errors: u64 = instances.iter().map(|i| i.counters["splice_errors"].as_u64().unwrap_or(0)).sum();
     let handed = totals["handed_off"].as_u64().unwrap_or(0);
     let mut checks = vec![
-        Check::new(
-            "bytes identical",
-            tally.mismatches == 0,
-            format!("{} mismatches", tally.mismatches),
-        ),
+        Check::new("bytes identical", tally.mismatches == 0, format!("{} mismatches", tally.mismatches)),
         Check::new(
             "no unexpected outcome",
             tally.unexpected == 0,
-            format!(
-                "{} unexpected ({} timeouts, {} resets)",
-                tally.unexpected, tally.unexpected_timeouts, tally.unexpected_resets
-            ),
+            format!("{} unexpected ({} timeouts, {} resets)", tally.unexpected, tally.unexpected_timeouts, tally.unexpected_resets),
         ),
-        Check::new(
-            "no stall",
-            stalls == 0,
-            format!("handoff.stalls summed over instances: {stalls}"),
-        ),
+        Check::new("no stall", stalls == 0, format!("handoff.stalls summed over instances: {stalls}")),
         Check::new(
             "no splice error",
             splice_errors == 0,
             format!("kernel counter splice_errors summed over instances: {splice_errors} (a SYN meeting a live flow's entry, among others)"),
         ),
-        Check::new(
-            "the kernel path was used",
-            handed > 0,
-            format!("{handed} flows handed off"),
-        ),
+        Check::new("the kernel path was used", handed > 0, format!("{handed} flows handed off")),
         Check::new(
             "every kind of client was served",
-            tally
-                .outcomes
-                .iter()
-                .all(|(_, row)| row["ok"] + row["own_reset"] + row["refused"] > 0),
+            tally.outcomes.iter().all(|(_, row)| row["ok"] + row["own_reset"] + row["refused"] > 0),
             "at least one expected outcome per kind",
         ),
         Check::new(
@@ -365,26 +269,11 @@ fn run(args: &Args) -> Result<bool> {
                 "{} handed-off directions, {} flow-table entries after the grace period{}",
                 end_stats.spliced.len(),
                 end_stats.flows.len(),
-                settled
-                    .as_ref()
-                    .err()
-                    .map(|e| format!(" ({e:#})"))
-                    .unwrap_or_default()
+                settled.as_ref().err().map(|e| format!(" ({e:#})")).unwrap_or_default()
             ),
         ),
-        Check::new(
-            "no active connection",
-            active == 0,
-            format!("frontend_active_connections: {active}"),
-        ),
-        Check::new(
-            "orchestration clean",
-            counts.errors.is_empty(),
-            format!(
-                "{} errors (refreshes, kills, baseline)",
-                counts.errors.len()
-            ),
-        ),
+        Check::new("no active connection", active == 0, format!("frontend_active_connections: {active}")),
+        Check::new("orchestration clean", counts.errors.is_empty(), format!("{} errors (refreshes, kills, baseline)", counts.errors.len())),
     ];
     match &baseline {
         Some(b) => {
@@ -392,25 +281,15 @@ fn run(args: &Args) -> Result<bool> {
             checks.push(Check::new(
                 "descriptors back to baseline",
                 end.fds <= b.fds + FD_SLACK,
-                format!(
-                    "{} at the end, baseline {} (+{FD_SLACK} allowed)",
-                    end.fds, b.fds
-                ),
+                format!("{} at the end, baseline {} (+{FD_SLACK} allowed)", end.fds, b.fds),
             ));
             checks.push(Check::new(
                 "memory back to baseline",
                 end.rss_kib <= rss_limit,
-                format!(
-                    "{} KiB at the end, baseline {} KiB (limit {rss_limit} KiB)",
-                    end.rss_kib, b.rss_kib
-                ),
+                format!("{} KiB at the end, baseline {} KiB (limit {rss_limit} KiB)", end.rss_kib, b.rss_kib),
             ));
         }
-        None => checks.push(Check::new(
-            "baseline taken",
-            false,
-            "no baseline was measured",
-        )),
+        None => checks.push(Check::new("baseline taken", false, "no baseline was measured")),
     }
     let passed = checks.iter().all(|c| c.ok);
 
@@ -461,32 +340,20 @@ fn run(args: &Args) -> Result<bool> {
         Err(e) => eprintln!("lb-soak: keeping the daemon logs: {e:#}"),
     }
     if !passed {
-        eprintln!(
-            "--- lb-user log (last instance, tail) ---\n{}",
-            rig.daemon.log()
-        );
+        eprintln!("--- lb-user log (last instance, tail) ---\n{}", rig.daemon.log());
     }
     Ok(passed)
 }
 
 /// Copies every daemon instance's log (`daemon-<n>.log` beside its data directory) to `dir`.
 fn keep_daemon_logs(daemon: &ApiDaemon, dir: &std::path::Path) -> Result<PathBuf> {
-    let from = daemon
-        .data_dir()
-        .parent()
-        .context("the data directory has no parent")?
-        .to_path_buf();
+    let from = daemon.data_dir().parent().context("the data directory has no parent")?.to_path_buf();
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(&from)? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if name.starts_with("daemon-") && name.ends_with(".log") {
-            std::fs::copy(&path, dir.join(&name))
-                .with_context(|| format!("copying {}", path.display()))?;
+            std::fs::copy(&path, dir.join(&name)).with_context(|| format!("copying {}", path.display()))?;
         }
     }
     Ok(dir.to_path_buf())
@@ -498,12 +365,7 @@ fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, rng: &mut Rng) -> R
     let seen = Instant::now();
     let stats = rig.daemon.stats()?;
     let hit = churn::clients_on(api, &stats, &backend)?;
-    eprintln!(
-        "lb-soak: {:.0}s: kill -9 {} ({} connections on it)",
-        (Instant::now() - ledger.started()).as_secs_f64(),
-        backend.name,
-        hit.len()
-    );
+    eprintln!("lb-soak: {:.0}s: kill -9 {} ({} connections on it)", (Instant::now() - ledger.started()).as_secs_f64(), backend.name, hit.len());
     let window = ledger.kill_begins(hit, seen);
     let result = rig.backends.kill9(backend.name).and_then(|()| {
         std::thread::sleep(rng.millis(500, 3_000));
@@ -522,9 +384,7 @@ fn join_workers(workers: Vec<JoinHandle<()>>, counts: &mut Counts) -> Result<()>
                 bail!("interrupted");
             }
             if Instant::now() >= deadline {
-                counts
-                    .errors
-                    .push("a client worker did not stop within 180 s".into());
+                counts.errors.push("a client worker did not stop within 180 s".into());
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -537,21 +397,13 @@ fn join_workers(workers: Vec<JoinHandle<()>>, counts: &mut Counts) -> Result<()>
 }
 
 /// Pauses the clients, waits for the daemon to be idle, measures it, resumes the clients.
-fn quiet_sample(
-    daemon: &ApiDaemon,
-    api: &ApiClient,
-    control: &Control,
-    at: impl Fn(Instant) -> f64,
-) -> Result<Sample> {
+fn quiet_sample(daemon: &ApiDaemon, api: &ApiClient, control: &Control, at: impl Fn(Instant) -> f64) -> Result<Sample> {
     control.set_paused(true);
     let result = (|| {
         let deadline = Instant::now() + Duration::from_secs(120);
         while control.in_flight() > 0 {
             if Instant::now() >= deadline || interrupt::requested() {
-                bail!(
-                    "{} clients still in flight after 120 s",
-                    control.in_flight()
-                );
+                bail!("{} clients still in flight after 120 s", control.in_flight());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -608,12 +460,7 @@ fn settle_connections(daemon: &ApiDaemon, api: &ApiClient, timeout: Duration) ->
 
 fn sample(pid: u32, at: impl Fn(Instant) -> f64) -> Result<Sample> {
     let usage = procfs::usage(pid)?;
-    Ok(Sample {
-        pid,
-        at_s: at(Instant::now()),
-        fds: usage.fds,
-        rss_kib: usage.rss_kib,
-    })
+    Ok(Sample { pid, at_s: at(Instant::now()), fds: usage.fds, rss_kib: usage.rss_kib })
 }
 
 /// The sum of `lb_frontend_active_connections` in the daemon's `/metrics`.
@@ -625,11 +472,7 @@ fn active_connections(api: &ApiClient) -> Result<u64> {
     let mut total = 0.0;
     for line in reply.text.lines() {
         if line.starts_with("lb_frontend_active_connections") {
-            total += line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .with_context(|| format!("metric line {line:?}"))?;
+            total += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).with_context(|| format!("metric line {line:?}"))?;
         }
     }
     Ok(total as u64)
@@ -654,10 +497,7 @@ fn print_summary(report: &serde_json::Value, checks: &[Check]) {
         report["seed"],
         report["commit"].as_str().unwrap_or("?")
     );
-    println!(
-        "{:<14} {:>8} {:>10} {:>8} {:>15} {:>17} {:>11}",
-        "client", "ok", "own_reset", "refused", "backend_killed", "daemon_restarted", "unexpected"
-    );
+    println!("{:<14} {:>8} {:>10} {:>8} {:>15} {:>17} {:>11}", "client", "ok", "own_reset", "refused", "backend_killed", "daemon_restarted", "unexpected");
     if let Some(rows) = report["outcomes"].as_object() {
         for (kind, row) in rows {
             let n = |k: &str| row[k].as_u64().unwrap_or(0);
@@ -672,10 +512,7 @@ fn print_summary(report: &serde_json::Value, checks: &[Check]) {
             );
         }
     }
-    let verified: u64 = report["bytes_verified"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let verified: u64 = report["bytes_verified"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
     let h = &report["handoff"];
     println!(
         "connections {}, bytes verified {:.1} MiB; hand-offs {} (adopted after restarts {}), stalls {}, fallbacks {}",
@@ -695,26 +532,14 @@ fn print_summary(report: &serde_json::Value, checks: &[Check]) {
         short_sample(&report["end"])
     );
     for c in checks {
-        println!(
-            "  [{}] {}: {}",
-            if c.ok { "ok" } else { "FAILED" },
-            c.name,
-            c.detail
-        );
+        println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAILED" }, c.name, c.detail);
     }
     if let Some(errors) = report["orchestration_errors"].as_array() {
         for e in errors {
             println!("  error: {}", e.as_str().unwrap_or("?"));
         }
     }
-    println!(
-        "{}",
-        if report["passed"] == true {
-            "soak PASSED"
-        } else {
-            "soak FAILED"
-        }
-    );
+    println!("{}", if report["passed"] == true { "soak PASSED" } else { "soak FAILED" });
 }
 
 fn short_sample(s: &serde_json::Value) -> String {

@@ -34,48 +34,13 @@ impl Backend {
 }
 
 pub const BACKENDS: [Backend; 7] = [
-    Backend {
-        listen: "10.77.2.2:8443",
-        alpn: &["h2"],
-        name: "farm h2 (server 1)",
-        farm: 1,
-    },
-    Backend {
-        listen: "10.77.2.3:8443",
-        alpn: &["h2"],
-        name: "farm h2 (server 2)",
-        farm: 1,
-    },
-    Backend {
-        listen: "10.77.2.4:8443",
-        alpn: &["http/1.1"],
-        name: "farm h1 (server 1)",
-        farm: 2,
-    },
-    Backend {
-        listen: "10.77.2.5:8443",
-        alpn: &["http/1.1"],
-        name: "farm h1 (server 2)",
-        farm: 2,
-    },
-    Backend {
-        listen: "10.77.2.2:9443",
-        alpn: &["lb-echo"],
-        name: "farm echo (server 1)",
-        farm: 3,
-    },
-    Backend {
-        listen: "10.77.2.3:9443",
-        alpn: &["lb-echo"],
-        name: "farm echo (server 2)",
-        farm: 3,
-    },
-    Backend {
-        listen: "10.77.2.4:9443",
-        alpn: &["lb-echo"],
-        name: "farm echo (server 3)",
-        farm: 3,
-    },
+    Backend { listen: "10.77.2.2:8443", alpn: &["h2"], name: "farm h2 (server 1)", farm: 1 },
+    Backend { listen: "10.77.2.3:8443", alpn: &["h2"], name: "farm h2 (server 2)", farm: 1 },
+    Backend { listen: "10.77.2.4:8443", alpn: &["http/1.1"], name: "farm h1 (server 1)", farm: 2 },
+    Backend { listen: "10.77.2.5:8443", alpn: &["http/1.1"], name: "farm h1 (server 2)", farm: 2 },
+    Backend { listen: "10.77.2.2:9443", alpn: &["lb-echo"], name: "farm echo (server 1)", farm: 3 },
+    Backend { listen: "10.77.2.3:9443", alpn: &["lb-echo"], name: "farm echo (server 2)", farm: 3 },
+    Backend { listen: "10.77.2.4:9443", alpn: &["lb-echo"], name: "farm echo (server 3)", farm: 3 },
 ];
 
 /// (farm, address) of the servers that come and go; each farm keeps another server.
@@ -87,39 +52,20 @@ pub fn seed(api: &ApiClient) -> Result<()> {
     api.create("/tcp/farm", json!({"displayName": "h1", "port": 8443}))?;
     api.create("/tcp/farm", json!({"displayName": "echo", "port": 9443}))?;
     for b in BACKENDS {
-        api.create(
-            &format!("/tcp/farm/{}/server", b.farm),
-            json!({"address": b.address(), "displayName": b.name}),
-        )?;
+        api.create(&format!("/tcp/farm/{}/server", b.farm), json!({"address": b.address(), "displayName": b.name}))?;
     }
-    api.create(
-        "/tcp/frontend",
-        json!({"port": "443", "defaultFarmId": 2, "inspectTimeout": 3, "displayName": "soak"}),
-    )?;
-    api.create(
-        "/tcp/route",
-        json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}),
-    )?;
-    api.create(
-        "/tcp/route/1/rule",
-        json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}),
-    )?;
-    api.create(
-        "/tcp/route",
-        json!({"action": {"type": "farm", "target": "3"}, "frontendId": 1, "weight": 1}),
-    )?;
-    api.create(
-        "/tcp/route/2/rule",
-        json!({"field": "alpn", "match": "is", "pattern": "lb-echo"}),
-    )?;
+    api.create("/tcp/frontend", json!({"port": "443", "defaultFarmId": 2, "inspectTimeout": 3, "displayName": "soak"}))?;
+    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
+    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
+    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "3"}, "frontendId": 1, "weight": 1}))?;
+    api.create("/tcp/route/2/rule", json!({"field": "alpn", "match": "is", "pattern": "lb-echo"}))?;
     api.refresh_done()
 }
 
 /// The ids of `farm`'s servers at `address`.
 pub fn server_ids(api: &ApiClient, farm: u64, address: &str) -> Result<Vec<u64>> {
     let reply = api.get(&format!("/tcp/farm/{farm}/server"))?;
-    let ids: Vec<u64> = serde_json::from_value(reply.json.clone())
-        .with_context(|| format!("servers of farm {farm}: {}", reply.text))?;
+    let ids: Vec<u64> = serde_json::from_value(reply.json.clone()).with_context(|| format!("servers of farm {farm}: {}", reply.text))?;
     let mut found = Vec::new();
     for id in ids {
         if api.get(&format!("/tcp/farm/{farm}/server/{id}"))?.json["address"] == address {
@@ -132,27 +78,13 @@ pub fn server_ids(api: &ApiClient, farm: u64, address: &str) -> Result<Vec<u64>>
 /// The clients (`ip:port`) the daemon has on `backend` now, by its flow table.
 pub fn clients_on(api: &ApiClient, stats: &Stats, backend: &Backend) -> Result<HashSet<String>> {
     let ids = server_ids(api, backend.farm, backend.address())?;
-    Ok(stats
-        .flows
-        .iter()
-        .filter(|f| u64::from(f.farm_id) == backend.farm && ids.contains(&u64::from(f.server_id)))
-        .map(|f| f.client.clone())
-        .collect())
+    Ok(stats.flows.iter().filter(|f| u64::from(f.farm_id) == backend.farm && ids.contains(&u64::from(f.server_id))).map(|f| f.client.clone()).collect())
 }
 
 /// The clients of the flows handed to the kernel now, with the state of their entry
 /// (`live`, or `frozen` while the hand-off is being made).
 pub fn handed_off_clients(stats: &Stats) -> HashMap<String, String> {
-    stats
-        .spliced
-        .iter()
-        .flat_map(|s| {
-            [
-                (s.from.clone(), s.state.clone()),
-                (s.to.clone(), s.state.clone()),
-            ]
-        })
-        .collect()
+    stats.spliced.iter().flat_map(|s| [(s.from.clone(), s.state.clone()), (s.to.clone(), s.state.clone())]).collect()
 }
 
 /// The state of the churn between steps.
@@ -181,15 +113,10 @@ impl Churn {
                 self.servers_removed += 1;
                 changes.push(format!("-server {id} ({address}) of farm {farm}"));
             } else {
-                let s = api.create(
-                    &format!("/tcp/farm/{farm}/server"),
-                    json!({"address": address, "displayName": format!("churned {address} of farm {farm}")}),
-                )?;
+                let s =
+                    api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address, "displayName": format!("churned {address} of farm {farm}")}))?;
                 self.servers_added += 1;
-                changes.push(format!(
-                    "+server {} ({address}) of farm {farm}",
-                    s["serverId"]
-                ));
+                changes.push(format!("+server {} ({address}) of farm {farm}", s["serverId"]));
             }
         }
         if !server_change || rng.chance(50) {
@@ -198,22 +125,10 @@ impl Churn {
                 self.routes_removed += 1;
                 changes.push(format!("-route {old}"));
             } else {
-                let action = if rng.chance(50) {
-                    json!({"type": "reject"})
-                } else {
-                    json!({"type": "farm", "target": "2"})
-                };
-                let route = api.create(
-                    "/tcp/route",
-                    json!({"action": action, "frontendId": 1, "weight": rng.range(0, 10)}),
-                )?;
-                let id = route["routeId"]
-                    .as_u64()
-                    .context("the new route has no routeId")?;
-                api.create(
-                    &format!("/tcp/route/{id}/rule"),
-                    json!({"field": "sni", "match": "is", "pattern": format!("churn-{}.lb.test", self.steps)}),
-                )?;
+                let action = if rng.chance(50) { json!({"type": "reject"}) } else { json!({"type": "farm", "target": "2"}) };
+                let route = api.create("/tcp/route", json!({"action": action, "frontendId": 1, "weight": rng.range(0, 10)}))?;
+                let id = route["routeId"].as_u64().context("the new route has no routeId")?;
+                api.create(&format!("/tcp/route/{id}/rule"), json!({"field": "sni", "match": "is", "pattern": format!("churn-{}.lb.test", self.steps)}))?;
                 self.route = Some(id);
                 self.routes_added += 1;
                 changes.push(format!("+route {id}"));
@@ -221,11 +136,7 @@ impl Churn {
         }
         self.steps += 1;
         let task = api.refresh(None)?;
-        ensure!(
-            task["status"] == "done",
-            "refresh after {changes:?} ended {}: {task}",
-            task["status"]
-        );
+        ensure!(task["status"] == "done", "refresh after {changes:?} ended {}: {task}", task["status"]);
         Ok(changes.join(", "))
     }
 

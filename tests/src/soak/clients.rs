@@ -78,23 +78,14 @@ pub struct Env {
 
 impl Env {
     fn opts(&self, sni: &str, alpn: &[&str]) -> ClientOpts {
-        ClientOpts::new(self.certs.roots(), sni, vip(443))
-            .alpn(alpn)
-            .timeout(Duration::from_secs(10))
+        ClientOpts::new(self.certs.roots(), sni, vip(443)).alpn(alpn).timeout(Duration::from_secs(10))
     }
 }
 
 /// Starts the workers: two of each short kind, one long, two slow readers, one that resets,
 /// one hostile. Each gets its own generator forked from `rng`.
 pub fn start(env: &Env, rng: &mut Rng) -> Vec<JoinHandle<()>> {
-    let plan: [(Kind, usize); 6] = [
-        (Kind::ShortH2, 2),
-        (Kind::ShortH1, 2),
-        (Kind::Long, 1),
-        (Kind::SlowReader, 2),
-        (Kind::ClientReset, 1),
-        (Kind::Hostile, 1),
-    ];
+    let plan: [(Kind, usize); 6] = [(Kind::ShortH2, 2), (Kind::ShortH1, 2), (Kind::Long, 1), (Kind::SlowReader, 2), (Kind::ClientReset, 1), (Kind::Hostile, 1)];
     let mut handles = Vec::new();
     for (kind, count) in plan {
         for n in 0..count {
@@ -106,12 +97,7 @@ pub fn start(env: &Env, rng: &mut Rng) -> Vec<JoinHandle<()>> {
                     let ns = env.cli_ns.clone();
                     let ledger = Arc::clone(&env.ledger);
                     if let Err(e) = in_netns(&ns, || worker(&env, kind, rng)) {
-                        ledger.record(
-                            kind,
-                            None,
-                            Instant::now(),
-                            Err(e.context("worker thread").into()),
-                        );
+                        ledger.record(kind, None, Instant::now(), Err(e.context("worker thread").into()));
                     }
                 })
                 .expect("spawning a soak worker");
@@ -154,26 +140,10 @@ fn worker(env: &Env, kind: Kind, mut rng: Rng) -> Result<()> {
 
 /// One GET: its status, its backend's farm and its whole body checked. Every fifth h2 GET is
 /// made by curl.
-fn short(
-    env: &Env,
-    alpn: &str,
-    i: usize,
-    client: &mut Option<SocketAddr>,
-) -> Result<Done, Failure> {
-    let (sni, farm, version) = if alpn == "h2" {
-        ("h2.lb.test", "farm h2 ", "HTTP/2.0")
-    } else {
-        ("h1.lb.test", "farm h1 ", "HTTP/1.1")
-    };
+fn short(env: &Env, alpn: &str, i: usize, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
+    let (sni, farm, version) = if alpn == "h2" { ("h2.lb.test", "farm h2 ", "HTTP/2.0") } else { ("h1.lb.test", "farm h1 ", "HTTP/1.1") };
     if alpn == "h2" && i % 5 == 4 {
-        let r = curl_get(
-            &env.cli_ns,
-            "--http2",
-            sni,
-            443,
-            &LB_VIP.to_string(),
-            &env.certs.ca_pem(),
-        )?;
+        let r = curl_get(&env.cli_ns, "--http2", sni, 443, &LB_VIP.to_string(), &env.certs.ca_pem())?;
         if !r.exit_ok {
             return Err(anyhow!("curl --http2: {}", r.stderr.trim()).into());
         }
@@ -189,22 +159,14 @@ fn check_answer(status: u16, body: &str, farm: &str, version: &str) -> Result<Do
     // Backends answer `<name> <version>\n`, names `farm h2 (server 1)` and the like.
     let well_formed = body.starts_with(farm) && body.ends_with(&format!(" {version}\n"));
     if status != 200 || !well_formed {
-        return Err(Failure::mismatch(anyhow!(
-            "answer {status} {body:?}: expected 200 and `{farm}… {version}`"
-        )));
+        return Err(Failure::mismatch(anyhow!("answer {status} {body:?}: expected 200 and `{farm}… {version}`")));
     }
-    Ok(Done::Served {
-        bytes: body.len() as u64,
-    })
+    Ok(Done::Served { bytes: body.len() as u64 })
 }
 
 /// A long echo transfer: sizes from 16 MiB, one in eight 256 MiB.
 fn long(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
-    let len = if rng.chance(12) {
-        256 * MIB
-    } else {
-        rng.range(16, 128) * MIB
-    };
+    let len = if rng.chance(12) { 256 * MIB } else { rng.range(16, 128) * MIB };
     let tls = TlsClient::connect(&env.opts("echo.lb.test", &["lb-echo"]))?;
     *client = tls.local_addr().ok();
     let mut session = tls.into_echo(IDLE)?;
@@ -212,9 +174,7 @@ fn long(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
     session.shutdown_write()?;
     session.read_to_eof()?;
     let report = session.report();
-    if report.received > report.sent
-        || (report.received == report.sent && report.sent_sha256 != report.received_sha256)
-    {
+    if report.received > report.sent || (report.received == report.sent && report.sent_sha256 != report.received_sha256) {
         return Err(Failure::mismatch(anyhow!("echo bytes differ: {report:?}")));
     }
     if report.sent != len || report.received != len || !report.close_notify_received {
@@ -227,20 +187,9 @@ fn long(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
 fn slow(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
     let len = rng.range(96, 256) * KIB;
     let payload = noise(len as usize, rng.next_u64());
-    let mode = Mode::Slow {
-        bytes: 4 * 1024,
-        every: Duration::from_millis(500),
-    };
-    let p = pump(
-        &env.opts("echo.lb.test", &["lb-echo"]),
-        &payload,
-        mode,
-        IDLE,
-        client,
-    )?;
-    Ok(Done::Served {
-        bytes: 2 * p.verified,
-    })
+    let mode = Mode::Slow { bytes: 4 * 1024, every: Duration::from_millis(500) };
+    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, mode, IDLE, client)?;
+    Ok(Done::Served { bytes: 2 * p.verified })
 }
 
 /// 16 KiB-4 MiB echoed, then an RST after part of it came back (often past the hand-off
@@ -249,16 +198,8 @@ fn reset(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Do
     let len = rng.range(16, 4096) * KIB;
     let after = rng.range(1, len);
     let payload = noise(len as usize, rng.next_u64());
-    let p = pump(
-        &env.opts("echo.lb.test", &["lb-echo"]),
-        &payload,
-        Mode::ResetAfter { after },
-        IDLE,
-        client,
-    )?;
-    Ok(Done::OwnReset {
-        bytes: 2 * p.verified,
-    })
+    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, Mode::ResetAfter { after }, IDLE, client)?;
+    Ok(Done::OwnReset { bytes: 2 * p.verified })
 }
 
 /// The hostile hellos, in turn. The daemon must close those it cannot route (garbage,
@@ -267,8 +208,7 @@ fn reset(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Do
 /// as long as nothing hangs.
 fn hostile(env: &Env, i: usize, client: &mut Option<SocketAddr>) -> Result<Done, Failure> {
     const LIMIT: Duration = Duration::from_secs(12);
-    let closed =
-        |r: Result<crate::hostile::Closed>| r.map(|_| Done::Refused).map_err(Failure::from);
+    let closed = |r: Result<crate::hostile::Closed>| r.map(|_| Done::Refused).map_err(Failure::from);
     match i % 7 {
         0 => {
             // Not TLS: the frontend takes it as plain TCP (protocol `tcp`) for its default
@@ -285,39 +225,17 @@ fn hostile(env: &Env, i: usize, client: &mut Option<SocketAddr>) -> Result<Done,
         }
         1 => {
             let hello = hello::client_hello_bytes(&env.opts("h2.lb.test", &["h2"]))?;
-            closed(hold(
-                vip(443),
-                &hello[..hello.len() / 2],
-                &[],
-                Duration::from_millis(100),
-                LIMIT,
-            ))
+            closed(hold(vip(443), &hello[..hello.len() / 2], &[], Duration::from_millis(100), LIMIT))
         }
         2 => {
             // A ClientHello announcing 16 MiB, then more bytes as if it meant it.
-            let head = [
-                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03,
-            ];
-            closed(hold(
-                vip(443),
-                &head,
-                &noise(256, 5),
-                Duration::from_millis(20),
-                LIMIT,
-            ))
+            let head = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0xff, 0xff, 0xff, 0x03, 0x03];
+            closed(hold(vip(443), &head, &noise(256, 5), Duration::from_millis(20), LIMIT))
         }
         3 => {
             // A record of 64 KiB (TLS allows 16 KiB + 2 KiB).
-            let head = [
-                0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb, 0x03, 0x03,
-            ];
-            closed(hold(
-                vip(443),
-                &head,
-                &noise(256, 6),
-                Duration::from_millis(20),
-                LIMIT,
-            ))
+            let head = [0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb, 0x03, 0x03];
+            closed(hold(vip(443), &head, &noise(256, 6), Duration::from_millis(20), LIMIT))
         }
         4 => served_or_refused(env.opts(&LB_VIP.to_string(), &["h2"]), client),
         _ => served_or_refused(env.opts("h1.lb.test", &["lb-unknown/9"]), client),
@@ -329,33 +247,16 @@ fn send_then_wait_closed(bytes: &[u8], limit: Duration) -> Result<crate::hostile
     let mut sock = crate::client::tcp_connect(None, vip(443), Duration::from_secs(3))?;
     let started = Instant::now();
     if !crate::hostile::send(&mut sock, bytes)? {
-        return Ok(crate::hostile::Closed {
-            after: started.elapsed(),
-            sent: 0,
-        });
+        return Ok(crate::hostile::Closed { after: started.elapsed(), sent: 0 });
     }
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut buf = [0u8; 4096];
     while started.elapsed() < limit {
         match std::io::Read::read(&mut sock, &mut buf) {
-            Ok(0) => {
-                return Ok(crate::hostile::Closed {
-                    after: started.elapsed(),
-                    sent: bytes.len(),
-                })
-            }
+            Ok(0) => return Ok(crate::hostile::Closed { after: started.elapsed(), sent: bytes.len() }),
             Ok(_) => {}
-            Err(e) if crate::hostile::closed_by_peer(&e) => {
-                return Ok(crate::hostile::Closed {
-                    after: started.elapsed(),
-                    sent: bytes.len(),
-                })
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if crate::hostile::closed_by_peer(&e) => return Ok(crate::hostile::Closed { after: started.elapsed(), sent: bytes.len() }),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -371,14 +272,8 @@ fn served_or_refused(opts: ClientOpts, client: &mut Option<SocketAddr>) -> Resul
     };
     *client = tls.local_addr().ok();
     match tls.http_get("/") {
-        Ok(r) if r.status == 200 => Ok(Done::Served {
-            bytes: r.body.len() as u64,
-        }),
-        Ok(r) => Err(anyhow!(
-            "status {} for a hello without SNI or with an unknown ALPN",
-            r.status
-        )
-        .into()),
+        Ok(r) if r.status == 200 => Ok(Done::Served { bytes: r.body.len() as u64 }),
+        Ok(r) => Err(anyhow!("status {} for a hello without SNI or with an unknown ALPN", r.status).into()),
         Err(e) if crate::client::is_timeout(&e) => Err(e.into()),
         Err(_) => Ok(Done::Refused),
     }

@@ -42,14 +42,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::ShortH2,
-        Kind::ShortH1,
-        Kind::Long,
-        Kind::SlowReader,
-        Kind::ClientReset,
-        Kind::Hostile,
-    ];
+    pub const ALL: [Kind; 6] = [Kind::ShortH2, Kind::ShortH1, Kind::Long, Kind::SlowReader, Kind::ClientReset, Kind::Hostile];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -79,14 +72,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Ok,
-        Outcome::OwnReset,
-        Outcome::Refused,
-        Outcome::BackendKilled,
-        Outcome::DaemonRestarted,
-        Outcome::Unexpected,
-    ];
+    pub const ALL: [Outcome; 6] = [Outcome::Ok, Outcome::OwnReset, Outcome::Refused, Outcome::BackendKilled, Outcome::DaemonRestarted, Outcome::Unexpected];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -120,19 +106,13 @@ pub struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            mismatch: false,
-        }
+        Self { error, mismatch: false }
     }
 }
 
 impl Failure {
     pub fn mismatch(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            mismatch: true,
-        }
+        Self { error, mismatch: true }
     }
 }
 
@@ -209,10 +189,7 @@ pub struct Tally {
 
 impl Ledger {
     pub fn new(started: Instant) -> Self {
-        Self {
-            started,
-            book: Mutex::new(Book::default()),
-        }
+        Self { started, book: Mutex::new(Book::default()) }
     }
 
     pub fn started(&self) -> Instant {
@@ -228,11 +205,7 @@ impl Ledger {
     /// index for [`Ledger::kill_over`].
     pub fn kill_begins(&self, clients: HashSet<String>, seen: Instant) -> usize {
         let mut book = self.book();
-        book.kills.push(Window {
-            from: seen,
-            to: None,
-            clients: clients.into_iter().map(|c| (c, String::new())).collect(),
-        });
+        book.kills.push(Window { from: seen, to: None, clients: clients.into_iter().map(|c| (c, String::new())).collect() });
         book.kills.len() - 1
     }
 
@@ -245,11 +218,7 @@ impl Ledger {
     /// Announces a daemon restart; `handed_off` are the clients of flows in the kernel then.
     pub fn restart_begins(&self, handed_off: HashMap<String, String>) -> usize {
         let mut book = self.book();
-        book.restarts.push(Window {
-            from: Instant::now(),
-            to: None,
-            clients: handed_off,
-        });
+        book.restarts.push(Window { from: Instant::now(), to: None, clients: handed_off });
         book.restarts.len() - 1
     }
 
@@ -260,13 +229,7 @@ impl Ledger {
     }
 
     /// Records one client connection's end.
-    pub fn record(
-        &self,
-        kind: Kind,
-        client: Option<SocketAddr>,
-        started: Instant,
-        result: Result<Done, Failure>,
-    ) {
+    pub fn record(&self, kind: Kind, client: Option<SocketAddr>, started: Instant, result: Result<Done, Failure>) {
         let ended = Instant::now();
         let mut book = self.book();
         let failure = match result {
@@ -287,11 +250,7 @@ impl Ledger {
             Err(f) => f,
         };
         let client_key = client.map(|c| c.to_string());
-        let (outcome, note) = if failure.mismatch {
-            (Outcome::Unexpected, None)
-        } else {
-            classify(&book, client_key.as_deref(), started, ended)
-        };
+        let (outcome, note) = if failure.mismatch { (Outcome::Unexpected, None) } else { classify(&book, client_key.as_deref(), started, ended) };
         *book.outcomes.entry((kind, outcome)).or_default() += 1;
         let mut error = format!("{:#}", failure.error);
         if let Some(note) = note {
@@ -307,10 +266,7 @@ impl Ledger {
         let class = if failure.mismatch {
             book.mismatches += 1;
             "mismatch"
-        } else if is_timeout(&failure.error)
-            || error.contains("no progress")
-            || error.contains("timed out")
-        {
+        } else if is_timeout(&failure.error) || error.contains("no progress") || error.contains("timed out") {
             book.timeouts += 1;
             "timeout"
         } else if is_closed_by_peer(&failure.error) || error.contains("closed") {
@@ -327,10 +283,7 @@ impl Ledger {
             class,
             error,
         };
-        eprintln!(
-            "lb-soak: UNEXPECTED {} {:?} at {:.1}s ({class}): {}",
-            incident.kind, incident.client, incident.at_s, incident.error
-        );
+        eprintln!("lb-soak: UNEXPECTED {} {:?} at {:.1}s ({class}): {}", incident.kind, incident.client, incident.at_s, incident.error);
         if book.incidents.len() < MAX_INCIDENTS {
             book.incidents.push(incident);
         }
@@ -346,30 +299,17 @@ impl Ledger {
                 row.insert(outcome.name().to_string(), n);
             }
         }
-        let unexpected = book
-            .outcomes
-            .iter()
-            .filter(|((_, o), _)| *o == Outcome::Unexpected)
-            .map(|(_, n)| n)
-            .sum();
+        let unexpected = book.outcomes.iter().filter(|((_, o), _)| *o == Outcome::Unexpected).map(|(_, n)| n).sum();
         Tally {
             outcomes,
-            bytes_verified: book
-                .bytes_verified
-                .iter()
-                .map(|(k, v)| (k.name().to_string(), *v))
-                .collect(),
+            bytes_verified: book.bytes_verified.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
             connections: book.outcomes.values().sum(),
             mismatches: book.mismatches,
             unexpected,
             unexpected_timeouts: book.timeouts,
             unexpected_resets: book.resets,
             incidents: book.incidents.clone(),
-            excused_samples: book
-                .excused_samples
-                .iter()
-                .map(|(k, v)| (k.name().to_string(), v.clone()))
-                .collect(),
+            excused_samples: book.excused_samples.iter().map(|(k, v)| (k.name().to_string(), v.clone())).collect(),
         }
     }
 
@@ -381,40 +321,22 @@ impl Ledger {
 
 /// The outcome of a failed client, and a note when it failed across a restart although its
 /// flow was in the kernel then.
-fn classify(
-    book: &Book,
-    client: Option<&str>,
-    started: Instant,
-    ended: Instant,
-) -> (Outcome, Option<String>) {
+fn classify(book: &Book, client: Option<&str>, started: Instant, ended: Instant) -> (Outcome, Option<String>) {
     // A connection known to be on the killed server: whatever else happened meanwhile.
     if let Some(c) = client {
-        if book
-            .kills
-            .iter()
-            .any(|w| w.overlaps(started, ended, SLACK) && w.clients.contains_key(c))
-        {
+        if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && w.clients.contains_key(c)) {
             return (Outcome::BackendKilled, None);
         }
     }
     for w in &book.restarts {
         if w.overlaps(started, ended, SLACK) {
             if let Some(state) = client.and_then(|c| w.clients.get(c)) {
-                return (
-                    Outcome::Unexpected,
-                    Some(format!(
-                        "handed off ({state}) when the daemon was restarted"
-                    )),
-                );
+                return (Outcome::Unexpected, Some(format!("handed off ({state}) when the daemon was restarted")));
             }
             return (Outcome::DaemonRestarted, None);
         }
     }
-    if book
-        .kills
-        .iter()
-        .any(|w| w.overlaps(started, ended, SLACK) && started >= w.from)
-    {
+    if book.kills.iter().any(|w| w.overlaps(started, ended, SLACK) && started >= w.from) {
         return (Outcome::BackendKilled, None);
     }
     (Outcome::Unexpected, None)

@@ -47,13 +47,7 @@ impl Read for Limited<'_> {
 
 /// Connects with `opts` (ALPN `lb-echo`) and echoes `payload` as `mode` says. The client's
 /// address is set as soon as it is known, for the caller's accounting.
-pub fn pump(
-    opts: &ClientOpts,
-    payload: &[u8],
-    mode: Mode,
-    idle_timeout: Duration,
-    client: &mut Option<SocketAddr>,
-) -> Result<Pumped, Failure> {
+pub fn pump(opts: &ClientOpts, payload: &[u8], mode: Mode, idle_timeout: Duration, client: &mut Option<SocketAddr>) -> Result<Pumped, Failure> {
     let tls = TlsClient::connect(opts)?;
     *client = tls.local_addr().ok();
     if tls.alpn().as_deref() != Some("lb-echo") {
@@ -78,28 +72,10 @@ struct Session<'p> {
 }
 
 impl<'p> Session<'p> {
-    fn new(
-        mut conn: ClientConnection,
-        sock: TcpStream,
-        payload: &'p [u8],
-        mode: Mode,
-        idle_timeout: Duration,
-    ) -> Result<Self> {
+    fn new(mut conn: ClientConnection, sock: TcpStream, payload: &'p [u8], mode: Mode, idle_timeout: Duration) -> Result<Self> {
         conn.set_buffer_limit(Some(256 * 1024));
         sock.set_nonblocking(true)?;
-        Ok(Self {
-            conn,
-            sock,
-            payload,
-            mode,
-            idle_timeout,
-            written: 0,
-            received: 0,
-            notify_sent: false,
-            shut: false,
-            tcp_eof: false,
-            eof: false,
-        })
+        Ok(Self { conn, sock, payload, mode, idle_timeout, written: 0, received: 0, notify_sent: false, shut: false, tcp_eof: false, eof: false })
     }
 
     fn run(mut self) -> Result<Pumped, Failure> {
@@ -138,11 +114,7 @@ impl<'p> Session<'p> {
                 continue;
             }
             if last_progress.elapsed() > self.idle_timeout {
-                return Err(anyhow!(
-                    "{}",
-                    self.state(&format!("no progress for {:?}", self.idle_timeout))
-                )
-                .into());
+                return Err(anyhow!("{}", self.state(&format!("no progress for {:?}", self.idle_timeout))).into());
             }
             let mut events = 0;
             if budget > 0 {
@@ -151,27 +123,15 @@ impl<'p> Session<'p> {
             if self.conn.wants_write() {
                 events |= libc::POLLOUT;
             }
-            let wait = next_tick
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(50));
-            let mut fds = [libc::pollfd {
-                fd: self.sock.as_raw_fd(),
-                events,
-                revents: 0,
-            }];
+            let wait = next_tick.saturating_duration_since(now).min(Duration::from_millis(50));
+            let mut fds = [libc::pollfd { fd: self.sock.as_raw_fd(), events, revents: 0 }];
             // SAFETY: one valid pollfd for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis().max(1) as libc::c_int) };
         }
         if self.received != self.payload.len() {
-            return Err(anyhow!(
-                "{}",
-                self.state("the server closed before echoing everything")
-            )
-            .into());
+            return Err(anyhow!("{}", self.state("the server closed before echoing everything")).into());
         }
-        Ok(Pumped {
-            verified: self.received as u64,
-        })
+        Ok(Pumped { verified: self.received as u64 })
     }
 
     /// Plaintext into rustls, records out, then (payload done, clean mode) close_notify and FIN.
@@ -199,9 +159,7 @@ impl<'p> Session<'p> {
             }
         }
         if self.notify_sent && !self.shut && !self.conn.wants_write() {
-            self.sock
-                .shutdown(Shutdown::Write)
-                .context("shutdown(Write)")?;
+            self.sock.shutdown(Shutdown::Write).context("shutdown(Write)")?;
             self.shut = true;
         }
         Ok(progress)
@@ -209,10 +167,7 @@ impl<'p> Session<'p> {
 
     /// Records in (at most `budget` bytes), plaintext compared. Returns (progress, bytes read).
     fn receive(&mut self, budget: usize, buf: &mut [u8]) -> Result<(bool, usize), Failure> {
-        let mut limited = Limited {
-            sock: &mut self.sock,
-            budget,
-        };
+        let mut limited = Limited { sock: &mut self.sock, budget };
         let used = match self.conn.read_tls(&mut limited) {
             Ok(0) => {
                 self.tcp_eof = true;
@@ -220,15 +175,9 @@ impl<'p> Session<'p> {
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, 0)),
-            Err(e) => {
-                return Err(anyhow::Error::from(e)
-                    .context(self.state("reading TLS records"))
-                    .into())
-            }
+            Err(e) => return Err(anyhow::Error::from(e).context(self.state("reading TLS records")).into()),
         };
-        self.conn
-            .process_new_packets()
-            .map_err(|e| anyhow!("{}: {e}", self.state("processing TLS records")))?;
+        self.conn.process_new_packets().map_err(|e| anyhow!("{}: {e}", self.state("processing TLS records")))?;
         loop {
             match self.conn.reader().read(buf) {
                 Ok(0) => {
@@ -240,10 +189,7 @@ impl<'p> Session<'p> {
                     if expected != Some(&buf[..n]) {
                         return Err(Failure::mismatch(anyhow!(
                             "{}",
-                            self.state(&format!(
-                                "{n} bytes received at offset {} differ from those sent",
-                                self.received
-                            ))
+                            self.state(&format!("{n} bytes received at offset {} differ from those sent", self.received))
                         )));
                     }
                     self.received += n;
@@ -258,11 +204,7 @@ impl<'p> Session<'p> {
                     self.eof = true;
                     break;
                 }
-                Err(e) => {
-                    return Err(anyhow::Error::from(e)
-                        .context(self.state("reading plaintext"))
-                        .into())
-                }
+                Err(e) => return Err(anyhow::Error::from(e).context(self.state("reading plaintext")).into()),
             }
         }
         Ok((true, used))
@@ -271,8 +213,7 @@ impl<'p> Session<'p> {
     /// SO_LINGER 0 and close: the kernel sends an RST.
     fn reset(self) -> Result<Pumped, Failure> {
         let sock = socket2::SockRef::from(&self.sock);
-        sock.set_linger(Some(Duration::ZERO))
-            .context("SO_LINGER 0")?;
+        sock.set_linger(Some(Duration::ZERO)).context("SO_LINGER 0")?;
         let verified = self.received as u64;
         drop(self);
         Ok(Pumped { verified })

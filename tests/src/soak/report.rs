@@ -20,11 +20,7 @@ pub struct Check {
 
 impl Check {
     pub fn new(name: &'static str, ok: bool, detail: impl Into<String>) -> Self {
-        Self {
-            name,
-            ok,
-            detail: detail.into(),
-        }
+        Self { name, ok, detail: detail.into() }
     }
 }
 
@@ -80,12 +76,7 @@ fn handoff_json(h: &Handoff) -> Value {
 
 /// Sums the hand-off figures of every instance (each daemon counts from zero).
 pub fn handoff_totals(instances: &[Instance]) -> Value {
-    let field = |name: &str| -> u64 {
-        instances
-            .iter()
-            .map(|i| i.handoff[name].as_u64().unwrap_or(0))
-            .sum()
-    };
+    let field = |name: &str| -> u64 { instances.iter().map(|i| i.handoff[name].as_u64().unwrap_or(0)).sum() };
     let mut fallbacks = std::collections::BTreeMap::<String, u64>::new();
     for i in instances {
         if let Some(map) = i.handoff["fallbacks"].as_object() {
@@ -105,7 +96,6 @@ pub fn handoff_totals(instances: &[Instance]) -> Value {
 pub fn write_json(dir: &Path, stamp: &str, report: &Value) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{stamp}.json"));
-    fs::write(&path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    fs::write(&path, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -14,13 +14,7 @@ fn first_ext() -> usize {
 
 #[test]
 fn hello_without_extensions_is_read() {
-    let hello = complete(
-        &Builder {
-            extensions: None,
-            ..Builder::default()
-        }
-        .stream(),
-    );
+    let hello = complete(&Builder { extensions: None, ..Builder::default() }.stream());
     assert_eq!(hello.sni(), None);
     assert!(!hello.has_alpn());
     assert_eq!(hello.alpn().count(), 0);
@@ -30,26 +24,15 @@ fn hello_without_extensions_is_read() {
 
 #[test]
 fn legacy_and_supported_versions_are_read() {
-    let b = Builder {
-        legacy_version: 0x0301,
-        ..Builder::default()
-    }
-    .with(43, versions_ext(&[0x2a2a, 0x0304, 0x0303]));
+    let b = Builder { legacy_version: 0x0301, ..Builder::default() }.with(43, versions_ext(&[0x2a2a, 0x0304, 0x0303]));
     let hello = complete(&b.stream());
     assert_eq!(hello.legacy_version(), 0x0301);
-    assert_eq!(
-        hello.supported_versions().collect::<Vec<_>>(),
-        [0x2a2a, 0x0304, 0x0303]
-    );
+    assert_eq!(hello.supported_versions().collect::<Vec<_>>(), [0x2a2a, 0x0304, 0x0303]);
 }
 
 #[test]
 fn unknown_extensions_are_skipped() {
-    let b = Builder::default()
-        .with(0x0a0a, vec![])
-        .with(10, vec![0, 4, 0, 29, 0, 23])
-        .with(0, sni_ext(b"skip.example"))
-        .with(0xfe0d, vec![9; 200]);
+    let b = Builder::default().with(0x0a0a, vec![]).with(10, vec![0, 4, 0, 29, 0, 23]).with(0, sni_ext(b"skip.example")).with(0xfe0d, vec![9; 200]);
     assert_eq!(complete(&b.stream()).sni(), Some("skip.example"));
 }
 
@@ -62,83 +45,41 @@ fn zero_length_hello_is_malformed() {
 #[test]
 fn truncated_extension_is_malformed() {
     // The block is consistent, but the extension inside claims 16 bytes and has 3.
-    let b = Builder {
-        raw_block: Some(vec![0, 7, 0, 21, 0, 16, 1, 2, 3]),
-        ..Builder::default()
-    };
+    let b = Builder { raw_block: Some(vec![0, 7, 0, 21, 0, 16, 1, 2, 3]), ..Builder::default() };
     let err = error(&b.stream());
     assert_eq!(err, malformed("extension data truncated", first_ext() + 4));
-    assert!(
-        err.to_string()
-            .contains("extension data truncated at hello offset 85"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("extension data truncated at hello offset 85"), "{err}");
 }
 
 #[test]
 fn truncated_extension_header_is_malformed() {
-    let b = Builder {
-        raw_block: Some(vec![0, 3, 0, 21, 0]),
-        ..Builder::default()
-    };
-    assert_eq!(
-        error(&b.stream()),
-        malformed("extension data truncated", first_ext() + 2)
-    );
+    let b = Builder { raw_block: Some(vec![0, 3, 0, 21, 0]), ..Builder::default() };
+    assert_eq!(error(&b.stream()), malformed("extension data truncated", first_ext() + 2));
 }
 
 #[test]
 fn extensions_block_longer_than_hello_is_malformed() {
-    let b = Builder {
-        raw_block: Some(vec![0, 9, 0, 21, 0, 0]),
-        ..Builder::default()
-    };
-    assert_eq!(
-        error(&b.stream()),
-        malformed("extensions truncated", first_ext())
-    );
+    let b = Builder { raw_block: Some(vec![0, 9, 0, 21, 0, 0]), ..Builder::default() };
+    assert_eq!(error(&b.stream()), malformed("extensions truncated", first_ext()));
 }
 
 #[test]
 fn bytes_after_extensions_are_malformed() {
-    let b = Builder {
-        raw_block: Some(vec![0, 4, 0, 21, 0, 0, 0xff]),
-        ..Builder::default()
-    };
-    assert_eq!(
-        error(&b.stream()),
-        malformed("bytes after extensions", first_ext() + 4)
-    );
+    let b = Builder { raw_block: Some(vec![0, 4, 0, 21, 0, 0, 0xff]), ..Builder::default() };
+    assert_eq!(error(&b.stream()), malformed("bytes after extensions", first_ext() + 4));
 }
 
 #[test]
 fn duplicate_extension_is_refused() {
-    let b = Builder::default()
-        .with(16, alpn_ext(&[b"h2"]))
-        .with(16, alpn_ext(&[b"h2"]));
+    let b = Builder::default().with(16, alpn_ext(&[b"h2"])).with(16, alpn_ext(&[b"h2"]));
     let second = first_ext() + 4 + alpn_ext(&[b"h2"]).len();
-    assert_eq!(
-        error(&b.stream()),
-        HelloError::DuplicateExtension {
-            ext_type: 16,
-            offset: second
-        }
-    );
+    assert_eq!(error(&b.stream()), HelloError::DuplicateExtension { ext_type: 16, offset: second });
 }
 
 #[test]
 fn duplicate_high_extension_is_refused() {
-    let b = Builder::default()
-        .with(0xfe0d, vec![])
-        .with(0xff01, vec![0])
-        .with(0xfe0d, vec![]);
-    assert!(matches!(
-        error(&b.stream()),
-        HelloError::DuplicateExtension {
-            ext_type: 0xfe0d,
-            ..
-        }
-    ));
+    let b = Builder::default().with(0xfe0d, vec![]).with(0xff01, vec![0]).with(0xfe0d, vec![]);
+    assert!(matches!(error(&b.stream()), HelloError::DuplicateExtension { ext_type: 0xfe0d, .. }));
 }
 
 #[test]
@@ -150,51 +91,27 @@ fn thousands_of_distinct_extensions_are_read_and_a_late_duplicate_caught() {
     let hello = complete(&record(&b.handshake(), &[16384]));
     assert_eq!(hello.sni(), None);
     let b = b.with(0x0100 + 7999, vec![]);
-    assert!(matches!(
-        error(&record(&b.handshake(), &[16384])),
-        HelloError::DuplicateExtension {
-            ext_type: 0x203f,
-            ..
-        }
-    ));
+    assert!(matches!(error(&record(&b.handshake(), &[16384])), HelloError::DuplicateExtension { ext_type: 0x203f, .. }));
 }
 
 #[test]
 fn session_id_over_32_bytes_is_malformed() {
-    let b = Builder {
-        session_id: vec![1; 33],
-        ..Builder::default()
-    };
-    assert_eq!(
-        error(&b.stream()),
-        malformed("session_id longer than 32 bytes", 38)
-    );
+    let b = Builder { session_id: vec![1; 33], ..Builder::default() };
+    assert_eq!(error(&b.stream()), malformed("session_id longer than 32 bytes", 38));
 }
 
 #[test]
 fn odd_or_empty_cipher_suites_are_malformed() {
     for suites in [vec![0x13], vec![], vec![0x13, 0x01, 0x13]] {
-        let b = Builder {
-            suites,
-            ..Builder::default()
-        };
-        assert_eq!(
-            error(&b.stream()),
-            malformed("cipher_suites length not a positive even number", 71)
-        );
+        let b = Builder { suites, ..Builder::default() };
+        assert_eq!(error(&b.stream()), malformed("cipher_suites length not a positive even number", 71));
     }
 }
 
 #[test]
 fn empty_compression_methods_are_malformed() {
-    let b = Builder {
-        compression: vec![],
-        ..Builder::default()
-    };
-    assert_eq!(
-        error(&b.stream()),
-        malformed("empty compression_methods", 77)
-    );
+    let b = Builder { compression: vec![], ..Builder::default() };
+    assert_eq!(error(&b.stream()), malformed("empty compression_methods", 77));
 }
 
 #[test]
@@ -206,19 +123,13 @@ fn truncated_random_is_malformed() {
 #[test]
 fn empty_alpn_list_is_malformed() {
     let b = Builder::default().with(16, vec![0, 0]);
-    assert_eq!(
-        error(&b.stream()),
-        malformed("empty ALPN list", first_ext() + 6)
-    );
+    assert_eq!(error(&b.stream()), malformed("empty ALPN list", first_ext() + 6));
 }
 
 #[test]
 fn empty_alpn_id_is_malformed() {
     let b = Builder::default().with(16, alpn_ext(&[b"h2", b""]));
-    assert_eq!(
-        error(&b.stream()),
-        malformed("empty ALPN id", first_ext() + 9)
-    );
+    assert_eq!(error(&b.stream()), malformed("empty ALPN id", first_ext() + 9));
 }
 
 #[test]
@@ -226,10 +137,7 @@ fn alpn_list_with_stray_bytes_is_malformed() {
     let mut data = alpn_ext(&[b"h2"]);
     data.push(0);
     let b = Builder::default().with(16, data);
-    assert_eq!(
-        error(&b.stream()),
-        malformed("bytes after ALPN list", first_ext() + 9)
-    );
+    assert_eq!(error(&b.stream()), malformed("bytes after ALPN list", first_ext() + 9));
 }
 
 #[test]
@@ -238,10 +146,7 @@ fn long_alpn_ids_spill_to_the_heap_and_read_back() {
     let ids: Vec<&[u8]> = vec![&long, b"h2", &long[..100]];
     let hello = complete(&Builder::default().with(16, alpn_ext(&ids)).stream());
     assert!(!hello.data.is_inline());
-    assert_eq!(
-        alpn_ids(&hello),
-        ids.iter().map(|i| i.to_vec()).collect::<Vec<_>>()
-    );
+    assert_eq!(alpn_ids(&hello), ids.iter().map(|i| i.to_vec()).collect::<Vec<_>>());
     assert!(hello.offers_alpn(b"h2"));
 }
 
@@ -255,11 +160,7 @@ fn odd_supported_versions_are_malformed() {
 
 #[test]
 fn sni_is_lowercased() {
-    let hello = complete(
-        &Builder::default()
-            .with(0, sni_ext(b"WWW.Example.TEST"))
-            .stream(),
-    );
+    let hello = complete(&Builder::default().with(0, sni_ext(b"WWW.Example.TEST")).stream());
     assert_eq!(hello.sni(), Some("www.example.test"));
 }
 
@@ -269,18 +170,8 @@ fn plausible_dns_names_are_accepted() {
     let longest = [&"b".repeat(61)[..]; 4].join("."); // 4 * 61 + 3 = 247 bytes
     let exactly_253 = format!("{longest}.abcde");
     assert_eq!(exactly_253.len(), 253);
-    for name in [
-        "x",
-        "xn--bcher-kva.example",
-        "_acme.a-b.example",
-        &max_label,
-        &exactly_253,
-    ] {
-        let hello = complete(
-            &Builder::default()
-                .with(0, sni_ext(name.as_bytes()))
-                .stream(),
-        );
+    for name in ["x", "xn--bcher-kva.example", "_acme.a-b.example", &max_label, &exactly_253] {
+        let hello = complete(&Builder::default().with(0, sni_ext(name.as_bytes())).stream());
         assert_eq!(hello.sni(), Some(name));
     }
 }
@@ -291,11 +182,7 @@ fn implausible_dns_names_are_refused() {
     let cases: [(&[u8], &str, usize); 8] = [
         (b"", "empty host_name", 0),
         (b"a\0b", "byte outside [A-Za-z0-9._-]", 1),
-        (
-            "b\u{fc}cher.de".as_bytes(),
-            "byte outside [A-Za-z0-9._-]",
-            1,
-        ),
+        ("b\u{fc}cher.de".as_bytes(), "byte outside [A-Za-z0-9._-]", 1),
         (b"a b", "byte outside [A-Za-z0-9._-]", 1),
         (b"example.com.", "trailing dot", 11),
         (b".example", "empty label", 0),
@@ -304,28 +191,11 @@ fn implausible_dns_names_are_refused() {
     ];
     for (name, what, at) in cases {
         let err = error(&Builder::default().with(0, sni_ext(name)).stream());
-        assert_eq!(
-            err,
-            HelloError::InvalidServerName {
-                what,
-                offset: name_at + at
-            },
-            "{name:?}"
-        );
+        assert_eq!(err, HelloError::InvalidServerName { what, offset: name_at + at }, "{name:?}");
     }
     let long = [&"c".repeat(60)[..]; 5].join(".");
-    let err = error(
-        &Builder::default()
-            .with(0, sni_ext(long.as_bytes()))
-            .stream(),
-    );
-    assert!(matches!(
-        err,
-        HelloError::InvalidServerName {
-            what: "host_name longer than 253 bytes",
-            ..
-        }
-    ));
+    let err = error(&Builder::default().with(0, sni_ext(long.as_bytes())).stream());
+    assert!(matches!(err, HelloError::InvalidServerName { what: "host_name longer than 253 bytes", .. }));
 }
 
 #[test]
@@ -334,10 +204,7 @@ fn two_host_names_are_malformed() {
     let mut data = (list.len() as u16).to_be_bytes().to_vec();
     data.append(&mut list);
     let err = error(&Builder::default().with(0, data).stream());
-    assert_eq!(
-        err,
-        malformed("second host_name in server_name", first_ext() + 10)
-    );
+    assert_eq!(err, malformed("second host_name in server_name", first_ext() + 10));
 }
 
 #[test]
@@ -372,8 +239,5 @@ fn empty_server_name_list_is_malformed() {
 #[test]
 fn error_messages_say_what_and_where() {
     let err = error(&Builder::default().with(0, sni_ext(b"a\0b")).stream());
-    assert_eq!(
-        err.to_string(),
-        "ClientHello server_name is not a DNS name: byte outside [A-Za-z0-9._-] at hello offset 91"
-    );
+    assert_eq!(err.to_string(), "ClientHello server_name is not a DNS name: byte outside [A-Za-z0-9._-] at hello offset 91");
 }

@@ -13,12 +13,7 @@ const CURL_HEX: &str = include_str!("../../../tests/fixtures/curl_openssl_hello.
 
 /// Decodes a fixture: hex digits, whitespace ignored, `#` lines are comments.
 pub fn unhex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.bytes())
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let digits: Vec<u8> = text.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(|l| l.bytes()).filter(|b| !b.is_ascii_whitespace()).collect();
     digits
         .chunks(2)
         .map(|pair| {
@@ -180,9 +175,7 @@ pub fn versions_ext(versions: &[u16]) -> Vec<u8> {
 
 impl Builder {
     pub fn with(mut self, ext_type: u16, data: Vec<u8>) -> Self {
-        self.extensions
-            .get_or_insert_with(Vec::new)
-            .push((ext_type, data));
+        self.extensions.get_or_insert_with(Vec::new).push((ext_type, data));
         self
     }
 

@@ -100,7 +100,9 @@ pub enum Carried {
     Splice,
     /// Handed off; `frames` is what the XDP program forwarded each way (whole frames, as
     /// its splice entries counted them; zero when the flow outlived its task).
-    Xdp { frames: Moved },
+    Xdp {
+        frames: Moved,
+    },
 }
 
 impl Carried {
@@ -246,7 +248,14 @@ impl Handoff {
     /// right away). Returns when the connection is over, however it was carried; the bytes
     /// moved in user space are added to `meter` as they move, and `handed_off` is called
     /// once the XDP program carries the connection.
-    pub async fn relay(&self, client: TcpStream, server: TcpStream, after_bytes: u64, meter: Meter<'_>, handed_off: impl FnOnce()) -> io::Result<(Moved, Carried)> {
+    pub async fn relay(
+        &self,
+        client: TcpStream,
+        server: TcpStream,
+        after_bytes: u64,
+        meter: Meter<'_>,
+        handed_off: impl FnOnce(),
+    ) -> io::Result<(Moved, Carried)> {
         let mut relay = match SpliceRelay::metered(&client, &server, meter) {
             Ok(relay) => relay,
             Err(_) => {
@@ -318,7 +327,13 @@ impl Handoff {
 
     /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
-    async fn hand_off(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
+    async fn hand_off(
+        &self,
+        course: &mut Course,
+        relay: &mut SpliceRelay<'_>,
+        client: &TcpStream,
+        server: &TcpStream,
+    ) -> Result<(oneshot::Receiver<Moved>, [FlowKey; 2]), Fallback> {
         let ends = |s: &TcpStream| -> Result<(SocketAddr, SocketAddr), Fallback> {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
@@ -353,7 +368,14 @@ impl Handoff {
         result.map(|ended| (ended, keys))
     }
 
-    async fn while_frozen(&self, course: &mut Course, relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, keys: [FlowKey; 2]) -> Result<oneshot::Receiver<Moved>, Fallback> {
+    async fn while_frozen(
+        &self,
+        course: &mut Course,
+        relay: &mut SpliceRelay<'_>,
+        client: &TcpStream,
+        server: &TcpStream,
+        keys: [FlowKey; 2],
+    ) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         loop {
@@ -416,9 +438,10 @@ impl Handoff {
         // entries let no data in, so a move means a frame landed late; the program may
         // already have sent frames translated with stale numbers, and a corrupted stream is
         // worse than a reset one.
-        let moved = [client, server].iter().zip(&legs).any(|(s, leg)| {
-            socket::sequences(s.as_fd()).map_or(true, |now| (now.snd_nxt, now.rcv_nxt) != (leg.seq.snd_nxt, leg.seq.rcv_nxt))
-        });
+        let moved = [client, server]
+            .iter()
+            .zip(&legs)
+            .any(|(s, leg)| socket::sequences(s.as_fd()).map_or(true, |now| (now.snd_nxt, now.rcv_nxt) != (leg.seq.snd_nxt, leg.seq.rcv_nxt)));
         if moved {
             self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&keys[0]);
             self.table.remove(&keys);
@@ -440,8 +463,7 @@ impl Handoff {
     fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
         let local = lb_core::routing::canonical(local);
         nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
-            let ours = self.xdp_ifaces.contains(&a.interface_name)
-                && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
+            let ours = self.xdp_ifaces.contains(&a.interface_name) && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
             ours.then_some(a.interface_name)
         })
     }

@@ -153,7 +153,11 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
 
 fn pair_name(a: &FlowKey, b: &FlowKey) -> FlowKey {
     let order = |k: &FlowKey| (k.remote_addr, k.local_addr, k.remote_port, k.local_port);
-    if order(a) <= order(b) { *a } else { *b }
+    if order(a) <= order(b) {
+        *a
+    } else {
+        *b
+    }
 }
 
 /// How long the pair lingers before deletion, once its flow is over; None while it lives.

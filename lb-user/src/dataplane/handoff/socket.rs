@@ -106,10 +106,12 @@ pub fn clamp_mss(fd: BorrowedFd<'_>, mss: u32) -> io::Result<()> {
 fn setsockopt(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: fd is a live descriptor (BorrowedFd); the kernel reads exactly
     // size_of::<c_int>() bytes from &value, which outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), size_of::<libc::c_int>() as libc::socklen_t)
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), size_of::<libc::c_int>() as libc::socklen_t) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Reads an option whose value is a plain C struct or integer `T` (every bit pattern valid).

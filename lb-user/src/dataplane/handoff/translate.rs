@@ -1,8 +1,8 @@
 //! The splice arithmetic is lb-core's (`lb_core::splice`, sans-io); here its refusals become
 //! the hand-off's [`Fallback`] reasons.
-pub use lb_core::splice::{describe, endpoints_key, reverse_key, Leg};
-use lb_core::splice::{self, Incompatible, Negotiated};
 use lb_common::{FlowKey, SpliceEntry};
+use lb_core::splice::{self, Incompatible, Negotiated};
+pub use lb_core::splice::{describe, endpoints_key, reverse_key, Leg};
 
 use super::stats::Fallback;
 

@@ -61,7 +61,6 @@ fn seed_scenario_routes_h2_to_its_farm_and_rest_to_default() {
     assert!(snap.frontends[0].needs_hello);
 }
 
-
 #[test]
 fn reject_routes_come_first_then_weight_then_creation() {
     let routes = vec![
@@ -78,14 +77,12 @@ fn reject_routes_come_first_then_weight_then_creation() {
     assert!(!snap.frontends[0].needs_hello, "source rules need no hello");
 }
 
-
 #[test]
 fn no_match_without_default_farm_closes() {
     let snap = Snapshot::compile(&config(None, vec![route(1, "farm", Some(1), None, vec![rule("sni", "is", "a.example")])])).unwrap();
     assert_eq!(decide(&snap, Some(&Hello(Some("b.example"), vec![])), "10.0.0.1"), "close");
     assert_eq!(decide(&snap, Some(&Hello(Some("a.example"), vec![])), "10.0.0.1"), "farm 1");
 }
-
 
 #[test]
 fn every_rule_of_a_route_must_match() {
@@ -94,7 +91,6 @@ fn every_rule_of_a_route_must_match() {
     assert_eq!(decide(&snap, Some(&Hello(Some("a.example"), vec![b"h2"])), "10.0.0.1"), "farm 1");
     assert_eq!(decide(&snap, Some(&Hello(Some("a.example"), vec![b"http/1.1"])), "10.0.0.1"), "farm 3");
 }
-
 
 #[test]
 fn counters_survive_a_recompile_for_the_objects_that_stay() {

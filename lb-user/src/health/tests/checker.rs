@@ -7,7 +7,11 @@ use std::{
 use tokio::net::TcpListener;
 
 use super::servers::*;
-use crate::{health::HealthChecker, dataplane::server_state::{Runtimes, ServerRuntime}, dataplane::snapshot::Snapshot};
+use crate::{
+    dataplane::server_state::{Runtimes, ServerRuntime},
+    dataplane::snapshot::Snapshot,
+    health::HealthChecker,
+};
 use lb_core::model::{Farm, Frontend, Probe, Route, RouteAction, Rule, Server, ServiceConfig};
 
 fn server(id: u32, addr: SocketAddr, probe: bool) -> Server {
@@ -48,7 +52,8 @@ async fn checker_marks_a_dead_server_down_within_two_intervals_and_up_when_it_re
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let flapping_addr = listener.local_addr().unwrap();
     let flapping = serve_on(listener, |_, _| async {});
-    let config = ServiceConfig { farms: vec![farm(1, every_second("tcp"), vec![server(11, alive.addr, true), server(12, flapping_addr, true)])], ..Default::default() };
+    let config =
+        ServiceConfig { farms: vec![farm(1, every_second("tcp"), vec![server(11, alive.addr, true), server(12, flapping_addr, true)])], ..Default::default() };
     let runtimes = Runtimes::default();
     let checker = HealthChecker::new();
     checker.reconcile(&compile(&config, &runtimes));

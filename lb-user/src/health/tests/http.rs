@@ -131,7 +131,12 @@ async fn http_probe_speaks_tls_when_the_server_has_ssl_or_the_probe_forces_it() 
         http_exchange(s, &received, b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure").await;
     })
     .await;
-    let over_ssl = spec_with(Probe { kind: Some("http".into()), match_: Some("contains".into()), pattern: Some("secure".into()), ..Default::default() }, server.addr, true, &[]);
+    let over_ssl = spec_with(
+        Probe { kind: Some("http".into()), match_: Some("contains".into()), pattern: Some("secure".into()), ..Default::default() },
+        server.addr,
+        true,
+        &[],
+    );
     expect_up(&over_ssl).await;
     let forced = spec_with(Probe { kind: Some("http".into()), force_ssl: Some(true), ..Default::default() }, server.addr, false, &[]);
     expect_up(&forced).await;

@@ -21,7 +21,10 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::{health::{probe_once, ProbeSpec}, dataplane::snapshot::ServerPlan};
+use crate::{
+    dataplane::snapshot::ServerPlan,
+    health::{probe_once, ProbeSpec},
+};
 use lb_core::model::Probe;
 
 /// A listener and its connection handlers; stops when dropped.

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use crate::{health::{Kind, ProbeSpec}, dataplane::snapshot::ServerPlan};
+use crate::{
+    dataplane::snapshot::ServerPlan,
+    health::{Kind, ProbeSpec},
+};
 use lb_core::model::Probe;
 
 fn resolve(probe: Probe, ssl: bool) -> ProbeSpec {

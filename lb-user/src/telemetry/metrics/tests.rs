@@ -7,7 +7,8 @@ fn one(name: &'static str, labels: Labels, value: Value) -> Family {
 
 #[test]
 fn counters_get_the_prefix_and_total_suffix() {
-    let text = render_families(vec![one("frontend_connections_accepted", labels([("frontend_id", "7".into()), ("frontend", "web".into())]), Value::Counter(3))]);
+    let text =
+        render_families(vec![one("frontend_connections_accepted", labels([("frontend_id", "7".into()), ("frontend", "web".into())]), Value::Counter(3))]);
     assert!(text.contains("# TYPE lb_frontend_connections_accepted_total counter\n"), "{text}");
     assert!(text.contains("lb_frontend_connections_accepted_total{frontend_id=\"7\",frontend=\"web\"} 3\n"), "{text}");
 }
