@@ -37,7 +37,11 @@ impl StallWatch {
     pub fn observe(&mut self, key: FlowKey, sent: &SpliceEntry, received: &SpliceEntry, now: Instant) -> bool {
         let fresh = || Watch { since: now, data_packets: sent.data_packets, receiver_ack: received.last_ack, reported: false };
         let watch = self.watches.entry(key).or_insert_with(fresh);
-        if received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
+        // A receiver that advertises a zero window is applying flow control (a slow reader, a
+        // full buffer), not losing frames: what the sender sends meanwhile (probes, segments
+        // the receiver drops for want of room) earns no new acknowledgment, legitimately.
+        let closed = received.last_win == 0;
+        if closed || received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
             // Progress (or entries rewritten under us): start over from here.
             *watch = fresh();
             return false;
@@ -65,7 +69,21 @@ mod tests {
     }
 
     fn acked(last_ack: u32) -> SpliceEntry {
-        SpliceEntry { last_ack, ..SpliceEntry::default() }
+        SpliceEntry { last_ack, last_win: 512, ..SpliceEntry::default() }
+    }
+
+    #[test]
+    fn a_closed_receive_window_is_flow_control_not_a_stall() {
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        let closed = SpliceEntry { last_ack: 7, last_win: 0, ..SpliceEntry::default() };
+        assert!(!watch.observe(key, &sent(10), &closed, t0));
+        assert!(!watch.observe(key, &sent(15), &closed, t0 + WINDOW));
+        assert!(!watch.observe(key, &sent(20), &closed, t0 + 3 * WINDOW), "a slow reader is not a stall");
+        // The window opens again and the acknowledgment still does not move: from then on it is.
+        assert!(!watch.observe(key, &sent(21), &acked(7), t0 + 4 * WINDOW));
+        assert!(watch.observe(key, &sent(24), &acked(7), t0 + 5 * WINDOW));
     }
 
     #[test]
