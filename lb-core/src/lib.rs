@@ -17,6 +17,7 @@
 //! - [`snapshot`]: a whole configuration checked and compiled, without run-time state.
 //! - [`splice`]: the sequence/timestamp arithmetic that joins two TCP connections.
 //! - [`validate`]: checking one written object or an imported file, as a refresh would.
+#![warn(missing_docs)]
 pub mod balance;
 pub mod error;
 pub mod hello;
