@@ -136,8 +136,35 @@ fn objects_keep_the_iplb_types_and_nulls() -> Result<()> {
 #[test]
 fn a_large_body_answers_413() -> Result<()> {
     let daemon = ApiDaemon::start(ApiDaemonOpts::local())?;
-    let big = format!("{{\"port\": \"443\", \"displayName\": \"{}\"}}", "x".repeat(2 << 20));
-    let reply = daemon.client().raw("POST", "/ipLoadbalancing/test/tcp/frontend", Some(&big))?;
+    let api: std::net::SocketAddr = daemon.runtime()["api"].as_str().unwrap_or_default().parse()?;
+    // The answer is read while the body is still being sent: the daemon answers once it has
+    // read past its limit and closes, and the rest of the body then meets a closed socket
+    // (EPIPE or a reset for the writer, which is expected: only the answer is checked). A
+    // client that first sends everything can lose that race (CI once did, under load).
+    let len = 2 << 20;
+    let mut stream = std::net::TcpStream::connect(api)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut writer = stream.try_clone()?;
+    let head = format!("POST /ipLoadbalancing/test/tcp/frontend HTTP/1.1\r\nhost: {api}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+    let prefix = "{\"port\": \"443\", \"displayName\": \"";
+    let body = format!("{prefix}{}\"}}", "x".repeat(len - prefix.len() - 2));
+    let sender = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut writer, head.as_bytes()).and_then(|()| std::io::Write::write_all(&mut writer, body.as_bytes()));
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") || !answer.ends_with(b"}") {
+        match std::io::Read::read(&mut stream, &mut buf)? {
+            0 => break,
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split(' ').nth(1).unwrap_or_default().parse().unwrap_or(0);
+    let reply = Reply { status, text: body.to_string(), json: serde_json::from_str(body).unwrap_or(Value::Null) };
+    stream.shutdown(std::net::Shutdown::Both).ok();
+    sender.join().ok();
     expect(&reply, 413, "Client::RequestEntityTooLarge", "exceeds", "a 2 MiB body")
 }
 
