@@ -102,27 +102,27 @@ pub struct HandoffReport {
     pub by_frontend: BTreeMap<u32, BTreeMap<String, u64>>,
 }
 
-/// Every label [`Fallback::label`] gives, in the order the counters keep them.
-const FALLBACK_LABELS: [&str; 16] = [
-    "ecn",
-    "fast open",
-    "usec timestamps",
-    "timestamps differ",
-    "sack differs",
-    "address families differ",
-    "no peer timestamp seen",
-    "not quiescent",
-    "not through an XDP interface",
-    "forwarding disabled",
-    "closing",
-    "splice map full",
-    "no pipe",
-    "data not yet delivered",
-    "segment sizes differ",
-    "sequences moved (reset)",
+/// Every reason a counter is kept for, in slot order; their labels are [`Fallback::label`]'s.
+const FALLBACKS: [Fallback; 16] = [
+    Fallback::Unsupported("ecn"),
+    Fallback::Unsupported("fast open"),
+    Fallback::Unsupported("usec timestamps"),
+    Fallback::OptionsDiffer("timestamps"),
+    Fallback::OptionsDiffer("sack"),
+    Fallback::Family,
+    Fallback::NoTimestamp,
+    Fallback::NotQuiescent,
+    Fallback::NotXdpInterface,
+    Fallback::ForwardingDisabled,
+    Fallback::Closing,
+    Fallback::MapFull,
+    Fallback::NoPipe,
+    Fallback::Undelivered,
+    Fallback::MssMismatch,
+    Fallback::SequencesMoved,
 ];
-/// Where a label missing from [`FALLBACK_LABELS`] is counted (and [`Fallback::Error`]).
-const OTHER: usize = FALLBACK_LABELS.len();
+/// Where a reason missing from [`FALLBACKS`] is counted (and [`Fallback::Error`]).
+const OTHER: usize = FALLBACKS.len();
 
 /// The hand-off's counters: plain atomics, so that neither a connection's end nor a
 /// hand-off takes a lock to count itself. Connections relayed per frontend and path are
@@ -146,7 +146,7 @@ impl HandoffStats {
 
     pub fn fallback(&self, reason: Fallback) {
         let label = reason.label();
-        let slot = FALLBACK_LABELS.iter().position(|l| *l == label).unwrap_or(OTHER);
+        let slot = FALLBACKS.iter().position(|f| f.label() == label).unwrap_or(OTHER);
         self.fallbacks[slot].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -157,7 +157,7 @@ impl HandoffStats {
         for (slot, counter) in self.fallbacks.iter().enumerate() {
             let n = get(counter);
             if n > 0 {
-                fallbacks.insert(FALLBACK_LABELS.get(slot).copied().unwrap_or("error").to_string(), n);
+                fallbacks.insert(FALLBACKS.get(slot).map_or("error", |f| f.label()).to_string(), n);
             }
         }
         HandoffReport {
@@ -192,24 +192,7 @@ mod tests {
 
     #[test]
     fn every_fallback_has_its_own_counter() {
-        let all = [
-            Fallback::Unsupported("ecn"),
-            Fallback::Unsupported("fast open"),
-            Fallback::Unsupported("usec timestamps"),
-            Fallback::OptionsDiffer("timestamps"),
-            Fallback::OptionsDiffer("sack"),
-            Fallback::Family,
-            Fallback::NoTimestamp,
-            Fallback::NotQuiescent,
-            Fallback::NotXdpInterface,
-            Fallback::ForwardingDisabled,
-            Fallback::Closing,
-            Fallback::MapFull,
-            Fallback::NoPipe,
-            Fallback::Undelivered,
-            Fallback::MssMismatch,
-            Fallback::SequencesMoved,
-        ];
+        let all = FALLBACKS;
         let stats = HandoffStats::default();
         for reason in all {
             stats.fallback(reason);
