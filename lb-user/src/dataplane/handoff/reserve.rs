@@ -89,13 +89,22 @@ mod tests {
         SpliceEntry { src_addr, src_port: addr.port().to_be(), family, ..SpliceEntry::default() }
     }
 
+    /// A free port of the ephemeral range on an address no other test uses: the lib tests
+    /// run beside each other and their loopback connections draw ephemeral ports too, so a
+    /// fixed port is sometimes taken (it failed a CI run that way).
+    fn unused_ephemeral_address() -> SocketAddr {
+        let probe = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        probe.bind(&SocketAddr::from(([127, 77, 0, 1], 0)).into()).unwrap();
+        probe.local_addr().unwrap().as_socket().unwrap()
+    }
+
     /// That connect() then skips the port is the kernel's rule for explicitly bound ports
     /// (tests/tests/handoff.rs shows it with a one-port ephemeral range); here: the port is
     /// held, a listener may still share it, and release frees it.
     #[test]
     fn a_reserved_port_is_held_until_released_and_leaves_room_for_a_listener() {
-        let range = ephemeral_ports().unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], *range.start() + 17));
+        let addr = unused_ephemeral_address();
+        assert!(ephemeral_ports().unwrap().contains(&addr.port()));
         let mut reserved = Reserved::default();
         let (count, failed) = reserved.adopt([entry_from(addr)].iter());
         assert!(failed.is_empty(), "{failed:?}");
