@@ -49,6 +49,10 @@ macro_rules! with_counters {
             /// the retired sockets were silent): the kernel resolves it, queueing the frame
             /// meanwhile.
             NeighResolved neigh_resolved "Frames of live handed-off flows sent through the kernel's neighbour resolution.",
+            /// SYNs that met a live flow's entry (a client reusing the address and port of a
+            /// flow whose end was not seen, or a spoofer): dropped, and the daemon probes the
+            /// flow (an RST from a peer whose connection is gone then ends it).
+            SynOnLive syn_on_live "SYNs that met a live handed-off flow (dropped; the daemon probes the flow's peer).",
         }
     };
 }

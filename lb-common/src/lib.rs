@@ -133,8 +133,14 @@ pub struct SpliceEntry {
     /// `last_ack` and `wscale_in`, the window in which the program accepts an RST sent to
     /// this direction's sender. The daemon sets both when the flow goes live.
     pub last_win: u16,
-    pub _pad: [u8; 4],
-    /// bpf_ktime_get_ns() of the last frame, set by the XDP program.
+    /// SYNs that met this live entry (wrapping): a new connection from the same address and
+    /// port, or a spoofer. The daemon probes the sender when it sees the count change: a
+    /// peer whose old connection is gone answers with an RST that ends the flow.
+    pub syns: u16,
+    pub _pad: [u8; 2],
+    /// bpf_ktime_get_ns() of the last frame that moved the flow: data, a FIN or an RST, an
+    /// acknowledgment or window that changed. Duplicate ACKs (answers to keepalive probes)
+    /// leave it, so that an idle flow stays idle.
     pub last_ns: u64,
     /// Frames and bytes (whole frames as received) forwarded, atomic adds.
     pub packets: u64,
@@ -145,7 +151,9 @@ pub struct SpliceEntry {
     /// The acknowledgment number (as received) of the last frame with the ACK flag: what
     /// this direction's sender has received of the other direction.
     pub last_ack: u32,
-    /// The sequence number (as received) just past the payload of the last data frame.
+    /// The highest sequence number (as received) past a data frame's payload or a FIN: the
+    /// sender's next sequence number as far as the program has seen (retransmissions of
+    /// older data do not move it back).
     pub data_end: u32,
 }
 

@@ -4,6 +4,7 @@
 //! check that the two connections can be joined at all, as wrapping arithmetic on values
 //! the daemon read from its sockets; the daemon's hand-off writes the result to the kernel.
 pub mod course;
+pub mod keepalive;
 
 use std::net::SocketAddr;
 
@@ -181,6 +182,8 @@ pub fn entries(client: &Leg, server: &Leg) -> Result<[(FlowKey, SpliceEntry); 2]
         // sent it, acknowledged or about to be, since the flow is quiescent.
         last_ack: a.seq.snd_nxt,
         last_win: raw_window(a.seq.peer_window, a.negotiated.peer_wscale),
+        // The client's next sequence number: an RST there is exact for the server.
+        data_end: a.seq.rcv_nxt,
         ..SpliceEntry::default()
     };
     let to_client = SpliceEntry {
@@ -199,6 +202,7 @@ pub fn entries(client: &Leg, server: &Leg) -> Result<[(FlowKey, SpliceEntry); 2]
         family: client_key.family,
         last_ack: b.seq.snd_nxt,
         last_win: raw_window(b.seq.peer_window, b.negotiated.peer_wscale),
+        data_end: b.seq.rcv_nxt,
         ..SpliceEntry::default()
     };
     Ok([(client_key, to_server), (server_key, to_client)])

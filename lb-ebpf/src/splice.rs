@@ -83,10 +83,18 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
     // must not change a LIVE entry's rules (it deletes the entry at the end of the flow); a
     // frame racing such a change would be rewritten with a mix of old and new rules.
     let rules: &SpliceEntry = unsafe { &*entry };
-    // A SYN of a live flow is not part of the spliced connections (a stray retransmission
-    // or a new connection reusing the 4-tuple): translating it would corrupt both ends.
+    // A SYN of a live flow is not part of the spliced connections (a new connection reusing
+    // the 4-tuple, or a spoofer): translating it would corrupt both ends. Counted on the
+    // entry, for the daemon to probe the sender: if its old connection is gone, the probe
+    // draws the RST that ends the flow, and the SYN's retransmission finds the listener.
+    if packet.has(TCP_FLAG_SYN) {
+        counters::add(Counter::SynOnLive, 1);
+        // SAFETY: as in `account`: a plain store the reaper reads eventually.
+        unsafe { (*entry).syns = (*entry).syns.wrapping_add(1) };
+        return H::DROP;
+    }
     // Tagged frames are not spliced: the next hop's MACs come untagged from the FIB.
-    if packet.has(TCP_FLAG_SYN) || packet.vlan || rules.family != packet.family {
+    if packet.vlan || rules.family != packet.family {
         counters::add(Counter::SpliceErrors, 1);
         return H::DROP;
     }
@@ -168,11 +176,12 @@ fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
     // the fields are plain loads (a stale value only makes the window a frame older).
     let (next, window, shift) = unsafe { ((*receiver).last_ack, (*receiver).last_win, (*receiver).wscale_in) };
     let offset = seq.wrapping_add(rules.seq_add).wrapping_sub(next);
-    // An RST sent right behind data reaches us before the receiver acknowledged that data:
-    // just past the last data frame forwarded this way, it is exact for the receiver (which
-    // resets) though not yet at its last ACK. Judged in-window, the flow would outlive both
-    // sockets, and a new connection on the same ports would meet its entry.
-    let at_data_end = rules.data_packets > 0 && seq == rules.data_end;
+    // An RST sent right behind data (or a FIN) reaches us before the receiver acknowledged
+    // it: at the sender's next sequence number (the daemon seeds it at hand-off, data and
+    // FINs forwarded this way move it), it is exact for the receiver, which resets, though
+    // not yet at its last ACK. Judged in-window, the flow would outlive both sockets, and a
+    // new connection on the same ports would meet its entry.
+    let at_data_end = rules.data_end != 0 && seq == rules.data_end;
     if offset == 0 || at_data_end {
         return Reset::Exact;
     }
@@ -204,23 +213,34 @@ fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut Splice
     }
     let seq = frame.be32(packet.l4 + TCP_SEQ).unwrap_or(0);
     let ack = frame.be32(packet.l4 + TCP_ACK).unwrap_or(0);
+    let win = frame.be16(packet.l4 + TCP_WINDOW).unwrap_or(0);
     let payload = packet.l4_len.saturating_sub(packet.tcp_hlen) as u32;
+    // A FIN takes a sequence number: an RST sent after it is exact one past the data.
+    let end = seq.wrapping_add(payload).wrapping_add(packet.has(TCP_FLAG_FIN) as u32);
     // SAFETY: `entry` comes from a successful lookup and stays valid for this run (RCU).
-    // `seen`, `last_ns`, `last_ack` and `data_end` are plain stores: each direction has its
-    // own entry, and the reaper only needs to see them eventually (a torn or stale value
-    // delays a stall report by one scan at most); the counters use atomic adds.
+    // `seen`, `last_ns`, `last_ack`, `last_win` and `data_end` are plain stores: each
+    // direction has its own entry, and the reaper only needs to see them eventually (a torn
+    // or stale value delays a stall report by one scan at most); the counters use atomic adds.
     unsafe {
+        let mut moved = seen != 0 || payload > 0;
         if seen != 0 {
             (*entry).seen |= seen;
         }
-        (*entry).last_ns = bpf_ktime_get_ns();
-        if packet.has(TCP_FLAG_ACK) {
+        // Serial-number comparisons (RFC 1982): a reordered older ACK or a retransmission
+        // must not move the positions the RST check relies on backwards.
+        if packet.has(TCP_FLAG_ACK) && (ack.wrapping_sub((*entry).last_ack) as i32) >= 0 {
+            moved |= ack != (*entry).last_ack || win != (*entry).last_win;
             (*entry).last_ack = ack;
-            (*entry).last_win = frame.be16(packet.l4 + TCP_WINDOW).unwrap_or(0);
+            (*entry).last_win = win;
+        }
+        if end != seq && ((*entry).data_end == 0 || (end.wrapping_sub((*entry).data_end) as i32) > 0) {
+            (*entry).data_end = end;
         }
         if payload > 0 {
-            (*entry).data_end = seq.wrapping_add(payload);
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).data_packets, 1);
+        }
+        if moved {
+            (*entry).last_ns = bpf_ktime_get_ns();
         }
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).packets, 1);
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).bytes, hook.len());

@@ -21,7 +21,7 @@ use lb_user::{
     daemon::notify,
     daemon::runtime::{RuntimeFile, RuntimeInfo},
     daemon::signals::Signals,
-    dataplane::handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings},
+    dataplane::handoff::{reaper, table::SpliceTable, Handoff, HandoffSettings, KeepaliveSettings},
     dataplane::proxy::{Proxy, ProxySettings},
     dataplane::snapshot::Snapshot,
     kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
@@ -92,9 +92,14 @@ pub struct ServeArgs {
     /// Seconds a handed-off flow's translation lingers after both FINs (like TIME_WAIT).
     #[arg(long, default_value_t = 10.0)]
     pub handoff_linger: f64,
-    /// Seconds without any frame after which a handed-off flow is reclaimed.
+    /// Seconds without anything moved (data, FIN, RST, a new acknowledgment) after which a
+    /// handed-off flow is reclaimed.
     #[arg(long, default_value_t = 900.0)]
     pub handoff_idle_timeout: f64,
+    /// Seconds a peer of a handed-off flow may send nothing before the daemon probes it (as
+    /// TCP keepalive does; 6 probes 10 s apart, then the flow is reset).
+    #[arg(long, default_value_t = 60.0)]
+    pub handoff_keepalive: f64,
     /// Seconds to wait for a server to accept a connection before trying another.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
@@ -278,7 +283,14 @@ fn handoff_settings(args: &ServeArgs) -> Result<HandoffSettings> {
         quiesce_timeout: secs("handoff-quiesce-timeout", args.handoff_quiesce_timeout, 0.01..=60.0)?,
         linger: secs("handoff-linger", args.handoff_linger, 0.0..=600.0)?,
         idle_timeout: secs("handoff-idle-timeout", args.handoff_idle_timeout, 1.0..=86_400.0)?,
+        keepalive: keepalive_settings(secs("handoff-keepalive", args.handoff_keepalive, 1.0..=86_400.0)?),
     })
+}
+
+/// Probes every 10 s after the idle period, or twice per idle period when that is shorter
+/// (a short period is for tests and for paths where a lost peer must be found fast).
+fn keepalive_settings(idle: Duration) -> KeepaliveSettings {
+    KeepaliveSettings { idle, interval: (idle / 2).min(KeepaliveSettings::default().interval), ..KeepaliveSettings::default() }
 }
 
 /// What the daemon state handle needs besides the control plane (made in `start`).

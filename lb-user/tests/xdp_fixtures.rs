@@ -442,7 +442,60 @@ fn syn_of_a_live_flow_is_dropped() {
         let syn = Segment { flags: SYN, payload: Vec::new(), ..from_client_v4() };
         let (action, _) = fx.dp.run(fx.c0, &syn.to_bytes());
         assert_eq!(action, XDP_DROP);
-        assert_eq!(fx.dp.counter(Counter::SpliceErrors), 1);
+        let (action, _) = fx.dp.run_tc(fx.c0, &syn.to_bytes());
+        assert_eq!(action, TC_ACT_SHOT);
+        // Counted on the entry, for the daemon's probe, and not as an error.
+        assert_eq!(fx.dp.counter(Counter::SynOnLive), 2);
+        assert_eq!(fx.dp.counter(Counter::SpliceErrors), 0);
+        let entry = fx.dp.splice_entry(&client_key_v4());
+        assert_eq!((entry.syns, entry.packets), (2, 0));
+    });
+}
+
+/// The server has acknowledged nothing of what follows and offers no window: only an RST
+/// at the client's next sequence number may end the flow. That number is past the FIN
+/// (which takes one), and a retransmission of older data does not move it back.
+#[test]
+fn an_rst_at_the_senders_next_sequence_is_exact_past_a_fin_and_retransmissions() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let start = from_client_v4().seq;
+        fx.dp.splice(server_key_v4(), server_window(start, 0));
+        let data = from_client_v4();
+        let end = data.seq + data.payload.len() as u32;
+        let fin = Segment { seq: end, flags: FIN | ACK, payload: Vec::new(), ..from_client_v4() };
+        let again = from_client_v4();
+        for frame in [&data, &fin, &again] {
+            assert_eq!(fx.dp.run_tc(fx.c0, &frame.to_bytes()).0, TC_ACT_REDIRECT);
+        }
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).data_end, end + 1);
+        let early = Segment { seq: end, flags: RST, ack: 0, payload: Vec::new(), ..from_client_v4() };
+        assert_eq!(fx.dp.run_tc(fx.c0, &early.to_bytes()).0, TC_ACT_SHOT, "behind the FIN, with a closed window");
+        let rst = Segment { seq: end + 1, ..early };
+        assert_eq!(fx.dp.run_tc(fx.c0, &rst.to_bytes()).0, TC_ACT_REDIRECT);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).seen, splice_seen::FIN | splice_seen::RST);
+    });
+}
+
+/// The idle clock runs on what moves the flow: a duplicate ACK (what a keepalive probe
+/// draws) leaves it, a new acknowledgment moves it, and an older one does not move the
+/// recorded position back.
+#[test]
+fn duplicate_and_older_acks_leave_the_flows_position_and_idle_clock() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { last_ack: 9_000, last_win: 500, last_ns: 1, ..toward_server_v4() });
+        let dup = Segment { flags: ACK, payload: Vec::new(), ..from_client_v4() };
+        assert_eq!(fx.dp.run_tc(fx.c0, &dup.to_bytes()).0, TC_ACT_REDIRECT);
+        let entry = fx.dp.splice_entry(&client_key_v4());
+        assert_eq!((entry.last_ns, entry.packets), (1, 1));
+        let newer = Segment { ack: 9_100, ..dup.clone() };
+        assert_eq!(fx.dp.run_tc(fx.c0, &newer.to_bytes()).0, TC_ACT_REDIRECT);
+        let entry = fx.dp.splice_entry(&client_key_v4());
+        assert!(entry.last_ns > 1);
+        assert_eq!(entry.last_ack, 9_100);
+        let older = Segment { ack: 9_050, ..dup };
+        assert_eq!(fx.dp.run_tc(fx.c0, &older.to_bytes()).0, TC_ACT_REDIRECT);
+        assert_eq!(fx.dp.splice_entry(&client_key_v4()).last_ack, 9_100);
     });
 }
 

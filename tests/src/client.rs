@@ -32,6 +32,8 @@ pub struct ClientOpts {
     pub connect: SocketAddr,
     /// Local address to bind before connecting.
     pub bind: Option<IpAddr>,
+    /// Local port to bind (with SO_REUSEADDR) before connecting; the kernel picks one if None.
+    pub bind_port: Option<u16>,
     /// rustls `max_fragment_size`: split the hello over several TLS records.
     pub max_fragment_size: Option<usize>,
     /// Write the ClientHello one byte per TCP segment (TCP_NODELAY, ~1 ms apart).
@@ -53,6 +55,7 @@ impl ClientOpts {
             alpn: Vec::new(),
             connect,
             bind: None,
+            bind_port: None,
             max_fragment_size: None,
             hello_one_byte_per_segment: false,
             alpn_in_record: None,
@@ -67,6 +70,12 @@ impl ClientOpts {
         self.bind = Some(ip.into());
         self
     }
+    /// Connects from this local port (a new connection on the ports of an old one).
+    pub fn bind_port(mut self, port: u16) -> Self {
+        self.bind_port = Some(port);
+        self
+    }
+
     pub fn connect_to(mut self, addr: SocketAddr) -> Self {
         self.connect = addr;
         self
@@ -109,9 +118,18 @@ pub fn server_name(sni: &str) -> Result<ServerName<'static>> {
 
 /// A TCP connection from `bind` (if any) to `to`, with connect and I/O timeouts.
 pub fn tcp_connect(bind: Option<IpAddr>, to: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    tcp_connect_from(bind, None, to, timeout)
+}
+
+/// As [`tcp_connect`], from a chosen local port too.
+pub fn tcp_connect_from(bind: Option<IpAddr>, port: Option<u16>, to: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(ip) = bind {
-        sock.bind(&SocketAddr::new(ip, 0).into())?;
+    if bind.is_some() || port.is_some() {
+        let unspecified = if to.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) };
+        if port.is_some() {
+            sock.set_reuse_address(true)?;
+        }
+        sock.bind(&SocketAddr::new(bind.unwrap_or(unspecified), port.unwrap_or(0)).into())?;
     }
     sock.connect_timeout(&to.into(), timeout)?;
     let stream: TcpStream = sock.into();
@@ -208,7 +226,8 @@ impl TlsClient {
     /// Connects and completes the handshake, sending the hello as `opts` says.
     pub fn connect(opts: &ClientOpts) -> Result<Self> {
         let (mut conn, hello) = prepare_hello(opts)?;
-        let mut sock = tcp_connect(opts.bind, opts.connect, opts.timeout).with_context(|| format!("TCP connect to {} (from {:?})", opts.connect, opts.bind))?;
+        let mut sock = tcp_connect_from(opts.bind, opts.bind_port, opts.connect, opts.timeout)
+            .with_context(|| format!("TCP connect to {} (from {:?} port {:?})", opts.connect, opts.bind, opts.bind_port))?;
         let mut hello_segments = None;
         if let Some(hello) = hello {
             sock.set_nodelay(true)?;

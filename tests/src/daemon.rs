@@ -286,6 +286,12 @@ pub struct Handoff {
     /// Directions of handed-off flows that lost frames for want of a route.
     #[serde(default)]
     pub unroutable: u64,
+    /// Keepalive probes sent into handed-off flows.
+    #[serde(default)]
+    pub probes: u64,
+    /// Handed-off flows reset because a peer answered no probe.
+    #[serde(default)]
+    pub dead_peers: u64,
     pub fallbacks: std::collections::BTreeMap<String, u64>,
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
@@ -294,7 +300,7 @@ macro_rules! counters_struct {
     ($($(#[$doc:meta])* $variant:ident $name:ident $help:literal,)*) => {
         /// The kernel programs' global counters (`counters` of `lb-user stats`): one field
         /// per counter of lb-common's table, under its name there.
-        #[derive(Debug, Clone, Copy, Default, Deserialize)]
+        #[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize)]
         pub struct Counters {
             $($(#[$doc])* #[serde(default)] pub $name: u64,)*
         }

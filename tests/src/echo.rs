@@ -146,6 +146,12 @@ impl EchoSession {
         Ok(())
     }
 
+    /// Closes the socket with an RST (SO_LINGER 0), whatever is queued.
+    pub fn abort(self) -> Result<()> {
+        socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO)).context("SO_LINGER 0")?;
+        Ok(())
+    }
+
     /// Reads until the server closes its side.
     pub fn read_to_eof(&mut self) -> Result<()> {
         self.pump(0, true, Until::Eof)

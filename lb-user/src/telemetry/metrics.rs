@@ -283,6 +283,10 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
             .with(none(), Value::Counter(report.stalls)),
         Family::new("handoff_unroutable", "Directions of handed-off flows that dropped frames for want of a route to their peer.")
             .with(none(), Value::Counter(report.unroutable)),
+        Family::new("handoff_probes", "Keepalive probes sent into handed-off flows (a silent peer, or a SYN that met the flow).")
+            .with(none(), Value::Counter(report.probes)),
+        Family::new("handoff_dead_peers", "Handed-off flows reset because a peer answered none of the keepalive probes.")
+            .with(none(), Value::Counter(report.dead_peers)),
         fallbacks,
     ]
 }

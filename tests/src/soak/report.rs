@@ -54,14 +54,8 @@ impl Instance {
             started_at_s,
             read_at_s,
             handoff: handoff_json(&h),
-            counters: json!({
-                "passed": c.passed, "acl_dropped": c.acl_dropped, "flow_packets": c.flow_packets,
-                "flow_bytes": c.flow_bytes, "spliced_packets": c.spliced_packets,
-                "spliced_bytes": c.spliced_bytes, "frozen_dropped": c.frozen_dropped,
-                "fib_failed": c.fib_failed, "xdp_deferred": c.xdp_deferred,
-                "splice_errors": c.splice_errors, "rst_out_of_window": c.rst_out_of_window,
-                "unparsed": c.unparsed, "neigh_resolved": c.neigh_resolved,
-            }),
+            // Every counter of the table, under its name.
+            counters: serde_json::to_value(c).unwrap_or_default(),
         }
     }
 }
@@ -70,6 +64,7 @@ fn handoff_json(h: &Handoff) -> Value {
     json!({
         "attempts": h.attempts, "handed_off": h.handed_off, "active": h.active, "ended": h.ended,
         "adopted": h.adopted, "stalls": h.stalls, "unroutable": h.unroutable,
+        "probes": h.probes, "dead_peers": h.dead_peers,
         "fallbacks": h.fallbacks, "by_frontend": h.by_frontend,
     })
 }
@@ -88,6 +83,7 @@ pub fn handoff_totals(instances: &[Instance]) -> Value {
     json!({
         "attempts": field("attempts"), "handed_off": field("handed_off"), "adopted": field("adopted"),
         "ended": field("ended"), "stalls": field("stalls"), "unroutable": field("unroutable"),
+        "probes": field("probes"), "dead_peers": field("dead_peers"),
         "fallbacks": fallbacks,
     })
 }

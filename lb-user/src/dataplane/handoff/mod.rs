@@ -30,6 +30,7 @@
 //!
 //! Any failure before step 5 undoes the freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
+pub mod keepalive;
 pub mod reaper;
 mod reserve;
 pub mod socket;
@@ -57,6 +58,7 @@ use lb_core::splice::{
 };
 use tokio::{net::TcpStream, sync::oneshot};
 
+pub use self::keepalive::KeepaliveSettings;
 use self::{
     socket::Negotiated,
     stats::{Fallback, HandoffReport, HandoffStats},
@@ -89,8 +91,10 @@ pub struct HandoffSettings {
     pub quiesce_timeout: Duration,
     /// How long a pair lingers after both FINs (TIME_WAIT-like).
     pub linger: Duration,
-    /// A handed-off flow without any frame for this long is reclaimed.
+    /// A handed-off flow that moved nothing for this long is reclaimed.
     pub idle_timeout: Duration,
+    /// Probes of silent peers (handoff/keepalive.rs).
+    pub keepalive: KeepaliveSettings,
 }
 
 /// How a connection's bytes ended up moving.

@@ -14,7 +14,10 @@ use std::{
 
 use lb_common::{splice_seen, splice_state, FlowKey, SpliceEntry};
 
+use lb_core::splice::keepalive;
+
 use super::{
+    keepalive::{KeepaliveWatch, Look, RawSender},
     stall::StallWatch,
     stats::{self, HandoffStats},
     translate::reverse_key,
@@ -73,6 +76,12 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
     let mut unroutable: FlowSet = FlowSet::default();
     let mut entries: FlowMap<SpliceEntry> = FlowMap::default();
     let mut done: FlowSet = FlowSet::default();
+    let mut keepalives = KeepaliveWatch::default();
+    let mut raw = RawSender::default();
+    // Pairs probed because a SYN met them: the RST a probe draws there comes from a peer
+    // whose connection is gone, so nothing is left to translate and the pair goes at once
+    // (the SYN's retransmission must find the listener, not the entry).
+    let mut syn_probed: FlowSet = FlowSet::default();
     loop {
         std::thread::park_timeout(scan_period(entries.len()));
         if stop.load(Ordering::Relaxed) {
@@ -102,7 +111,23 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
             live_pairs += 1;
             let other = entries.get(&other_key).copied().unwrap_or_default();
             let now = Instant::now();
+            let mut gone = None;
             for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
+                match keepalives.look(*sent_key, sent, &handoff.settings.keepalive, now) {
+                    Look::Quiet => {}
+                    Look::Probe { syn } => {
+                        if syn {
+                            syn_probed.insert(pair);
+                        }
+                        match raw.send(&keepalive::probe(sent_key, sent, received)) {
+                            Ok(()) => HandoffStats::count(&handoff.stats.probes),
+                            Err(e) => {
+                                tracing::warn!(to = %super::translate::describe(sent_key), error = %e, "sending a keepalive probe into a handed-off flow")
+                            }
+                        }
+                    }
+                    Look::Gone => gone = Some(*sent_key),
+                }
                 if sent.seen & splice_seen::FIB_FAILED != 0 && unroutable.insert(*sent_key) {
                     HandoffStats::count(&handoff.stats.unroutable);
                     tracing::warn!(
@@ -123,7 +148,26 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                     );
                 }
             }
-            let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings) else {
+            if let Some(silent) = gone {
+                // The other peer still believes in the connection: an RST tells it.
+                let (alive_key, alive, dead) = if silent == *key { (&other_key, &other, entry) } else { (key, entry, &other) };
+                if let Err(e) = raw.send(&keepalive::end(alive_key, alive, dead)) {
+                    tracing::warn!(to = %super::translate::describe(alive_key), error = %e, "resetting the surviving peer of a handed-off flow");
+                }
+                HandoffStats::count(&handoff.stats.dead_peers);
+                tracing::warn!(
+                    silent = %super::translate::describe(&silent),
+                    reset = %super::translate::describe(alive_key),
+                    "handed-off flow ended: a peer answered none of the keepalive probes (reset sent to the other)"
+                );
+                handoff.table.remove(&[*key, other_key]);
+                handoff.release_ports([entry, &other]);
+                handoff.flow_ended((key, entry.bytes), (&other_key, other.bytes));
+                ending.remove(&pair);
+                continue;
+            }
+            let reset_after_syn_probe = (entry.seen | other.seen) & splice_seen::RST != 0 && syn_probed.contains(&pair);
+            let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings).map(|l| if reset_after_syn_probe { Duration::ZERO } else { l }) else {
                 ending.remove(&pair);
                 continue;
             };
@@ -135,6 +179,8 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
             }
         }
         ending.retain(|pair, _| done.contains(pair));
+        syn_probed.retain(|pair| done.contains(pair));
+        keepalives.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
         stalls.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
         unroutable.retain(|key| entries.contains_key(key));
         orphans.retain(|key, _| entries.contains_key(key));
@@ -199,6 +245,7 @@ mod tests {
             quiesce_timeout: Duration::from_secs(1),
             linger: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            keepalive: super::super::KeepaliveSettings::default(),
         }
     }
 

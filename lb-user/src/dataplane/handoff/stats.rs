@@ -96,6 +96,14 @@ pub struct HandoffReport {
     /// (`fib_failed`), each counted once: the peer is unreachable from this host now.
     #[serde(default)]
     pub unroutable: u64,
+    /// Keepalive probes sent into handed-off flows (handoff/keepalive.rs): to a peer silent
+    /// for the idle period, or whose flow a SYN met.
+    #[serde(default)]
+    pub probes: u64,
+    /// Handed-off flows ended because a peer answered none of a round of probes (the other
+    /// peer was sent an RST).
+    #[serde(default)]
+    pub dead_peers: u64,
     /// Connections that stayed in user space, by reason.
     pub fallbacks: BTreeMap<String, u64>,
     /// Connections relayed per frontend and mode (`copy`, `splice`, `xdp`).
@@ -136,6 +144,8 @@ pub struct HandoffStats {
     pub adopted: AtomicU64,
     pub stalls: AtomicU64,
     pub unroutable: AtomicU64,
+    pub probes: AtomicU64,
+    pub dead_peers: AtomicU64,
     fallbacks: [AtomicU64; OTHER + 1],
 }
 
@@ -168,6 +178,8 @@ impl HandoffStats {
             adopted: get(&self.adopted),
             stalls: get(&self.stalls),
             unroutable: get(&self.unroutable),
+            probes: get(&self.probes),
+            dead_peers: get(&self.dead_peers),
             fallbacks,
             by_frontend: BTreeMap::new(),
         }
