@@ -204,7 +204,7 @@ fn run(args: &Args) -> Result<bool> {
             continue;
         }
         if now >= next_kill {
-            if let Err(e) = kill_one(&mut rig, &api, &ledger, &mut rng) {
+            if let Err(e) = kill_one(&mut rig, &api, &ledger, &churn, &mut rng) {
                 counts.errors.push(format!("{:.0}s: backend kill: {e:#}", at(now)));
             } else {
                 counts.kills += 1;
@@ -374,11 +374,11 @@ fn keep_daemon_logs(daemon: &ApiDaemon, dir: &std::path::Path) -> Result<PathBuf
 }
 
 /// Kills one backend (SIGKILL), as a crash would, and starts it again 0.5-3 s later.
-fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, rng: &mut Rng) -> Result<()> {
+fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, churn: &Churn, rng: &mut Rng) -> Result<()> {
     let backend = *rng.pick(&BACKENDS);
     let seen = Instant::now();
     let stats = rig.daemon.stats()?;
-    let hit = churn::clients_on(api, &stats, &backend)?;
+    let hit = churn::clients_on(api, &stats, &backend, churn)?;
     eprintln!("lb-soak: {:.0}s: kill -9 {} ({} connections on it)", (Instant::now() - ledger.started()).as_secs_f64(), backend.name, hit.len());
     let window = ledger.kill_begins(hit, seen);
     let result = rig.backends.kill9(backend.name).and_then(|()| {

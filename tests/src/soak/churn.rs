@@ -75,9 +75,12 @@ pub fn server_ids(api: &ApiClient, farm: u64, address: &str) -> Result<Vec<u64>>
     Ok(found)
 }
 
-/// The clients (`ip:port`) the daemon has on `backend` now, by its flow table.
-pub fn clients_on(api: &ApiClient, stats: &Stats, backend: &Backend) -> Result<HashSet<String>> {
-    let ids = server_ids(api, backend.farm, backend.address())?;
+/// The clients (`ip:port`) the daemon has on `backend` now, by its flow table: on the
+/// servers of its address configured now, and on those the churn added and removed since
+/// (their connections go on after the removal; a soak missed one at a kill that way).
+pub fn clients_on(api: &ApiClient, stats: &Stats, backend: &Backend, churn: &Churn) -> Result<HashSet<String>> {
+    let mut ids: HashSet<u64> = server_ids(api, backend.farm, backend.address())?.into_iter().collect();
+    ids.extend(churn.added.get(&(backend.farm, backend.address().to_string())).into_iter().flatten());
     Ok(stats.flows.iter().filter(|f| u64::from(f.farm_id) == backend.farm && ids.contains(&u64::from(f.server_id))).map(|f| f.client.clone()).collect())
 }
 
@@ -97,6 +100,8 @@ pub struct Churn {
     pub servers_removed: u64,
     pub routes_added: u64,
     pub routes_removed: u64,
+    /// Every server the churn added, by farm and address (ids are never reused).
+    added: HashMap<(u64, String), Vec<u64>>,
 }
 
 impl Churn {
@@ -116,6 +121,9 @@ impl Churn {
                 let s =
                     api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address, "displayName": format!("churned {address} of farm {farm}")}))?;
                 self.servers_added += 1;
+                if let Some(id) = s["serverId"].as_u64() {
+                    self.added.entry((farm, address.to_string())).or_default().push(id);
+                }
                 changes.push(format!("+server {} ({address}) of farm {farm}", s["serverId"]));
             }
         }
