@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use lb_tests::client::TlsClient;
-use lb_tests::config::{Config, Frontend};
+use lb_tests::client::{ClientOpts, TlsClient};
+use lb_tests::config::{Config, Farm, Frontend, Server};
 use lb_tests::daemon::{DaemonOpts, Stats};
 use lb_tests::echo::EchoSession;
 use lb_tests::lab::standard::*;
@@ -25,6 +25,11 @@ use lb_tests::{require_root, wait_for, Lab, VethKind};
 const KIB: u64 = 1024;
 
 fn lab(veth: VethKind, keepalive_s: &str) -> Result<Lab> {
+    lab_of(veth, keepalive_s, false)
+}
+
+/// The echo farm as the frontend's default: over IPv4, or over IPv6 (`v6`).
+fn lab_of(veth: VethKind, keepalive_s: &str, v6: bool) -> Result<Lab> {
     let mut lab = Lab::standard_on(veth)?;
     let out = run_in(lab.topo.lb(), &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
     ensure!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
@@ -33,14 +38,28 @@ fn lab(veth: VethKind, keepalive_s: &str) -> Result<Lab> {
         extra_args: ["--handoff-linger", "0.5", "--handoff-keepalive", keepalive_s].map(String::from).to_vec(),
         ..DaemonOpts::default()
     };
-    let config = Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath("xdp")).farm(echo_farm());
+    let config = if v6 {
+        lab.backends.tls("[fd77:2::2]:9443", &["lb-echo"], "farm echo6 (server 1)")?;
+        Config::new().frontend(Frontend::new(1, "443").default_farm(9).fastpath("xdp")).farm(Farm::new(9, "echo6").server(Server::new(9, "fd77:2::2", 9443)))
+    } else {
+        Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM).fastpath("xdp")).farm(echo_farm())
+    };
     lab.start_with(&config, opts)?;
     Ok(lab)
 }
 
+fn echo_client(lab: &Lab, v6: bool) -> Result<ClientOpts> {
+    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
+    Ok(if v6 { client.connect_to("[fd77:1::1]:443".parse()?) } else { client })
+}
+
 /// An echo session whose flow the program carries.
 fn handed_off_session(lab: &Lab) -> Result<EchoSession> {
-    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10));
+    handed_off_session_of(lab, false)
+}
+
+fn handed_off_session_of(lab: &Lab, v6: bool) -> Result<EchoSession> {
+    let client = echo_client(lab, v6)?;
     let mut session = lab.in_cli(|| TlsClient::connect(&client)?.into_echo(Duration::from_secs(10)))?;
     session.exchange(256 * KIB)?;
     wait_for(Duration::from_secs(10), Duration::from_millis(50), || lab.stats().ok().filter(|s| s.spliced.len() == 2))
@@ -75,13 +94,21 @@ fn handoff(stats: &Stats) -> lb_tests::daemon::Handoff {
 }
 
 fn a_new_connection_on_a_vanished_clients_port_gets_through(veth: VethKind) -> Result<()> {
+    new_connection_on_a_vanished_port(veth, false)
+}
+
+fn a_new_connection_on_a_vanished_ipv6_clients_port_gets_through(veth: VethKind) -> Result<()> {
+    new_connection_on_a_vanished_port(veth, true)
+}
+
+fn new_connection_on_a_vanished_port(veth: VethKind, v6: bool) -> Result<()> {
     // The idle probe is kept out of the way: the SYN alone must end the old flow.
-    let lab = lab(veth, "3600")?;
-    let session = handed_off_session(&lab)?;
+    let lab = lab_of(veth, "3600", v6)?;
+    let session = handed_off_session_of(&lab, v6)?;
     let port = session.local_addr()?.port();
     vanish(&lab, session)?;
     ensure!(lab.stats()?.spliced.len() == 2, "the flow ended although nothing reached the load balancer");
-    let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(10)).bind_port(port);
+    let client = echo_client(&lab, v6)?.bind_port(port);
     let started = std::time::Instant::now();
     let mut again = lab.in_cli(|| TlsClient::connect(&client)?.into_echo(Duration::from_secs(10))).context("a connection from the vanished client's port")?;
     let took = started.elapsed();
@@ -153,6 +180,7 @@ macro_rules! on_both_veths {
 
 on_both_veths!(
     a_new_connection_on_a_vanished_clients_port_gets_through,
+    a_new_connection_on_a_vanished_ipv6_clients_port_gets_through,
     an_idle_probe_finds_a_vanished_client,
     a_client_that_answers_nothing_is_given_up_and_the_server_reset,
     an_idle_live_client_answers_the_probes_and_keeps_its_flow,
