@@ -76,11 +76,11 @@ pub fn server_ids(api: &ApiClient, farm: u64, address: &str) -> Result<Vec<u64>>
 }
 
 /// The clients (`ip:port`) the daemon has on `backend` now, by its flow table: on the
-/// servers of its address configured now, and on those the churn added and removed since
-/// (their connections go on after the removal; a soak missed one at a kill that way).
+/// servers of its address configured now, and on those the churn removed before (their
+/// connections go on after the removal; a soak missed one at a kill that way).
 pub fn clients_on(api: &ApiClient, stats: &Stats, backend: &Backend, churn: &Churn) -> Result<HashSet<String>> {
     let mut ids: HashSet<u64> = server_ids(api, backend.farm, backend.address())?.into_iter().collect();
-    ids.extend(churn.added.get(&(backend.farm, backend.address().to_string())).into_iter().flatten());
+    ids.extend(churn.known.get(&(backend.farm, backend.address().to_string())).into_iter().flatten());
     Ok(stats.flows.iter().filter(|f| u64::from(f.farm_id) == backend.farm && ids.contains(&u64::from(f.server_id))).map(|f| f.client.clone()).collect())
 }
 
@@ -100,8 +100,8 @@ pub struct Churn {
     pub servers_removed: u64,
     pub routes_added: u64,
     pub routes_removed: u64,
-    /// Every server the churn added, by farm and address (ids are never reused).
-    added: HashMap<(u64, String), Vec<u64>>,
+    /// Every server id the churn saw or made, by farm and address (ids are never reused).
+    known: HashMap<(u64, String), HashSet<u64>>,
 }
 
 impl Churn {
@@ -113,6 +113,7 @@ impl Churn {
         if server_change {
             let (farm, address) = *rng.pick(&CHURNED);
             let ids = server_ids(api, farm, address)?;
+            self.known.entry((farm, address.to_string())).or_default().extend(&ids);
             if let Some(id) = ids.first() {
                 api.delete(&format!("/tcp/farm/{farm}/server/{id}"))?;
                 self.servers_removed += 1;
@@ -122,7 +123,7 @@ impl Churn {
                     api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address, "displayName": format!("churned {address} of farm {farm}")}))?;
                 self.servers_added += 1;
                 if let Some(id) = s["serverId"].as_u64() {
-                    self.added.entry((farm, address.to_string())).or_default().push(id);
+                    self.known.entry((farm, address.to_string())).or_default().insert(id);
                 }
                 changes.push(format!("+server {} ({address}) of farm {farm}", s["serverId"]));
             }
