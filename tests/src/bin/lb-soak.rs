@@ -380,7 +380,8 @@ fn kill_one(rig: &mut Rig, api: &ApiClient, ledger: &Ledger, churn: &Churn, rng:
     let stats = rig.daemon.stats()?;
     let hit = churn::clients_on(api, &stats, &backend, churn)?;
     eprintln!("lb-soak: {:.0}s: kill -9 {} ({} connections on it)", (Instant::now() - ledger.started()).as_secs_f64(), backend.name, hit.len());
-    let window = ledger.kill_begins(hit, seen);
+    let routed = stats.flows.iter().map(|f| f.client.clone()).collect();
+    let window = ledger.kill_begins(hit, routed, backend.farm, seen);
     let result = rig.backends.kill9(backend.name).and_then(|()| {
         std::thread::sleep(rng.millis(500, 3_000));
         rig.backends.tls(backend.listen, backend.alpn, backend.name)
