@@ -68,6 +68,29 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Each listed function, taking the veth kind, becomes a module with one test per kind
+/// (kernel-default veths and wire-like ones). The calling file imports `anyhow::Result`.
+#[macro_export]
+macro_rules! on_both_veths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn default_veth() -> anyhow::Result<()> {
+                $crate::require_root!();
+                super::$name($crate::VethKind::Default)
+            }
+
+            #[test]
+            fn wire_veth() -> anyhow::Result<()> {
+                $crate::require_root!();
+                super::$name($crate::VethKind::Wire)
+            }
+        }
+    )*};
+}
+
 /// Fails the calling test with a clear message when not running as root: a test that could
 /// not run must never look passed.
 #[macro_export]

@@ -15,7 +15,7 @@ use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
 use lb_tests::raw::RawSender;
 use lb_tests::EchoReport;
-use lb_tests::{in_netns, require_root, wait_for, Lab, VethKind, LB_VIP};
+use lb_tests::{in_netns, on_both_veths, require_root, wait_for, Lab, VethKind, LB_VIP};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -28,27 +28,6 @@ fn xdp_opts() -> DaemonOpts {
         extra_args: ["--handoff-linger", "0.5"].map(String::from).to_vec(),
         ..DaemonOpts::default()
     }
-}
-
-/// Each listed function, taking the veth kind, becomes a module with one test per kind.
-macro_rules! on_both_veths {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn default_veth() -> Result<()> {
-                require_root!();
-                super::$name(VethKind::Default)
-            }
-
-            #[test]
-            fn wire_veth() -> Result<()> {
-                require_root!();
-                super::$name(VethKind::Wire)
-            }
-        }
-    )*};
 }
 
 on_both_veths!(

@@ -20,7 +20,7 @@ use lb_tests::daemon::{DaemonOpts, Stats};
 use lb_tests::echo::EchoSession;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, LB_CLI_IF, LB_SRV_IF};
-use lb_tests::{require_root, wait_for, Lab, VethKind};
+use lb_tests::{on_both_veths, wait_for, Lab, VethKind};
 
 const KIB: u64 = 1024;
 
@@ -156,26 +156,6 @@ fn an_idle_live_client_answers_the_probes_and_keeps_its_flow(veth: VethKind) -> 
     let report = session.report();
     ensure!(report.sent_sha256 == report.received_sha256, "{report:?}");
     Ok(())
-}
-
-macro_rules! on_both_veths {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn default_veth() -> Result<()> {
-                require_root!();
-                super::$name(VethKind::Default)
-            }
-
-            #[test]
-            fn wire_veth() -> Result<()> {
-                require_root!();
-                super::$name(VethKind::Wire)
-            }
-        }
-    )*};
 }
 
 on_both_veths!(
