@@ -7,8 +7,10 @@
 //! `api` → `control` (staged changes, refresh tasks) → `store` (redb) → `daemon::apply` →
 //! `dataplane` (listeners, classification, routing, relays, hand-off) → `kernel` (the tc/XDP
 //! programs and their maps). Beside them: `health` (probes), `telemetry` (metrics), `status`
-//! (the status page). The pure logic they share is the `lb-core` crate.
+//! (the status page), `cluster` (a zone served by several nodes: announcing its VIPs over BGP).
+//! The pure logic they share is the `lb-core` crate.
 pub mod api;
+pub mod cluster;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 
 use lb_user::{
     api::{self, ApiToken},
+    cluster::node::{Membership, NodeSettings},
     control::config_file,
     control::{Control, Traffic},
     daemon::apply::Applier,
@@ -25,7 +26,7 @@ use lb_user::{
     dataplane::proxy::{Proxy, ProxySettings},
     dataplane::snapshot::Snapshot,
     kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
-    store::Store,
+    store::{etcd::EtcdOptions, Store},
     telemetry::{self, DaemonState},
 };
 
@@ -111,6 +112,79 @@ pub struct ServeArgs {
     /// How log events are written on stderr: `text` lines, or `json`, one object per line.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Where the configuration is kept: `embedded` (redb in --data-dir, one node) or
+    /// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX`, shared by every node of the zone: any node's
+    /// API changes it, a refresh reaches every node of the zone (see README, "Several nodes").
+    #[arg(long, default_value = "embedded")]
+    pub store: String,
+    /// CA certificate (PEM) of the etcd members: talk TLS to them.
+    #[arg(long)]
+    pub store_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for etcd members that require one (with --store-ca).
+    #[arg(long)]
+    pub store_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub store_key: Option<PathBuf>,
+    /// etcd user; its password is read from --store-password-file.
+    #[arg(long)]
+    pub store_user: Option<String>,
+    #[arg(long)]
+    pub store_password_file: Option<PathBuf>,
+    /// This node's name among the zone's nodes (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Seconds a node stays registered in etcd after it stopped answering (its lease).
+    #[arg(long, default_value_t = 5)]
+    pub node_ttl: u64,
+    /// BIRD include file this daemon owns: it writes there the static routes of the zone's
+    /// VIPs (the frontends' dedicatedIpfo) while it serves, and empties it when it stops;
+    /// the operator's bird.conf includes it and exports it over BGP. Needs --bgp-socket.
+    #[arg(long, requires = "bgp_socket")]
+    pub bgp_include: Option<PathBuf>,
+    /// BIRD's control socket (`bird -s`), for `birdc configure` after each change.
+    #[arg(long, requires = "bgp_include")]
+    pub bgp_socket: Option<PathBuf>,
+}
+
+/// `--node`, or the host name.
+fn node_name(args: &ServeArgs) -> Result<String> {
+    let name = match &args.node {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name (or give --node NAME)")?.trim().to_string(),
+    };
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        anyhow::bail!("--node {name:?}: a node name is 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(name)
+}
+
+/// `--store` and its TLS and auth options.
+fn open_store(args: &ServeArgs) -> Result<Store> {
+    if args.store == "embedded" {
+        for (flag, given) in [
+            ("--store-ca", args.store_ca.is_some()),
+            ("--store-cert", args.store_cert.is_some()),
+            ("--store-key", args.store_key.is_some()),
+            ("--store-user", args.store_user.is_some()),
+            ("--store-password-file", args.store_password_file.is_some()),
+        ] {
+            if given {
+                anyhow::bail!("{flag} is for --store etcd://…");
+            }
+        }
+        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+        return Ok(Store::open(&args.data_dir)?);
+    }
+    let mut options = EtcdOptions::parse(&args.store).map_err(anyhow::Error::msg)?;
+    options.ca = args.store_ca.clone();
+    options.cert = args.store_cert.clone();
+    options.key = args.store_key.clone();
+    options.user = args.store_user.clone();
+    options.password_file = args.store_password_file.clone();
+    let described = options.describe();
+    let store = Store::etcd(options).with_context(|| format!("--store {described}"))?;
+    info!(store = %described, "configuration kept in etcd, shared with the zone's other nodes");
+    Ok(store)
 }
 
 /// The token the API requires, and whether it may listen where asked.
@@ -142,7 +216,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    let store = Store::open(&args.data_dir)?;
+    let node = node_name(&args)?;
+    if !(1..=3600).contains(&args.node_ttl) {
+        anyhow::bail!("--node-ttl must be within 1..=3600 seconds");
+    }
+    let store = open_store(&args)?;
 
     let handoff_settings = handoff_settings(&args)?;
     let mut dataplane = if args.ifaces.is_empty() {
@@ -183,7 +261,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let kernel_counters = dataplane.as_ref().map(KernelCounters::of).transpose()?;
     let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
     let applier = Arc::new(Applier::new(snapshot, Arc::clone(&proxy), dataplane));
-    let result = start(&args, &applier, store, imported, token, telemetry).await;
+    let result = start(&args, &node, &applier, store, imported, token, telemetry).await;
     let (control, api, metrics) = match result {
         Ok(started) => started,
         Err(e) => {
@@ -205,7 +283,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             metrics: metrics.as_ref().map(|m| m.addr),
         },
     )?;
-    info!(service = %args.service, zone = %args.zone, api = ?api.as_ref().map(|a| a.addr), "serving");
+    let (stop_membership, membership_stopped) = watch::channel(false);
+    let membership_task = control.membership().map(|membership| {
+        let traffic: Arc<dyn Traffic> = Arc::clone(&applier) as Arc<dyn Traffic>;
+        tokio::spawn(Arc::clone(membership).run(traffic, membership_stopped))
+    });
+    let announcer = announce_vips(&args, &applier);
+    info!(service = %args.service, zone = %args.zone, node, api = ?api.as_ref().map(|a| a.addr), "serving");
     notify::ready(&status_line(&applier));
 
     let stop = signals
@@ -216,6 +300,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await;
     info!(signal = stop.name(), "stopping");
     notify::stopping(&format!("{}: draining connections (up to {drain_timeout:?})", stop.name()));
+    // The router sends new clients elsewhere while this node drains.
+    if let Some(announcer) = announcer {
+        announcer.withdraw().await;
+    }
+    if let Some(membership) = control.membership() {
+        membership.draining();
+    }
     if let Some(api) = api {
         api.stop().await;
     }
@@ -232,6 +323,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Scrapable until the drain is over.
     if let Some(metrics) = metrics {
         metrics.stop().await;
+    }
+    stop_membership.send(true).ok();
+    if let Some(task) = membership_task {
+        tokio::time::timeout(Duration::from_secs(4), task).await.ok();
     }
     drop(control);
     drop(runtime);
@@ -301,10 +396,50 @@ struct Telemetry {
     kernel: Option<KernelCounters>,
 }
 
+/// The BGP announcer following the applied configuration's VIPs, with `--bgp-include`.
+struct Announcer {
+    /// Dropping it withdraws the VIPs (the announcer's loop ends with a withdraw).
+    wanted: watch::Sender<Vec<std::net::IpAddr>>,
+    follow: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Announcer {
+    /// Withdraws the VIPs and waits (a few seconds at most) for BIRD to take it.
+    async fn withdraw(self) {
+        self.follow.abort();
+        drop(self.wanted);
+        if tokio::time::timeout(Duration::from_secs(6), self.task).await.is_err() {
+            warn!("BIRD did not take the withdrawal within 6 s");
+        }
+    }
+}
+
+fn announce_vips(args: &ServeArgs, applier: &Applier) -> Option<Announcer> {
+    use lb_user::cluster::bgp;
+    let (include, socket) = (args.bgp_include.clone()?, args.bgp_socket.clone()?);
+    let (wanted, wanted_rx) = watch::channel(Vec::new());
+    let task = tokio::spawn(bgp::run(bgp::BirdAnnouncer::new(include, socket), wanted_rx));
+    let mut applied = applier.applied();
+    let zone = args.zone.clone();
+    let sender = wanted.clone();
+    let follow = tokio::spawn(async move {
+        loop {
+            let vips = bgp::vips_of(&applied.borrow_and_update(), &zone);
+            sender.send_replace(vips);
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Some(Announcer { wanted, follow, task })
+}
+
 /// Opens the control plane, applies the imported or the persisted configuration, and
 /// starts the API.
 async fn start(
     args: &ServeArgs,
+    node: &str,
     applier: &Arc<Applier>,
     store: Store,
     imported: Option<lb_core::model::ServiceConfig>,
@@ -312,7 +447,26 @@ async fn start(
     telemetry: Telemetry,
 ) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
-    let control = Arc::new(Control::new(store, traffic, &args.service, &args.zone)?);
+    let membership = store.shared().map(|etcd| {
+        let settings = NodeSettings { name: node.to_string(), zone: args.zone.clone(), ttl: Duration::from_secs(args.node_ttl) };
+        Membership::new(Arc::clone(etcd), settings)
+    });
+    let control = Arc::new(Control::on_node(store, traffic, &args.service, &args.zone, node, membership.clone())?);
+    if let Some(membership) = membership {
+        // A node of several: the shared store holds the zone's configuration; a --config
+        // file only seeds it when the zone has none yet.
+        if let Some(config) = imported {
+            if !control.seed(&config).context("seeding the shared store with --config")? {
+                info!(config = ?args.config, "the shared store already holds the zone's configuration: --config is not imported");
+            }
+        }
+        let etcd = Arc::clone(control.store_shared().expect("a membership has a shared store"));
+        let (config, revision) = lb_user::cluster::node::load_applied(&etcd, &args.zone).context("reading the zone's applied configuration from etcd")?;
+        applier.apply(&config).with_context(|| format!("applying revision {revision} of zone {}'s configuration", args.zone))?;
+        membership.serves(config, revision);
+        info!(revision, "serving the zone's applied configuration from etcd");
+        return serve_api(args, control, token, telemetry).await;
+    }
     match imported {
         Some(config) => {
             applier.apply(&config).context("applying the configuration")?;
@@ -324,6 +478,16 @@ async fn start(
             info!(frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "serving the persisted applied configuration");
         }
     }
+    serve_api(args, control, token, telemetry).await
+}
+
+/// Starts the metrics listener and the API.
+async fn serve_api(
+    args: &ServeArgs,
+    control: Arc<Control>,
+    token: Option<ApiToken>,
+    telemetry: Telemetry,
+) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let daemon = Arc::new(DaemonState::new(telemetry.snapshot, telemetry.proxy, telemetry.handoff, telemetry.kernel, Arc::clone(&control)));
     let metrics = match args.metrics {
         Some(addr) => Some(ApiServer::start("--metrics", addr, telemetry::metrics_router(Arc::clone(&daemon))).await?),

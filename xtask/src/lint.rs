@@ -17,10 +17,11 @@ pub fn lint() -> Result<()> {
     run(command("cargo").args(["fmt", "--all", "--check"]))?;
     run(command("cargo").args(["fmt", "--all", "--check", "--manifest-path"]).arg(root.join("lb-ebpf/Cargo.toml")))?;
 
+    // Before the workspace's clippy too: lb-user's build needs protoc (the etcd client).
+    toolchain::ensure()?;
     eprintln!("xtask: cargo clippy (workspace, every target)");
     run(command("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
 
-    toolchain::ensure()?;
     run(command("rustup").args(["component", "add", "--toolchain", "nightly", "rustfmt", "clippy"]))?;
     eprintln!("xtask: cargo clippy (lb-ebpf, bpfel-unknown-none)");
     let mut ebpf = command("cargo");

@@ -1,6 +1,8 @@
 //! Makes a fresh machine able to build the kernel side, doing nothing when it already can:
 //! the nightly toolchain with rust-src (for `-Z build-std=core`), and bpf-linker built against
-//! rustc's own LLVM (no system LLVM needed; see docs/architecture.md, "Building the kernel side").
+//! rustc's own LLVM (no system LLVM needed; see docs/architecture.md, "Building the kernel side"),
+//! and `protoc` (Debian's protobuf-compiler), which the etcd client's build script needs to
+//! compile etcd's gRPC definitions.
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +12,7 @@ use crate::cmd::{command, output, run, workspace_root};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn ensure() -> Result<()> {
+    crate::packages::ensure(&[("protoc", "protobuf-compiler")])?;
     ensure_nightly_with_rust_src()?;
     ensure_bpf_linker()
 }

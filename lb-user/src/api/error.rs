@@ -16,7 +16,8 @@ use crate::control::ControlError;
 pub struct ErrorBody {
     /// `Client::BadRequest` (400), `Client::Unauthorized` (401), `Client::NotFound` (404),
     /// `Client::MethodNotAllowed` (405), `Client::Conflict` (409),
-    /// `Client::RequestEntityTooLarge` (413), `Server::InternalServerError` (500).
+    /// `Client::RequestEntityTooLarge` (413), `Server::InternalServerError` (500),
+    /// `Server::ServiceUnavailable` (503: the shared configuration store is unreachable).
     #[schema(example = "Client::BadRequest")]
     pub class: String,
     /// What was wrong, naming the object, its id and the field.
@@ -52,6 +53,7 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED => "Client::MethodNotAllowed",
             StatusCode::CONFLICT => "Client::Conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "Client::RequestEntityTooLarge",
+            StatusCode::SERVICE_UNAVAILABLE => "Server::ServiceUnavailable",
             s if s.is_client_error() => "Client::BadRequest",
             _ => "Server::InternalServerError",
         }
@@ -64,6 +66,7 @@ impl From<ControlError> for ApiError {
             ControlError::Invalid(_) | ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Store(_) | ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

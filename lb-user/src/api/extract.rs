@@ -90,10 +90,10 @@ pub fn parse<T: DeserializeOwned>(object: &str, value: Value) -> Result<T, Contr
 }
 
 /// A partial update: `current` with the fields of `patch` replaced (`null` included).
-pub fn merge<T: Serialize + DeserializeOwned>(object: &str, current: &T, patch: Map<String, Value>) -> Result<T, ControlError> {
+pub fn merge<T: Serialize + DeserializeOwned>(object: &str, current: &T, patch: &Map<String, Value>) -> Result<T, ControlError> {
     let mut value = serde_json::to_value(current).map_err(|e| ControlError::Internal(e.to_string()))?;
     if let Value::Object(fields) = &mut value {
-        fields.extend(patch);
+        fields.extend(patch.clone());
     }
     parse(object, value)
 }
@@ -126,7 +126,7 @@ mod tests {
         let current = Frontend { port: "443".into(), zone: "all".into(), default_farm_id: Some(2), display_name: Some("a".into()), ..Default::default() };
         let patch = serde_json::json!({"displayName": null, "disabled": true});
         let Value::Object(patch) = patch else { unreachable!() };
-        let merged: Frontend = merge("frontend", &current, patch).unwrap();
+        let merged: Frontend = merge("frontend", &current, &patch).unwrap();
         assert_eq!((merged.port.as_str(), merged.default_farm_id, merged.display_name, merged.disabled), ("443", Some(2), None, true));
     }
 }

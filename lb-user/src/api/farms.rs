@@ -71,7 +71,7 @@ async fn get_farm(State(api): State<Api>, ApiPath(p): ApiPath<FarmPath>) -> Resu
     ))]
 async fn update_farm(State(api): State<Api>, ApiPath(p): ApiPath<FarmPath>, body: JsonBody) -> Result<StatusCode, ApiError> {
     let patch = body.object()?;
-    api.run(move |c| c.update_farm(p.farm_id, |old| Ok(Farm::from(merge::<FarmBody>("farm", &old.into(), patch)?)))).await?;
+    api.run(move |c| c.update_farm(p.farm_id, |old| Ok(Farm::from(merge::<FarmBody>("farm", &old.into(), &patch)?)))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -128,7 +128,7 @@ async fn get_server(State(api): State<Api>, ApiPath(p): ApiPath<ServerPath>) -> 
 async fn update_server(State(api): State<Api>, ApiPath(p): ApiPath<ServerPath>, body: JsonBody) -> Result<StatusCode, ApiError> {
     let patch = body.object()?;
     let zones = api.control.zones().to_vec();
-    api.run(move |c| c.update_server(p.farm_id, p.server_id, |old| Ok(Server::from(merge("server", &ServerBody::new(p.farm_id, old, &zones, None), patch)?))))
+    api.run(move |c| c.update_server(p.farm_id, p.server_id, |old| Ok(Server::from(merge("server", &ServerBody::new(p.farm_id, old, &zones, None), &patch)?))))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

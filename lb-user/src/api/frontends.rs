@@ -57,7 +57,7 @@ async fn get_frontend(State(api): State<Api>, ApiPath(p): ApiPath<FrontendPath>)
     ))]
 async fn update_frontend(State(api): State<Api>, ApiPath(p): ApiPath<FrontendPath>, body: JsonBody) -> Result<StatusCode, ApiError> {
     let patch = body.object()?;
-    api.run(move |c| c.update_frontend(p.frontend_id, |old| merge("frontend", &old, patch))).await?;
+    api.run(move |c| c.update_frontend(p.frontend_id, |old| merge("frontend", &old, &patch))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -76,7 +76,7 @@ async fn update_route(State(api): State<Api>, ApiPath(p): ApiPath<RoutePath>, bo
     api.run(move |c| {
         c.update_route(p.route_id, |old| {
             let current = RouteBody::from(RouteView { route: old, status: RouteStatus::ToUpdate });
-            Ok(Route::from(merge("route", &current, patch)?))
+            Ok(Route::from(merge("route", &current, &patch)?))
         })
     })
     .await?;
@@ -126,7 +126,7 @@ async fn get_rule(State(api): State<Api>, ApiPath(p): ApiPath<RulePath>) -> Resu
     ))]
 async fn update_rule(State(api): State<Api>, ApiPath(p): ApiPath<RulePath>, body: JsonBody) -> Result<StatusCode, ApiError> {
     let patch = body.object()?;
-    api.run(move |c| c.update_rule(p.route_id, p.rule_id, |old| merge("rule", &old, patch))).await?;
+    api.run(move |c| c.update_rule(p.route_id, p.rule_id, |old| merge("rule", &old, &patch))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,6 +11,7 @@ use super::{
     Api,
 };
 use crate::{
+    cluster::node::NodeRecord,
     control::{PendingChange, ServiceStatus},
     store::Task,
 };
@@ -27,6 +28,7 @@ pub fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(get_task))
         .routes(routes!(status))
         .routes(routes!(zones))
+        .routes(routes!(zone_nodes))
         .routes(routes!(available_route_actions))
         .routes(routes!(available_route_rules))
         .routes(routes!(available_farm_probes))
@@ -85,6 +87,22 @@ async fn get_task(State(api): State<Api>, ApiPath(p): ApiPath<TaskPath>) -> Resu
 #[utoipa::path(get, path = "/status", tag = TAG, responses((status = 200, body = ServiceStatus)))]
 async fn status(State(api): State<Api>) -> Result<Json<ServiceStatus>, ApiError> {
     Ok(Json(api.run(|c| c.status()).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ZonePath {
+    name: String,
+}
+
+/// The live nodes serving a zone (extension): each node's applied revision, the last
+/// revision it failed to apply and why, and how many servers its probes see up and down.
+/// A node vanishes from the list when its etcd lease runs out (`--node-ttl`).
+#[utoipa::path(get, path = "/zone/{name}/node", tag = TAG, params(ZonePath),
+    responses((status = 200, body = Vec<NodeRecord>), (status = 404, description = "No such zone", body = ErrorBody),
+        (status = 503, description = "etcd is unreachable", body = ErrorBody)))]
+async fn zone_nodes(State(api): State<Api>, ApiPath(p): ApiPath<ZonePath>) -> Result<Json<Vec<NodeRecord>>, ApiError> {
+    Ok(Json(api.run(move |c| c.nodes(&p.name)).await?))
 }
 
 /// The zones of the service (this daemon serves the first).

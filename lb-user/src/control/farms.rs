@@ -30,8 +30,9 @@ impl Control {
         self.store.read(|tx| tx.get::<Farm>(id))?.ok_or_else(|| ControlError::missing("farm", id))
     }
 
-    pub fn create_farm(&self, mut farm: Farm) -> Result<Farm, ControlError> {
+    pub fn create_farm(&self, farm: Farm) -> Result<Farm, ControlError> {
         self.store.write(|tx| {
+            let mut farm = farm.clone();
             let id = tx.next_id(Kind::Farm)?;
             farm.farm_id = Some(id);
             farm.servers.clear();
@@ -43,7 +44,7 @@ impl Control {
         })
     }
 
-    pub fn update_farm(&self, id: u32, change: impl FnOnce(Farm) -> Result<Farm, ControlError>) -> Result<(), ControlError> {
+    pub fn update_farm(&self, id: u32, change: impl Fn(Farm) -> Result<Farm, ControlError>) -> Result<(), ControlError> {
         self.store.write(|tx| {
             let old = tx.get::<Farm>(id)?.ok_or_else(|| ControlError::missing("farm", id))?;
             let mut new = Farm { farm_id: Some(id), ..change(old.clone())? };
@@ -108,8 +109,9 @@ impl Control {
         self.store.read(|tx| server_in(tx, farm_id, id))
     }
 
-    pub fn create_server(&self, farm_id: u32, mut server: Server) -> Result<Server, ControlError> {
+    pub fn create_server(&self, farm_id: u32, server: Server) -> Result<Server, ControlError> {
         self.store.write(|tx| {
+            let mut server = server.clone();
             let farm = tx.get::<Farm>(farm_id)?.ok_or_else(|| ControlError::missing("farm", farm_id))?;
             let id = tx.next_id(Kind::Server)?;
             server.server_id = Some(id);
@@ -121,7 +123,7 @@ impl Control {
         })
     }
 
-    pub fn update_server(&self, farm_id: u32, id: u32, change: impl FnOnce(Server) -> Result<Server, ControlError>) -> Result<(), ControlError> {
+    pub fn update_server(&self, farm_id: u32, id: u32, change: impl Fn(Server) -> Result<Server, ControlError>) -> Result<(), ControlError> {
         self.store.write(|tx| {
             let old = server_in(tx, farm_id, id)?;
             let farm = tx.get::<Farm>(farm_id)?.ok_or_else(|| ControlError::missing("farm", farm_id))?;

@@ -18,8 +18,9 @@ impl Control {
         self.store.read(|tx| tx.get::<Frontend>(id))?.ok_or_else(|| ControlError::missing("frontend", id))
     }
 
-    pub fn create_frontend(&self, mut frontend: Frontend) -> Result<Frontend, ControlError> {
+    pub fn create_frontend(&self, frontend: Frontend) -> Result<Frontend, ControlError> {
         self.store.write(|tx| {
+            let mut frontend = frontend.clone();
             let id = tx.next_id(Kind::Frontend)?;
             frontend.frontend_id = Some(id);
             self.check_frontend(tx, &frontend).map_err(|e| match e {
@@ -34,7 +35,7 @@ impl Control {
     }
 
     /// Replaces frontend `id` with what `change` makes of it.
-    pub fn update_frontend(&self, id: u32, change: impl FnOnce(Frontend) -> Result<Frontend, ControlError>) -> Result<(), ControlError> {
+    pub fn update_frontend(&self, id: u32, change: impl Fn(Frontend) -> Result<Frontend, ControlError>) -> Result<(), ControlError> {
         self.store.write(|tx| {
             let old = tx.get::<Frontend>(id)?.ok_or_else(|| ControlError::missing("frontend", id))?;
             let new = Frontend { frontend_id: Some(id), ..change(old.clone())? };

@@ -15,6 +15,7 @@ use std::{net::SocketAddr, sync::Arc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cluster::node::{Membership, NodeRecord};
 use crate::dataplane::server_state::HealthReport;
 use crate::{
     daemon::apply::{Applier, ApplyError},
@@ -33,6 +34,10 @@ pub trait Traffic: Send + Sync + 'static {
     fn server_health(&self, _server_id: u32) -> Option<HealthReport> {
         None
     }
+    /// Servers of the applied farms seen up, and down.
+    fn servers_up_down(&self) -> (usize, usize) {
+        (0, 0)
+    }
 }
 
 impl Traffic for Applier {
@@ -45,6 +50,11 @@ impl Traffic for Applier {
     fn server_health(&self, server_id: u32) -> Option<HealthReport> {
         let snapshot = self.current();
         snapshot.farms.values().flat_map(|f| &f.servers).find(|s| s.id == server_id).map(|s| s.runtime.report())
+    }
+    fn servers_up_down(&self) -> (usize, usize) {
+        let snapshot = self.current();
+        let up = snapshot.farms.values().flat_map(|f| &f.servers).filter(|s| s.runtime.is_up()).count();
+        (up, snapshot.farms.values().map(|f| f.servers.len()).sum::<usize>() - up)
     }
 }
 
@@ -61,13 +71,20 @@ pub enum ControlError {
     Conflict(String),
     #[error(transparent)]
     Store(Box<StoreError>),
+    /// The shared store did not answer; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl From<StoreError> for ControlError {
     fn from(e: StoreError) -> Self {
-        ControlError::Store(Box::new(e))
+        match e {
+            StoreError::Conflict(_) => ControlError::Conflict(e.to_string()),
+            StoreError::Unavailable(_) => ControlError::Unavailable(e.to_string()),
+            e => ControlError::Store(Box::new(e)),
+        }
     }
 }
 
@@ -101,7 +118,8 @@ pub struct ServiceStatus {
     pub service_name: String,
     /// The zone this daemon serves.
     pub zone: String,
-    /// `ok` when traffic follows the staged configuration, `pendingChanges` otherwise.
+    /// `ok` when traffic follows the staged configuration, `pendingChanges` otherwise,
+    /// `storeUnreachable` while the shared store (etcd) does not answer.
     pub state: String,
     /// Staged changes of this daemon's zone not yet applied.
     pub pending_changes: u64,
@@ -109,6 +127,25 @@ pub struct ServiceStatus {
     pub applied: AppliedCounts,
     /// Addresses the frontends listen on.
     pub listeners: Vec<String>,
+    /// This node (`--node`).
+    pub node: String,
+    /// Where the configuration is kept, and whether it answers.
+    pub store: StoreStatus,
+}
+
+/// `GET /status`'s `store`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// `embedded` (redb in --data-dir) or `etcd` (shared by the zone's nodes).
+    pub kind: String,
+    pub location: String,
+    /// False while etcd does not answer: the node serves its last applied configuration and
+    /// refuses changes (503).
+    pub reachable: bool,
+    /// The etcd revision of the applied configuration this node serves (etcd only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_revision: Option<i64>,
 }
 
 pub struct Control {
@@ -121,6 +158,10 @@ pub struct Control {
     refresh_lock: tokio::sync::Mutex<()>,
     /// Refresh tasks finished since start, by result (metrics).
     refreshes: RefreshCounts,
+    /// This node's name (`--node`).
+    node: String,
+    /// This node's registration, when the store is shared by several nodes.
+    membership: Option<Arc<Membership>>,
 }
 
 /// Refresh tasks finished since start.
@@ -133,6 +174,19 @@ pub struct RefreshCounts {
 impl Control {
     /// A control plane over `store`; tasks a previous run left unfinished end in `error`.
     pub fn new(store: Store, traffic: Arc<dyn Traffic>, service: &str, zone: &str) -> Result<Self, ControlError> {
+        Self::on_node(store, traffic, service, zone, "local", None)
+    }
+
+    /// The control plane of node `node`; with `membership`, one of several nodes sharing the
+    /// store (etcd): refreshes are applied by every node of the zone (see `cluster::node`).
+    pub fn on_node(
+        store: Store,
+        traffic: Arc<dyn Traffic>,
+        service: &str,
+        zone: &str,
+        node: &str,
+        membership: Option<Arc<Membership>>,
+    ) -> Result<Self, ControlError> {
         let control = Self {
             store,
             traffic,
@@ -140,9 +194,60 @@ impl Control {
             zones: vec![zone.to_string()],
             refresh_lock: tokio::sync::Mutex::new(()),
             refreshes: RefreshCounts::default(),
+            node: node.to_string(),
+            membership,
         };
         control.end_interrupted_tasks()?;
         Ok(control)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
+    }
+
+    /// The etcd behind the store, when several nodes share it.
+    pub fn store_shared(&self) -> Option<&crate::store::etcd::SharedEtcd> {
+        self.store.shared()
+    }
+
+    /// The live nodes serving `zone`: those registered in etcd, or this daemon alone.
+    pub fn nodes(&self, zone: &str) -> Result<Vec<NodeRecord>, ControlError> {
+        if !self.zones.iter().any(|z| z == zone) {
+            return Err(ControlError::NotFound(format!("zone {zone:?} is not a zone of this service; it has {}", self.zones.join(", "))));
+        }
+        match &self.membership {
+            Some(membership) => Ok(membership.nodes(zone)?),
+            None => {
+                let (up, down) = self.traffic.servers_up_down();
+                Ok(vec![NodeRecord {
+                    name: self.node.clone(),
+                    zone: zone.to_string(),
+                    state: "serving".into(),
+                    applied_revision: 0,
+                    failed: None,
+                    servers_up: up,
+                    servers_down: down,
+                    since: String::new(),
+                }])
+            }
+        }
+    }
+
+    /// Where the configuration is kept and whether it answers.
+    pub fn store_status(&self) -> StoreStatus {
+        match (self.store.shared(), &self.membership) {
+            (Some(etcd), membership) => StoreStatus {
+                kind: "etcd".into(),
+                location: etcd.options().describe(),
+                reachable: etcd.reachable() && membership.as_ref().is_none_or(|m| m.connected()),
+                applied_revision: membership.as_ref().map(|m| m.applied_revision()),
+            },
+            (None, _) => StoreStatus { kind: "embedded".into(), location: self.store.path().display().to_string(), reachable: true, applied_revision: None },
+        }
     }
 
     pub fn service(&self) -> &str {
@@ -184,12 +289,20 @@ impl Control {
     }
 
     pub fn status(&self) -> Result<ServiceStatus, ControlError> {
-        let (applied, pending) = self.store.read(|tx| -> Result<_, StoreError> { Ok((tx.applied(self.zone())?.unwrap_or_default(), tx.pending()?)) })?;
-        let pending = pending.get(self.zone()).copied().unwrap_or(0);
+        let applied = self.applied_config()?;
+        let (pending, state) = match self.store.read(|tx| tx.pending()) {
+            Ok(pending) => {
+                let pending = pending.get(self.zone()).copied().unwrap_or(0);
+                (pending, if pending == 0 { "ok" } else { "pendingChanges" })
+            }
+            // The node still serves: say why nothing else is known.
+            Err(StoreError::Unavailable(_)) => (0, "storeUnreachable"),
+            Err(e) => return Err(e.into()),
+        };
         Ok(ServiceStatus {
             service_name: self.service.clone(),
             zone: self.zone().to_string(),
-            state: if pending == 0 { "ok" } else { "pendingChanges" }.to_string(),
+            state: state.to_string(),
             pending_changes: pending,
             applied: AppliedCounts {
                 frontends: applied.frontends.len(),
@@ -199,6 +312,8 @@ impl Control {
                 rules: applied.routes.iter().map(|r| r.rules.len()).sum(),
             },
             listeners: self.traffic.listening().iter().map(ToString::to_string).collect(),
+            node: self.node.clone(),
+            store: self.store_status(),
         })
     }
 

@@ -1,11 +1,15 @@
 //! `POST /refresh`: a task that, zone by zone, compiles the staged configuration, applies it
 //! to traffic (the daemon's own zone) and records it as the zone's applied configuration.
 //! A zone whose configuration does not compile or apply keeps what it had.
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use tracing::{error, info};
 
 use super::{staged::staged_config, Control, ControlError};
+use crate::cluster::node::Membership;
 use crate::store::{Kind, Read, StoreError, Task, TaskStatus};
 
 pub const REFRESH_ACTION: &str = "refreshIplb";
@@ -55,9 +59,10 @@ impl Control {
                 status: TaskStatus::Todo,
                 creation_date: now(),
                 done_date: None,
-                zones,
+                zones: zones.clone(),
                 progress: 0,
                 message: None,
+                node: self.membership.as_ref().map(|_| self.node.clone()),
             };
             tx.insert(id, &task)?;
             if id > TASKS_KEPT {
@@ -84,7 +89,7 @@ impl Control {
                 error!(task = id, zone = %zone, error = %message, "refresh failed: the zone keeps its applied configuration");
                 return self.update_task(id, |t| {
                     t.status = TaskStatus::Error;
-                    t.message = Some(message);
+                    t.message = Some(message.clone());
                     t.done_date = Some(now());
                 });
             }
@@ -99,14 +104,15 @@ impl Control {
         })
     }
 
-    /// Compiles, applies (own zone) and records one zone's staged configuration.
+    /// Compiles, applies (own zone) and records one zone's staged configuration. On a node of
+    /// several, records it, then waits for every live node of the zone to apply it.
     fn refresh_zone(&self, zone: &str) -> Result<(), String> {
         let (config, counted) = self
             .store
             .read(|tx| -> Result<_, StoreError> { Ok((staged_config(tx, zone)?, tx.pending()?.get(zone).copied().unwrap_or(0))) })
             .map_err(|e| e.to_string())?;
         lb_core::validate::validate(&config).map_err(|e| format!("zone {zone}: {e}"))?;
-        if zone == self.zone() {
+        if zone == self.zone() && self.membership.is_none() {
             self.traffic.apply(&config).map_err(|e| format!("zone {zone}: {e}"))?;
         }
         self.store
@@ -117,11 +123,15 @@ impl Control {
                 tx.set_pending(zone, now.saturating_sub(counted))
             })
             .map_err(|e| format!("zone {zone}: applied, but recording it failed: {e}"))?;
+        if let (Some(membership), Some(etcd)) = (&self.membership, self.store.shared()) {
+            let revision = etcd.mod_revision(etcd.keys().applied(zone)).map_err(|e| format!("zone {zone}: recorded, but reading its revision failed: {e}"))?;
+            wait_for_nodes(membership, zone, revision)?;
+        }
         info!(zone, frontends = config.frontends.len(), farms = config.farms.len(), routes = config.routes.len(), "zone refreshed");
         Ok(())
     }
 
-    fn update_task(&self, id: u32, change: impl FnOnce(&mut Task)) -> Result<(), ControlError> {
+    fn update_task(&self, id: u32, change: impl Fn(&mut Task)) -> Result<(), ControlError> {
         Ok(self.store.write(|tx| -> Result<(), StoreError> {
             if let Some(mut task) = tx.get::<Task>(id)? {
                 change(&mut task);
@@ -131,11 +141,13 @@ impl Control {
         })?)
     }
 
-    /// Tasks left in `todo` or `doing` by a daemon that stopped end in `error`.
+    /// Tasks left in `todo` or `doing` by a daemon that stopped end in `error` (on a node of
+    /// several: the tasks this node was running, not those of the others).
     pub(super) fn end_interrupted_tasks(&self) -> Result<(), ControlError> {
+        let mine = |task: &Task| self.membership.is_none() || task.node.as_deref() == Some(self.node.as_str());
         Ok(self.store.write(|tx| -> Result<(), StoreError> {
             for (id, mut task) in tx.all::<Task>()? {
-                if matches!(task.status, TaskStatus::Todo | TaskStatus::Doing) {
+                if matches!(task.status, TaskStatus::Todo | TaskStatus::Doing) && mine(&task) {
                     task.status = TaskStatus::Error;
                     task.message = Some("interrupted: the daemon stopped before this refresh ended; refresh again".into());
                     task.done_date = Some(now());
@@ -144,6 +156,36 @@ impl Control {
             }
             Ok(())
         })?)
+    }
+}
+
+/// How long a refresh waits for the nodes of a zone to apply it.
+const NODES_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until every live node of `zone` serves `revision` (or a later one); fails naming
+/// the first node that could not apply it, or those still behind after [`NODES_WAIT`].
+fn wait_for_nodes(membership: &Membership, zone: &str, revision: i64) -> Result<(), String> {
+    let deadline = Instant::now() + NODES_WAIT;
+    loop {
+        let nodes = membership.nodes(zone).map_err(|e| format!("zone {zone}: recorded as revision {revision}, but following the nodes failed: {e}"))?;
+        let mut behind = Vec::new();
+        for node in &nodes {
+            if node.applied_revision >= revision {
+                continue;
+            }
+            if let Some(failed) = node.failed.as_ref().filter(|f| f.revision >= revision) {
+                return Err(format!("zone {zone}: node {} could not apply revision {}: {}", node.name, failed.revision, failed.message));
+            }
+            behind.push(node.name.clone());
+        }
+        if behind.is_empty() {
+            info!(zone, revision, nodes = nodes.len(), "every node of the zone applied the refresh");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("zone {zone}: nodes {} did not apply revision {revision} within {NODES_WAIT:?}", behind.join(", ")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

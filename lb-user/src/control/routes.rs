@@ -66,8 +66,9 @@ impl Control {
         })
     }
 
-    pub fn create_route(&self, mut route: Route) -> Result<Route, ControlError> {
+    pub fn create_route(&self, route: Route) -> Result<Route, ControlError> {
         self.store.write(|tx| {
+            let mut route = route.clone();
             let id = tx.next_id(Kind::Route)?;
             route.route_id = Some(id);
             route.rules.clear();
@@ -79,7 +80,7 @@ impl Control {
         })
     }
 
-    pub fn update_route(&self, id: u32, change: impl FnOnce(Route) -> Result<Route, ControlError>) -> Result<(), ControlError> {
+    pub fn update_route(&self, id: u32, change: impl Fn(Route) -> Result<Route, ControlError>) -> Result<(), ControlError> {
         self.store.write(|tx| {
             let old = route_in(tx, id)?;
             let old_zone = route_zone(tx, &old)?;
@@ -122,8 +123,9 @@ impl Control {
         self.store.read(|tx| rule_in(tx, route_id, id))
     }
 
-    pub fn create_rule(&self, route_id: u32, mut rule: Rule) -> Result<Rule, ControlError> {
+    pub fn create_rule(&self, route_id: u32, rule: Rule) -> Result<Rule, ControlError> {
         self.store.write(|tx| {
+            let mut rule = rule.clone();
             let route = route_in(tx, route_id)?;
             let id = tx.next_id(Kind::Rule)?;
             rule.rule_id = Some(id);
@@ -135,7 +137,7 @@ impl Control {
         })
     }
 
-    pub fn update_rule(&self, route_id: u32, id: u32, change: impl FnOnce(Rule) -> Result<Rule, ControlError>) -> Result<(), ControlError> {
+    pub fn update_rule(&self, route_id: u32, id: u32, change: impl Fn(Rule) -> Result<Rule, ControlError>) -> Result<(), ControlError> {
         self.store.write(|tx| {
             let old = rule_in(tx, route_id, id)?;
             let route = route_in(tx, route_id)?;

@@ -48,9 +48,49 @@ pub(super) fn evaluation_order(routes: &[(u32, Route)]) -> Vec<u32> {
 }
 
 impl Control {
-    /// The configuration last applied to this daemon's zone (empty if none ever was).
+    /// The configuration last applied to this daemon's zone (empty if none ever was); on a
+    /// node of several, the one this node serves (known even while etcd is unreachable).
     pub fn applied_config(&self) -> Result<ServiceConfig, ControlError> {
+        if let Some(membership) = &self.membership {
+            return Ok(membership.serving().as_ref().clone());
+        }
         Ok(self.store.read(|tx| tx.applied(self.zone()))?.unwrap_or_default())
+    }
+
+    /// Imports `config` unless the zone already has an applied configuration (a node of
+    /// several started with `--config`: the first one seeds the shared store). True when it
+    /// imported.
+    pub fn seed(&self, config: &ServiceConfig) -> Result<bool, ControlError> {
+        self.check_import(config)?;
+        let seeded = self.store.write(|tx| -> Result<bool, ControlError> {
+            if tx.applied(self.zone())?.is_some() {
+                return Ok(false);
+            }
+            self.replace_staged(tx, config)?;
+            Ok(true)
+        })?;
+        if seeded {
+            info!(
+                frontends = config.frontends.len(),
+                farms = config.farms.len(),
+                routes = config.routes.len(),
+                "seeded the shared store with the configuration file"
+            );
+        }
+        Ok(seeded)
+    }
+
+    fn replace_staged(&self, tx: &mut WriteTx, config: &ServiceConfig) -> Result<(), ControlError> {
+        for kind in [Kind::Frontend, Kind::Farm, Kind::Server, Kind::Route, Kind::Rule] {
+            tx.clear(kind)?;
+        }
+        insert_all(tx, config)?;
+        for zone in &self.zones {
+            let applied = staged_config(tx, zone)?;
+            tx.set_applied(zone, &applied)?;
+            tx.set_pending(zone, 0)?;
+        }
+        Ok(())
     }
 
     /// Checks that a configuration file can be imported; see [`check_import`].
@@ -62,18 +102,7 @@ impl Control {
     /// caller) and records it as applied in every zone: nothing is pending afterwards.
     pub fn import(&self, config: &ServiceConfig) -> Result<(), ControlError> {
         self.check_import(config)?;
-        self.store.write(|tx| -> Result<(), ControlError> {
-            for kind in [Kind::Frontend, Kind::Farm, Kind::Server, Kind::Route, Kind::Rule] {
-                tx.clear(kind)?;
-            }
-            insert_all(tx, config)?;
-            for zone in &self.zones {
-                let applied = staged_config(tx, zone)?;
-                tx.set_applied(zone, &applied)?;
-                tx.set_pending(zone, 0)?;
-            }
-            Ok(())
-        })?;
+        self.store.write(|tx| self.replace_staged(tx, config))?;
         info!(
             frontends = config.frontends.len(),
             farms = config.farms.len(),

@@ -261,6 +261,7 @@ fn interrupted_tasks_end_in_error_at_the_next_start() {
                 zones: vec!["local".into()],
                 progress: 0,
                 message: None,
+                node: None,
             };
             tx.insert(1, &task)
         })

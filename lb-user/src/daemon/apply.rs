@@ -51,6 +51,8 @@ pub struct Applier {
     proxy: Arc<Proxy>,
     // One apply at a time; the lock is never taken on the connection path.
     state: Mutex<ApplierState>,
+    /// The configuration last applied, for those who follow it (the BGP announcer).
+    applied: tokio::sync::watch::Sender<Arc<ServiceConfig>>,
 }
 
 struct ApplierState {
@@ -66,7 +68,13 @@ impl Applier {
             health: HealthChecker::new(),
             proxy,
             state: Mutex::new(ApplierState { listeners: Listeners::default(), dataplane }),
+            applied: tokio::sync::watch::Sender::new(Arc::default()),
         }
+    }
+
+    /// Follows the applied configuration: the current one, then each one applied after.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<Arc<ServiceConfig>> {
+        self.applied.subscribe()
     }
 
     /// Checks a configuration without applying it.
@@ -88,6 +96,7 @@ impl Applier {
         let routes: std::collections::HashSet<u32> = snapshot.frontends.iter().flat_map(|f| f.routes.iter().map(|r| r.id)).collect();
         self.runtimes.retain_listeners(|id| snapshot.frontends.iter().any(|f| f.id == id), |id| routes.contains(&id));
         self.health.reconcile(&snapshot);
+        self.applied.send_replace(Arc::new(config.clone()));
         Ok(())
     }
 

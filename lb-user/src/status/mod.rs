@@ -55,8 +55,9 @@ pub fn report(daemon: &DaemonState) -> Result<StatusReport, ControlError> {
         service: control.service().to_string(),
         zone: control.zone().to_string(),
         listeners: control.listening().iter().map(ToString::to_string).collect(),
-        pending_changes: control.pending_changes()?,
-        tasks: control.recent_tasks(model::TASKS_SHOWN)?,
+        // While etcd is unreachable the page still shows what the node serves.
+        pending_changes: tolerate_unreachable(control.pending_changes())?,
+        tasks: tolerate_unreachable(control.recent_tasks(model::TASKS_SHOWN))?,
     };
     // The page shows the error; a log line per poll of every open page would be noise.
     let (kernel, kernel_error) = match daemon.kernel_counters() {
@@ -74,6 +75,13 @@ pub fn report(daemon: &DaemonState) -> Result<StatusReport, ControlError> {
         kernel_error,
     };
     Ok(StatusReport::build(&snapshot, &applied, facts, runtime))
+}
+
+fn tolerate_unreachable<T: Default>(read: Result<T, ControlError>) -> Result<T, ControlError> {
+    match read {
+        Err(ControlError::Unavailable(_)) => Ok(T::default()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ fn facts(pending: u64, task_ids: &[u32]) -> ControlFacts {
                 zones: vec!["local".into()],
                 progress: 100,
                 message: None,
+                node: None,
             })
             .collect(),
     }

@@ -1,11 +1,15 @@
-//! The embedded transactional store (redb) in `--data-dir`: staged objects, id counters,
-//! per-zone pending-change counters, per-zone applied configurations and refresh tasks.
+//! The transactional store: staged objects, id counters, per-zone pending-change counters,
+//! per-zone applied configurations and refresh tasks. By default embedded (redb) in
+//! `--data-dir`, for one node; in etcd (`--store etcd://…`, see `etcd.rs`) for a zone served
+//! by several nodes.
 //!
 //! Every mutation is one write transaction: it commits whole (fsync'd) or not at all, so a
 //! daemon killed in the middle of a write comes back to the last commit. A store file that
 //! is empty, truncated or damaged refuses to open with an error naming the file; it never
 //! turns into a silently empty configuration.
+pub mod etcd;
 mod guard;
+pub mod kv;
 mod records;
 mod tx;
 
@@ -40,6 +44,12 @@ pub enum StoreError {
     Encode { kind: &'static str, key: String, error: String },
     #[error("store: the id counter of {0} is exhausted")]
     IdsExhausted(&'static str),
+    /// The shared store did not answer: nothing was changed.
+    #[error("the configuration store is unreachable ({0}); nothing was changed, and this node keeps serving its last applied configuration")]
+    Unavailable(String),
+    /// Another request (on this node or another) changed the same object meanwhile.
+    #[error("{0} was changed by another request while this one ran; nothing was changed: read it again and retry")]
+    Conflict(String),
 }
 
 /// Maps any redb error into [`StoreError::Db`].
@@ -48,10 +58,18 @@ pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
 }
 
 pub struct Store {
-    db: Database,
+    backend: Backend,
     path: PathBuf,
     writes: WriteCounts,
 }
+
+enum Backend {
+    Redb(Database),
+    Etcd(etcd::SharedEtcd),
+}
+
+/// How many times a write that lost a race with an unrelated commit is run again.
+const RETRIES: usize = 16;
 
 /// Write transactions since start, for metrics.
 #[derive(Debug, Default)]
@@ -79,7 +97,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path).map_err(fail)?,
             Err(e) => return Err(fail(format!("cannot read the file: {e}"))),
         };
-        let store = Self { db, path: path.clone(), writes: WriteCounts::default() };
+        let store = Self { backend: Backend::Redb(db), path: path.clone(), writes: WriteCounts::default() };
         let format = match guard::catch_panic(|| store.read(|tx| tx.meta(FORMAT_KEY))) {
             Ok(Ok(format)) => format,
             Ok(Err(StoreError::Db(e))) if matches!(*e, redb::Error::TableDoesNotExist(_)) => None,
@@ -102,7 +120,7 @@ impl Store {
         let tx = database.begin_write().map_err(db)?;
         WriteTx::init(&tx)?;
         tx.commit().map_err(db)?;
-        Ok(Self { db: database, path: PathBuf::from(":memory:"), writes: WriteCounts::default() })
+        Ok(Self { backend: Backend::Redb(database), path: PathBuf::from(":memory:"), writes: WriteCounts::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -113,35 +131,73 @@ impl Store {
         &self.writes
     }
 
+    /// The store in etcd shared by the nodes of a zone.
+    pub fn etcd(options: etcd::EtcdOptions) -> Result<Self, StoreError> {
+        let path = PathBuf::from(options.describe());
+        let store = etcd::EtcdStore::connect(options)?;
+        Ok(Self { backend: Backend::Etcd(std::sync::Arc::new(store)), path, writes: WriteCounts::default() })
+    }
+
+    /// The etcd behind the store, when it is shared.
+    pub fn shared(&self) -> Option<&etcd::SharedEtcd> {
+        match &self.backend {
+            Backend::Etcd(etcd) => Some(etcd),
+            Backend::Redb(_) => None,
+        }
+    }
+
     /// Runs `f` in a read transaction: a consistent view of the last commit.
     pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
-        let tx = ReadTx::new(self.db.begin_read().map_err(db)?);
+        let tx = match &self.backend {
+            Backend::Redb(db) => ReadTx::redb(db.begin_read().map_err(self::db)?),
+            Backend::Etcd(etcd) => ReadTx::kv(kv::KvTx::new(etcd.keys().clone(), etcd.snapshot()?)),
+        };
         f(&tx)
     }
 
     /// Runs `f` in a write transaction, committed (durably) if `f` succeeds and aborted
-    /// otherwise: nothing of a failed mutation is kept.
-    pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+    /// otherwise: nothing of a failed mutation is kept. On a shared store `f` may run more
+    /// than once (see `etcd.rs`); only its last run's writes are committed.
+    pub fn write<T, E: From<StoreError>>(&self, mut f: impl FnMut(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut tx = WriteTx::new(self.db.begin_write().map_err(db)?);
-        match f(&mut tx) {
-            Ok(value) => match tx.commit() {
-                Ok(()) => {
-                    self.writes.committed.fetch_add(1, Relaxed);
-                    Ok(value)
+        let outcome = match &self.backend {
+            Backend::Redb(db) => {
+                let mut tx = WriteTx::redb(db.begin_write().map_err(self::db)?);
+                match f(&mut tx) {
+                    Ok(value) => tx.commit().map(|()| value).map_err(E::from),
+                    Err(e) => {
+                        tx.abort();
+                        Err(e)
+                    }
                 }
-                Err(e) => {
-                    self.writes.aborted.fetch_add(1, Relaxed);
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                self.writes.aborted.fetch_add(1, Relaxed);
-                tx.abort();
-                Err(e)
             }
+            Backend::Etcd(etcd) => write_shared(etcd, &mut f),
+        };
+        match &outcome {
+            Ok(_) => self.writes.committed.fetch_add(1, Relaxed),
+            Err(_) => self.writes.aborted.fetch_add(1, Relaxed),
+        };
+        outcome
+    }
+}
+
+/// Optimistic transactions on etcd: run `f` on a snapshot, commit on condition that nothing
+/// was committed since; on a lost race, run again unless an object `f` touched changed.
+fn write_shared<T, E: From<StoreError>>(etcd: &etcd::EtcdStore, f: &mut impl FnMut(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+    let mut snapshot = etcd.snapshot()?;
+    for _ in 0..RETRIES {
+        let mut tx = WriteTx::kv(kv::KvTx::new(etcd.keys().clone(), snapshot));
+        let value = f(&mut tx)?;
+        let tx = tx.into_kv().expect("a shared store's transactions are key-value ones");
+        if etcd.commit(&tx)? {
+            return Ok(value);
+        }
+        snapshot = etcd.snapshot()?;
+        if let Some(object) = tx.clash_with(&snapshot) {
+            return Err(StoreError::Conflict(object).into());
         }
     }
+    Err(StoreError::Unavailable(format!("{}: {RETRIES} commits in a row lost to concurrent writes", etcd.options().describe())).into())
 }
 
 fn open_existing(path: &Path) -> Result<Database, String> {

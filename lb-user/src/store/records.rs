@@ -115,6 +115,9 @@ pub struct Task {
     /// Why the task ended in `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The node running the refresh (extension; zones served by several nodes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 impl Record for Task {
     const KIND: Kind = Kind::Task;

@@ -321,9 +321,23 @@ fn control_families(daemon: &DaemonState) -> Vec<Family> {
                 pending.push(labels([("zone", change.zone)]), Value::Gauge(change.number as f64));
             }
         }
+        // Said once by the node's etcd session, and by lb_store_reachable below.
+        Err(crate::control::ControlError::Unavailable(e)) => tracing::debug!(error = %e, "reading pending changes for /metrics"),
         Err(e) => tracing::warn!(error = %e, "reading pending changes for /metrics"),
     }
-    vec![tasks, store, pending]
+    let status = control.store_status();
+    let mut reachable = Family::new(
+        "store_reachable",
+        "1 while the configuration store answers, 0 while the shared store (etcd) does not: the node then serves its last applied configuration and refuses changes.",
+    );
+    reachable.push(labels([("kind", status.kind.clone())]), Value::Gauge(if status.reachable { 1.0 } else { 0.0 }));
+    let mut families = vec![tasks, store, pending, reachable];
+    if let Some(revision) = status.applied_revision {
+        let mut applied = Family::new("cluster_applied_revision", "The etcd revision of the zone's applied configuration this node serves.");
+        applied.push(labels([("node", control.node().to_string())]), Value::Gauge(revision as f64));
+        families.push(applied);
+    }
+    families
 }
 
 fn process_families(daemon: &DaemonState) -> Vec<Family> {
