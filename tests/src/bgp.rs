@@ -33,7 +33,8 @@ use nix::unistd::Pid;
 
 use crate::netns::{delete_netns, in_netns, kill_all_in, reap_stale, spawn_in};
 use crate::proc::{output_with_timeout, run_ok, ChildGuard};
-use config::{bird_config, router_config, KernelTable, Neighbour, Timers};
+use config::{bird_config, bird_config_with_include, router_config, KernelTable, Neighbour, Timers};
+use lb_user::cluster::bgp::vip_protocols;
 
 /// The AS of the test router and the AS every node announces from.
 pub const ROUTER_ASN: u32 = 65000;
@@ -116,6 +117,12 @@ impl Bird {
 
     /// Writes `config` and starts `bird` in `ns`; returns once `birdc` answers (bounded).
     pub fn start(ns: &str, name: &str, config: &str) -> Result<Self> {
+        Self::start_with(ns, name, |_| Ok(config.to_string()))
+    }
+
+    /// [`Bird::start`] with the config made by `config` from the instance's own directory, where
+    /// it may first write files the config refers to (an include file).
+    pub fn start_with(ns: &str, name: &str, config: impl FnOnce(&Path) -> Result<String>) -> Result<Self> {
         let bird_bin = Path::new("/usr/sbin/bird");
         ensure!(
             bird_bin.is_file() && Path::new("/usr/sbin/birdc").is_file(),
@@ -123,6 +130,7 @@ impl Bird {
             bird_bin.display()
         );
         let dir = tempfile::Builder::new().prefix("lb-bird-").tempdir().context("BIRD temp dir")?;
+        let config = config(dir.path())?;
         let mut bird = Self { ns: ns.to_string(), name: name.to_string(), dir, child: None, runs: 0 };
         std::fs::write(bird.config_path(), config).context("writing BIRD config")?;
         bird.spawn()?;
@@ -209,25 +217,61 @@ impl Bird {
     }
 }
 
-/// A node's BGP speaker: a BIRD announcing the node's VIPs to its routers. The daemon will do
-/// this itself later with the same [`bird_config`].
+/// The name of the daemon's include file in a node BIRD's directory ([`Announcing::Daemon`]).
+pub const INCLUDE_FILE: &str = "lb-vips.conf";
+
+/// Who decides what a node's BIRD announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcing {
+    /// The kit: [`BgpSpeaker`] writes the VIPs into the node's config ([`bird_config`]); every
+    /// node announces [`VIP4`] and [`VIP6`] from the start.
+    Kit,
+    /// The daemon: the node's BIRD runs the operator's config ([`bird_config_with_include`])
+    /// including [`INCLUDE_FILE`] of its directory, which starts as the daemon's empty text
+    /// (nothing announced); `lb_user::cluster::bgp::BirdAnnouncer` on
+    /// [`Node::include_file`] and [`Bird::socket`] does the rest.
+    Daemon,
+}
+
+/// A node's BGP speaker: a BIRD announcing the node's VIPs to its routers, either from its own
+/// config ([`bird_config`]) or from the daemon's include file ([`bird_config_with_include`]).
 pub struct BgpSpeaker {
     pub bird: Bird,
     router_id: Ipv4Addr,
     neighbours: Vec<Neighbour>,
     timers: Timers,
     vips: Vec<IpAddr>,
+    /// The daemon's include file, when the daemon announces ([`Announcing::Daemon`]).
+    include: Option<PathBuf>,
 }
 
 impl BgpSpeaker {
     pub fn start(ns: &str, name: &str, router_id: Ipv4Addr, neighbours: Vec<Neighbour>, vips: &[IpAddr], timers: Timers) -> Result<Self> {
         let text = bird_config(router_id, NODE_ASN, &neighbours, vips, timers, None);
         let bird = Bird::start(ns, name, &text)?;
-        Ok(Self { bird, router_id, neighbours, timers, vips: vips.to_vec() })
+        Ok(Self { bird, router_id, neighbours, timers, vips: vips.to_vec(), include: None })
+    }
+
+    /// A speaker whose VIPs come from the daemon's include file ([`INCLUDE_FILE`] in BIRD's
+    /// directory), written empty before BIRD starts.
+    pub fn start_with_include(ns: &str, name: &str, router_id: Ipv4Addr, neighbours: Vec<Neighbour>, timers: Timers) -> Result<Self> {
+        let bird = Bird::start_with(ns, name, |dir| {
+            let include = dir.join(INCLUDE_FILE);
+            std::fs::write(&include, vip_protocols(&[])).with_context(|| format!("writing {}", include.display()))?;
+            Ok(bird_config_with_include(router_id, NODE_ASN, &neighbours, &include, timers, None))
+        })?;
+        let include = Some(bird.dir.path().join(INCLUDE_FILE));
+        Ok(Self { bird, router_id, neighbours, timers, vips: Vec::new(), include })
+    }
+
+    /// The daemon's include file, when the daemon announces.
+    pub fn include_file(&self) -> Option<&Path> {
+        self.include.as_deref()
     }
 
     /// Announces exactly `vips` (withdrawing any other).
     pub fn announce(&mut self, vips: &[IpAddr]) -> Result<()> {
+        ensure!(self.include.is_none(), "BIRD {} announces the daemon's include file: use BirdAnnouncer", self.bird.name);
         self.bird.reconfigure(&bird_config(self.router_id, NODE_ASN, &self.neighbours, vips, self.timers, None))?;
         self.vips = vips.to_vec();
         Ok(())
@@ -268,6 +312,17 @@ impl Node {
     pub fn name(&self) -> String {
         format!("nd{}", self.index)
     }
+    /// The node's address on its router link, in `vip`'s family: the nexthop the router uses.
+    pub fn addr_for(&self, vip: IpAddr) -> IpAddr {
+        match vip {
+            IpAddr::V4(_) => IpAddr::V4(self.addr4()),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd78, self.index.into(), 0, 0, 0, 0, 0, 2)),
+        }
+    }
+    /// The daemon's include file of the node's BIRD ([`Announcing::Daemon`]).
+    pub fn include_file(&self) -> Option<&Path> {
+        self.speaker.include_file()
+    }
 }
 
 /// The routed cluster. Fields drop in order: processes and threads first, namespaces last.
@@ -289,6 +344,12 @@ impl Cluster {
     /// serving them with a [`NodeEcho`]. Returns once the BIRD daemons run (sessions may still be
     /// coming up: wait for routes with [`Cluster::wait_nexthops`]).
     pub fn start(nodes: u8, mode: EcmpMode, timers: Timers) -> Result<Self> {
+        Self::start_announcing(nodes, mode, timers, Announcing::Kit)
+    }
+
+    /// [`Cluster::start`] with the nodes' announcements left to `announcing`: with
+    /// [`Announcing::Daemon`] no node announces anything until its include file says so.
+    pub fn start_announcing(nodes: u8, mode: EcmpMode, timers: Timers, announcing: Announcing) -> Result<Self> {
         ensure!((1..=32).contains(&nodes), "a cluster has 1 to 32 nodes, not {nodes}");
         reap_stale(KIND);
         let prefix = format!("{KIND}{}x{}", std::process::id(), 1000 + COUNTER.fetch_add(1, Ordering::SeqCst));
@@ -350,7 +411,11 @@ impl Cluster {
                 Neighbour::new("rtr_v4", IpAddr::V4(Ipv4Addr::new(10, 78, i, 1)), ROUTER_ASN),
                 Neighbour::new("rtr_v6", format!("fd78:{i}::1").parse()?, ROUTER_ASN),
             ];
-            let speaker = BgpSpeaker::start(&ns, &format!("bird-nd{i}"), Ipv4Addr::new(10, 78, i, 2), neighbours, &vips, timers)?;
+            let (name, router_id) = (format!("bird-nd{i}"), Ipv4Addr::new(10, 78, i, 2));
+            let speaker = match announcing {
+                Announcing::Kit => BgpSpeaker::start(&ns, &name, router_id, neighbours, &vips, timers)?,
+                Announcing::Daemon => BgpSpeaker::start_with_include(&ns, &name, router_id, neighbours, timers)?,
+            };
             let echo = NodeEcho::start(&ns, &format!("nd{i}"), &[SocketAddr::new(IpAddr::V4(VIP4), ECHO_PORT), SocketAddr::new(IpAddr::V6(VIP6), ECHO_PORT)])?;
             cluster_nodes.push(Node { index: i, ns, speaker, echo });
         }
@@ -403,6 +468,23 @@ impl Cluster {
         Ok(start.elapsed())
     }
 
+    /// Waits (bounded by `timeout`) until every BGP session of the router is established;
+    /// returns how long it took.
+    pub fn wait_established(&self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let sessions = 2 * self.nodes.len();
+        let mut last = String::new();
+        let up = crate::wait_for(timeout, Duration::from_millis(20), || {
+            last = self.router.birdc(&["show", "protocols"]).ok()?;
+            let established = last.lines().filter(|l| l.split_whitespace().nth(1) == Some("BGP") && l.contains("Established")).count();
+            (established == sessions).then_some(())
+        });
+        if up.is_none() {
+            bail!("the router's {sessions} BGP sessions were not all established within {timeout:?}:\n{last}\n{}", self.diagnostics());
+        }
+        Ok(start.elapsed())
+    }
+
     /// Router and node state for a failure report: routes, BGP sessions, BIRD logs.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
@@ -417,6 +499,15 @@ impl Cluster {
         out += &format!("== birdc show protocols (router)\n{}", self.router.birdc(&["show", "protocols"]).unwrap_or_else(|e| format!("{e:#}")));
         out += &format!("== router BIRD log\n{}\n", self.router.log_tail());
         for node in &self.nodes {
+            if let Some(path) = node.include_file() {
+                let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("{e}"));
+                out += &format!("== node {} include file {}\n{text}", node.index, path.display());
+                out += &format!(
+                    "== birdc show protocols (node {})\n{}",
+                    node.index,
+                    node.speaker.bird.birdc(&["show", "protocols"]).unwrap_or_else(|e| format!("{e:#}"))
+                );
+            }
             out += &format!("== node {} BIRD log\n{}\n", node.index, node.speaker.bird.log_tail());
         }
         out

@@ -21,6 +21,8 @@ pub struct Etcd {
     child: Option<ChildGuard>,
     netns: Option<String>,
     client: SocketAddr,
+    /// Where clients may reach it: loopback, or every address of its namespace.
+    listen: Ipv4Addr,
     peer: SocketAddr,
     dir: tempfile::TempDir,
     runs: u32,
@@ -39,6 +41,12 @@ fn free_port(netns: Option<&str>) -> Result<u16> {
 impl Etcd {
     /// Starts etcd in `netns` (host when `None`) and waits until it reports healthy.
     pub fn start(netns: Option<&str>) -> Result<Self> {
+        Self::start_listening(netns, Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`Etcd::start`], listening for clients on `listen` (`0.0.0.0`: every address of its
+    /// namespace, so that processes in other namespaces reach it through a veth).
+    pub fn start_listening(netns: Option<&str>, listen: Ipv4Addr) -> Result<Self> {
         for bin in [ETCD, ETCDCTL] {
             ensure!(Path::new(bin).is_file(), "{bin} is missing: install Debian's etcd (`apt-get install -y etcd-server etcd-client`)");
         }
@@ -48,7 +56,7 @@ impl Etcd {
             peer.set_port(free_port(netns)?);
         }
         let dir = tempfile::Builder::new().prefix("lb-etcd-").tempdir().context("etcd temp dir")?;
-        let mut etcd = Self { netns: netns.map(str::to_string), client, peer, dir, child: None, runs: 0 };
+        let mut etcd = Self { netns: netns.map(str::to_string), client, listen, peer, dir, child: None, runs: 0 };
         etcd.spawn()?;
         Ok(etcd)
     }
@@ -67,10 +75,16 @@ impl Etcd {
         format!("http://{}", self.client)
     }
 
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.client.port()
+    }
+
     fn spawn(&mut self) -> Result<()> {
         self.child = None;
         self.runs += 1;
         let client = self.endpoint();
+        let listen_client = format!("http://{}:{}", self.listen, self.client.port());
         let peer = format!("http://{}", self.peer);
         let data = self.data_dir().to_string_lossy().into_owned();
         let cluster = format!("lbtest={peer}");
@@ -81,7 +95,7 @@ impl Etcd {
             "--data-dir",
             &data,
             "--listen-client-urls",
-            &client,
+            &listen_client,
             "--advertise-client-urls",
             &client,
             "--listen-peer-urls",

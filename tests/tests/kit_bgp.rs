@@ -239,16 +239,23 @@ fn convergence_after_withdraw_kill9_and_hang() -> Result<()> {
 /// string checks of the unit tests.
 #[test]
 fn generated_configs_parse_with_bird() -> Result<()> {
-    use lb_tests::bgp::config::{bird_config, router_config, KernelTable, Neighbour};
+    use lb_tests::bgp::config::{bird_config, bird_config_with_include, router_config, KernelTable, Neighbour};
     ensure!(std::path::Path::new("/usr/sbin/bird").is_file(), "BIRD 2 is not installed: `apt-get install -y bird2`");
     let dir = tempfile::tempdir()?;
     let vips: Vec<IpAddr> = vec![IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
     let routers = [Neighbour::new("rtr_v4", "10.78.1.1".parse()?, 65000), Neighbour::new("rtr_v6", "fd78:1::1".parse()?, 65000)];
     let nodes = [Neighbour::new("nd1_v4", "10.78.1.2".parse()?, 65001), Neighbour::new("nd1_v6", "fd78:1::2".parse()?, 65001)];
     let log = dir.path().join("bird.log");
+    // The operator's config including the daemon's file, with VIPs and without.
+    let include = dir.path().join("lb-vips.conf");
+    let empty_include = dir.path().join("lb-vips-empty.conf");
+    std::fs::write(&include, lb_user::cluster::bgp::vip_protocols(&vips))?;
+    std::fs::write(&empty_include, lb_user::cluster::bgp::vip_protocols(&[]))?;
     let configs = [
         bird_config("10.78.1.2".parse()?, 65001, &routers, &vips, Timers::default(), None),
         bird_config("10.78.1.2".parse()?, 65001, &routers, &[], Timers::default(), Some(&log)),
+        bird_config_with_include("10.78.1.2".parse()?, 65001, &routers, &include, Timers::default(), None),
+        bird_config_with_include("10.78.1.2".parse()?, 65001, &routers, &empty_include, Timers::default(), None),
         router_config("10.78.0.1".parse()?, 65000, &nodes, KernelTable::Main, Timers::default(), None),
         router_config("10.78.0.1".parse()?, 65000, &nodes, KernelTable::Staging(STAGING_TABLE), Timers::default(), None),
     ];

@@ -149,8 +149,10 @@ impl KvTx {
     }
 
     fn touch(&self, kind: Kind, key: &str) {
-        // Tasks are the refresh's own bookkeeping, never edited by two requests.
-        if kind != Kind::Task {
+        // Tasks are the refresh's own bookkeeping, never edited by two requests; a record the
+        // snapshot does not hold is one this transaction creates under a fresh id (a lost race
+        // for that id is retried with the next one).
+        if kind != Kind::Task && self.snapshot.entries.contains_key(key) {
             self.touched.borrow_mut().insert(key.to_string());
         }
     }
@@ -308,6 +310,18 @@ mod tests {
         let mut theirs = KvTx::new(keys, base);
         theirs.insert(3, &Farm { farm_id: Some(3), display_name: Some("x".into()), ..Default::default() }).unwrap();
         assert_eq!(mine.clash_with(&snapshot_of(&theirs, 6)).as_deref(), Some("farm 3"));
+    }
+
+    #[test]
+    fn two_creations_racing_for_one_id_do_not_clash() {
+        let keys = Keys::new("/lb");
+        let mut mine = KvTx::new(keys.clone(), Snapshot::default());
+        let mut theirs = KvTx::new(keys, Snapshot::default());
+        for tx in [&mut mine, &mut theirs] {
+            let id = tx.next_id(Kind::Farm).unwrap();
+            tx.insert(id, &Farm { farm_id: Some(id), ..Default::default() }).unwrap();
+        }
+        assert_eq!(mine.clash_with(&snapshot_of(&theirs, 2)), None, "retried, it takes id 2");
     }
 
     #[test]

@@ -1,0 +1,288 @@
+//! Several nodes sharing one configuration in a real etcd (`--store etcd://…`): a refresh made
+//! through any node reaches every node of the zone, or its task names the node that could not
+//! apply it; two nodes editing the same farm at once give one success and one 409; etcd
+//! stopped and restarted under load costs no connection and no configuration; a node killed
+//! with -9 leaves the zone when its lease runs out and, restarted, serves the latest revision.
+//!
+//! Topology: the standard three namespaces. etcd runs in `lb` and listens on all its
+//! addresses; node n1 runs in `lb` (with the kernel programs, carrying the client traffic),
+//! n2 in `cli` and n3 in `srv` (API and listeners only), each reaching etcd through its veth.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use lb_tests::api::{ApiClient, ApiDaemon, ApiDaemonOpts};
+use lb_tests::etcd::Etcd;
+use lb_tests::load::ClientLoad;
+use lb_tests::netns::in_netns;
+use lb_tests::{require_root, wait_for, Lab};
+use serde_json::{json, Value};
+
+/// Lease of every node: a killed node leaves the zone within this (plus a keepalive period).
+const NODE_TTL: u64 = 2;
+
+struct Zone {
+    lab: Lab,
+    etcd: Etcd,
+    /// n1, n2, n3.
+    nodes: Vec<ApiDaemon>,
+}
+
+/// Node `i` (1-based): where it runs and how it reaches etcd.
+fn node_opts(lab: &Lab, etcd: &Etcd, i: usize, prefix: &str) -> ApiDaemonOpts {
+    let (ns, etcd_addr) = match i {
+        1 => (lab.topo.lb(), "127.0.0.1"),
+        2 => (lab.topo.cli(), "10.77.1.1"),
+        _ => (lab.topo.srv(), "10.77.2.1"),
+    };
+    let mut opts = ApiDaemonOpts::in_netns(ns);
+    if i != 1 {
+        // One set of kernel programs per interface: n1's.
+        opts.daemon.ifaces.clear();
+    }
+    opts.daemon.extra_args = [
+        "--store".to_string(),
+        format!("etcd://{etcd_addr}:{}/{prefix}", etcd.port()),
+        "--node".into(),
+        format!("n{i}"),
+        "--node-ttl".into(),
+        NODE_TTL.to_string(),
+    ]
+    .into();
+    opts
+}
+
+impl Zone {
+    fn start(nodes: usize) -> Result<Self> {
+        let lab = Lab::with_standard_backends()?;
+        let etcd = Etcd::start_listening(Some(lab.topo.lb()), Ipv4Addr::UNSPECIFIED)?;
+        let prefix = format!("lbtest-{}", std::process::id());
+        let mut started = Vec::new();
+        for i in 1..=nodes {
+            started.push(ApiDaemon::start(node_opts(&lab, &etcd, i, &prefix))?);
+        }
+        let zone = Self { lab, etcd, nodes: started };
+        zone.wait_nodes(nodes, Duration::from_secs(10))?;
+        Ok(zone)
+    }
+
+    fn api(&self, i: usize) -> ApiClient {
+        self.nodes[i - 1].client()
+    }
+
+    /// `GET /zone/test-zone/node` through node 1... of whichever node answers first.
+    fn nodes_seen_by(&self, i: usize) -> Result<Vec<Value>> {
+        let reply = self.api(i).get("/zone/local/node")?;
+        ensure!(reply.status == 200, "GET /zone/local/node: {} {}", reply.status, reply.text);
+        Ok(reply.json.as_array().cloned().unwrap_or_default())
+    }
+
+    fn wait_nodes(&self, count: usize, timeout: Duration) -> Result<Vec<Value>> {
+        let mut last = Vec::new();
+        let seen = wait_for(timeout, Duration::from_millis(100), || {
+            last = self.nodes_seen_by(1).ok()?;
+            (last.len() == count).then(|| last.clone())
+        });
+        seen.with_context(|| format!("expected {count} live nodes within {timeout:?}, saw {last:?}\netcd:\n{}", self.etcd.log_tail()))
+    }
+}
+
+/// Farms h2 and h1 of the standard backends, frontend 443 (default h1), route to h2 for h2.
+fn seed(api: &ApiClient) -> Result<()> {
+    api.create("/tcp/farm", json!({"displayName": "h2", "port": 8443}))?;
+    api.create("/tcp/farm", json!({"displayName": "h1", "port": 8443}))?;
+    for (farm, address) in [(1, "10.77.2.2"), (1, "10.77.2.3"), (2, "10.77.2.4"), (2, "10.77.2.5")] {
+        api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address}))?;
+    }
+    api.create("/tcp/frontend", json!({"port": "443", "defaultFarmId": 2}))?;
+    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
+    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
+    Ok(())
+}
+
+fn revisions(nodes: &[Value]) -> Vec<(String, i64)> {
+    nodes.iter().map(|n| (n["name"].as_str().unwrap_or("?").to_string(), n["appliedRevision"].as_i64().unwrap_or(-1))).collect()
+}
+
+#[test]
+fn a_refresh_through_any_node_reaches_every_node_or_names_the_node_that_failed() -> Result<()> {
+    require_root!();
+    let zone = Zone::start(3)?;
+    seed(&zone.api(1))?;
+    ensure!(zone.api(3).pending()? > 0, "changes staged through n1 are pending on n3 too");
+
+    // Refreshed through n2: done only once n1, n2 and n3 all serve it.
+    let task = zone.api(2).refresh(None)?;
+    ensure!(task["status"] == "done", "refresh: {task}");
+    let nodes = zone.nodes_seen_by(3)?;
+    let revs = revisions(&nodes);
+    ensure!(revs.len() == 3 && revs.iter().all(|(_, r)| *r > 0 && *r == revs[0].1), "every node serves the same revision: {revs:?}");
+    for i in 1..=3 {
+        let status = zone.api(i).get("/status")?.json;
+        ensure!(status["applied"]["frontends"] == 1 && status["applied"]["servers"] == 4, "n{i} status: {status}");
+        ensure!(status["state"] == "ok" && status["store"]["kind"] == "etcd" && status["store"]["reachable"] == true, "n{i} status: {status}");
+        ensure!(status["store"]["appliedRevision"] == revs[0].1, "n{i} status: {status}");
+    }
+    ensure!(zone.api(1).pending()? == 0, "nothing pending after the refresh");
+    // n1 carries traffic with what n2 refreshed.
+    let served = zone.lab.curl("--http2", "h2.lb.test")?;
+    ensure!(served.code == 200 && served.body.contains("farm h2"), "h2 client served by {served:?}");
+
+    // n3 cannot listen on 4443 (something else holds it in its namespace): the refresh
+    // reaches n1 and n2 and its task names n3 and why.
+    let squatter = in_netns(zone.lab.topo.srv(), || Ok(TcpListener::bind((Ipv4Addr::UNSPECIFIED, 4443))?))?;
+    zone.api(3).create("/tcp/frontend", json!({"port": "4443", "defaultFarmId": 1}))?;
+    let task = zone.api(1).refresh(None)?;
+    ensure!(task["status"] == "error", "refresh with n3 unable to listen: {task}");
+    let message = task["message"].as_str().unwrap_or_default();
+    ensure!(message.contains("node n3") && message.contains("4443"), "the task names the node and why: {message}");
+    let nodes = zone.nodes_seen_by(2)?;
+    let n3 = nodes.iter().find(|n| n["name"] == "n3").context("n3 listed")?;
+    let failed = n3["failed"]["revision"].as_i64().context("n3 says which revision it failed")?;
+    ensure!(n3["appliedRevision"] == revs[0].1, "n3 still serves the previous revision: {n3}");
+    for name in ["n1", "n2"] {
+        let node = nodes.iter().find(|n| n["name"] == name).context("listed")?;
+        ensure!(node["appliedRevision"] == failed, "{name} applied revision {failed}: {node}");
+    }
+    drop(squatter);
+    Ok(())
+}
+
+#[test]
+fn two_nodes_changing_the_same_farm_at_once_get_one_success_and_one_conflict() -> Result<()> {
+    require_root!();
+    let zone = Zone::start(2)?;
+    zone.api(1).create("/tcp/farm", json!({"displayName": "start", "port": 8443}))?;
+    let (a, b) = (zone.api(1), zone.api(2));
+    let mut conflicts = 0;
+    for round in 0..40 {
+        let barrier = Arc::new(Barrier::new(2));
+        let put = |api: ApiClient, name: String| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                api.service("PUT", "/tcp/farm/1", Some(json!({"displayName": name})))
+            })
+        };
+        let (ta, tb) = (put(a.clone(), format!("a{round}")), put(b.clone(), format!("b{round}")));
+        let (ra, rb) = (ta.join().expect("thread")?, tb.join().expect("thread")?);
+        let ok = [&ra, &rb].iter().filter(|r| (200..300).contains(&r.status)).count();
+        ensure!(ok >= 1, "round {round}: neither change succeeded: {} {} / {} {}", ra.status, ra.text, rb.status, rb.text);
+        for r in [&ra, &rb].into_iter().filter(|r| !(200..300).contains(&r.status)) {
+            ensure!(r.status == 409 && r.class() == "Client::Conflict" && r.message().contains("farm 1"), "round {round}: {} {}", r.status, r.text);
+            conflicts += 1;
+        }
+        let stored = a.get("/tcp/farm/1")?.json["displayName"].clone();
+        if ok == 1 {
+            // The loser changed nothing: the winner's name is the one stored.
+            let winner = if (200..300).contains(&ra.status) { format!("a{round}") } else { format!("b{round}") };
+            ensure!(stored == winner.as_str(), "round {round}: stored {stored}, the successful change was {winner}");
+        }
+        if conflicts >= 3 {
+            break;
+        }
+    }
+    eprintln!("conflicts seen: {conflicts}");
+    ensure!(conflicts > 0, "40 rounds of simultaneous changes never overlapped");
+    // Creations at once never conflict: each gets its own id.
+    let barrier = Arc::new(Barrier::new(2));
+    let create = |api: ApiClient| {
+        let barrier = Arc::clone(&barrier);
+        std::thread::spawn(move || {
+            barrier.wait();
+            api.create("/tcp/farm", json!({"port": 8443}))
+        })
+    };
+    let (ta, tb) = (create(a.clone()), create(b.clone()));
+    let (fa, fb) = (ta.join().expect("thread")?, tb.join().expect("thread")?);
+    ensure!(fa["farmId"] != fb["farmId"], "two creations got the same id: {fa} {fb}");
+    Ok(())
+}
+
+#[test]
+fn etcd_stopped_and_restarted_under_load_loses_no_connection_and_no_configuration() -> Result<()> {
+    require_root!();
+    let mut zone = Zone::start(2)?;
+    seed(&zone.api(1))?;
+    zone.api(1).refresh_done()?;
+    let farms_before = zone.api(2).get("/tcp/farm")?.json;
+
+    let h2 = zone.lab.client("h2.lb.test").alpn(&["h2"]).timeout(Duration::from_secs(5));
+    let h1 = zone.lab.client("h1.lb.test").alpn(&["http/1.1"]).timeout(Duration::from_secs(5));
+    let load = ClientLoad::start(zone.lab.topo.cli(), vec![("h2".into(), h2), ("h1".into(), h1)], Duration::from_secs(60), 50_000);
+    std::thread::sleep(Duration::from_millis(500));
+
+    zone.etcd.stop();
+    let stopped = Instant::now();
+    let unreachable = wait_for(Duration::from_secs(8), Duration::from_millis(100), || {
+        let status = zone.api(1).get("/status").ok()?.json;
+        (status["state"] == "storeUnreachable").then_some(status)
+    });
+    let status = unreachable.context("n1's /status never said the store is unreachable")?;
+    ensure!(status["store"]["reachable"] == false && status["applied"]["frontends"] == 1, "n1 status while etcd is down: {status}");
+    let refused = zone.api(2).service("POST", "/tcp/farm", Some(json!({"port": 8443})))?;
+    ensure!(refused.status == 503 && refused.class() == "Server::ServiceUnavailable", "a change while etcd is down: {} {}", refused.status, refused.text);
+    ensure!(refused.message().contains("unreachable") && refused.message().contains("nothing was changed"), "{}", refused.text);
+    let metrics = zone.nodes[0].client().raw("GET", "/metrics", None)?.text;
+    ensure!(
+        metrics.lines().any(|l| l.starts_with("lb_store_reachable{") && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(0.0)),
+        "lb_store_reachable while etcd is down:\n{}",
+        metrics.lines().filter(|l| l.contains("store")).collect::<Vec<_>>().join("\n")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let outage = stopped.elapsed();
+    zone.etcd.start_again()?;
+
+    // Both nodes register again and the API takes changes.
+    let back = wait_for(Duration::from_secs(15), Duration::from_millis(100), || {
+        let status = zone.api(1).get("/status").ok()?.json;
+        (status["store"]["reachable"] == true && zone.nodes_seen_by(2).ok()?.len() == 2).then_some(())
+    });
+    back.with_context(|| format!("the nodes did not come back within 15 s; etcd:\n{}", zone.etcd.log_tail()))?;
+    ensure!(zone.api(2).get("/tcp/farm")?.json == farms_before, "the configuration survived etcd's restart");
+    let route = zone.api(2).create("/tcp/route", json!({"action": {"type": "reject"}, "frontendId": 1, "weight": 5}))?;
+    zone.api(2).create(&format!("/tcp/route/{}/rule", route["routeId"]), json!({"field": "sni", "match": "is", "pattern": "nobody.lb.test"}))?;
+    let task = zone.api(2).refresh(None)?;
+    ensure!(task["status"] == "done", "refresh after etcd came back: {task}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let report = load.stop();
+    eprintln!("etcd down for {outage:?}; clients: {} requests, {} failed", report.ok, report.failures.len());
+    ensure!(report.failures.is_empty(), "client connections failed: {:#?}", report.failures);
+    ensure!(report.ok >= 20, "only {} requests during the test", report.ok);
+    Ok(())
+}
+
+#[test]
+fn a_node_killed_with_9_leaves_the_zone_and_rejoins_with_the_latest_revision() -> Result<()> {
+    require_root!();
+    let mut zone = Zone::start(3)?;
+    seed(&zone.api(1))?;
+    zone.api(1).refresh_done()?;
+
+    zone.nodes[2].kill9();
+    let killed = Instant::now();
+    let left = zone.wait_nodes(2, Duration::from_secs(NODE_TTL + 8))?;
+    let gone_after = killed.elapsed();
+    eprintln!("n3 left the zone {gone_after:?} after its kill (lease {NODE_TTL} s)");
+    ensure!(left.iter().all(|n| n["name"] != "n3"), "{left:?}");
+
+    // A refresh with n3 gone waits for n1 and n2 only.
+    zone.api(2).create("/tcp/farm/1/server", json!({"address": "10.77.2.4"}))?;
+    let task = zone.api(2).refresh(None)?;
+    ensure!(task["status"] == "done", "refresh without n3: {task}");
+    let latest = revisions(&zone.nodes_seen_by(1)?)[0].1;
+
+    // n3 restarts (its last start's options, no --config) and serves the latest revision
+    // before it says it is ready.
+    zone.nodes[2].restart()?;
+    let status = zone.api(3).get("/status")?.json;
+    ensure!(status["store"]["appliedRevision"] == latest && status["applied"]["servers"] == 5, "n3 after its restart: {status}");
+    zone.wait_nodes(3, Duration::from_secs(10))?;
+    if zone.nodes_seen_by(3)?.iter().any(|n| n["appliedRevision"] != latest) {
+        bail!("a node does not serve revision {latest}: {:?}", revisions(&zone.nodes_seen_by(3)?));
+    }
+    Ok(())
+}
