@@ -16,6 +16,17 @@ const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// TLS for clients: etcd's certificate and key, the CA that signed it and the clients'
+/// certificates (required with `client_cert`), and a client certificate for etcdctl.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// Fields drop in order: the process first, then its data dir.
 pub struct Etcd {
     child: Option<ChildGuard>,
@@ -23,6 +34,9 @@ pub struct Etcd {
     client: SocketAddr,
     /// Where clients may reach it: loopback, or every address of its namespace.
     listen: Ipv4Addr,
+    tls: Option<EtcdTls>,
+    /// `user:password` for etcdctl once auth is on.
+    ctl_user: Option<String>,
     peer: SocketAddr,
     dir: tempfile::TempDir,
     runs: u32,
@@ -47,6 +61,16 @@ impl Etcd {
     /// [`Etcd::start`], listening for clients on `listen` (`0.0.0.0`: every address of its
     /// namespace, so that processes in other namespaces reach it through a veth).
     pub fn start_listening(netns: Option<&str>, listen: Ipv4Addr) -> Result<Self> {
+        Self::start_full(netns, listen, None)
+    }
+
+    /// [`Etcd::start_listening`] serving clients over TLS only, requiring a client
+    /// certificate signed by `tls.ca`.
+    pub fn start_tls(netns: Option<&str>, listen: Ipv4Addr, tls: EtcdTls) -> Result<Self> {
+        Self::start_full(netns, listen, Some(tls))
+    }
+
+    fn start_full(netns: Option<&str>, listen: Ipv4Addr, tls: Option<EtcdTls>) -> Result<Self> {
         for bin in [ETCD, ETCDCTL] {
             ensure!(Path::new(bin).is_file(), "{bin} is missing: install Debian's etcd (`apt-get install -y etcd-server etcd-client`)");
         }
@@ -56,7 +80,7 @@ impl Etcd {
             peer.set_port(free_port(netns)?);
         }
         let dir = tempfile::Builder::new().prefix("lb-etcd-").tempdir().context("etcd temp dir")?;
-        let mut etcd = Self { netns: netns.map(str::to_string), client, listen, peer, dir, child: None, runs: 0 };
+        let mut etcd = Self { netns: netns.map(str::to_string), client, listen, tls, ctl_user: None, peer, dir, child: None, runs: 0 };
         etcd.spawn()?;
         Ok(etcd)
     }
@@ -70,9 +94,28 @@ impl Etcd {
         self.dir.path().join(format!("etcd-{}.log", self.runs))
     }
 
-    /// `http://127.0.0.1:<port>`, the client URL (reachable inside the etcd's namespace).
+    /// `http://127.0.0.1:<port>` (`https` with TLS), the client URL (reachable inside the
+    /// etcd's namespace).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
+        format!("{}://{}", self.scheme(), self.client)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Turns authentication on with user `root` and `password` (etcdctl then logs in as root).
+    pub fn enable_auth(&mut self, password: &str) -> Result<()> {
+        for args in [vec!["user", "add", &format!("root:{password}")], vec!["auth", "enable"]] {
+            let out = self.ctl(&args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>())?;
+            ensure!(out.status.success(), "etcdctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        self.ctl_user = Some(format!("root:{password}"));
+        Ok(())
     }
 
     /// The client port.
@@ -84,10 +127,19 @@ impl Etcd {
         self.child = None;
         self.runs += 1;
         let client = self.endpoint();
-        let listen_client = format!("http://{}:{}", self.listen, self.client.port());
+        let listen_client = format!("{}://{}:{}", self.scheme(), self.listen, self.client.port());
         let peer = format!("http://{}", self.peer);
         let data = self.data_dir().to_string_lossy().into_owned();
         let cluster = format!("lbtest={peer}");
+        let tls_args: Vec<String> = match &self.tls {
+            Some(tls) => vec![
+                format!("--cert-file={}", tls.cert.display()),
+                format!("--key-file={}", tls.key.display()),
+                format!("--trusted-ca-file={}", tls.ca.display()),
+                "--client-cert-auth".into(),
+            ],
+            None => Vec::new(),
+        };
         let args = [
             ETCD,
             "--name",
@@ -107,6 +159,7 @@ impl Etcd {
             "--initial-cluster-state",
             "new",
         ];
+        let args: Vec<&str> = args.iter().copied().chain(tls_args.iter().map(String::as_str)).collect();
         let log = self.log_path();
         let child = match &self.netns {
             Some(ns) => spawn_in(ns, &args, Some(log))?,
@@ -152,7 +205,16 @@ impl Etcd {
             Some(ns) => command_in(ns, ETCDCTL),
             None => Command::new(ETCDCTL),
         };
-        cmd.env("ETCDCTL_API", "3").arg("--endpoints").arg(self.endpoint()).arg("--dial-timeout=2s").arg("--command-timeout=5s").args(args);
+        cmd.env("ETCDCTL_API", "3").arg("--endpoints").arg(self.endpoint()).arg("--dial-timeout=2s").arg("--command-timeout=5s");
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--cacert={}", tls.ca.display()))
+                .arg(format!("--cert={}", tls.client_cert.display()))
+                .arg(format!("--key={}", tls.client_key.display()));
+        }
+        if let Some(user) = &self.ctl_user {
+            cmd.arg(format!("--user={user}"));
+        }
+        cmd.args(args);
         output_with_timeout(&mut cmd, Duration::from_secs(10))
     }
 

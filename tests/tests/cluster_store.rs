@@ -286,3 +286,99 @@ fn a_node_killed_with_9_leaves_the_zone_and_rejoins_with_the_latest_revision() -
     }
     Ok(())
 }
+
+/// A CA, etcd's certificate for 127.0.0.1, and a client certificate, in `dir`.
+fn etcd_pki(dir: &std::path::Path) -> Result<lb_tests::etcd::EtcdTls> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "etcd test CA");
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issue = |names: Vec<String>, cn: &str, usage: Vec<ExtendedKeyUsagePurpose>| -> Result<(String, String)> {
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = usage;
+        let key = KeyPair::generate()?;
+        Ok((params.signed_by(&key, &ca, &ca_key)?.pem(), key.serialize_pem()))
+    };
+    let (server, server_key) =
+        issue(vec!["127.0.0.1".into(), "localhost".into()], "etcd", vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])?;
+    let (client, client_key) = issue(vec!["lb-node".into()], "lb-node", vec![ExtendedKeyUsagePurpose::ClientAuth])?;
+    let tls = lb_tests::etcd::EtcdTls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("etcd.pem"),
+        key: dir.join("etcd.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    };
+    for (path, text) in [(&tls.ca, ca.pem()), (&tls.cert, server), (&tls.key, server_key), (&tls.client_cert, client), (&tls.client_key, client_key)] {
+        std::fs::write(path, text)?;
+    }
+    Ok(tls)
+}
+
+fn local_node(store_args: Vec<String>) -> ApiDaemonOpts {
+    let mut opts = ApiDaemonOpts::local();
+    opts.daemon.extra_args = store_args;
+    opts.daemon.print_log_on_drop = false;
+    opts
+}
+
+#[test]
+fn a_node_reaches_etcd_over_tls_with_a_client_certificate_or_says_what_is_missing() -> Result<()> {
+    require_root!();
+    let dir = tempfile::tempdir()?;
+    let tls = etcd_pki(dir.path())?;
+    let etcd = Etcd::start_tls(None, Ipv4Addr::LOCALHOST, tls.clone())?;
+    let store = format!("etcd://127.0.0.1:{}/tls-{}", etcd.port(), std::process::id());
+    let path = |p: &std::path::Path| p.display().to_string();
+    let with_tls = vec![
+        "--store".into(),
+        store.clone(),
+        "--store-ca".into(),
+        path(&tls.ca),
+        "--store-cert".into(),
+        path(&tls.client_cert),
+        "--store-key".into(),
+        path(&tls.client_key),
+    ];
+    let node = ApiDaemon::start(local_node(with_tls))?;
+    let farm = node.client().create("/tcp/farm", json!({"displayName": "over tls", "port": 8443}))?;
+    ensure!(farm["farmId"] == 1, "{farm}");
+    let status = node.client().get("/status")?.json;
+    ensure!(status["store"]["kind"] == "etcd" && status["store"]["reachable"] == true, "{status}");
+    ensure!(etcd.ctl(&["get", "--prefix", "--keys-only", &format!("/tls-{}/store/farm/", std::process::id())])?.stdout.len() > 1, "the farm is in etcd");
+
+    // Without a client certificate etcd refuses the handshake: the daemon does not start,
+    // and says which store it could not reach.
+    let without_cert = vec!["--store".into(), store.clone(), "--store-ca".into(), path(&tls.ca)];
+    let refused = ApiDaemon::start(local_node(without_cert)).err().context("a node without a client certificate started")?;
+    let text = format!("{refused:#}");
+    ensure!(text.contains(&store) || text.contains("--store"), "the error names the store: {text}");
+    // A certificate without its key is a usage error.
+    let half = vec!["--store".into(), store, "--store-ca".into(), path(&tls.ca), "--store-cert".into(), path(&tls.client_cert)];
+    let refused = format!("{:#}", ApiDaemon::start(local_node(half)).err().context("started with a certificate and no key")?);
+    ensure!(refused.contains("--store-cert and --store-key go together"), "{refused}");
+    Ok(())
+}
+
+#[test]
+fn a_node_logs_in_to_etcd_with_a_password_and_a_wrong_one_is_refused() -> Result<()> {
+    require_root!();
+    let dir = tempfile::tempdir()?;
+    let mut etcd = Etcd::start(None)?;
+    etcd.enable_auth("s3cret")?;
+    let store = format!("etcd://127.0.0.1:{}/auth-{}", etcd.port(), std::process::id());
+    let login = |password: &str| -> Result<Vec<String>> {
+        let file = dir.path().join(format!("password-{password}"));
+        std::fs::write(&file, format!("{password}\n"))?;
+        Ok(vec!["--store".into(), store.clone(), "--store-user".into(), "root".into(), "--store-password-file".into(), file.display().to_string()])
+    };
+    let node = ApiDaemon::start(local_node(login("s3cret")?))?;
+    node.client().create("/tcp/farm", json!({"port": 8443}))?;
+    ensure!(node.client().get("/tcp/farm")?.json == json!([1]), "the farm reads back");
+    let refused = format!("{:#}", ApiDaemon::start(local_node(login("wrong")?)).err().context("a wrong password was accepted")?);
+    ensure!(refused.contains("authentication failed") || refused.contains("invalid"), "the error says why: {refused}");
+    Ok(())
+}

@@ -104,12 +104,31 @@ impl EtcdOptions {
     }
 }
 
+/// The etcd client's own runtime. Dropping a runtime blocks, which an async worker may not
+/// do (the store can be dropped, or fail to connect, on one): it is shut down in the
+/// background instead.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives as long as its owner")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A connection to the store's etcd.
 pub struct EtcdStore {
     client: Client,
     keys: Keys,
     options: EtcdOptions,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: OwnRuntime,
     /// Whether the last request got an answer.
     reachable: AtomicBool,
 }
@@ -122,25 +141,31 @@ impl EtcdStore {
     /// Connects and checks (or, on a new prefix, writes) the store's format mark.
     pub fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
         let connect_options = options.connect_options().map_err(|e| StoreError::Open { path: options.describe().into(), message: e })?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("lb-etcd")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Open { path: options.describe().into(), message: format!("starting the etcd client's runtime: {e}") })?;
+        let runtime = OwnRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("lb-etcd")
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Open { path: options.describe().into(), message: format!("starting the etcd client's runtime: {e}") })?,
+        ));
         let endpoints: Vec<String> = options.endpoints.iter().map(|e| format!("{}://{e}", options.scheme())).collect();
         // Not `block_on`: the caller may be an async worker of another runtime.
         let (done, answer) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(async move {
+        runtime.get().spawn(async move {
             done.send(tokio::time::timeout(REQUEST_TIMEOUT * 2, Client::connect(endpoints, Some(connect_options))).await).ok();
         });
+        let at_start = |message: String| StoreError::Open { path: options.describe().into(), message: format!("cannot start from it: {message}") };
         let client = answer
             .recv_timeout(REQUEST_TIMEOUT * 3)
-            .map_err(|_| unavailable(&options, "no member answered in time"))?
-            .map_err(|_| unavailable(&options, "no member answered in time"))?
-            .map_err(|e| unavailable(&options, e))?;
-        let store = Self { client, keys: Keys::new(&options.prefix), options, runtime: Some(runtime), reachable: AtomicBool::new(true) };
-        store.init_format()?;
+            .map_err(|_| at_start("no member answered in time".into()))?
+            .map_err(|_| at_start("no member answered in time".into()))?
+            .map_err(|e| at_start(e.to_string()))?;
+        let store = Self { client, keys: Keys::new(&options.prefix), options: options.clone(), runtime, reachable: AtomicBool::new(true) };
+        store.init_format().map_err(|e| match e {
+            StoreError::Unavailable(message) => at_start(message),
+            e => e,
+        })?;
         Ok(store)
     }
 
@@ -190,7 +215,7 @@ impl EtcdStore {
     /// Runs one etcd request on the store's runtime and waits for it, at most
     /// [`REQUEST_TIMEOUT`] (plus a margin).
     fn call<T: Send + 'static>(&self, request: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static) -> Result<T, StoreError> {
-        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
+        let runtime = self.runtime.get();
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         runtime.spawn(async move {
             let outcome = tokio::time::timeout(REQUEST_TIMEOUT, request).await;
@@ -255,16 +280,7 @@ impl EtcdStore {
 
     /// The store's runtime, for the tasks that keep a node's lease and watch its zone.
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.as_ref().expect("the runtime lives as long as the store").handle().clone()
-    }
-}
-
-impl Drop for EtcdStore {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which an async worker may not do.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.runtime.get().handle().clone()
     }
 }
 
