@@ -69,6 +69,12 @@ pub enum Command {
     Status,
     /// The zones of the service: GET /zone.
     Zone,
+    /// The live nodes serving a zone, with the configuration revision each applied:
+    /// GET /zone/{zone}/node.
+    Nodes {
+        /// The zone (see `lbctl zone`).
+        zone: String,
+    },
     /// What the service accepts: route actions, rule fields, farm probes.
     #[command(subcommand)]
     Available(Available),

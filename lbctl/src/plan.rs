@@ -88,6 +88,7 @@ pub fn plan(command: &Command) -> Result<Plan, Error> {
         Command::Task(TaskCommand::Show { id }) => Plan::One { request: Request::get(format!("/task/{id}")), view: View::Object(&TASK) },
         Command::Status => generic("/status"),
         Command::Zone => generic("/zone"),
+        Command::Nodes { zone } => generic(&format!("/zone/{zone}/node")),
         Command::Available(Available::RouteActions) => generic("/availableRouteActions"),
         Command::Available(Available::RouteRules) => generic("/availableRouteRules"),
         Command::Available(Available::FarmProbes) => generic("/availableFarmProbes"),

@@ -248,6 +248,7 @@ fn list_show_delete_address_each_kind() {
         (&["task", "show", "7"], Method::Get, "/task/7"),
         (&["status"], Method::Get, "/status"),
         (&["zone"], Method::Get, "/zone"),
+        (&["nodes", "gra"], Method::Get, "/zone/gra/node"),
         (&["available", "route-actions"], Method::Get, "/availableRouteActions"),
         (&["available", "route-rules"], Method::Get, "/availableRouteRules"),
         (&["available", "farm-probes"], Method::Get, "/availableFarmProbes"),
