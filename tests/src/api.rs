@@ -154,6 +154,28 @@ impl ApiDaemon {
         self.child.take().and_then(|mut c| c.terminate(Duration::from_secs(10)))
     }
 
+    /// Sends `signal` to the running daemon and returns at once (see [`ApiDaemon::wait_exit`]).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let pid = self.child.as_ref().and_then(ChildGuard::pid).context("the daemon is not running")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).with_context(|| format!("sending {signal} to the daemon"))
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own (after [`ApiDaemon::signal`]);
+    /// `None` while it still runs. Once it exited, the daemon counts as stopped.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -186,7 +208,9 @@ impl ApiDaemon {
 impl Drop for ApiDaemon {
     fn drop(&mut self) {
         let status = self.stop();
-        eprintln!("--- lb-user log (last start; exit {status:?}) ---\n{}\n--- end of lb-user log ---", self.log());
+        if self.opts.daemon.print_log_on_drop {
+            eprintln!("--- lb-user log (last start; exit {status:?}) ---\n{}\n--- end of lb-user log ---", self.log());
+        }
     }
 }
 

@@ -8,7 +8,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::client::HttpResponse;
 
 pub(crate) fn http1_get<S: Read + Write>(stream: &mut S, host: &str, path: &str, timeout: Duration) -> Result<HttpResponse> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n\r\n");
+    http1_request(stream, host, path, timeout, false)
+}
+
+/// One GET on `stream`; with `keep_alive` the request does not ask the server to close, so that
+/// the next request can use the same connection (the response is read up to its length only).
+pub(crate) fn http1_request<S: Read + Write>(stream: &mut S, host: &str, path: &str, timeout: Duration, keep_alive: bool) -> Result<HttpResponse> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-tests\r\nConnection: {connection}\r\n\r\n");
     stream.write_all(request.as_bytes()).context("sending HTTP/1.1 request")?;
     stream.flush()?;
     let deadline = Instant::now() + timeout * 2;

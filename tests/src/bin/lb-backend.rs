@@ -2,8 +2,9 @@
 //!
 //! `lb-backend --listen ADDR:PORT --cert PEM --key PEM --alpn h2,http/1.1[,lb-echo] --name NAME`
 //! terminates TLS and, by negotiated ALPN:
-//! - `h2` or `http/1.1` (or no ALPN): answers every request with 200, header `x-lb-backend: NAME`
-//!   and body `NAME <HTTP version>\n`;
+//! - `h2` or `http/1.1` (or no ALPN): answers every request with 200, header `x-lb-backend: NAME`,
+//!   header `x-lb-peer: IP:PORT` (where the TCP connection came from: behind the load balancer,
+//!   the address of the node that relayed it) and body `NAME <HTTP version>\n`;
 //! - `lb-echo`: echoes bytes back and, at end of input, shuts its write side (half-close).
 //!
 //! A client whose ALPN list has nothing in common with `--alpn` is refused with a TLS alert.
@@ -85,7 +86,7 @@ async fn main() -> Result<()> {
         let acceptor = acceptor.clone();
         let name = name.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(acceptor, tcp, name).await {
+            if let Err(e) = serve(acceptor, tcp, peer, name).await {
                 eprintln!("connection from {peer}: {e:#}");
             }
         });
@@ -104,7 +105,7 @@ fn server_config(cert: &PathBuf, key: &PathBuf, alpn: &[String]) -> Result<Serve
     Ok(config)
 }
 
-async fn serve(acceptor: TlsAcceptor, tcp: TcpStream, name: Arc<str>) -> Result<()> {
+async fn serve(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr, name: Arc<str>) -> Result<()> {
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         // A probe or a client that gave up before its hello is not worth a log line.
@@ -122,6 +123,7 @@ async fn serve(acceptor: TlsAcceptor, tcp: TcpStream, name: Arc<str>) -> Result<
             let body = format!("{name} {:?}\n", req.version());
             let response = Response::builder()
                 .header("x-lb-backend", name.as_ref())
+                .header("x-lb-peer", peer.to_string())
                 .body(Full::new(Bytes::from(body)))
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"bad name\n"))));
             Ok::<_, Infallible>(response)
