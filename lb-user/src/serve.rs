@@ -13,9 +13,12 @@ use tracing::{error, info, warn};
 
 use lb_user::{
     api::{self, ApiToken},
-    cluster::node::{Membership, NodeSettings},
+    cluster::{
+        cache::AppliedCache,
+        node::{Membership, NodeSettings},
+    },
     control::config_file,
-    control::{Control, Traffic},
+    control::{Control, ControlError, Traffic},
     daemon::apply::Applier,
     daemon::drain::Drain,
     daemon::logging::LogFormat,
@@ -26,7 +29,7 @@ use lb_user::{
     dataplane::proxy::{Proxy, ProxySettings},
     dataplane::snapshot::Snapshot,
     kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
-    store::{etcd::EtcdOptions, Store},
+    store::{etcd::EtcdOptions, Store, StoreError},
     telemetry::{self, DaemonState},
 };
 
@@ -182,7 +185,10 @@ fn open_store(args: &ServeArgs) -> Result<Store> {
     options.user = args.store_user.clone();
     options.password_file = args.store_password_file.clone();
     let described = options.describe();
-    let store = Store::etcd(options).with_context(|| format!("--store {described}"))?;
+    // With a cached configuration the node can serve while etcd is down; without, it has
+    // nothing to serve and must not start.
+    let cached = AppliedCache::in_dir(&args.data_dir).load(&args.zone).is_some();
+    let store = Store::etcd(options, cached).with_context(|| format!("--store {described}"))?;
     info!(store = %described, "configuration kept in etcd, shared with the zone's other nodes");
     Ok(store)
 }
@@ -448,7 +454,12 @@ async fn start(
 ) -> Result<(Arc<Control>, Option<ApiServer>, Option<ApiServer>)> {
     let traffic: Arc<dyn Traffic> = Arc::clone(applier) as Arc<dyn Traffic>;
     let membership = store.shared().map(|etcd| {
-        let settings = NodeSettings { name: node.to_string(), zone: args.zone.clone(), ttl: Duration::from_secs(args.node_ttl) };
+        let settings = NodeSettings {
+            name: node.to_string(),
+            zone: args.zone.clone(),
+            ttl: Duration::from_secs(args.node_ttl),
+            cache: Some(AppliedCache::in_dir(&args.data_dir)),
+        };
         Membership::new(Arc::clone(etcd), settings)
     });
     let control = Arc::new(Control::on_node(store, traffic, &args.service, &args.zone, node, membership.clone())?);
@@ -456,12 +467,24 @@ async fn start(
         // A node of several: the shared store holds the zone's configuration; a --config
         // file only seeds it when the zone has none yet.
         if let Some(config) = imported {
-            if !control.seed(&config).context("seeding the shared store with --config")? {
-                info!(config = ?args.config, "the shared store already holds the zone's configuration: --config is not imported");
+            match control.seed(&config) {
+                Ok(true) => {}
+                Ok(false) => info!(config = ?args.config, "the shared store already holds the zone's configuration: --config is not imported"),
+                Err(ControlError::Unavailable(e)) => warn!(error = %e, "etcd is unreachable: --config is not imported"),
+                Err(e) => return Err(e).context("seeding the shared store with --config"),
             }
         }
         let etcd = Arc::clone(control.store_shared().expect("a membership has a shared store"));
-        let (config, revision) = lb_user::cluster::node::load_applied(&etcd, &args.zone).context("reading the zone's applied configuration from etcd")?;
+        let cache = AppliedCache::in_dir(&args.data_dir);
+        let (config, revision) = match lb_user::cluster::node::load_applied(&etcd, &args.zone) {
+            Ok(applied) => applied,
+            Err(StoreError::Unavailable(e)) => {
+                let cached = cache.load(&args.zone).with_context(|| format!("reading the zone's applied configuration from etcd: {e}"))?;
+                warn!(path = %cache.path().display(), revision = cached.1, error = %e, "etcd is unreachable: serving the cached configuration until it answers");
+                cached
+            }
+            Err(e) => return Err(e).context("reading the zone's applied configuration from etcd"),
+        };
         applier.apply(&config).with_context(|| format!("applying revision {revision} of zone {}'s configuration", args.zone))?;
         membership.serves(config, revision);
         info!(revision, "serving the zone's applied configuration from etcd");

@@ -382,3 +382,31 @@ fn a_node_logs_in_to_etcd_with_a_password_and_a_wrong_one_is_refused() -> Result
     ensure!(refused.contains("authentication failed") || refused.contains("invalid"), "the error says why: {refused}");
     Ok(())
 }
+
+#[test]
+fn a_node_restarted_while_etcd_is_down_serves_its_cached_configuration_and_catches_up() -> Result<()> {
+    require_root!();
+    let mut zone = Zone::start(2)?;
+    seed(&zone.api(1))?;
+    zone.api(1).refresh_done()?;
+    let revision = revisions(&zone.nodes_seen_by(1)?)[0].1;
+
+    zone.etcd.stop();
+    zone.nodes[1].restart()?;
+    let status = zone.api(2).get("/status")?.json;
+    ensure!(status["state"] == "storeUnreachable" && status["store"]["appliedRevision"] == revision, "n2 restarted without etcd: {status}");
+    ensure!(status["applied"]["frontends"] == 1 && !status["listeners"].as_array().is_none_or(Vec::is_empty), "n2 serves its cached configuration: {status}");
+    // A node that never served has nothing to fall back on: it does not start.
+    let prefix = format!("lbtest-{}", std::process::id());
+    let fresh = ApiDaemon::start(node_opts(&zone.lab, &zone.etcd, 3, &prefix)).err().context("a node without a cache started while etcd was down")?;
+    ensure!(format!("{fresh:#}").contains("cannot start from it"), "{fresh:#}");
+
+    zone.etcd.start_again()?;
+    zone.wait_nodes(2, Duration::from_secs(15))?;
+    zone.api(1).create("/tcp/farm/1/server", json!({"address": "10.77.2.4"}))?;
+    let task = zone.api(1).refresh(None)?;
+    ensure!(task["status"] == "done", "refresh once etcd is back: {task}");
+    let status = zone.api(2).get("/status")?.json;
+    ensure!(status["state"] == "ok" && status["applied"]["servers"] == 5, "n2 caught up: {status}");
+    Ok(())
+}

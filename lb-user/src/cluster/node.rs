@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 use utoipa::ToSchema;
 
+use super::cache::AppliedCache;
 use crate::{
     control::Traffic,
     store::{
@@ -70,6 +71,8 @@ pub struct NodeSettings {
     pub zone: String,
     /// Lease time to live: how long a node that vanished (killed, cut off) stays listed.
     pub ttl: Duration,
+    /// Where each applied configuration is kept for a restart while etcd is unreachable.
+    pub cache: Option<AppliedCache>,
 }
 
 pub struct Membership {
@@ -112,6 +115,9 @@ impl Membership {
 
     /// Records what the node applied before it serves: `config`, revision `revision`.
     pub fn serves(&self, config: ServiceConfig, revision: i64) {
+        if let Some(cache) = &self.settings.cache {
+            cache.store(&self.settings.zone, revision, &config);
+        }
         *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.update(|r| r.applied_revision = revision);
     }
@@ -277,11 +283,8 @@ impl Membership {
         match outcome {
             Ok(config) => {
                 info!(zone = %self.settings.zone, revision, "applied the zone's configuration");
-                *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-                self.update(|r| {
-                    r.applied_revision = revision;
-                    r.failed = None;
-                });
+                self.serves(config, revision);
+                self.update(|r| r.failed = None);
             }
             Err(message) => {
                 error!(zone = %self.settings.zone, revision, error = %message, "could not apply the zone's configuration: serving the previous one");

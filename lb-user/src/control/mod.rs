@@ -197,7 +197,12 @@ impl Control {
             node: node.to_string(),
             membership,
         };
-        control.end_interrupted_tasks()?;
+        match control.end_interrupted_tasks() {
+            // A node starting while etcd is down: its tasks stay as they are until a restart
+            // that reaches etcd; nobody can read them meanwhile anyway.
+            Err(ControlError::Unavailable(e)) => tracing::warn!(error = %e, "etcd is unreachable: tasks this node left unfinished stay so"),
+            other => other?,
+        }
         Ok(control)
     }
 

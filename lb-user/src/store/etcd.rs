@@ -131,6 +131,9 @@ pub struct EtcdStore {
     runtime: OwnRuntime,
     /// Whether the last request got an answer.
     reachable: AtomicBool,
+    /// Whether the format mark was checked (a node that started while etcd was unreachable
+    /// checks it on its first answered read).
+    format_checked: AtomicBool,
 }
 
 fn unavailable(options: &EtcdOptions, e: impl std::fmt::Display) -> StoreError {
@@ -138,9 +141,12 @@ fn unavailable(options: &EtcdOptions, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EtcdStore {
-    /// Connects and checks (or, on a new prefix, writes) the store's format mark.
-    pub fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
+    /// Connects and checks (or, on a new prefix, writes) the store's format mark. With
+    /// `unreachable_ok`, etcd not answering is no error: the store answers 503 until it does.
+    pub fn connect(options: EtcdOptions, unreachable_ok: bool) -> Result<Self, StoreError> {
         let connect_options = options.connect_options().map_err(|e| StoreError::Open { path: options.describe().into(), message: e })?;
+        // Connections are made on first use: an etcd that is down fails the first request,
+        // not this.
         let runtime = OwnRuntime(Some(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -161,11 +167,22 @@ impl EtcdStore {
             .map_err(|_| at_start("no member answered in time".into()))?
             .map_err(|_| at_start("no member answered in time".into()))?
             .map_err(|e| at_start(e.to_string()))?;
-        let store = Self { client, keys: Keys::new(&options.prefix), options: options.clone(), runtime, reachable: AtomicBool::new(true) };
-        store.init_format().map_err(|e| match e {
-            StoreError::Unavailable(message) => at_start(message),
-            e => e,
-        })?;
+        let store = Self {
+            client,
+            keys: Keys::new(&options.prefix),
+            options: options.clone(),
+            runtime,
+            reachable: AtomicBool::new(true),
+            format_checked: AtomicBool::new(false),
+        };
+        match store.init_format() {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(message)) if unreachable_ok => {
+                tracing::warn!(store = %options.describe(), error = %message, "etcd is unreachable: starting anyway");
+            }
+            Err(StoreError::Unavailable(message)) => return Err(at_start(message)),
+            Err(e) => return Err(e),
+        }
         Ok(store)
     }
 
@@ -179,12 +196,14 @@ impl EtcdStore {
         })?;
         if created.succeeded() {
             tracing::info!(store = %self.options.describe(), "created an empty store in etcd");
+            self.format_checked.store(true, Relaxed);
             return Ok(());
         }
         let mut kv = self.client.kv_client();
         let found = self.call(async move { kv.get(key, None).await })?;
         let value = found.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default();
         if value == FORMAT.to_string() {
+            self.format_checked.store(true, Relaxed);
             Ok(())
         } else {
             Err(StoreError::Open {
@@ -232,6 +251,9 @@ impl EtcdStore {
 
     /// Every store key, at one revision.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        if !self.format_checked.load(Relaxed) {
+            self.init_format()?;
+        }
         let mut kv = self.client.kv_client();
         let root = self.keys.root().to_string();
         let response = self.call(async move { kv.get(root, Some(GetOptions::new().with_prefix())).await })?;

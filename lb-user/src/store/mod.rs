@@ -131,10 +131,11 @@ impl Store {
         &self.writes
     }
 
-    /// The store in etcd shared by the nodes of a zone.
-    pub fn etcd(options: etcd::EtcdOptions) -> Result<Self, StoreError> {
+    /// The store in etcd shared by the nodes of a zone; with `unreachable_ok`, etcd may be
+    /// down for now (the node starts from its cached configuration).
+    pub fn etcd(options: etcd::EtcdOptions, unreachable_ok: bool) -> Result<Self, StoreError> {
         let path = PathBuf::from(options.describe());
-        let store = etcd::EtcdStore::connect(options)?;
+        let store = etcd::EtcdStore::connect(options, unreachable_ok)?;
         Ok(Self { backend: Backend::Etcd(std::sync::Arc::new(store)), path, writes: WriteCounts::default() })
     }
 
