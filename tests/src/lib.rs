@@ -24,6 +24,7 @@ pub mod hello;
 pub mod hostile;
 mod http1;
 pub mod lab;
+pub mod lb_cluster;
 pub mod load;
 pub mod netns;
 pub mod plain;

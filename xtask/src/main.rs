@@ -31,8 +31,9 @@ enum Command {
     Build(build::Options),
     /// Build, then run the daemon as root: `cargo xtask run -- --config F --iface IF`.
     Run(run::Options),
-    /// Build, then route real curl --http2 / --http1.1 through the daemon in network namespaces.
-    Demo(build::Options),
+    /// Build, then route real curl --http2 / --http1.1 through the daemon in network namespaces
+    /// (`--cluster`: through three nodes behind a BGP router, sharing their zone in etcd).
+    Demo(demo::DemoOptions),
     /// Build, then run unit and integration tests (root: namespaces and XDP).
     Test(test::Options),
     /// Build, then run the network benchmark (root), or `bench micro`: the criterion benchmarks.

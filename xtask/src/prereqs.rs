@@ -33,6 +33,10 @@ const fn cmd(command: &'static str, package: &'static str) -> Need {
 /// The demo: namespaces and a real curl speaking HTTP/2 and HTTP/1.1.
 const DEMO: &[Need] = &[cmd("ip", "iproute2"), cmd("curl", "curl")];
 
+/// The cluster demo (`demo --cluster`): the demo's, plus etcd and BIRD 2 (router and nodes).
+const CLUSTER_DEMO: &[Need] =
+    &[cmd("ip", "iproute2"), cmd("curl", "curl"), cmd("etcd", "etcd-server"), cmd("etcdctl", "etcd-client"), cmd("bird", "bird2"), cmd("birdc", "bird2")];
+
 /// The tests: the demo's, plus every real peer program the integration tests start.
 const TEST: &[Need] = &[
     cmd("ip", "iproute2"),
@@ -66,6 +70,11 @@ pub fn demo() -> Result<()> {
     check_curl_http2()
 }
 
+pub fn cluster_demo() -> Result<()> {
+    ensure(CLUSTER_DEMO)?;
+    check_curl_http2()
+}
+
 /// The test prerequisites; returns the directories to put before PATH for the tests.
 pub fn test() -> Result<Vec<PathBuf>> {
     let mut needs: Vec<&Need> = TEST.iter().collect();
@@ -90,6 +99,7 @@ pub fn package() -> Result<()> {
 /// Everything: `cargo xtask prereqs`, for a machine to be prepared ahead of its first run.
 pub fn all() -> Result<()> {
     demo()?;
+    cluster_demo()?;
     package()?;
     for dir in test()? {
         eprintln!("xtask: the tests get {} on PATH", dir.display());
