@@ -347,6 +347,21 @@ impl ApiClient {
     }
 }
 
+/// Stages (without refreshing) the standard seed: farms h2 (1) and h1 (2) with the standard
+/// backends 10.77.2.2-5:8443, frontend 1 on 443 (default farm h1), route 1 → h2 when the
+/// client offers h2.
+pub fn stage_standard_seed(api: &ApiClient) -> Result<()> {
+    api.create("/tcp/farm", serde_json::json!({"displayName": "h2", "port": 8443}))?;
+    api.create("/tcp/farm", serde_json::json!({"displayName": "h1", "port": 8443}))?;
+    for (farm, address) in [(1, "10.77.2.2"), (1, "10.77.2.3"), (2, "10.77.2.4"), (2, "10.77.2.5")] {
+        api.create(&format!("/tcp/farm/{farm}/server"), serde_json::json!({"address": address}))?;
+    }
+    api.create("/tcp/frontend", serde_json::json!({"port": "443", "defaultFarmId": 2}))?;
+    api.create("/tcp/route", serde_json::json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
+    api.create("/tcp/route/1/rule", serde_json::json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
+    Ok(())
+}
+
 /// The path of a file inside a directory, for tests that damage the store.
 pub fn store_file(data_dir: &Path) -> PathBuf {
     data_dir.join("store.redb")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use lb_tests::api::{store_file, ApiClient, ApiDaemon, ApiDaemonOpts};
+use lb_tests::api::{stage_standard_seed, store_file, ApiClient, ApiDaemon, ApiDaemonOpts};
 use lb_tests::config::{Config, Frontend, Route, Rule};
 use lb_tests::lab::standard::*;
 use lb_tests::{require_root, Lab};
@@ -16,14 +16,7 @@ use serde_json::json;
 /// Farms h2 (1) and h1 (2) with their standard servers, frontend 1 on 443 (default h1),
 /// route 1 → h2 when the client offers h2; applied.
 fn seed(api: &ApiClient) -> Result<()> {
-    api.create("/tcp/farm", json!({"displayName": "h2", "port": 8443}))?;
-    api.create("/tcp/farm", json!({"displayName": "h1", "port": 8443}))?;
-    for (farm, address) in [(1, "10.77.2.2"), (1, "10.77.2.3"), (2, "10.77.2.4"), (2, "10.77.2.5")] {
-        api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address}))?;
-    }
-    api.create("/tcp/frontend", json!({"port": "443", "defaultFarmId": 2}))?;
-    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
-    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
+    stage_standard_seed(api)?;
     api.refresh_done()
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use lb_tests::api::{ApiClient, ApiDaemon, ApiDaemonOpts};
+use lb_tests::api::{stage_standard_seed, ApiClient, ApiDaemon, ApiDaemonOpts};
 use lb_tests::etcd::Etcd;
 use lb_tests::load::ClientLoad;
 use lb_tests::netns::in_netns;
@@ -91,15 +91,7 @@ impl Zone {
 
 /// Farms h2 and h1 of the standard backends, frontend 443 (default h1), route to h2 for h2.
 fn seed(api: &ApiClient) -> Result<()> {
-    api.create("/tcp/farm", json!({"displayName": "h2", "port": 8443}))?;
-    api.create("/tcp/farm", json!({"displayName": "h1", "port": 8443}))?;
-    for (farm, address) in [(1, "10.77.2.2"), (1, "10.77.2.3"), (2, "10.77.2.4"), (2, "10.77.2.5")] {
-        api.create(&format!("/tcp/farm/{farm}/server"), json!({"address": address}))?;
-    }
-    api.create("/tcp/frontend", json!({"port": "443", "defaultFarmId": 2}))?;
-    api.create("/tcp/route", json!({"action": {"type": "farm", "target": "1"}, "frontendId": 1}))?;
-    api.create("/tcp/route/1/rule", json!({"field": "protocol", "match": "is", "pattern": "http/2.0"}))?;
-    Ok(())
+    stage_standard_seed(api)
 }
 
 fn revisions(nodes: &[Value]) -> Vec<(String, i64)> {
