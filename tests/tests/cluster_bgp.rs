@@ -12,6 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use lb_tests::bgp::EcmpMode;
 use lb_tests::lb_cluster::{node_name, with_diagnostics, Answer, LbCluster, LbClusterOpts, Probe, Session};
 use lb_tests::require_root;
+use serde_json::json;
 
 const NODES: u8 = 3;
 /// Long-lived sessions opened before a node goes.
@@ -303,4 +304,27 @@ fn sigterm_scenario(lb: &mut LbCluster) -> Result<()> {
     let exit3 = lb_tests::lb_cluster::wait_exit(lb.node_mut(3), Duration::from_secs(15))?;
     eprintln!("cluster_bgp: nd3 (whose session was reset elsewhere) exited {exit3:?} later (its drain timeout)");
     Ok(())
+}
+
+#[test]
+fn a_source_balanced_farm_picks_the_same_server_for_a_client_on_every_node() -> Result<()> {
+    require_root!();
+    let mut lb = LbCluster::start(LbClusterOpts::new(3, EcmpMode::Resilient))?;
+    with_diagnostics(&mut lb, |lb| {
+        // Changed through node 2, refreshed through node 3: the change is the zone's.
+        lb.api(2).update(&format!("/tcp/farm/{}", lb.seeded.h1_farm), json!({"balance": "source"}))?;
+        let task = lb.api(3).refresh(None)?;
+        ensure!(task["status"] == "done", "refresh: {task}");
+        // The router hashes on ports too: one client's connections reach several nodes.
+        let answers: Vec<Answer> = lb.requests("h1.lb.test", 24)?.into_iter().collect::<Result<_>>()?;
+        let nodes: BTreeMap<u8, usize> = answers.iter().filter_map(|a| a.node).fold(BTreeMap::new(), |mut m, n| {
+            *m.entry(n).or_default() += 1;
+            m
+        });
+        let servers: std::collections::BTreeSet<&str> = answers.iter().map(|a| a.server.as_str()).collect();
+        eprintln!("24 connections of one client: nodes {nodes:?}, servers {servers:?}");
+        ensure!(nodes.len() >= 2, "the connections should reach several nodes: {nodes:?}");
+        ensure!(servers.len() == 1 && servers.iter().all(|s| s.starts_with("farm h1")), "every node chose the same server: {servers:?}");
+        Ok(())
+    })
 }

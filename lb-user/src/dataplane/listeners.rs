@@ -22,7 +22,16 @@ use crate::{
 #[derive(Default)]
 pub struct Listeners {
     active: HashMap<SocketAddr, Serving>,
+    /// Sockets the snapshot no longer has, serving out their grace (see [`Serving::retire`]).
+    retiring: Vec<AbortHandle>,
 }
+
+/// How long a socket the snapshot dropped keeps accepting before it closes. Closing a
+/// listener resets the handshakes it has not finished (SYN received, SYN-ACK sent, the
+/// client's ACK on its way); when its address moves to another socket (narrowed from the
+/// wildcard to the VIP, or widened back), new SYNs go to the new socket within a round trip,
+/// and this leaves every handshake begun on the old one the time to end.
+const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One listening socket and the accept loop serving it for a frontend.
 struct Serving {
@@ -108,10 +117,11 @@ impl Listeners {
                 None => gone.push(*addr),
             }
         }
+        self.retiring.retain(|task| !task.is_finished());
         for addr in gone {
             if let Some(serving) = self.active.remove(&addr) {
                 info!(frontend = serving.frontend, %addr, "stopped listening");
-                serving.stop(proxy);
+                self.retiring.push(serving.retire(Arc::clone(proxy)));
             }
         }
     }
@@ -125,6 +135,9 @@ impl Listeners {
     pub fn stop_all(&mut self) {
         for (_, serving) in self.active.drain() {
             serving.task.abort();
+        }
+        for task in self.retiring.drain(..) {
+            task.abort();
         }
     }
 }
@@ -145,8 +158,16 @@ impl Serving {
         Ok(())
     }
 
-    /// Stops the accept loop, then serves the connections already queued on the socket
-    /// (closing a listener resets them) before closing it.
+    /// Keeps accepting for [`RETIRE_GRACE`], then stops: the accept loop first, then the
+    /// connections already queued are served (closing a listener resets them), then it closes.
+    fn retire(self, proxy: Arc<Proxy>) -> AbortHandle {
+        tokio::spawn(async move {
+            tokio::time::sleep(RETIRE_GRACE).await;
+            self.stop(&proxy);
+        })
+        .abort_handle()
+    }
+
     fn stop(self, proxy: &Arc<Proxy>) {
         self.task.abort();
         while let Ok((stream, peer)) = self.socket.accept() {
@@ -157,6 +178,13 @@ impl Serving {
                 Err(e) => warn!(frontend = self.frontend, error = %e, "could not serve a queued connection"),
             }
         }
+    }
+}
+
+impl Drop for Serving {
+    /// An accept loop never outlives its socket's owner (a retiring socket aborted at stop).
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

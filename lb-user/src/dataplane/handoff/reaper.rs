@@ -160,9 +160,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                     reset = %super::translate::describe(alive_key),
                     "handed-off flow ended: a peer answered none of the keepalive probes (reset sent to the other)"
                 );
-                handoff.table.remove(&[*key, other_key]);
-                handoff.release_ports([entry, &other]);
-                handoff.flow_ended((key, entry.bytes), (&other_key, other.bytes));
+                retire(handoff, (key, entry), (&other_key, &other));
                 ending.remove(&pair);
                 continue;
             }
@@ -172,9 +170,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                 continue;
             };
             if ending.entry(pair).or_insert_with(Instant::now).elapsed() >= linger {
-                handoff.table.remove(&[*key, other_key]);
-                handoff.release_ports([entry, &other]);
-                handoff.flow_ended((key, entry.bytes), (&other_key, other.bytes));
+                retire(handoff, (key, entry), (&other_key, &other));
                 ending.remove(&pair);
             }
         }
@@ -195,6 +191,14 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// Ends a handed-off flow: both entries out of the map, the server-side port released, the
+/// end reported to the connection's task.
+fn retire(handoff: &Handoff, (key, entry): (&FlowKey, &SpliceEntry), (other_key, other): (&FlowKey, &SpliceEntry)) {
+    handoff.table.remove(&[*key, *other_key]);
+    handoff.release_ports([entry, other]);
+    handoff.flow_ended((key, entry.bytes), (other_key, other.bytes));
 }
 
 fn pair_name(a: &FlowKey, b: &FlowKey) -> FlowKey {
