@@ -402,3 +402,28 @@ fn a_node_restarted_while_etcd_is_down_serves_its_cached_configuration_and_catch
     ensure!(status["state"] == "ok" && status["applied"]["servers"] == 5, "n2 caught up: {status}");
     Ok(())
 }
+
+#[test]
+fn nodes_of_another_zone_sharing_the_store_are_listed_apart_and_never_waited_for() -> Result<()> {
+    require_root!();
+    let zone = Zone::start(1)?;
+    let prefix = format!("lbtest-{}", std::process::id());
+    let mut other = node_opts(&zone.lab, &zone.etcd, 2, &prefix);
+    other.daemon.extra_args.extend(["--zone".to_string(), "b".to_string()]);
+    let other = ApiDaemon::start(other)?;
+    let zones = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        let zones = zone.api(1).get("/zone").ok()?.json;
+        (zones == json!(["local", "b"])).then_some(zones)
+    });
+    zones.with_context(|| format!("GET /zone: {}", zone.api(1).get("/zone").map(|r| r.text).unwrap_or_default()))?;
+    ensure!(other.client().get("/zone")?.json == json!(["b", "local"]), "a node lists its own zone first");
+    let b = zone.api(1).get("/zone/b/node")?.json;
+    ensure!(b.as_array().is_some_and(|n| n.len() == 1) && b[0]["name"] == "n2" && b[0]["zone"] == "b", "{b}");
+    ensure!(zone.nodes_seen_by(1)?.len() == 1, "zone local has n1 only");
+    ensure!(zone.api(1).get("/zone/c/node")?.status == 404, "an unknown zone is 404");
+    // A refresh of zone local waits for n1 only.
+    seed(&zone.api(1))?;
+    let task = zone.api(1).refresh(None)?;
+    ensure!(task["status"] == "done" && task["zones"] == json!(["local"]), "{task}");
+    Ok(())
+}

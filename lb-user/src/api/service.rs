@@ -105,10 +105,11 @@ async fn zone_nodes(State(api): State<Api>, ApiPath(p): ApiPath<ZonePath>) -> Re
     Ok(Json(api.run(move |c| c.nodes(&p.name)).await?))
 }
 
-/// The zones of the service (this daemon serves the first).
-#[utoipa::path(get, path = "/zone", tag = TAG, responses((status = 200, body = Vec<String>)))]
-async fn zones(State(api): State<Api>) -> Json<Vec<String>> {
-    Json(api.control.zones().to_vec())
+/// The zones of the service: this daemon's first, then (several nodes sharing etcd) the
+/// other zones that have live nodes.
+#[utoipa::path(get, path = "/zone", tag = TAG, responses((status = 200, body = Vec<String>), (status = 503, description = "etcd is unreachable", body = ErrorBody)))]
+async fn zones(State(api): State<Api>) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(api.run(|c| c.zone_names()).await?))
 }
 
 /// A route action.

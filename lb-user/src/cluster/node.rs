@@ -309,6 +309,22 @@ pub fn list_nodes(etcd: &SharedEtcd, zone: &str) -> Result<Vec<NodeRecord>, Stor
     Ok(nodes)
 }
 
+/// The zones that have live nodes registered under the store's prefix, sorted.
+pub fn list_zones(etcd: &SharedEtcd) -> Result<Vec<String>, StoreError> {
+    let mut client = etcd.client();
+    let prefix = format!("{}/nodes/", etcd.options().prefix.trim_end_matches('/'));
+    let from = prefix.clone();
+    let response = etcd.run(async move { client.get(from, Some(GetOptions::new().with_prefix().with_keys_only())).await })?;
+    let mut zones: Vec<String> = response
+        .kvs()
+        .iter()
+        .filter_map(|kv| String::from_utf8_lossy(kv.key()).strip_prefix(&prefix).and_then(|rest| rest.split_once('/')).map(|(zone, _)| zone.to_string()))
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
 /// The applied configuration of `zone` and its revision, read before the node serves.
 pub fn load_applied(etcd: &SharedEtcd, zone: &str) -> Result<(ServiceConfig, i64), StoreError> {
     let mut client = etcd.client();

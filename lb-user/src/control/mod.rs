@@ -221,8 +221,9 @@ impl Control {
 
     /// The live nodes serving `zone`: those registered in etcd, or this daemon alone.
     pub fn nodes(&self, zone: &str) -> Result<Vec<NodeRecord>, ControlError> {
-        if !self.zones.iter().any(|z| z == zone) {
-            return Err(ControlError::NotFound(format!("zone {zone:?} is not a zone of this service; it has {}", self.zones.join(", "))));
+        let zones = self.zone_names()?;
+        if !zones.iter().any(|z| z == zone) {
+            return Err(ControlError::NotFound(format!("zone {zone:?} is not a zone of this service; it has {}", zones.join(", "))));
         }
         match &self.membership {
             Some(membership) => Ok(membership.nodes(zone)?),
@@ -266,6 +267,20 @@ impl Control {
 
     pub fn zones(&self) -> &[String] {
         &self.zones
+    }
+
+    /// `GET /zone`: this daemon's zone first, then (several nodes sharing etcd) the other
+    /// zones that have live nodes.
+    pub fn zone_names(&self) -> Result<Vec<String>, ControlError> {
+        let mut names = self.zones.clone();
+        if let Some(etcd) = self.store.shared() {
+            for zone in crate::cluster::node::list_zones(etcd)? {
+                if !names.contains(&zone) {
+                    names.push(zone);
+                }
+            }
+        }
+        Ok(names)
     }
 
     /// Refresh tasks finished since start, by result.
