@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::bgp::EcmpMode;
-use lb_tests::lb_cluster::{node_name, with_diagnostics, Answer, LbCluster, LbClusterOpts, Probe, Session};
+use lb_tests::lb_cluster::{node_name, with_diagnostics, Answer, LbCluster, LbClusterOpts, Probe, Session, BACKEND_PORT};
 use lb_tests::require_root;
 use serde_json::json;
 
@@ -325,6 +325,56 @@ fn a_source_balanced_farm_picks_the_same_server_for_a_client_on_every_node() -> 
         eprintln!("24 connections of one client: nodes {nodes:?}, servers {servers:?}");
         ensure!(nodes.len() >= 2, "the connections should reach several nodes: {nodes:?}");
         ensure!(servers.len() == 1 && servers.iter().all(|s| s.starts_with("farm h1")), "every node chose the same server: {servers:?}");
+        Ok(())
+    })
+}
+
+#[test]
+fn a_server_one_node_cannot_reach_is_down_for_that_node_only() -> Result<()> {
+    require_root!();
+    let mut lb = LbCluster::start(LbClusterOpts::new(3, EcmpMode::Resilient))?;
+    with_diagnostics(&mut lb, |lb| {
+        let api = lb.api(1);
+        let farm = lb.seeded.h1_farm;
+        api.update(&format!("/tcp/farm/{farm}"), json!({"probe": {"type": "tcp", "interval": 1}}))?;
+        let ids: Vec<u64> = serde_json::from_value(api.get(&format!("/tcp/farm/{farm}/server"))?.json)?;
+        let mut unreachable = None;
+        for id in &ids {
+            api.update(&format!("/tcp/farm/{farm}/server/{id}"), json!({"probe": true}))?;
+            let server = api.get(&format!("/tcp/farm/{farm}/server/{id}"))?.json;
+            if server["displayName"] == "farm h1 (server 1)" {
+                unreachable = Some((*id, server["address"].as_str().context("address")?.to_string()));
+            }
+        }
+        let (server_id, address) = unreachable.context("farm h1 (server 1) is in the h1 farm")?;
+        ensure!(api.refresh(None)?["status"] == "done", "refresh with probes");
+        // Node 2 alone loses its way to that server (its connections are reset at once).
+        let ns = lb.cluster.nodes[1].ns.clone();
+        let rules = format!("table inet cut {{ chain out {{ type filter hook output priority 0; ip daddr {address} tcp dport {BACKEND_PORT} reject with tcp reset; }}; }}");
+        let out = lb_tests::netns::run_in(&ns, &["nft", &rules])?;
+        ensure!(out.status.success(), "nft in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+        let state = |node: u8| -> Result<String> {
+            let server = lb.api(node).get(&format!("/tcp/farm/{farm}/server/{server_id}"))?.json;
+            Ok(server["serverState"][0]["status"].as_str().unwrap_or_default().to_string())
+        };
+        let down = lb_tests::wait_for(Duration::from_secs(10), Duration::from_millis(200), || (state(2).ok()? == "down").then_some(()));
+        down.with_context(|| format!("node 2 never marked {address} down: {:?}", state(2)))?;
+        for node in [1, 3] {
+            ensure!(state(node)? == "up", "node {node} sees the server {}", state(node)?);
+        }
+        // Each node says in its record how many servers its probes see down.
+        let down_by_node = || -> Result<BTreeMap<String, u64>> {
+            Ok(lb.zone_nodes(1)?.iter().map(|n| (n["name"].as_str().unwrap_or("?").to_string(), n["serversDown"].as_u64().unwrap_or(0))).collect())
+        };
+        let expected = BTreeMap::from([("nd1".to_string(), 0), ("nd2".to_string(), 1), ("nd3".to_string(), 0)]);
+        let seen = lb_tests::wait_for(Duration::from_secs(5), Duration::from_millis(200), || down_by_node().ok().filter(|d| *d == expected));
+        seen.with_context(|| format!("GET /zone/local/node: servers down by node {:?}", down_by_node()))?;
+        // Node 2's connections to farm h1 all go to the other server; the others use both.
+        let answers: Vec<Answer> = lb.requests("h1.lb.test", 30)?.into_iter().collect::<Result<_>>()?;
+        for answer in &answers {
+            ensure!(!(answer.node == Some(2) && answer.server == "farm h1 (server 1)"), "node 2 sent a connection to the server it cannot reach");
+        }
+        ensure!(answers.iter().any(|a| a.node != Some(2) && a.server == "farm h1 (server 1)"), "the other nodes still use the server: {answers:?}");
         Ok(())
     })
 }
