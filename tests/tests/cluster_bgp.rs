@@ -350,7 +350,9 @@ fn a_server_one_node_cannot_reach_is_down_for_that_node_only() -> Result<()> {
         ensure!(api.refresh(None)?["status"] == "done", "refresh with probes");
         // Node 2 alone loses its way to that server (its connections are reset at once).
         let ns = lb.cluster.nodes[1].ns.clone();
-        let rules = format!("table inet cut {{ chain out {{ type filter hook output priority 0; ip daddr {address} tcp dport {BACKEND_PORT} reject with tcp reset; }}; }}");
+        let rules = format!(
+            "table inet cut {{ chain out {{ type filter hook output priority 0; ip daddr {address} tcp dport {BACKEND_PORT} reject with tcp reset; }}; }}"
+        );
         let out = lb_tests::netns::run_in(&ns, &["nft", &rules])?;
         ensure!(out.status.success(), "nft in {ns}: {}", String::from_utf8_lossy(&out.stderr));
         let state = |node: u8| -> Result<String> {
