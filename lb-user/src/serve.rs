@@ -175,7 +175,6 @@ fn open_store(args: &ServeArgs) -> Result<Store> {
                 anyhow::bail!("{flag} is for --store etcd://…");
             }
         }
-        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
         return Ok(Store::open(&args.data_dir)?);
     }
     let mut options = EtcdOptions::parse(&args.store).map_err(anyhow::Error::msg)?;

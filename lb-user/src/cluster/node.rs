@@ -61,7 +61,12 @@ pub struct ApplyFailure {
 
 /// Where the nodes of `zone` register.
 pub fn nodes_prefix(prefix: &str, zone: &str) -> String {
-    format!("{}/nodes/{zone}/", prefix.trim_end_matches('/'))
+    format!("{}{zone}/", nodes_root(prefix))
+}
+
+/// Where the nodes of every zone register.
+fn nodes_root(prefix: &str) -> String {
+    format!("{}/nodes/", prefix.trim_end_matches('/'))
 }
 
 /// How a node stays registered.
@@ -312,7 +317,7 @@ pub fn list_nodes(etcd: &SharedEtcd, zone: &str) -> Result<Vec<NodeRecord>, Stor
 /// The zones that have live nodes registered under the store's prefix, sorted.
 pub fn list_zones(etcd: &SharedEtcd) -> Result<Vec<String>, StoreError> {
     let mut client = etcd.client();
-    let prefix = format!("{}/nodes/", etcd.options().prefix.trim_end_matches('/'));
+    let prefix = nodes_root(&etcd.options().prefix);
     let from = prefix.clone();
     let response = etcd.run(async move { client.get(from, Some(GetOptions::new().with_prefix().with_keys_only())).await })?;
     let mut zones: Vec<String> = response

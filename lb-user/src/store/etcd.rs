@@ -190,7 +190,7 @@ impl EtcdStore {
         let key = self.keys.format();
         let mut kv = self.client.kv_client();
         let (k, mark) = (key.clone(), FORMAT.to_string());
-        let created = self.call(async move {
+        let created = self.run(async move {
             let txn = Txn::new().when([Compare::version(k.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(k, mark, None)]);
             kv.txn(txn).await
         })?;
@@ -200,7 +200,7 @@ impl EtcdStore {
             return Ok(());
         }
         let mut kv = self.client.kv_client();
-        let found = self.call(async move { kv.get(key, None).await })?;
+        let found = self.run(async move { kv.get(key, None).await })?;
         let value = found.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default();
         if value == FORMAT.to_string() {
             self.format_checked.store(true, Relaxed);
@@ -232,8 +232,9 @@ impl EtcdStore {
     }
 
     /// Runs one etcd request on the store's runtime and waits for it, at most
-    /// [`REQUEST_TIMEOUT`] (plus a margin).
-    fn call<T: Send + 'static>(&self, request: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static) -> Result<T, StoreError> {
+    /// [`REQUEST_TIMEOUT`] (plus a margin): the store's own requests and the cluster's
+    /// (membership lists) alike.
+    pub fn run<T: Send + 'static>(&self, request: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static) -> Result<T, StoreError> {
         let runtime = self.runtime.get();
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         runtime.spawn(async move {
@@ -256,7 +257,7 @@ impl EtcdStore {
         }
         let mut kv = self.client.kv_client();
         let root = self.keys.root().to_string();
-        let response = self.call(async move { kv.get(root, Some(GetOptions::new().with_prefix())).await })?;
+        let response = self.run(async move { kv.get(root, Some(GetOptions::new().with_prefix())).await })?;
         let mut snapshot = Snapshot::default();
         for item in response.kvs() {
             let key = String::from_utf8_lossy(item.key()).into_owned();
@@ -284,25 +285,15 @@ impl EtcdStore {
         ops.push(TxnOp::put(serial.clone(), Vec::new(), None));
         let txn = Txn::new().when([Compare::mod_revision(serial, CompareOp::Equal, seen)]).and_then(ops);
         let mut kv = self.client.kv_client();
-        Ok(self.call(async move { kv.txn(txn).await })?.succeeded())
+        Ok(self.run(async move { kv.txn(txn).await })?.succeeded())
     }
 
     /// The revision at which `key` was last changed (0: never), for a refresh to name the
     /// applied configuration every node must reach.
     pub fn mod_revision(&self, key: String) -> Result<i64, StoreError> {
         let mut kv = self.client.kv_client();
-        let response = self.call(async move { kv.get(key, None).await })?;
+        let response = self.run(async move { kv.get(key, None).await })?;
         Ok(response.kvs().first().map_or(0, |kv| kv.mod_revision()))
-    }
-
-    /// Runs a request of the cluster's own (membership) on the store's runtime.
-    pub fn run<T: Send + 'static>(&self, request: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static) -> Result<T, StoreError> {
-        self.call(request)
-    }
-
-    /// The store's runtime, for the tasks that keep a node's lease and watch its zone.
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.get().handle().clone()
     }
 }
 
