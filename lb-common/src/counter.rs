@@ -53,6 +53,10 @@ macro_rules! with_counters {
             /// flow whose end was not seen, or a spoofer): dropped, and the daemon probes the
             /// flow (an RST from a peer whose connection is gone then ends it).
             SynOnLive syn_on_live "SYNs that met a live handed-off flow (dropped; the daemon probes the flow's peer).",
+            /// Frames our sockets sent to a peer of a flow being handed off, whose window the
+            /// egress program closed (zero): the peer stops sending, so that the freeze finds
+            /// nothing in flight to drop.
+            WindowsHeld windows_held "Frames to a peer of a flow being handed off whose advertised window was closed.",
         }
     };
 }

@@ -21,6 +21,8 @@ pub const FAMILY_V6: u8 = 6;
 /// Program names as they appear in the object file (the functions of lb-ebpf `main.rs`).
 pub const PROGRAM_XDP: &str = "lb_xdp";
 pub const PROGRAM_TC: &str = "lb_tc";
+/// The tc program on the egress of the same interfaces (hold.rs in lb-ebpf).
+pub const PROGRAM_TC_EGRESS: &str = "lb_tc_egress";
 
 /// One direction of a TCP connection as seen by the load balancer's host:
 /// `remote` is the peer (client or server), `local` is our address on that connection.
@@ -72,9 +74,15 @@ pub struct FlowValue {
 
 /// Hand-off state of a splice entry.
 pub mod splice_state {
+    /// The daemon is about to freeze the flow: frames pass to the sockets as if the flow
+    /// were not handed off, but every frame our socket sends to this direction's sender
+    /// advertises a zero window (the egress program), so that the sender stops and nothing
+    /// is in flight from it when the freeze begins dropping.
+    pub const HELD: u8 = 3;
     /// The daemon is taking the offsets: data-bearing frames (payload, SYN or FIN) are
     /// dropped so that no byte lands in a socket about to be retired; pure ACKs and RSTs pass
-    /// to the kernel, so that the sockets' send queues can drain.
+    /// to the kernel, so that the sockets' send queues can drain. Our sockets' windows stay
+    /// closed, as when HELD.
     pub const FROZEN: u8 = 1;
     /// Frames are rewritten and sent to the other connection's peer.
     pub const LIVE: u8 = 2;

@@ -7,6 +7,9 @@
 //! 3. a frame of a flow the daemon pinned is counted against that flow (flows.rs);
 //! 4. everything else goes on to the kernel's TCP stack.
 //!
+//! On egress, a third entry point closes the window our sockets advertise to the peers of a
+//! flow about to be frozen (hold.rs).
+//!
 //! XDP, where it runs, does steps 1 and the live part of 2, and passes everything else to
 //! tc on the same interface, which does it all: each frame is counted once.
 #![no_std]
@@ -22,6 +25,7 @@ mod counters;
 mod egress;
 mod flows;
 mod frame;
+mod hold;
 mod hook;
 mod maps;
 mod options;
@@ -82,6 +86,19 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
     }
     flows::count(hook.len(), &frame, &packet, &key, true);
     counters::add(Counter::Passed, 1);
+    hook::Tc::PASS as i32
+}
+
+/// The frames our own sockets send: only the windows of flows being handed off change.
+#[classifier]
+pub fn lb_tc_egress(ctx: TcContext) -> i32 {
+    let hook = hook::Tc(&ctx);
+    hook.pull_headers();
+    let frame = hook.frame();
+    let mut packet = parse::Packet::default();
+    if parse::tcp_packet(&frame, &mut packet) == parse::Parsed::Tcp {
+        hold::egress(&hook, &frame, &packet);
+    }
     hook::Tc::PASS as i32
 }
 

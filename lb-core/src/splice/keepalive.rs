@@ -8,6 +8,8 @@
 //!   connection (or with a new one, in SYN-SENT, on the same ports) answers with an RST
 //!   whose sequence number is the probe's acknowledgment number. That number is chosen
 //!   where the program takes an RST as exact for the other peer, so the flow ends there.
+//! - A **window update** is an ACK at the peer's next expected sequence number with the other
+//!   peer's window, for a peer held at a zero window while its flow was handed off.
 //! - An **end** is an RST at the peer's next expected sequence number, for a flow whose
 //!   other peer stopped answering probes.
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +37,15 @@ pub struct Segment {
 pub fn probe(key: &FlowKey, entry: &SpliceEntry, reverse: &SpliceEntry) -> Segment {
     let (seq, ack, window) = positions(entry, reverse);
     build(key, entry.family, seq.wrapping_sub(1), ack, TCP_ACK, window)
+}
+
+/// A window update toward the peer whose frames `entry` rewrites: the window the other
+/// peer last offered, at the place the peer expects. Sent when a flow goes live, since the
+/// peer was last told a zero window (the hold before the freeze) and would otherwise wait
+/// for its own zero-window probe (a retransmission timeout) to learn it is open.
+pub fn window_update(key: &FlowKey, entry: &SpliceEntry, reverse: &SpliceEntry) -> Segment {
+    let (seq, ack, window) = positions(entry, reverse);
+    build(key, entry.family, seq, ack, TCP_ACK, window)
 }
 
 /// The RST that ends the peer's connection (exact while nothing is in flight toward it).
@@ -140,6 +151,23 @@ mod tests {
         assert_eq!(u16::from_be_bytes([probe.bytes[34], probe.bytes[35]]), (100 << 7) >> 2);
         let end = end(&key(client, frontend), &from_client, &from_server);
         assert_eq!((field32(&end, 20, 4), end.bytes[20 + 13]), (5000, TCP_RST | TCP_ACK));
+    }
+
+    /// The window update sits exactly where the client expects our next byte, acknowledges
+    /// what the server's acknowledgment says of the client's stream (translated back), and
+    /// offers the server's window in the client connection's scale.
+    #[test]
+    fn a_window_update_lands_at_the_peers_next_expected_byte() {
+        let client = SocketAddr::from(([10, 0, 1, 2], 40000));
+        let frontend = SocketAddr::from(([10, 0, 1, 1], 443));
+        let from_client = SpliceEntry { seq_add: 0x9000_0000, last_ack: 5000, family: FAMILY_V4, ..SpliceEntry::default() };
+        let from_server = SpliceEntry { last_ack: 0x9000_0400, last_win: 300, wscale_in: 9, wscale_out: 7, ..SpliceEntry::default() };
+        let update = window_update(&key(client, frontend), &from_client, &from_server);
+        assert_eq!((update.src, update.dst), (frontend, client));
+        assert_eq!(field32(&update, 20, 4), 5000, "in sequence, not behind like a probe");
+        assert_eq!(field32(&update, 20, 8), 0x400);
+        assert_eq!(update.bytes[20 + 13], TCP_ACK);
+        assert_eq!(u16::from_be_bytes([update.bytes[34], update.bytes[35]]), 1200, "300 << 9 >> 7");
     }
 
     /// Both checksums verify as a receiver checks them: the sum over the covered bytes,

@@ -95,8 +95,10 @@ pub struct Attachment {
     pub xdp: Option<XdpModeChoice>,
 }
 
-pub fn attach_tc(program: &mut SchedClassifier, iface: &str) -> Result<SchedClassifierLinkId, AttachError> {
-    program.attach(iface, TcAttachType::Ingress).map_err(|source| AttachError::Tc { iface: iface.to_string(), source })
+pub fn attach_tc(program: &mut SchedClassifier, iface: &str, egress: bool) -> Result<SchedClassifierLinkId, AttachError> {
+    program
+        .attach(iface, if egress { TcAttachType::Egress } else { TcAttachType::Ingress })
+        .map_err(|source| AttachError::Tc { iface: iface.to_string(), source })
 }
 
 pub fn attach_xdp(program: &mut Xdp, iface: &str, mode: XdpModeChoice) -> Result<(XdpModeChoice, XdpLinkId), AttachError> {

@@ -1,4 +1,4 @@
-//! Loading and attaching the kernel programs (tc on every interface, XDP where it fits:
+//! Loading and attaching the kernel programs (tc on the ingress and egress of every interface, XDP where it fits:
 //! attach.rs), and the maps the daemon keeps of them: the flow map (flow_table.rs), the
 //! frontends' ACL policy (kernel_policy.rs), the counters, and the splice map (taken by the
 //! hand-off). Every map is opened through its declaration in `lb_common::maps`.
@@ -19,7 +19,7 @@ use aya::{
 use lb_common::{
     acl_mode,
     maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap},
-    Counter, PROGRAM_TC, PROGRAM_XDP,
+    Counter, PROGRAM_TC, PROGRAM_TC_EGRESS, PROGRAM_XDP,
 };
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +136,37 @@ where
     program.try_into().map_err(|source| BpfError::Program { name, source })
 }
 
+/// Loads a tc program (ingress, or with `egress` the egress one) and attaches it to every
+/// interface, adopting the links a previous daemon pinned; returns the program's id.
+fn attach_tc_everywhere(
+    ebpf: &mut Ebpf,
+    attachments: &mut [Attachment],
+    pin_dir: Option<&Path>,
+    pinned_links: &mut Vec<aya::programs::links::PinnedLink>,
+    egress: bool,
+) -> Result<u32, BpfError> {
+    let (name, direction) = if egress { (PROGRAM_TC_EGRESS, "egress") } else { (PROGRAM_TC, "ingress") };
+    let tc: &mut SchedClassifier = program(ebpf, name)?;
+    tc.load().map_err(|source| BpfError::Verifier { hook: if egress { "tc egress" } else { "tc" }, source })?;
+    let id = tc.info().map_err(|source| BpfError::Program { name, source })?.id();
+    for attachment in attachments {
+        let iface = attachment.iface.as_str();
+        attachment.tc = true;
+        if let Some(dir) = pin_dir {
+            if pin::adopt_tc_link(tc, dir, iface, egress)? {
+                tracing::info!(iface, direction, "tc program swapped into the link a previous daemon pinned");
+                continue;
+            }
+        }
+        let link = attach::attach_tc(tc, iface, egress)?;
+        tracing::info!(iface, direction, "tc program attached");
+        if let Some(dir) = pin_dir {
+            pinned_links.push(pin::pin_tc_link(tc, link, dir, iface, egress)?);
+        }
+    }
+    Ok(id)
+}
+
 impl Dataplane {
     /// With `pin_dir`, the splice map and the links are pinned there (and adopted from there
     /// when a previous daemon left them): handed-off flows survive a restart.
@@ -151,24 +182,8 @@ impl Dataplane {
         let mut pinned_links = Vec::new();
 
         // tc first: XDP leaves to it every frame it does not splice.
-        let tc: &mut SchedClassifier = program(&mut ebpf, PROGRAM_TC)?;
-        tc.load().map_err(|source| BpfError::Verifier { hook: "tc", source })?;
-        let tc_program_id = tc.info().map_err(|source| BpfError::Program { name: PROGRAM_TC, source })?.id();
-        for attachment in &mut attachments {
-            let iface = attachment.iface.as_str();
-            attachment.tc = true;
-            if let Some(dir) = pin_dir {
-                if pin::adopt_tc_link(tc, dir, iface)? {
-                    tracing::info!(iface, "tc program swapped into the link a previous daemon pinned");
-                    continue;
-                }
-            }
-            let link = attach::attach_tc(tc, iface)?;
-            tracing::info!(iface, "tc program attached (ingress)");
-            if let Some(dir) = pin_dir {
-                pinned_links.push(pin::pin_tc_link(tc, link, dir, iface)?);
-            }
-        }
+        let tc_program_id = attach_tc_everywhere(&mut ebpf, &mut attachments, pin_dir, &mut pinned_links, false)?;
+        attach_tc_everywhere(&mut ebpf, &mut attachments, pin_dir, &mut pinned_links, true)?;
 
         let xdp: &mut Xdp = program(&mut ebpf, PROGRAM_XDP)?;
         xdp.load().map_err(|source| BpfError::Verifier { hook: "XDP", source })?;
@@ -280,10 +295,12 @@ impl Dataplane {
                 }
             }
         }
-        if let Some(program) = self.ebpf.program_mut(PROGRAM_TC) {
-            if let Ok(tc) = <&mut SchedClassifier>::try_from(program) {
-                if let Err(e) = tc.unload() {
-                    tracing::warn!(error = %e, "detaching the tc program");
+        for name in [PROGRAM_TC, PROGRAM_TC_EGRESS] {
+            if let Some(program) = self.ebpf.program_mut(name) {
+                if let Ok(tc) = <&mut SchedClassifier>::try_from(program) {
+                    if let Err(e) = tc.unload() {
+                        tracing::warn!(program = name, error = %e, "detaching a tc program");
+                    }
                 }
             }
         }

@@ -88,8 +88,9 @@ pub fn link_path(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("link-{iface}"))
 }
 
-pub fn tc_link_path(dir: &Path, iface: &str) -> PathBuf {
-    dir.join(format!("tc-{iface}"))
+/// The pin of a tc link: ingress keeps the name older daemons used.
+pub fn tc_link_path(dir: &Path, iface: &str, egress: bool) -> PathBuf {
+    dir.join(if egress { format!("tc-egress-{iface}") } else { format!("tc-{iface}") })
 }
 
 fn pinned(path: &Path) -> Result<Option<FdLink>, PinError> {
@@ -111,9 +112,9 @@ pub fn adopt_link(program: &mut Xdp, dir: &Path, iface: &str) -> Result<bool, Pi
     Ok(true)
 }
 
-/// The same for the tc link of `iface`.
-pub fn adopt_tc_link(program: &mut SchedClassifier, dir: &Path, iface: &str) -> Result<bool, PinError> {
-    let Some(fd) = pinned(&tc_link_path(dir, iface))? else {
+/// The same for a tc link of `iface` (its ingress, or with `egress` its egress).
+pub fn adopt_tc_link(program: &mut SchedClassifier, dir: &Path, iface: &str, egress: bool) -> Result<bool, PinError> {
+    let Some(fd) = pinned(&tc_link_path(dir, iface, egress))? else {
         return Ok(false);
     };
     let link = SchedClassifierLink::try_from(fd).map_err(|source| PinError::WrongLink { expected: "a tcx link", source })?;
@@ -128,11 +129,11 @@ pub fn pin_link(program: &mut Xdp, id: XdpLinkId, dir: &Path, iface: &str) -> Re
     fd.pin(link_path(dir, iface)).map_err(|source| PinError::Pin { hook: "XDP", iface: iface.to_string(), source })
 }
 
-/// Pins the tc link just attached to `iface`.
-pub fn pin_tc_link(program: &mut SchedClassifier, id: SchedClassifierLinkId, dir: &Path, iface: &str) -> Result<PinnedLink, PinError> {
+/// Pins a tc link just attached to `iface`.
+pub fn pin_tc_link(program: &mut SchedClassifier, id: SchedClassifierLinkId, dir: &Path, iface: &str, egress: bool) -> Result<PinnedLink, PinError> {
     let link = program.take_link(id).map_err(|source| PinError::Take { hook: "tc", iface: iface.to_string(), source })?;
     let fd = FdLink::try_from(link).map_err(|source| PinError::NoBpfLink { hook: "tc", why: "no tcx link, kernel before 6.6", source })?;
-    fd.pin(tc_link_path(dir, iface)).map_err(|source| PinError::Pin { hook: "tc", iface: iface.to_string(), source })
+    fd.pin(tc_link_path(dir, iface, egress)).map_err(|source| PinError::Pin { hook: "tc", iface: iface.to_string(), source })
 }
 
 /// Removes every pin in `dir` (links detach once their last descriptor closes) and the

@@ -7,28 +7,34 @@
 //! arriving:
 //!
 //! 1. Relay with splice(2) until the byte threshold, then stop at a clean point (pipes empty).
-//! 2. Freeze: a FROZEN entry for each direction makes the XDP program drop every frame that
+//! 2. Hold: a HELD entry for each direction makes the egress program close the window our
+//!    sockets advertise to both peers. They stop sending once what is in flight has landed;
+//!    the relay carries it on, until both sockets' queues are empty. The freeze that follows
+//!    then has nothing in flight to drop (a busy peer that loses a whole window at once
+//!    recovers only by a retransmission timeout, hundreds of milliseconds).
+//! 3. Freeze: a FROZEN entry for each direction makes the XDP program drop every frame that
 //!    carries data, SYN or FIN, and pass pure ACKs and RSTs. From here no byte can land in
 //!    either socket; what the peers send meanwhile is dropped *unacknowledged*, so they
 //!    retransmit it later, when the flow is live, and it is translated then: nothing is lost,
 //!    and the offsets never need to account for it. ACKs still pass, so what we already sent
 //!    gets acknowledged.
-//! 3. Drain: relay what the receive queues still hold, and wait until both receive queues
+//! 4. Drain: relay what the receive queues still hold, and wait until both receive queues
 //!    (SIOCINQ) and both send queues (SIOCOUTQ: unacknowledged bytes) are empty.
-//! 4. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 2 ms
+//! 5. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 2 ms
 //!    after the freeze (a frame that passed the program just before it may still be in a
 //!    backlog queue), check the queues once more, read both sockets' sequence numbers and
 //!    clocks, and the peers' last TSvals the XDP program saw. Every byte the program let
 //!    through must be in its socket in order (the program records how far it delivered):
 //!    data still crossing the stack, or waiting behind a hole in the out-of-order queue,
 //!    would be lost with the socket, so the hand-off waits for another moment.
-//! 5. Go live: one entry per direction with the address, sequence, timestamp and window
+//! 6. Go live: one entry per direction with the address, sequence, timestamp and window
 //!    translations. The sockets stay open (in repair mode, silent) until the flow ends, so
 //!    that no new connection can take the load balancer's port of B meanwhile. Their
 //!    sequence numbers are read once more: had one moved, the translation would be wrong,
-//!    and both connections are reset rather than corrupted.
+//!    and both connections are reset rather than corrupted. Each peer is then sent the other
+//!    peer's window (it was last told zero).
 //!
-//! Any failure before step 5 undoes the freeze (and repair mode) and the connection goes on
+//! Any failure before step 6 undoes the hold and freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
 pub mod keepalive;
 pub mod reaper;
@@ -73,11 +79,7 @@ use crate::{
 
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
-/// Once the threshold is reached, how long to wait for a moment when both connections are
-/// idle (nothing unread, nothing unacknowledged) before freezing anyway: freezing an idle
-/// flow drops nothing, freezing a busy one drops what the peers send meanwhile.
-const IDLE_WAIT: Duration = Duration::from_millis(5);
-/// How long past the quiesce deadline a frozen relay may take to empty its pipes before the
+/// How long past the quiesce deadline a held or frozen relay may take to empty its pipes before the
 /// hand-off is abandoned (and the flow unfrozen).
 const FROZEN_DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
@@ -135,8 +137,10 @@ pub struct Handoff {
     xdp_ifaces: Vec<String>,
     settings: HandoffSettings,
     pub stats: HandoffStats,
-    /// Keys of flows being frozen right now (the reaper leaves their entries alone).
+    /// Keys of flows being held or frozen right now (the reaper leaves their entries alone).
     freezing: Mutex<HashSet<FlowKey>>,
+    /// Sends the window updates of flows going live.
+    raw: Mutex<keepalive::RawSender>,
     /// Live flows handed off by this daemon, by client-side key: told when the flow ends,
     /// with the frame bytes the XDP program forwarded each way.
     live: Mutex<HashMap<FlowKey, oneshot::Sender<Moved>>>,
@@ -163,6 +167,7 @@ impl Handoff {
             settings,
             stats: HandoffStats::default(),
             freezing: Mutex::default(),
+            raw: Mutex::default(),
             live: Mutex::default(),
             stopping: AtomicBool::new(false),
             reserved: Mutex::default(),
@@ -273,14 +278,12 @@ impl Handoff {
         let mut course = Course::new(after_bytes);
         loop {
             let threshold = course.threshold();
-            let (c, s) = (&client, &server);
             relay
                 .run_until(async move {
                     match threshold {
                         Some(n) => {
                             // The sender lives in the relay: it cannot go away while we wait.
                             progress.wait_for(|moved| *moved >= n).await.ok();
-                            quiescent(c, s, Instant::now() + IDLE_WAIT).await;
                         }
                         None => std::future::pending().await,
                     }
@@ -329,7 +332,7 @@ impl Handoff {
         }
     }
 
-    /// Steps 2 to 5 of the module documentation. On Err, the flow is unfrozen and both
+    /// Steps 2 to 6 of the module documentation. On Err, the flow is unfrozen and both
     /// sockets are out of repair mode: the relay can go on.
     async fn hand_off(
         &self,
@@ -359,12 +362,18 @@ impl Handoff {
             return Err(Fallback::NoTimestamp);
         }
         let _freezing = FreezingGuard::new(self, keys);
+        let deadline = Instant::now() + self.settings.quiesce_timeout;
+        self.table.hold(keys)?;
+        if let Err(reason) = drain(relay, client, server, deadline).await {
+            self.table.remove(&keys);
+            return Err(reason);
+        }
         self.table.freeze(keys)?;
         if course.frozen().is_err() {
             self.table.remove(&keys);
             return Err(Fallback::Error);
         }
-        let result = self.while_frozen(course, relay, client, server, keys).await;
+        let result = self.while_frozen(course, relay, client, server, keys, deadline).await;
         // Repair mode is already off again (the guard in while_frozen).
         if result.is_err() && course.undo().unfreeze {
             self.table.remove(&keys);
@@ -379,30 +388,10 @@ impl Handoff {
         client: &TcpStream,
         server: &TcpStream,
         keys: [FlowKey; 2],
+        deadline: Instant,
     ) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
-        let deadline = Instant::now() + self.settings.quiesce_timeout;
-        loop {
-            // Bounded: past the deadline the relay only empties its pipes, and a pipe whose
-            // receiver is itself waiting on us (an echoing peer whose frames the freeze drops)
-            // never empties; the flow would stay frozen, its bytes dropped, for good.
-            let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(quiescent(client, server, deadline))).await;
-            drained
-                .map_err(|_| {
-                    tracing::info!("hand-off abandoned: the frozen relay could not empty its pipes by the deadline");
-                    Fallback::NotQuiescent
-                })?
-                .map_err(|_| Fallback::Closing)?;
-            if relay.half_closed() {
-                return Err(Fallback::Closing);
-            }
-            if is_quiescent(client, server)? {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(Fallback::NotQuiescent);
-            }
-        }
+        drain(relay, client, server, deadline).await?;
         let repaired = Repair::on(client, server)?;
         course.repaired().map_err(|_| Fallback::Error)?;
         // A frame that passed the program just before the freeze may still be on its way
@@ -457,9 +446,23 @@ impl Handoff {
             return Err(Fallback::SequencesMoved);
         }
         repaired.keep();
+        self.reopen_windows(&entries);
         let went_live = course.live();
         debug_assert!(went_live.is_ok(), "{went_live:?}");
         Ok(ended)
+    }
+
+    /// Tells each peer of a flow that just went live the other peer's window: both were
+    /// held at zero. A peer that misses it learns the window from its next zero-window
+    /// probe, a retransmission timeout later.
+    fn reopen_windows(&self, entries: &[(FlowKey, SpliceEntry); 2]) {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, (key, entry)) in entries.iter().enumerate() {
+            let update = lb_core::splice::keepalive::window_update(key, entry, &entries[1 - i].1);
+            if let Err(e) = raw.send(&update) {
+                tracing::warn!(to = %update.dst, error = %e, "sending the window update of a handed-off flow");
+            }
+        }
     }
 
     /// The interface holding the local address, if the XDP program is attached to it:
@@ -499,6 +502,31 @@ fn is_quiescent(client: &TcpStream, server: &TcpStream) -> Result<bool, Fallback
 /// Makes the socket's close send an RST (a zero linger on a socket out of repair mode).
 fn reset(socket: &TcpStream) {
     socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO)).ok();
+}
+
+/// Relays until both sockets' queues are empty (Err past the deadline). Bounded: past the
+/// deadline the relay only empties its pipes, and a pipe whose receiver is itself waiting
+/// on us (an echoing peer whose frames the freeze drops) never empties; the flow would stay
+/// frozen, its bytes dropped, for good.
+async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, deadline: Instant) -> Result<(), Fallback> {
+    loop {
+        let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(quiescent(client, server, deadline))).await;
+        drained
+            .map_err(|_| {
+                tracing::info!("hand-off abandoned: the relay could not empty its pipes by the deadline");
+                Fallback::NotQuiescent
+            })?
+            .map_err(|_| Fallback::Closing)?;
+        if relay.half_closed() {
+            return Err(Fallback::Closing);
+        }
+        if is_quiescent(client, server)? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Fallback::NotQuiescent);
+        }
+    }
 }
 
 /// Completes when both sockets' queues are empty, or at the deadline.

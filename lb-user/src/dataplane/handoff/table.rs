@@ -27,12 +27,24 @@ impl SpliceTable {
         self.map.with(f)
     }
 
+    /// Holds both directions: frames still reach the sockets, but our sockets advertise a
+    /// zero window to both peers (the egress program), so that they stop sending.
+    pub fn hold(&self, keys: [FlowKey; 2]) -> Result<(), Fallback> {
+        self.write_state(keys, splice_state::HELD)
+    }
+
     /// Freezes both directions: from now on no data-bearing frame reaches the two sockets.
     pub fn freeze(&self, keys: [FlowKey; 2]) -> Result<(), Fallback> {
-        let frozen = SpliceEntry { state: splice_state::FROZEN, ..SpliceEntry::default() };
+        self.write_state(keys, splice_state::FROZEN)
+    }
+
+    /// Writes an entry of `state` for both keys, or neither (new entries need free slots;
+    /// overwriting a held pair does not).
+    fn write_state(&self, keys: [FlowKey; 2], state: u8) -> Result<(), Fallback> {
+        let entry = SpliceEntry { state, ..SpliceEntry::default() };
         self.with(|map| {
             for (i, key) in keys.iter().enumerate() {
-                if let Err(e) = map.insert(key, frozen, 0) {
+                if let Err(e) = map.insert(key, entry, 0) {
                     for undo in &keys[..i] {
                         map.remove(undo).ok();
                     }
