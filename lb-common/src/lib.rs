@@ -102,6 +102,10 @@ pub mod splice_seen {
     pub const RST: u8 = 2;
     /// A frame of this direction was dropped for want of a route (`fib_failed`).
     pub const FIB_FAILED: u8 = 4;
+    /// HELD or FROZEN: our socket told this direction's sender a zero window; `last_ack`
+    /// and `last_ns` then hold that frame's acknowledgment number and time (the egress
+    /// program writes them; the daemon rewrites the whole entry when the flow goes live).
+    pub const WINDOW_CLOSED: u8 = 8;
 }
 
 /// How to rewrite a frame of a handed-off flow, keyed by the [`FlowKey`] of the frame as it

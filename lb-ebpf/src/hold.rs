@@ -7,10 +7,17 @@
 //! a zero window. The peer stops after the data already in flight, which still lands in the
 //! socket and is relayed; once nothing moves, the freeze drops nothing. When the flow goes
 //! live the daemon sends each peer the other peer's real window.
-use lb_common::{splice_state, Counter, FlowKey};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{splice_seen, splice_state, Counter, FlowKey};
 
-use crate::{counters, frame::Frame, hook, maps, parse::Packet};
+use crate::{
+    counters,
+    frame::Frame,
+    hook, maps,
+    parse::{Packet, TCP_FLAG_ACK},
+};
 
+const TCP_ACK: usize = 8;
 const TCP_WINDOW: usize = 14;
 const TCP_CHECK: usize = 16;
 
@@ -26,18 +33,30 @@ pub fn egress(hook: &hook::Tc, frame: &Frame, packet: &Packet) {
         family: packet.family,
         _pad: [0; 3],
     };
-    // SAFETY: a successful lookup yields a pointer to the value, valid for this run (RCU);
-    // only `state`, a byte the daemon writes whole, is read.
-    let Some(state) = maps::LB_SPLICE.get_ptr(&key).map(|entry| unsafe { (*entry).state }) else {
+    let Some(entry) = maps::LB_SPLICE.get_ptr_mut(&key) else {
         return;
     };
+    // SAFETY: a successful lookup yields a pointer to the value, valid for this run (RCU).
+    let state = unsafe { (*entry).state };
     if state != splice_state::HELD && state != splice_state::FROZEN {
         return;
     }
     let at = packet.l4 + TCP_WINDOW;
-    let Some(window) = frame.be16(at) else {
+    let (Some(window), Some(ack)) = (frame.be16(at), frame.be32(packet.l4 + TCP_ACK)) else {
         return;
     };
+    if packet.has(TCP_FLAG_ACK) {
+        // Tells the daemon how far the peer has been told to stop, and when: it freezes
+        // once that covers everything the peer delivered, for a round trip. Plain stores
+        // of fields nothing else writes while the flow is held; the daemon reads them
+        // eventually.
+        // SAFETY: as above.
+        unsafe {
+            (*entry).last_ack = ack;
+            (*entry).last_ns = bpf_ktime_get_ns();
+            (*entry).seen |= splice_seen::WINDOW_CLOSED;
+        }
+    }
     if window == 0 || frame.set_be16(at, 0).is_none() {
         return;
     }

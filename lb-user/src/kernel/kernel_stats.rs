@@ -106,7 +106,12 @@ fn read_spliced(id: u32) -> Result<Vec<SplicedReport>, KernelMapError> {
             to: socket(&key.local_addr, key.local_port, key.family),
             rewritten_from: socket(&e.src_addr, e.src_port, e.family),
             rewritten_to: socket(&e.dst_addr, e.dst_port, e.family),
-            state: if e.state == lb_common::splice_state::LIVE { "live" } else { "frozen" }.to_string(),
+            state: match e.state {
+                lb_common::splice_state::LIVE => "live",
+                lb_common::splice_state::HELD => "held",
+                _ => "frozen",
+            }
+            .to_string(),
             fin_seen: e.seen & lb_common::splice_seen::FIN != 0,
             rst_seen: e.seen & lb_common::splice_seen::RST != 0,
             packets: e.packets,

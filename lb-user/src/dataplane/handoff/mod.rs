@@ -79,6 +79,9 @@ use crate::{
 
 /// How often the queues are looked at while draining.
 const QUIESCE_POLL: Duration = Duration::from_millis(1);
+/// The least time a held peer must have been silent (or told a zero window) to count as
+/// stopped, however short its round trip.
+const HOLD_GRACE_MIN: Duration = Duration::from_millis(1);
 /// How long past the quiesce deadline a held or frozen relay may take to empty its pipes before the
 /// hand-off is abandoned (and the flow unfrozen).
 const FROZEN_DRAIN_GRACE: Duration = Duration::from_millis(100);
@@ -364,7 +367,14 @@ impl Handoff {
         let _freezing = FreezingGuard::new(self, keys);
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         self.table.hold(keys)?;
-        if let Err(reason) = drain(relay, client, server, deadline).await {
+        let held = Held {
+            since: keys.map(|key| self.flows.delivered_end(&key)),
+            at: Instant::now(),
+            // The zero window takes half a round trip to reach a peer, and what the peer
+            // sent meanwhile as long to come back.
+            grace: [client, server].map(|s| socket::rtt(s.as_fd()).unwrap_or_default().saturating_mul(2).max(HOLD_GRACE_MIN)),
+        };
+        if let Err(reason) = drain(relay, client, server, deadline, || self.peers_stopped(&keys, &held)).await {
             self.table.remove(&keys);
             return Err(reason);
         }
@@ -391,7 +401,7 @@ impl Handoff {
         deadline: Instant,
     ) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
-        drain(relay, client, server, deadline).await?;
+        drain(relay, client, server, deadline, || true).await?;
         let repaired = Repair::on(client, server)?;
         course.repaired().map_err(|_| Fallback::Error)?;
         // A frame that passed the program just before the freeze may still be on its way
@@ -452,6 +462,26 @@ impl Handoff {
         Ok(ended)
     }
 
+    /// Whether both peers of a held flow have stopped sending: each either delivered nothing
+    /// since the hold began (a round trip ago: what it had in flight has landed), or was
+    /// told a zero window covering all it delivered, a round trip ago. What a peer sends
+    /// after that fits no window: the freeze then drops nothing.
+    fn peers_stopped(&self, keys: &[FlowKey; 2], held: &Held) -> bool {
+        let now_ns = reaper::monotonic_ns();
+        keys.iter().zip(held.since).zip(held.grace).all(|((key, since), grace)| {
+            let delivered = self.flows.delivered_end(key);
+            if delivered == since {
+                return held.at.elapsed() >= grace;
+            }
+            let (Some(end), Some(entry)) = (delivered, self.table.get(key)) else {
+                return false;
+            };
+            entry.seen & lb_common::splice_seen::WINDOW_CLOSED != 0
+                && entry.last_ack.wrapping_sub(end) as i32 >= 0
+                && now_ns.saturating_sub(entry.last_ns) >= grace.as_nanos() as u64
+        })
+    }
+
     /// Tells each peer of a flow that just went live the other peer's window: both were
     /// held at zero. A peer that misses it learns the window from its next zero-window
     /// probe, a retransmission timeout later.
@@ -504,13 +534,18 @@ fn reset(socket: &TcpStream) {
     socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO)).ok();
 }
 
-/// Relays until both sockets' queues are empty (Err past the deadline). Bounded: past the
-/// deadline the relay only empties its pipes, and a pipe whose receiver is itself waiting
-/// on us (an echoing peer whose frames the freeze drops) never empties; the flow would stay
-/// frozen, its bytes dropped, for good.
-async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, deadline: Instant) -> Result<(), Fallback> {
+/// Relays until both sockets' queues are empty and `stopped` holds (Err past the deadline).
+/// Bounded: past the deadline the relay only empties its pipes, and a pipe whose receiver is
+/// itself waiting on us (an echoing peer whose frames the freeze drops) never empties; the
+/// flow would stay frozen, its bytes dropped, for good.
+async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, deadline: Instant, stopped: impl Fn() -> bool) -> Result<(), Fallback> {
     loop {
-        let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(quiescent(client, server, deadline))).await;
+        let ready = async {
+            while Instant::now() < deadline && !(is_quiescent(client, server).unwrap_or(false) && stopped()) {
+                tokio::time::sleep(QUIESCE_POLL).await;
+            }
+        };
+        let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(ready)).await;
         drained
             .map_err(|_| {
                 tracing::info!("hand-off abandoned: the relay could not empty its pipes by the deadline");
@@ -520,7 +555,7 @@ async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStre
         if relay.half_closed() {
             return Err(Fallback::Closing);
         }
-        if is_quiescent(client, server)? {
+        if is_quiescent(client, server)? && stopped() {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -529,11 +564,12 @@ async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStre
     }
 }
 
-/// Completes when both sockets' queues are empty, or at the deadline.
-async fn quiescent(client: &TcpStream, server: &TcpStream, deadline: Instant) {
-    while Instant::now() < deadline && !is_quiescent(client, server).unwrap_or(false) {
-        tokio::time::sleep(QUIESCE_POLL).await;
-    }
+/// A held flow: what each peer had delivered when the hold began, since when, and how long
+/// after its last frame each peer counts as stopped.
+struct Held {
+    since: [Option<u32>; 2],
+    at: Instant,
+    grace: [Duration; 2],
 }
 
 /// Both sockets in repair mode until `keep` (or back out of it when dropped). Their TCP

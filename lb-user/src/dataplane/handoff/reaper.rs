@@ -226,7 +226,8 @@ fn end_of_flow(a: &SpliceEntry, b: &SpliceEntry, now_ns: u64, settings: &super::
 }
 
 /// The clock bpf_ktime_get_ns() reads.
-fn monotonic_ns() -> u64 {
+/// CLOCK_MONOTONIC in nanoseconds, the clock of the program's bpf_ktime_get_ns().
+pub(super) fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 

@@ -98,6 +98,12 @@ pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
     Ok(Sequences { snd_nxt, rcv_nxt, tsval, peer_window: window.snd_wnd })
 }
 
+/// The socket's smoothed round-trip time.
+pub fn rtt(fd: BorrowedFd<'_>) -> io::Result<std::time::Duration> {
+    let info: libc::tcp_info = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    Ok(std::time::Duration::from_micros(u64::from(info.tcpi_rtt)))
+}
+
 /// Caps the MSS this socket announces; only effective before connect().
 pub fn clamp_mss(fd: BorrowedFd<'_>, mss: u32) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss as libc::c_int)
