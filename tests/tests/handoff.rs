@@ -124,8 +124,13 @@ fn auto_hands_off_only_past_the_threshold(veth: VethKind) -> Result<()> {
     let short = handoff(&wait_settled(&lab, 1)?);
     ensure!(short.attempts == 0 && short.handed_off == 0, "a 64 KiB connection was handed off: {short:?}");
     transfer(&lab, 64 * MIB, Duration::from_secs(30))?;
-    let long = handoff(&wait_settled(&lab, 2)?);
+    let stats = wait_settled(&lab, 2)?;
+    let long = handoff(&stats);
     ensure!(long.handed_off == 1, "a 64 MiB connection was not handed off: {long:?}");
+    // Handed off mid-stream, both ways busy (an echo): the hold told both peers to stop
+    // (windows closed) before the freeze, which then had nothing in flight to drop.
+    let c = &stats.counters;
+    ensure!(c.windows_held > 0 && c.frozen_dropped == 0, "held {} windows, dropped {} frames while frozen", c.windows_held, c.frozen_dropped);
     Ok(())
 }
 
