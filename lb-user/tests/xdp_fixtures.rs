@@ -526,6 +526,58 @@ fn frozen_flow_drops_what_advances_the_sequence_and_passes_acks_and_resets() {
     });
 }
 
+/// Our socket's ACK to the client of a held (then frozen) flow leaves with a zero window
+/// and a checksum that verifies; the entry records how far and when the client was told to
+/// stop. Frames of other flows, and of live ones, leave untouched.
+#[test]
+fn held_and_frozen_flows_advertise_a_zero_window_to_the_peer() {
+    with_fixture(|fx| {
+        // Our ACK to the client: the reverse of the client's frames (key client_key_v4).
+        let ours = Segment {
+            eth_dst: CLIENT_MAC,
+            eth_src: C0_MAC,
+            addrs: Addrs::V4(FRONTEND_V4, CLIENT_V4),
+            sport: FRONTEND_PORT,
+            dport: CLIENT_PORT,
+            seq: 9_000,
+            ack: 5_013,
+            window: 1_234,
+            payload: Vec::new(),
+            ..from_client_v4()
+        };
+        let frame = ours.to_bytes();
+        let (action, out) = fx.dp.run_tc_egress(fx.c0, &frame);
+        assert_eq!(action, TC_ACT_OK);
+        assert_frame_eq(&out, &frame);
+        for state in [splice_state::HELD, splice_state::FROZEN] {
+            fx.dp.splice(client_key_v4(), SpliceEntry { state, ..SpliceEntry::default() });
+            let (action, out) = fx.dp.run_tc_egress(fx.c0, &frame);
+            assert_eq!(action, TC_ACT_OK);
+            assert_frame_eq(&out, &Segment { window: 0, ..ours.clone() }.to_bytes());
+            let entry = fx.dp.splice_entry(&client_key_v4());
+            assert!(entry.seen & splice_seen::WINDOW_CLOSED != 0 && entry.last_ack == 5_013 && entry.last_ns > 0, "{entry:?}");
+        }
+        assert_eq!(fx.dp.counter(Counter::WindowsHeld), 2);
+        fx.dp.splice(client_key_v4(), toward_server_v4());
+        let (_, out) = fx.dp.run_tc_egress(fx.c0, &frame);
+        assert_frame_eq(&out, &frame);
+    });
+}
+
+/// A held flow is not handed off yet: the ingress programs pass its frames to the socket.
+#[test]
+fn held_flow_frames_reach_the_socket() {
+    with_fixture(|fx| {
+        fx.dp.splice(client_key_v4(), SpliceEntry { state: splice_state::HELD, ..SpliceEntry::default() });
+        let frame = from_client_v4().to_bytes();
+        assert_eq!(fx.dp.run(fx.c0, &frame).0, XDP_PASS);
+        let (action, out) = fx.dp.run_tc(fx.c0, &frame);
+        assert_eq!(action, TC_ACT_OK);
+        assert_frame_eq(&out, &frame);
+        assert_eq!(fx.dp.counter(Counter::FrozenDropped), 0);
+    });
+}
+
 #[test]
 fn flow_map_records_the_peer_tsval() {
     with_fixture(|fx| {

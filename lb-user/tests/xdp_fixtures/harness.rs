@@ -11,7 +11,7 @@ use aya::{
 };
 use lb_common::{
     maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap},
-    Counter, FlowKey, FlowValue, SpliceEntry, PROGRAM_TC, PROGRAM_XDP,
+    Counter, FlowKey, FlowValue, SpliceEntry, PROGRAM_TC, PROGRAM_TC_EGRESS, PROGRAM_XDP,
 };
 
 pub const XDP_DROP: u32 = 1;
@@ -82,6 +82,10 @@ impl Dataplane {
         if let Err(e) = tc.load() {
             panic!("the verifier refused the tc program: {e:#?}");
         }
+        let egress: &mut SchedClassifier = ebpf.program_mut(PROGRAM_TC_EGRESS).expect("tc egress program in object").try_into().expect("a tc program");
+        if let Err(e) = egress.load() {
+            panic!("the verifier refused the tc egress program: {e:#?}");
+        }
         Self { ebpf }
     }
 
@@ -94,6 +98,16 @@ impl Dataplane {
     /// checksum state is CHECKSUM_NONE, as the test run builds it).
     pub fn run_tc(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
         let tc: &SchedClassifier = self.ebpf.program(PROGRAM_TC).expect("tc program").try_into().expect("a tc program");
+        let mut ctx = SkBuffMd { words: [0; 48] };
+        ctx.words[SKB_IFINDEX] = ifindex;
+        let fd = tc.fd().expect("loaded program").as_fd().as_raw_fd();
+        test_run(fd, frame, (&ctx as *const SkBuffMd).cast(), std::mem::size_of::<SkBuffMd>())
+    }
+
+    /// Runs the tc egress program once on `frame`, a frame our own socket sends out of
+    /// `ifindex` (CHECKSUM_NONE: its checksum is complete).
+    pub fn run_tc_egress(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let tc: &SchedClassifier = self.ebpf.program(PROGRAM_TC_EGRESS).expect("tc egress program").try_into().expect("a tc program");
         let mut ctx = SkBuffMd { words: [0; 48] };
         ctx.words[SKB_IFINDEX] = ifindex;
         let fd = tc.fd().expect("loaded program").as_fd().as_raw_fd();
