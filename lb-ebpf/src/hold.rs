@@ -57,7 +57,10 @@ pub fn egress(hook: &hook::Tc, frame: &Frame, packet: &Packet) {
             (*entry).seen |= splice_seen::WINDOW_CLOSED;
         }
     }
-    if window == 0 || frame.set_be16(at, 0).is_none() {
+    // Through the helper, not the frame's pointer: a program that writes packet data
+    // directly gets a prologue that unclones every skb it sees, and the frames our sockets
+    // send are clones (TCP keeps the original for retransmission), held flow or not.
+    if window == 0 || hook.0.store(at, &0u16, 0).is_err() {
         return;
     }
     counters::add(Counter::WindowsHeld, 1);

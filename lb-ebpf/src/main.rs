@@ -93,7 +93,8 @@ pub fn lb_tc(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn lb_tc_egress(ctx: TcContext) -> i32 {
     let hook = hook::Tc(&ctx);
-    hook.pull_headers();
+    // No pull: our sockets build their headers in the skb's linear part, and pulling makes
+    // the skb writable, which copies the header of every clone TCP sends.
     let frame = hook.frame();
     let mut packet = parse::Packet::default();
     if parse::tcp_packet(&frame, &mut packet) == parse::Parsed::Tcp {
