@@ -8,7 +8,7 @@
 //! socket and is relayed; once nothing moves, the freeze drops nothing. When the flow goes
 //! live the daemon sends each peer the other peer's real window.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use lb_common::{splice_seen, splice_state, Counter, FlowKey};
+use lb_common::{splice_seen, splice_state, Counter};
 
 use crate::{
     counters,
@@ -25,14 +25,7 @@ const TCP_CHECK: usize = 16;
 #[inline(always)]
 pub fn egress(hook: &hook::Tc, frame: &Frame, packet: &Packet) {
     // The entry of the peer's own frames: keyed as they arrive, i.e. this frame reversed.
-    let key = FlowKey {
-        remote_addr: packet.dst_addr,
-        local_addr: packet.src_addr,
-        remote_port: packet.dst_port,
-        local_port: packet.src_port,
-        family: packet.family,
-        _pad: [0; 3],
-    };
+    let key = packet.reply_key();
     let Some(entry) = maps::LB_SPLICE.get_ptr_mut(&key) else {
         return;
     };

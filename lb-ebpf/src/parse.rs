@@ -56,6 +56,20 @@ impl Packet {
         self.l4_len > self.tcp_hlen
     }
 
+    /// The key the answers to this frame arrive with: this frame's, reversed (for a frame
+    /// our host sends, the key of its peer's frames).
+    #[inline(always)]
+    pub fn reply_key(&self) -> FlowKey {
+        FlowKey {
+            remote_addr: self.dst_addr,
+            local_addr: self.src_addr,
+            remote_port: self.dst_port,
+            local_port: self.src_port,
+            family: self.family,
+            _pad: [0; 3],
+        }
+    }
+
     /// The key of the flow this frame belongs to, from the receiving host's point of view.
     #[inline(always)]
     pub fn flow_key(&self) -> FlowKey {
