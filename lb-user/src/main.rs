@@ -64,7 +64,12 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             raise_file_limit();
-            tokio::runtime::Runtime::new()?.block_on(serve::run(*args))
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.enable_all();
+            if let Some(threads) = args.worker_threads {
+                runtime.worker_threads(threads.get());
+            }
+            runtime.build()?.block_on(serve::run(*args))
         }
         Command::Check { config } => {
             let config = config_file::load(&config)?;

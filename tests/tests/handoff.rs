@@ -127,10 +127,13 @@ fn auto_hands_off_only_past_the_threshold(veth: VethKind) -> Result<()> {
     let stats = wait_settled(&lab, 2)?;
     let long = handoff(&stats);
     ensure!(long.handed_off == 1, "a 64 MiB connection was not handed off: {long:?}");
-    // Handed off mid-stream, both ways busy (an echo): the hold told both peers to stop
-    // (windows closed) before the freeze, which then had nothing in flight to drop.
+    // Handed off mid-stream: the hold stopped both peers before the freeze, which then had
+    // nothing in flight to drop. Whether a zero window had to be sent for that depends on
+    // timing (a peer that paused on its own at the hold, as on a starved CI host, is told
+    // nothing: `windows_held` 0); the fixtures in xdp_fixtures.rs check the window rewrite.
     let c = &stats.counters;
-    ensure!(c.windows_held > 0 && c.frozen_dropped == 0, "held {} windows, dropped {} frames while frozen", c.windows_held, c.frozen_dropped);
+    eprintln!("windows held: {}, frames dropped while frozen: {}", c.windows_held, c.frozen_dropped);
+    ensure!(c.frozen_dropped == 0, "dropped {} frames while frozen (held {} windows)", c.frozen_dropped, c.windows_held);
     Ok(())
 }
 

@@ -108,9 +108,10 @@ impl Mode {
     }
 
     /// Starts this mode's load balancer in the lb namespace (none for `direct`).
-    /// `xdp_mode` is the daemon's `--xdp-mode`, `peer_workers` the peers' threads/workers.
-    pub fn start_lb(self, topo: &Topology, xdp_mode: &str, peer_workers: usize) -> Result<Option<Lb>> {
-        let peer = |kind| Peer::start(kind, topo.lb(), peer_workers).map(|p| Some(Lb::Peer(p)));
+    /// `xdp_mode` is the daemon's `--xdp-mode`, `lb_workers` the threads (or worker
+    /// processes) of whichever load balancer it is.
+    pub fn start_lb(self, topo: &Topology, xdp_mode: &str, lb_workers: usize) -> Result<Option<Lb>> {
+        let peer = |kind| Peer::start(kind, topo.lb(), lb_workers).map(|p| Some(Lb::Peer(p)));
         match self {
             Mode::Direct => Ok(None),
             Mode::Haproxy => peer(PeerKind::Haproxy),
@@ -122,7 +123,7 @@ impl Mode {
                     ifaces: self.xdp_ifaces(),
                     print_log_on_drop: false,
                     // The `pinned` workload times API requests beside the connections.
-                    extra_args: vec!["--api".into(), "127.0.0.1:0".into()],
+                    extra_args: vec!["--api".into(), "127.0.0.1:0".into(), "--worker-threads".into(), lb_workers.to_string()],
                     ..DaemonOpts::default()
                 };
                 let daemon = Daemon::start_with(topo, &self.config(), opts).with_context(|| format!("starting lb-user for mode {self}"))?;

@@ -30,9 +30,9 @@ pub struct Record {
     pub error: Option<String>,
     /// What ran as the load balancer: `lb-user`, or the peer's version line.
     pub lb: Option<String>,
-    /// The peer's threads (HAProxy `nbthread`) or worker processes (nginx
-    /// `worker_processes`), `--peer-workers`.
-    pub peer_workers: Option<usize>,
+    /// The load balancer's threads (HAProxy `nbthread`, lb-user `--worker-threads`) or
+    /// worker processes (nginx `worker_processes`), `--lb-workers`.
+    pub lb_workers: Option<usize>,
     /// Response bytes (bodies) × 8 / wall time of the transfers.
     pub gbit_s: Option<f64>,
     /// New TLS connections per second (one request each).

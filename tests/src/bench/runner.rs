@@ -21,7 +21,7 @@ pub struct Bench<'a> {
     pub sizes: Sizes,
     pub workloads: &'a [String],
     pub xdp_mode: &'a str,
-    pub peer_workers: usize,
+    pub lb_workers: usize,
     pub started_utc: &'a str,
 }
 
@@ -30,7 +30,7 @@ impl Bench<'_> {
     /// `records`. Returns whether all of them ran cleanly (no failed workload, no error);
     /// fails only when the run was interrupted.
     pub fn run_mode(&self, mode: Mode, round: u32, host_busy_before: f64, records: &mut Vec<Record>) -> Result<bool> {
-        let lb = mode.start_lb(self.topo, self.xdp_mode, self.peer_workers);
+        let lb = mode.start_lb(self.topo, self.xdp_mode, self.lb_workers);
         let (lb, start_error) = match lb {
             Ok(lb) => (lb, None),
             Err(e) => (None, Some(format!("{e:#}"))),
@@ -43,7 +43,7 @@ impl Bench<'_> {
             mode,
             lb: lb.as_ref(),
             xdp_mode: self.xdp_mode.to_string(),
-            peer_workers: self.peer_workers,
+            lb_workers: self.lb_workers,
             started_utc: self.started_utc.to_string(),
             round,
             host_busy_before,

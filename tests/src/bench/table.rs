@@ -14,7 +14,7 @@ pub struct Setting {
     /// CPUs of this host: the daemon's tokio runtime has one worker thread per CPU.
     pub cpus: usize,
     /// HAProxy's `nbthread` and nginx stream's `worker_processes`.
-    pub peer_workers: usize,
+    pub lb_workers: usize,
 }
 
 /// How a column shows a metric.
@@ -226,9 +226,9 @@ fn footnote(s: Setting) -> String {
         "Medians over {rounds} round(s); ×direct / ×haproxy: the ratio to that mode's median, \
          +direct / +haproxy: milliseconds added.\n\
          LB CPU: utime + stime of the load balancer's processes from /proc, read the same way \
-         for all: lb-user (one process on tokio's default multi-thread runtime, one worker per \
-         CPU: {cpus} here), haproxy (nbthread {w}), nginx-stream (worker_processes {w}; \
-         --peer-workers), in clock ticks ({tick} ms: 0.000 is less than a tick over the \
+         for all, each load balancer with {w} thread(s) (--lb-workers): lb-user (one process, \
+         --worker-threads {w}; {cpus} CPUs here), haproxy (nbthread {w}), nginx-stream \
+         (worker_processes {w}), in clock ticks ({tick} ms: 0.000 is less than a tick over the \
          workload). host CPU: every CPU's busy time, softirq included (clients and servers \
          too).\n\
          errors: failed or short requests, transfers and connections (a bulk download under \
@@ -237,7 +237,7 @@ fn footnote(s: Setting) -> String {
          moved by the kernel hand-off (lb-user stats' spliced_bytes).\n",
         rounds = s.rounds,
         cpus = s.cpus,
-        w = s.peer_workers,
+        w = s.lb_workers,
         tick = 1000.0 / crate::procfs::clock_ticks_per_second(),
     )
 }
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn rows_compare_with_direct_and_haproxy() {
         let records = [rec("wire", "direct", 10.0), rec("wire", "haproxy", 4.0), rec("wire", "auto", 5.0)];
-        let setting = Setting { rounds: 1, cpus: 2, peer_workers: 1 };
+        let setting = Setting { rounds: 1, cpus: 2, lb_workers: 1 };
         let t = table(&records, &strings(&["wire"]), &strings(&["direct", "haproxy", "auto"]), &strings(&["bulk-h1", "conns"]), setting);
         let auto = t.lines().find(|l| l.starts_with("auto")).unwrap();
         assert!(auto.contains("5.00") && auto.contains("0.50×") && auto.contains("1.25×"), "{t}");
@@ -269,7 +269,7 @@ mod tests {
     fn a_failed_mode_says_so_instead_of_a_figure() {
         let records =
             [rec("default", "direct", 10.0), Record { error: None, ..rec("default", "xdp", 0.0) }.failed("starting lb-user for mode xdp: timed out\nmore")];
-        let setting = Setting { rounds: 1, cpus: 2, peer_workers: 1 };
+        let setting = Setting { rounds: 1, cpus: 2, lb_workers: 1 };
         let t = table(&records, &strings(&["default"]), &strings(&["direct", "xdp"]), &strings(&["bulk-h1"]), setting);
         let xdp = t.lines().find(|l| l.starts_with("xdp")).unwrap();
         assert!(xdp.contains("FAILED: starting lb-user for mode xdp: timed out"), "{t}");

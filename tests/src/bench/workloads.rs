@@ -57,8 +57,8 @@ pub struct Run<'a> {
     pub mode: Mode,
     pub lb: Option<&'a Lb>,
     pub xdp_mode: String,
-    /// The peers' threads or worker processes (`--peer-workers`).
-    pub peer_workers: usize,
+    /// Every load balancer's threads or worker processes (`--lb-workers`).
+    pub lb_workers: usize,
     pub started_utc: String,
     pub round: u32,
     /// Share of the host's CPUs busy just before the mode started.
@@ -335,7 +335,7 @@ impl Run<'_> {
             status: "ok".to_string(),
             host_busy_before: self.host_busy_before,
             lb: self.lb.map(describe),
-            peer_workers: matches!(self.lb, Some(Lb::Peer(_))).then_some(self.peer_workers),
+            lb_workers: self.lb.is_some().then_some(self.lb_workers),
             xdp_ifaces: self.mode.xdp_ifaces(),
             xdp_mode: self.mode.is_ours().then(|| self.xdp_mode.clone()),
             xdp_attached: self.lb.and_then(Lb::daemon).map(|d| d.runtime()["xdp"].clone()),

@@ -80,10 +80,10 @@ struct Args {
     /// Worker processes of the servers' nginx (the backends, not a load balancer).
     #[arg(long, default_value_t = 2)]
     nginx_workers: usize,
-    /// HAProxy's `nbthread` and nginx stream's `worker_processes` (our daemon runs tokio's
-    /// default: one worker thread per CPU).
-    #[arg(long, default_value_t = 1)]
-    peer_workers: usize,
+    /// Threads of every load balancer, so that they compare on equal terms: HAProxy's
+    /// `nbthread`, nginx stream's `worker_processes` and lb-user's `--worker-threads`.
+    #[arg(long = "lb-workers", alias = "peer-workers", default_value_t = 1)]
+    lb_workers: usize,
     /// Rounds: each runs every mode (in an order rotated by one per round, so that no mode is
     /// always first); the table shows medians. Default 3, 1 with --quick.
     #[arg(long)]
@@ -156,7 +156,7 @@ fn run(args: &Args) -> Result<bool> {
 
     let veths: Vec<String> = args.veth.iter().map(|v| v.name().to_string()).collect();
     let modes: Vec<String> = args.modes.iter().map(|m| m.name().to_string()).collect();
-    let setting = Setting { rounds, cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), peer_workers: args.peer_workers };
+    let setting = Setting { rounds, cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), lb_workers: args.lb_workers };
     println!("\n{}", table(&records, &veths, &modes, &args.workloads, setting));
     println!("{}", targets(&records, &veths, &modes));
     let disturbed = records.iter().filter(|r| r.host_busy_before >= usage::QUIET).count();
@@ -187,7 +187,7 @@ fn on_veth(
     eprintln!("lb-bench: veth {}: namespaces {}-*", veth.name(), topo.prefix());
     let nginx = Nginx::start(topo.srv(), certs, content, args.nginx_workers)?;
     let bench =
-        Bench { topo: &topo, certs, nginx: &nginx, sizes, workloads: &args.workloads, xdp_mode: &args.xdp_mode, peer_workers: args.peer_workers, started_utc };
+        Bench { topo: &topo, certs, nginx: &nginx, sizes, workloads: &args.workloads, xdp_mode: &args.xdp_mode, lb_workers: args.lb_workers, started_utc };
     let mut clean = true;
     for round in 0..rounds {
         for i in 0..args.modes.len() {
