@@ -48,6 +48,14 @@ pub fn window_update(key: &FlowKey, entry: &SpliceEntry, reverse: &SpliceEntry) 
     build(key, entry.family, seq, ack, TCP_ACK, window)
 }
 
+/// A zero-window ACK from our end of a peer's connection, `seq` and `ack` as our socket
+/// stands (next byte it sends, next byte it expects): tells a peer being held before the
+/// freeze to stop sending, when our socket has nothing to send that would carry the closed
+/// window (everything was acknowledged before the hold).
+pub fn zero_window(key: &FlowKey, family: u8, seq: u32, ack: u32) -> Segment {
+    build(key, family, seq, ack, TCP_ACK, 0)
+}
+
 /// The RST that ends the peer's connection (exact while nothing is in flight toward it).
 pub fn end(key: &FlowKey, entry: &SpliceEntry, reverse: &SpliceEntry) -> Segment {
     let (seq, ack, _) = positions(entry, reverse);
@@ -168,6 +176,18 @@ mod tests {
         assert_eq!(field32(&update, 20, 8), 0x400);
         assert_eq!(update.bytes[20 + 13], TCP_ACK);
         assert_eq!(u16::from_be_bytes([update.bytes[34], update.bytes[35]]), 1200, "300 << 9 >> 7");
+    }
+
+    /// In sequence where our socket stands, acknowledging all it received, window closed.
+    #[test]
+    fn a_zero_window_ack_is_in_sequence_and_closes_the_window() {
+        let client = SocketAddr::from(([10, 0, 1, 2], 40000));
+        let frontend = SocketAddr::from(([10, 0, 1, 1], 443));
+        let ack = zero_window(&key(client, frontend), FAMILY_V4, 7000, 0xFFFF_FFF0);
+        assert_eq!((ack.src, ack.dst), (frontend, client));
+        assert_eq!((field32(&ack, 20, 4), field32(&ack, 20, 8)), (7000, 0xFFFF_FFF0));
+        assert_eq!(ack.bytes[20 + 13], TCP_ACK);
+        assert_eq!(u16::from_be_bytes([ack.bytes[34], ack.bytes[35]]), 0);
     }
 
     /// Both checksums verify as a receiver checks them: the sum over the covered bytes,

@@ -314,6 +314,15 @@ impl Run<'_> {
         r.xdp_spliced_bytes = m.xdp.as_ref().and_then(|c| c.get(SPLICED_BYTES).copied());
         r.xdp_counters = m.xdp.clone();
         r.handoff_stalls = m.handoff.as_ref().and_then(|h| h.get(STALLS).copied());
+        if r.handoff_stalls.is_some_and(|s| s > 0) {
+            // The daemon logs each stall with its flow and sequence numbers: kept with the
+            // result, since the daemon's directory goes with it.
+            if let Some(daemon) = self.lb.and_then(Lb::daemon) {
+                let log = std::fs::read_to_string(daemon.log_path()).unwrap_or_default();
+                let stalls: Vec<&str> = log.lines().filter(|l| l.contains("flow stalled")).take(5).collect();
+                r.add_note(&format!("stalls logged: {}", stalls.join(" | ")));
+            }
+        }
         r.handoff = m.handoff.clone();
         r.client = client;
         let bulk = workload.starts_with("bulk");

@@ -8,7 +8,8 @@
 //!
 //! 1. Relay with splice(2) until the byte threshold, then stop at a clean point (pipes empty).
 //! 2. Hold: a HELD entry for each direction makes the egress program close the window our
-//!    sockets advertise to both peers. They stop sending once what is in flight has landed;
+//!    sockets advertise to both peers (a socket with nothing to send has a zero-window ACK
+//!    sent in its name). They stop sending once what is in flight has landed;
 //!    the relay carries it on, until both sockets' queues are empty. The freeze that follows
 //!    then has nothing in flight to drop (a busy peer that loses a whole window at once
 //!    recovers only by a retransmission timeout, hundreds of milliseconds).
@@ -51,7 +52,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     os::fd::AsFd,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant},
@@ -367,14 +368,10 @@ impl Handoff {
         let _freezing = FreezingGuard::new(self, keys);
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         self.table.hold(keys)?;
-        let held = Held {
-            since: keys.map(|key| self.flows.delivered_end(&key)),
-            at: Instant::now(),
-            // The zero window takes half a round trip to reach a peer, and what the peer
-            // sent meanwhile as long to come back.
-            grace: [client, server].map(|s| socket::rtt(s.as_fd()).unwrap_or_default().saturating_mul(2).max(HOLD_GRACE_MIN)),
-        };
-        if let Err(reason) = drain(relay, client, server, deadline, || self.peers_stopped(&keys, &held)).await {
+        // The zero window takes half a round trip to reach a peer, and what the peer sent
+        // meanwhile as long to come back.
+        let held = Held::new([client, server].map(|s| socket::rtt(s.as_fd()).unwrap_or_default().saturating_mul(2).max(HOLD_GRACE_MIN)));
+        if let Err(reason) = drain(relay, &held, client, server, deadline, || self.peers_stopped(&keys, &held, [client, server])).await {
             self.table.remove(&keys);
             return Err(reason);
         }
@@ -383,7 +380,7 @@ impl Handoff {
             self.table.remove(&keys);
             return Err(Fallback::Error);
         }
-        let result = self.while_frozen(course, relay, client, server, keys, deadline).await;
+        let result = self.while_frozen(course, relay, &held, client, server, keys, deadline).await;
         // Repair mode is already off again (the guard in while_frozen).
         if result.is_err() && course.undo().unfreeze {
             self.table.remove(&keys);
@@ -391,17 +388,19 @@ impl Handoff {
         result.map(|ended| (ended, keys))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn while_frozen(
         &self,
         course: &mut Course,
         relay: &mut SpliceRelay<'_>,
+        held: &Held,
         client: &TcpStream,
         server: &TcpStream,
         keys: [FlowKey; 2],
         deadline: Instant,
     ) -> Result<oneshot::Receiver<Moved>, Fallback> {
         let frozen_at = Instant::now();
-        drain(relay, client, server, deadline, || true).await?;
+        drain(relay, held, client, server, deadline, || true).await?;
         let repaired = Repair::on(client, server)?;
         course.repaired().map_err(|_| Fallback::Error)?;
         // A frame that passed the program just before the freeze may still be on its way
@@ -462,24 +461,53 @@ impl Handoff {
         Ok(ended)
     }
 
-    /// Whether both peers of a held flow have stopped sending: each either delivered nothing
-    /// since the hold began (a round trip ago: what it had in flight has landed), or was
-    /// told a zero window covering all it delivered, a round trip ago. What a peer sends
-    /// after that fits no window: the freeze then drops nothing.
-    fn peers_stopped(&self, keys: &[FlowKey; 2], held: &Held) -> bool {
+    /// Whether both peers of a held flow have stopped sending: each was told a zero window
+    /// covering all it delivered, a round trip ago. What a peer sends after that fits no
+    /// window: the freeze then drops nothing. Called while both sockets are quiescent.
+    ///
+    /// A peer that delivered nothing for a while has not stopped for all that: it may be
+    /// about to answer (a TLS handshake, a request), and what it sends after the freeze
+    /// would wait for its retransmission timer. So each peer is told: `sockets` face the
+    /// keys' peers; a socket owing an ACK sends it now (not after its delayed-ACK timer, up
+    /// to 40 ms) with the window the egress program closes, and one owing nothing has a
+    /// zero-window ACK sent in its name, where it stands.
+    fn peers_stopped(&self, keys: &[FlowKey; 2], held: &Held, sockets: [&TcpStream; 2]) -> bool {
         let now_ns = reaper::monotonic_ns();
-        keys.iter().zip(held.since).zip(held.grace).all(|((key, since), grace)| {
+        let mut stopped = true;
+        for (i, key) in keys.iter().enumerate() {
             let delivered = self.flows.delivered_end(key);
-            if delivered == since {
-                return held.at.elapsed() >= grace;
-            }
-            let (Some(end), Some(entry)) = (delivered, self.table.get(key)) else {
-                return false;
+            // A probe for an ACK (probe_slow_acks) passes the egress program too, but its old
+            // sequence number makes the peer ignore its window: only what went after it counts.
+            let probed_at = held.probed_at[i].load(Ordering::Relaxed);
+            let covered = |entry: Option<SpliceEntry>| {
+                entry.filter(|e| {
+                    e.seen & lb_common::splice_seen::WINDOW_CLOSED != 0
+                        && e.last_ns > probed_at
+                        && delivered.is_none_or(|end| e.last_ack.wrapping_sub(end) as i32 >= 0)
+                })
             };
-            entry.seen & lb_common::splice_seen::WINDOW_CLOSED != 0
-                && entry.last_ack.wrapping_sub(end) as i32 >= 0
-                && now_ns.saturating_sub(entry.last_ns) >= grace.as_nanos() as u64
-        })
+            if let Some(entry) = covered(self.table.get(key)) {
+                stopped &= now_ns.saturating_sub(entry.last_ns) >= held.grace[i].as_nanos() as u64;
+                continue;
+            }
+            stopped = false;
+            let fd = sockets[i].as_fd();
+            socket::ack_now(fd).ok();
+            if covered(self.table.get(key)).is_some() {
+                continue;
+            }
+            // Only where the socket has all the program let through: an ACK short of it
+            // would not count, and one beyond it would acknowledge bytes never received.
+            if let Ok(at) = socket::peek_sequences(fd).inspect_err(|e| tracing::debug!(error = %e, "reading a held socket's sequence numbers")) {
+                if delivered.is_none_or(|end| end == at.rcv_nxt) {
+                    let ack = lb_core::splice::keepalive::zero_window(key, key.family, at.snd_nxt, at.rcv_nxt);
+                    if let Err(e) = self.raw.lock().unwrap_or_else(|p| p.into_inner()).send(&ack) {
+                        tracing::debug!(to = %ack.dst, error = %e, "sending a held peer a zero window");
+                    }
+                }
+            }
+        }
+        stopped
     }
 
     /// Tells each peer of a flow that just went live the other peer's window: both were
@@ -538,10 +566,18 @@ fn reset(socket: &TcpStream) {
 /// Bounded: past the deadline the relay only empties its pipes, and a pipe whose receiver is
 /// itself waiting on us (an echoing peer whose frames the freeze drops) never empties; the
 /// flow would stay frozen, its bytes dropped, for good.
-async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStream, deadline: Instant, stopped: impl Fn() -> bool) -> Result<(), Fallback> {
+async fn drain(
+    relay: &mut SpliceRelay<'_>,
+    held: &Held,
+    client: &TcpStream,
+    server: &TcpStream,
+    deadline: Instant,
+    stopped: impl Fn() -> bool,
+) -> Result<(), Fallback> {
     loop {
         let ready = async {
             while Instant::now() < deadline && !(is_quiescent(client, server).unwrap_or(false) && stopped()) {
+                held.probe_slow_acks([client, server]);
                 tokio::time::sleep(QUIESCE_POLL).await;
             }
         };
@@ -564,12 +600,44 @@ async fn drain(relay: &mut SpliceRelay<'_>, client: &TcpStream, server: &TcpStre
     }
 }
 
-/// A held flow: what each peer had delivered when the hold began, since when, and how long
-/// after its last frame each peer counts as stopped.
+/// A held flow's two sockets (client side, server side).
 struct Held {
-    since: [Option<u32>; 2],
-    at: Instant,
+    /// How long after its last zero-window ACK each peer counts as stopped (a round trip).
     grace: [Duration; 2],
+    /// Since when each socket has waited on its peer's acknowledgment (monotonic ns; 0:
+    /// not waiting), and when it last sent its peer a probe for it (0: never).
+    waiting_since: [AtomicU64; 2],
+    probed_at: [AtomicU64; 2],
+}
+
+impl Held {
+    fn new(grace: [Duration; 2]) -> Self {
+        Self { grace, waiting_since: Default::default(), probed_at: Default::default() }
+    }
+
+    /// The hand-off waits until every byte sent is acknowledged, and a peer with nothing
+    /// to send delays its ACK by up to 40 ms (all the more under the hold, whose zero
+    /// window keeps it from sending the data an ACK would ride on). A socket that waited a
+    /// round trip for it sends its peer a window probe (an old sequence number: TCP_REPAIR
+    /// on, then off), which the peer answers at once with an ACK of all it has. Once per
+    /// socket and hand-off: peers answer such probes at most twice a second.
+    fn probe_slow_acks(&self, sockets: [&TcpStream; 2]) {
+        let now = reaper::monotonic_ns();
+        for (i, s) in sockets.into_iter().enumerate() {
+            let waiting = socket::queues(s.as_fd()).is_ok_and(|(_, unacknowledged)| unacknowledged > 0);
+            let since = self.waiting_since[i].load(Ordering::Relaxed);
+            if !waiting {
+                self.waiting_since[i].store(0, Ordering::Relaxed);
+            } else if since == 0 {
+                self.waiting_since[i].store(now, Ordering::Relaxed);
+            } else if self.probed_at[i].load(Ordering::Relaxed) == 0 && now.saturating_sub(since) >= self.grace[i].as_nanos() as u64 {
+                self.probed_at[i].store(now, Ordering::Relaxed);
+                if let Err(e) = socket::probe_peer(s.as_fd()) {
+                    tracing::debug!(error = %e, "probing a held peer for its acknowledgment");
+                }
+            }
+        }
+    }
 }
 
 /// Both sockets in repair mode until `keep` (or back out of it when dropped). Their TCP

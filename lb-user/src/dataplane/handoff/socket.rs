@@ -67,9 +67,31 @@ pub fn repair_on(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 1)
 }
 
-/// Leaves repair mode (the hand-off was abandoned; the socket carries on as before).
+/// Leaves repair mode (the hand-off was abandoned; the socket carries on as before), with a
+/// window probe to the peer.
 pub fn repair_off(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, 0)
+}
+
+/// Leaves repair mode without the window probe that `TCP_REPAIR_OFF` sends (linux/tcp.h).
+const TCP_REPAIR_OFF_NO_WP: libc::c_int = -1;
+
+/// The socket's sequence numbers, read in repair mode entered and left at once, silently:
+/// the socket carries on as before (nothing it sends or receives waits on it).
+pub fn peek_sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
+    repair_on(fd)?;
+    let read = sequences(fd);
+    // Left whatever the read gave: a socket stuck in repair mode would go silent.
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP).or_else(|_| repair_off(fd))?;
+    read
+}
+
+/// Sends the peer a window probe (our oldest unacknowledged sequence number minus one, no
+/// data), which it answers at once with an ACK of everything it received: leaving repair
+/// mode with `TCP_REPAIR_OFF` sends one on an established socket.
+pub fn probe_peer(fd: BorrowedFd<'_>) -> io::Result<()> {
+    repair_on(fd)?;
+    repair_off(fd)
 }
 
 /// `TCP_REPAIR_WINDOW` (linux/tcp.h; the libc crate lacks it on Linux).
@@ -102,6 +124,12 @@ pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
 pub fn rtt(fd: BorrowedFd<'_>) -> io::Result<std::time::Duration> {
     let info: libc::tcp_info = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
     Ok(std::time::Duration::from_micros(u64::from(info.tcpi_rtt)))
+}
+
+/// Sends the ACK the socket owes now instead of delaying it (up to 40 ms), and acknowledges
+/// at once for a while after (the kernel turns quick acknowledgement off again by itself).
+pub fn ack_now(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1)
 }
 
 /// Caps the MSS this socket announces; only effective before connect().
