@@ -13,8 +13,13 @@ use std::{
     os::fd::AsRawFd,
 };
 
+/// A frontend's listener. Its accepted connections inherit TCP_NODELAY and our keepalive
+/// (Linux copies a listener's TCP options into each connection it accepts): five system
+/// calls per connection saved.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = bound_sharing(addr)?;
+    socket.set_nodelay(true)?;
+    socket.set_tcp_keepalive(&crate::dataplane::liveness::keepalive_settings())?;
     socket.set_nonblocking(true)?;
     socket.listen(4096)?;
     Ok(socket.into())
@@ -109,6 +114,21 @@ fn parse_ip(hex: &str, v6: bool) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_nodelay_and_keepalive() {
+        use crate::dataplane::liveness::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES};
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(sock.keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+    }
 
     #[test]
     fn proc_net_lines_give_foreign_listening_addresses() {

@@ -27,10 +27,15 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Unanswered probes before the kernel gives up on the peer (the relay then sees an error).
 pub const KEEPALIVE_PROBES: u32 = 6;
 
-/// Turns TCP keepalive on for a relayed socket.
+/// Our keepalive timings.
+pub fn keepalive_settings() -> TcpKeepalive {
+    TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL).with_retries(KEEPALIVE_PROBES)
+}
+
+/// Turns TCP keepalive on for a relayed socket (server side: client sockets inherit it from
+/// their listener, listen_socket.rs).
 pub fn keepalive(stream: &TcpStream) -> io::Result<()> {
-    let settings = TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL).with_retries(KEEPALIVE_PROBES);
-    SockRef::from(stream).set_tcp_keepalive(&settings)
+    SockRef::from(stream).set_tcp_keepalive(&keepalive_settings())
 }
 
 /// Watches the two sockets of a relayed connection for idleness, and tells how many bytes

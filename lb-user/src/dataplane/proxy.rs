@@ -132,7 +132,7 @@ impl Proxy {
             socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).ok();
             return;
         }
-        client.set_nodelay(true).ok();
+        // TCP_NODELAY and keepalive: inherited from the listener (listen_socket.rs).
         let mut first_bytes = BytesMut::new();
         let classified = if frontend.needs_hello {
             let started = std::time::Instant::now();
@@ -237,9 +237,7 @@ impl Proxy {
         // and parsed fields (4 KiB and more).
         let first_len = first_bytes.len() as u64;
         drop((classified, first_bytes));
-        for stream in [&client, &upstream] {
-            keepalive(stream).ok();
-        }
+        keepalive(&upstream).ok();
         let idle = IdleWatch::new(&client, &upstream, frontend.idle_timeout);
         log.path(if frontend.fastpath == Fastpath::Copy { Carried::Copy } else { Carried::Splice });
         let connection_bytes = ByteCounters::default();
