@@ -576,8 +576,13 @@ async fn drain(
 ) -> Result<(), Fallback> {
     loop {
         let ready = async {
-            while Instant::now() < deadline && !(is_quiescent(client, server).unwrap_or(false) && stopped()) {
-                held.probe_slow_acks([client, server]);
+            while Instant::now() < deadline {
+                // One read of both sockets' queues serves the quiescence check and the probes.
+                let queues = [client, server].map(|s| socket::queues(s.as_fd()).ok());
+                if queues.iter().all(|q| *q == Some((0, 0))) && stopped() {
+                    break;
+                }
+                held.probe_slow_acks([client, server], queues);
                 tokio::time::sleep(QUIESCE_POLL).await;
             }
         };
@@ -621,10 +626,11 @@ impl Held {
     /// round trip for it sends its peer a window probe (an old sequence number: TCP_REPAIR
     /// on, then off), which the peer answers at once with an ACK of all it has. Once per
     /// socket and hand-off: peers answer such probes at most twice a second.
-    fn probe_slow_acks(&self, sockets: [&TcpStream; 2]) {
+    /// `queues`: each socket's (SIOCINQ, SIOCOUTQ), as just read.
+    fn probe_slow_acks(&self, sockets: [&TcpStream; 2], queues: [Option<(u32, u32)>; 2]) {
         let now = reaper::monotonic_ns();
         for (i, s) in sockets.into_iter().enumerate() {
-            let waiting = socket::queues(s.as_fd()).is_ok_and(|(_, unacknowledged)| unacknowledged > 0);
+            let waiting = queues[i].is_some_and(|(_, unacknowledged)| unacknowledged > 0);
             let since = self.waiting_since[i].load(Ordering::Relaxed);
             if !waiting {
                 self.waiting_since[i].store(0, Ordering::Relaxed);
