@@ -41,7 +41,12 @@ impl StallWatch {
         // full buffer), not losing frames: what the sender sends meanwhile (probes, segments
         // the receiver drops for want of room) earns no new acknowledgment, legitimately.
         let closed = received.last_win == 0;
-        if closed || received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
+        // A receiver that has acknowledged everything the sender sent owes nothing, whatever
+        // the frame counts say. They can say otherwise on a large map: a scan reads the two
+        // entries of a pair moments apart, and a short flow that ends in between leaves a
+        // watch holding an older frame count beside the final acknowledgment.
+        let owed = unacknowledged(sent, received);
+        if closed || !owed || received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
             // Progress (or entries rewritten under us): start over from here.
             *watch = fresh();
             return false;
@@ -60,12 +65,22 @@ impl StallWatch {
     }
 }
 
+/// Whether the sender has sent (as far as the program saw: data or a FIN) past what its
+/// receiver acknowledged. The sender's end is in its own numbering, the receiver's ACK in
+/// the receiver's: the sender's entry translates one into the other (`seq_add`).
+fn unacknowledged(sent: &SpliceEntry, received: &SpliceEntry) -> bool {
+    let end = sent.data_end.wrapping_add(sent.seq_add);
+    // Serial-number comparison (RFC 1982): both wrap at 2^32.
+    (end.wrapping_sub(received.last_ack) as i32) > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The sender's data ends far past any acknowledgment of these tests.
     fn sent(data_packets: u64) -> SpliceEntry {
-        SpliceEntry { data_packets, ..SpliceEntry::default() }
+        SpliceEntry { data_packets, data_end: 1 << 30, ..SpliceEntry::default() }
     }
 
     fn acked(last_ack: u32) -> SpliceEntry {
@@ -126,5 +141,31 @@ mod tests {
         assert!(watch.observe(key, &sent(5), &acked(1), t0 + WINDOW));
         assert!(!watch.observe(key, &sent(6), &acked(2), t0 + 2 * WINDOW));
         assert!(watch.observe(key, &sent(9), &acked(2), t0 + 3 * WINDOW));
+    }
+
+    #[test]
+    fn a_receiver_that_acknowledged_everything_owes_nothing() {
+        // Seen on a map of 200,000 entries: the first scan read the sender's entry after two
+        // of its four data frames and the receiver's after its final acknowledgment.
+        let mut watch = StallWatch::default();
+        let key = FlowKey::default();
+        let t0 = Instant::now();
+        let final_ack = acked(0x1000_0500);
+        let sender = |data_packets| SpliceEntry { data_packets, data_end: 0x2000_0500, seq_add: 0xf000_0000, ..SpliceEntry::default() };
+        assert!(!watch.observe(key, &sender(2), &final_ack, t0));
+        assert!(!watch.observe(key, &sender(4), &final_ack, t0 + WINDOW));
+        assert!(!watch.observe(key, &sender(4), &final_ack, t0 + 2 * WINDOW), "everything sent was acknowledged");
+        // One byte past the acknowledgment, retransmitted: owed, and a stall.
+        let behind = |data_packets| SpliceEntry { data_end: 0x2000_0501, ..sender(data_packets) };
+        assert!(!watch.observe(key, &behind(5), &final_ack, t0 + 3 * WINDOW));
+        assert!(watch.observe(key, &behind(7), &final_ack, t0 + 4 * WINDOW));
+    }
+
+    #[test]
+    fn acknowledgments_compare_across_the_wrap() {
+        let sender = SpliceEntry { data_end: 10, seq_add: 0, ..SpliceEntry::default() };
+        assert!(unacknowledged(&sender, &acked(u32::MAX - 5)), "the sender wrapped, the receiver not yet");
+        assert!(!unacknowledged(&sender, &acked(10)));
+        assert!(!unacknowledged(&sender, &acked(12)));
     }
 }
