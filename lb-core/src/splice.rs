@@ -76,6 +76,9 @@ pub struct Sequences {
     pub tsval: u32,
     /// The window the peer last advertised, in bytes (scaled).
     pub peer_window: u32,
+    /// What is left of the window we last advertised, in bytes (its right edge minus
+    /// `rcv_nxt`): the window our next ACK would carry, as far as the peer knows.
+    pub offered_window: u32,
 }
 
 /// Timestamp ticks added on top of the exact offset. The retired socket may still have sent
@@ -255,14 +258,14 @@ mod tests {
             remote: "10.77.1.2:40000".parse().unwrap(),
             local: "10.77.1.1:443".parse().unwrap(),
             negotiated: negotiated(7, 9),
-            seq: Sequences { snd_nxt: 5_000, rcv_nxt: 0xFFFF_FF00, tsval: 1_000_000, peer_window: 64 << 7 },
+            seq: Sequences { snd_nxt: 5_000, rcv_nxt: 0xFFFF_FF00, tsval: 1_000_000, peer_window: 64 << 7, offered_window: 64 << 10 },
             peer_tsval: Some(77),
         };
         let server = Leg {
             remote: "10.77.2.2:8443".parse().unwrap(),
             local: "10.77.2.1:50000".parse().unwrap(),
             negotiated: negotiated(8, 9),
-            seq: Sequences { snd_nxt: 0x100, rcv_nxt: 3_000, tsval: 2_000_000, peer_window: 1 << 30 },
+            seq: Sequences { snd_nxt: 0x100, rcv_nxt: 3_000, tsval: 2_000_000, peer_window: 1 << 30, offered_window: 1 << 20 },
             peer_tsval: Some(900),
         };
         (client, server)

@@ -292,6 +292,9 @@ pub struct Handoff {
     /// Handed-off flows reset because a peer answered no probe.
     #[serde(default)]
     pub dead_peers: u64,
+    /// ACKs with the real window sent to peers held by an abandoned hand-off.
+    #[serde(default)]
+    pub windows_reopened: u64,
     pub fallbacks: std::collections::BTreeMap<String, u64>,
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }

@@ -47,6 +47,7 @@ on_both_veths!(
     blind_resets_do_not_end_a_handed_off_flow,
     flushed_neighbours_are_resolved_again_mid_transfer,
     a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections,
+    an_abandoned_hold_tells_the_peers_their_windows_again,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -134,6 +135,36 @@ fn auto_hands_off_only_past_the_threshold(veth: VethKind) -> Result<()> {
     let c = &stats.counters;
     eprintln!("windows held: {}, frames dropped while frozen: {}", c.windows_held, c.frozen_dropped);
     ensure!(c.frozen_dropped == 0, "dropped {} frames while frozen (held {} windows)", c.frozen_dropped, c.windows_held);
+    Ok(())
+}
+
+/// A client that stops reading keeps its flow from quiescing: the hand-off is abandoned
+/// after the hold, whose zero windows the peers were told. Each socket's real window is then
+/// sent in its name (`windows_reopened`), and the bytes carry on intact once the client reads.
+fn an_abandoned_hold_tells_the_peers_their_windows_again(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    let mut opts = xdp_opts();
+    // The attempt starts once 512 KiB moved both ways: by then the echo has filled the
+    // silent client's receive buffer, and our socket toward it cannot empty its queue.
+    opts.extra_args.extend(["--handoff-after", "524288", "--handoff-quiesce-timeout", "0.05"].map(String::from));
+    lab.start_with(&echo_config("auto"), opts)?;
+    let echo = lab.client("echo.lb.test").alpn(&["lb-echo"]);
+    let report = lab.in_cli(|| {
+        let mut session = TlsClient::connect(&echo)?.into_echo(Duration::from_secs(10))?;
+        session.send_without_reading(640 * 1024)?;
+        // The attempt meets the full queue until its quiesce timeout, and is abandoned.
+        std::thread::sleep(Duration::from_millis(500));
+        session.send(MIB)?;
+        session.shutdown_write()?;
+        session.read_to_eof()?;
+        Ok(session.report())
+    })?;
+    let len = 640 * 1024 + MIB;
+    ensure!(report.sent == len && report.received == len && report.sent_sha256 == report.received_sha256, "{report:?}");
+    let h = handoff(&wait_settled(&lab, 1)?);
+    eprintln!("{h:?}");
+    ensure!(h.fallbacks.get("not quiescent").is_some_and(|n| *n >= 1), "the hand-off was not abandoned after the hold: {h:?}");
+    ensure!(h.windows_reopened >= 1, "no window told again after the abandoned hold: {h:?}");
     Ok(())
 }
 

@@ -56,6 +56,15 @@ pub fn zero_window(key: &FlowKey, family: u8, seq: u32, ack: u32) -> Segment {
     build(key, family, seq, ack, TCP_ACK, 0)
 }
 
+/// Our socket's ACK as it stands (`at`: next byte it sends, next byte it expects, what is
+/// left of the window it last offered, shifted by our window scale `wscale`): undoes a zero
+/// window told in the socket's name when a hand-off is abandoned after the hold.
+pub fn offered_window(key: &FlowKey, family: u8, at: &super::Sequences, wscale: u8) -> Segment {
+    // RFC 7323 caps the shift at 14.
+    let window = (at.offered_window >> wscale.min(14)).min(u32::from(u16::MAX)) as u16;
+    build(key, family, at.snd_nxt, at.rcv_nxt, TCP_ACK, window)
+}
+
 /// The RST that ends the peer's connection (exact while nothing is in flight toward it).
 pub fn end(key: &FlowKey, entry: &SpliceEntry, reverse: &SpliceEntry) -> Segment {
     let (seq, ack, _) = positions(entry, reverse);
@@ -214,5 +223,21 @@ mod tests {
             assert_eq!(csum::fold(csum::sum(tcp, pseudo)), 0xffff, "TCP checksum of {remote}");
             assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), remote.port());
         }
+    }
+
+    /// Where our socket stands, with what is left of its last offer in its own scale; a
+    /// larger offer than 16 bits hold (a shift our peer never agreed to) is capped.
+    #[test]
+    fn an_offered_window_ack_carries_the_sockets_own_window() {
+        let client = SocketAddr::from(([10, 0, 1, 2], 40000));
+        let frontend = SocketAddr::from(([10, 0, 1, 1], 443));
+        let at = crate::splice::Sequences { snd_nxt: 7000, rcv_nxt: 9000, tsval: 0, peer_window: 0, offered_window: 3 << 16 };
+        let ack = offered_window(&key(client, frontend), FAMILY_V4, &at, 7);
+        assert_eq!((ack.src, ack.dst), (frontend, client));
+        assert_eq!((field32(&ack, 20, 4), field32(&ack, 20, 8)), (7000, 9000));
+        assert_eq!(ack.bytes[20 + 13], TCP_ACK);
+        assert_eq!(u16::from_be_bytes([ack.bytes[34], ack.bytes[35]]), 3 << 9);
+        let unscaled = offered_window(&key(client, frontend), FAMILY_V4, &at, 0);
+        assert_eq!(u16::from_be_bytes([unscaled.bytes[34], unscaled.bytes[35]]), u16::MAX);
     }
 }

@@ -287,6 +287,8 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
             .with(none(), Value::Counter(report.probes)),
         Family::new("handoff_dead_peers", "Handed-off flows reset because a peer answered none of the keepalive probes.")
             .with(none(), Value::Counter(report.dead_peers)),
+        Family::new("handoff_windows_reopened", "ACKs with the real window sent to peers held at a zero window by an abandoned hand-off.")
+            .with(none(), Value::Counter(report.windows_reopened)),
         fallbacks,
     ]
 }

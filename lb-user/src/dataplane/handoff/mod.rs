@@ -371,21 +371,29 @@ impl Handoff {
         // The zero window takes half a round trip to reach a peer, and what the peer sent
         // meanwhile as long to come back.
         let held = Held::new([client, server].map(|s| socket::rtt(s.as_fd()).unwrap_or_default().saturating_mul(2).max(HOLD_GRACE_MIN)));
+        // From here on the peers may have been told a zero window: an abandoned attempt
+        // takes the entries out and tells them the sockets' real windows.
+        let abandon = |reason: Fallback| {
+            self.table.remove(&keys);
+            self.reopen_held_windows(&keys, [client, server]);
+            reason
+        };
         if let Err(reason) = drain(relay, &held, client, server, deadline, || self.peers_stopped(&keys, &held, [client, server])).await {
-            self.table.remove(&keys);
-            return Err(reason);
+            return Err(abandon(reason));
         }
-        self.table.freeze(keys)?;
+        if let Err(reason) = self.table.freeze(keys) {
+            return Err(abandon(reason));
+        }
         if course.frozen().is_err() {
-            self.table.remove(&keys);
-            return Err(Fallback::Error);
+            return Err(abandon(Fallback::Error));
         }
         let result = self.while_frozen(course, relay, &held, client, server, keys, deadline).await;
-        // Repair mode is already off again (the guard in while_frozen).
-        if result.is_err() && course.undo().unfreeze {
-            self.table.remove(&keys);
+        // Repair mode is already off again (the guard in while_frozen). After moved
+        // sequence numbers the entries are gone and both sockets are being reset.
+        match result {
+            Err(reason) if reason != Fallback::SequencesMoved && course.undo().unfreeze => Err(abandon(reason)),
+            result => result.map(|ended| (ended, keys)),
         }
-        result.map(|ended| (ended, keys))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -519,6 +527,30 @@ impl Handoff {
             let update = lb_core::splice::keepalive::window_update(key, entry, &entries[1 - i].1);
             if let Err(e) = raw.send(&update) {
                 tracing::warn!(to = %update.dst, error = %e, "sending the window update of a handed-off flow");
+            }
+        }
+    }
+
+    /// Undoes the hold of an abandoned hand-off. Each peer was told a zero window (by the
+    /// egress program, or in the socket's name) that the socket itself does not know about;
+    /// a peer with nothing more coming from it would wait for its zero-window probe (a
+    /// retransmission timeout, 200 ms at least) to learn the window is open. So each
+    /// socket's ACK, with what is left of the window it last offered, is sent in its name.
+    /// Called once the entries are out of the map: the egress program would close it again.
+    fn reopen_held_windows(&self, keys: &[FlowKey; 2], sockets: [&TcpStream; 2]) {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, s) in keys.iter().zip(sockets) {
+            let (Ok(at), Ok(n)) = (socket::peek_sequences(s.as_fd()), socket::negotiated(s.as_fd())) else {
+                // A socket that cannot tell is closing: its FIN or RST carries its window.
+                continue;
+            };
+            if at.offered_window == 0 {
+                continue;
+            }
+            let ack = lb_core::splice::keepalive::offered_window(key, key.family, &at, n.our_wscale);
+            match raw.send(&ack) {
+                Ok(()) => HandoffStats::count(&self.stats.windows_reopened),
+                Err(e) => tracing::debug!(to = %ack.dst, error = %e, "reopening a held peer's window"),
             }
         }
     }

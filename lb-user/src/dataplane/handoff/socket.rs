@@ -97,8 +97,7 @@ pub fn probe_peer(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// `TCP_REPAIR_WINDOW` (linux/tcp.h; the libc crate lacks it on Linux).
 const TCP_REPAIR_WINDOW: libc::c_int = 29;
 
-/// `struct tcp_repair_window` (linux/tcp.h): the kernel's layout, of which only `snd_wnd`
-/// is read.
+/// `struct tcp_repair_window` (linux/tcp.h): the kernel's layout.
 #[repr(C)]
 #[derive(Clone, Copy)]
 #[allow(dead_code)]
@@ -117,7 +116,11 @@ pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
     let rcv_nxt: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)?;
     let tsval: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP)?;
     let window: RepairWindow = getsockopt(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW)?;
-    Ok(Sequences { snd_nxt, rcv_nxt, tsval, peer_window: window.snd_wnd })
+    // The kernel keeps the window it last advertised as its start (`rcv_wup`, rcv_nxt at
+    // the time) and size: what is left of it is the right edge minus rcv_nxt.
+    let offered_window = window.rcv_wup.wrapping_add(window.rcv_wnd).wrapping_sub(rcv_nxt);
+    let offered_window = if (offered_window as i32) < 0 { 0 } else { offered_window };
+    Ok(Sequences { snd_nxt, rcv_nxt, tsval, peer_window: window.snd_wnd, offered_window })
 }
 
 /// The socket's smoothed round-trip time.
@@ -228,5 +231,22 @@ mod tests {
         client.write_all(b"d").unwrap();
         server.read_exact(&mut buf[..1]).unwrap();
         assert_eq!(&buf[..1], b"d");
+    }
+
+    /// What a socket still offers is what its peer was last told: once the receiver's ACK
+    /// of everything went out, the right edge it set less `rcv_nxt` equals the sender's
+    /// send window. Read silently on both ends (no window probe).
+    #[test]
+    fn the_offered_window_is_the_peers_send_window() {
+        let (mut client, mut server) = pair();
+        client.write_all(&[7u8; 1000]).unwrap();
+        let mut buf = [0u8; 1000];
+        server.read_exact(&mut buf).unwrap();
+        // The receiver's (delayed) ACK of the read bytes reaches the sender.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let offered = peek_sequences(server.as_fd()).unwrap().offered_window;
+        let told = peek_sequences(client.as_fd()).unwrap().peer_window;
+        assert!(offered > 0);
+        assert_eq!(offered, told);
     }
 }

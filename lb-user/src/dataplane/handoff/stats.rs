@@ -104,6 +104,11 @@ pub struct HandoffReport {
     /// peer was sent an RST).
     #[serde(default)]
     pub dead_peers: u64,
+    /// ACKs sent in a socket's name, with its real window, to a peer held at a zero window
+    /// by a hand-off that was then abandoned (it would otherwise wait for its own
+    /// zero-window probe, a retransmission timeout later).
+    #[serde(default)]
+    pub windows_reopened: u64,
     /// Connections that stayed in user space, by reason.
     pub fallbacks: BTreeMap<String, u64>,
     /// Connections relayed per frontend and mode (`copy`, `splice`, `xdp`).
@@ -146,6 +151,7 @@ pub struct HandoffStats {
     pub unroutable: AtomicU64,
     pub probes: AtomicU64,
     pub dead_peers: AtomicU64,
+    pub windows_reopened: AtomicU64,
     fallbacks: [AtomicU64; OTHER + 1],
 }
 
@@ -180,6 +186,7 @@ impl HandoffStats {
             unroutable: get(&self.unroutable),
             probes: get(&self.probes),
             dead_peers: get(&self.dead_peers),
+            windows_reopened: get(&self.windows_reopened),
             fallbacks,
             by_frontend: BTreeMap::new(),
         }
