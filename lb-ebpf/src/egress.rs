@@ -1,6 +1,6 @@
 //! Where a rewritten frame goes: the kernel's FIB picks the next hop for the new
-//! addresses; from XDP the frame leaves through the ingress interface (XDP_TX) or another
-//! one (redirect through the devmap); tc redirects the skb (hook.rs).
+//! addresses; from XDP the frame leaves through the devmap, the ingress interface included;
+//! tc redirects the skb (hook.rs).
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
@@ -20,20 +20,22 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const ETH_ALEN: usize = 6;
 
-/// The XDP program may send a frame out of `ifindex`: its own interface (XDP_TX), or one
-/// the daemon put in the devmap (it leaves out interfaces that cannot take XDP frames, such
-/// as a veth whose peer may lack NAPI).
+/// The XDP program may send a frame out of `ifindex`: one the daemon put in the devmap (it
+/// leaves out interfaces that cannot take XDP frames). The ingress interface is no exception:
+/// a one-armed load balancer sends every frame back out of the interface it came in on.
 #[inline(always)]
-pub fn xdp_can_send(ingress: u32, ifindex: u32) -> bool {
-    ifindex == ingress || maps::LB_EGRESS.get(ifindex).is_some()
+pub fn xdp_can_send(ifindex: u32) -> bool {
+    maps::LB_EGRESS.get(ifindex).is_some()
 }
 
-/// XDP_TX back out of the ingress interface, else a redirect through the devmap.
+/// A redirect through the devmap, even back out of the ingress interface. Not XDP_TX: on a
+/// veth it queues the frame for the peer without waking the peer's NAPI unless the peer runs
+/// an XDP program itself (a peer with only GRO on then holds the frames until some other
+/// packet comes by, and the flow stalls); a devmap redirect flushes the peer's queue after
+/// every batch. A NIC's driver sends a redirect to itself through its XDP transmit queues,
+/// as XDP_TX would.
 #[inline(always)]
-pub fn xdp_send(ingress: u32, ifindex: u32) -> u32 {
-    if ifindex == ingress {
-        return xdp_action::XDP_TX;
-    }
+pub fn xdp_send(ifindex: u32) -> u32 {
     // xdp_can_send checked the devmap: the fallback is only for an entry the daemon
     // removed since.
     match maps::LB_EGRESS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {

@@ -102,7 +102,7 @@ impl Hook for Xdp<'_> {
             counters::add(Counter::SpliceErrors, 1);
             return Self::DROP;
         }
-        egress::xdp_send(self.ingress_ifindex(), hop.ifindex)
+        egress::xdp_send(hop.ifindex)
     }
 }
 

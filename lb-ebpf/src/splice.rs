@@ -114,7 +114,7 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
         unsafe { (*entry).seen |= splice_seen::FIB_FAILED };
         return H::DROP;
     }
-    if H::XDP && !egress::xdp_can_send(hook.ingress_ifindex(), hop.ifindex) {
+    if H::XDP && !egress::xdp_can_send(hop.ifindex) {
         return deferred::<H>();
     }
     let mut ends_flow = false;

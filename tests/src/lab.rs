@@ -27,7 +27,11 @@ impl Lab {
 
     /// Like [`Lab::new`], the veths left as `veth` says.
     pub fn with_veth(veth: VethKind) -> Result<Self> {
-        let topo = Topology::with_veth(veth)?;
+        Self::on(Topology::with_veth(veth)?)
+    }
+
+    /// Certificates and backends (none started yet) on `topo`.
+    pub fn on(topo: Topology) -> Result<Self> {
         let certs = Certs::generate()?;
         let backends = Backends::new(&topo, &certs)?;
         Ok(Self { daemon: None, backends, certs, topo })
@@ -127,7 +131,16 @@ impl Lab {
 
     /// [`Lab::with_standard_backends`] on veths left as `veth` says.
     pub fn standard_on(veth: VethKind) -> Result<Self> {
-        let mut lab = Self::with_veth(veth)?;
+        Self::start_standard_backends(Self::with_veth(veth)?)
+    }
+
+    /// The standard backends behind a one-armed load balancer ([`Topology::one_armed`]):
+    /// its only interface is `lbc`.
+    pub fn one_armed_on(veth: VethKind) -> Result<Self> {
+        Self::start_standard_backends(Self::on(Topology::one_armed(veth)?)?)
+    }
+
+    fn start_standard_backends(mut lab: Self) -> Result<Self> {
         for (listen, alpn, name) in standard::TLS_BACKENDS {
             lab.backends.tls(listen, alpn, name)?;
         }

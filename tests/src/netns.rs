@@ -103,26 +103,115 @@ impl Topology {
         Self::create(kind, veth)
     }
 
-    fn create(kind: &str, veth: VethKind) -> Result<Self> {
+    /// A one-armed load balancer, as on a host with a single NIC: client, load balancer and
+    /// servers each hang off a router namespace (`<prefix>-rtr`) by one veth pair. The load
+    /// balancer has only `lbc` (10.77.3.1, and the VIP 10.77.1.1/32, with fd77:3::1 and
+    /// fd77:1::1/128), its default route through the router; clients and servers keep the
+    /// standard addresses, their routes (the VIP's too) through the router. Every frame the
+    /// load balancer forwards leaves by the interface it came in on.
+    pub fn one_armed(veth: VethKind) -> Result<Self> {
+        REAP_STALE.call_once(|| reap_stale(PREFIX));
+        let mut topo = Self::named(PREFIX, veth);
+        topo.build_one_armed().with_context(|| format!("building one-armed topology {}", topo.prefix))?;
+        Ok(topo)
+    }
+
+    fn named(kind: &str, veth: VethKind) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("{kind}{}x{}", std::process::id(), n);
-        let mut topo = Self { cli: format!("{prefix}-cli"), lb: format!("{prefix}-lb"), srv: format!("{prefix}-srv"), prefix, veth, created: Vec::new() };
+        Self { cli: format!("{prefix}-cli"), lb: format!("{prefix}-lb"), srv: format!("{prefix}-srv"), prefix, veth, created: Vec::new() }
+    }
+
+    fn create(kind: &str, veth: VethKind) -> Result<Self> {
+        let mut topo = Self::named(kind, veth);
         topo.build().with_context(|| format!("building topology {}", topo.prefix))?;
         Ok(topo)
     }
 
-    fn build(&mut self) -> Result<()> {
-        {
-            let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            for ns in [self.cli.clone(), self.lb.clone(), self.srv.clone()] {
-                // A leftover from a crashed run with the same pid would make `add` fail.
-                if PathBuf::from("/var/run/netns").join(&ns).exists() {
-                    delete_netns(&ns);
-                }
-                ip(&["netns", "add", &ns])?;
-                self.created.push(ns);
+    /// Adds the namespaces (a leftover of a crashed run with the same pid is replaced).
+    fn add_namespaces(&mut self, names: &[String]) -> Result<()> {
+        let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for ns in names {
+            if PathBuf::from("/var/run/netns").join(ns).exists() {
+                delete_netns(ns);
+            }
+            ip(&["netns", "add", ns])?;
+            self.created.push(ns.clone());
+        }
+        Ok(())
+    }
+
+    /// Wire-like settings where asked, then every listed end and every loopback up.
+    fn bring_up(&self, ends: &[(&str, &str)]) -> Result<()> {
+        for (ns, dev) in ends {
+            if self.veth == VethKind::Wire {
+                in_netns(ns, || ethtool::make_wire_like(dev)).with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
             }
         }
+        for (ns, dev) in ends {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        for ns in &self.created {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    fn build_one_armed(&mut self) -> Result<()> {
+        let rtr = format!("{}-rtr", self.prefix);
+        self.add_namespaces(&[self.cli.clone(), self.lb.clone(), self.srv.clone(), rtr.clone()])?;
+        let (cli, lb, srv) = (self.cli.clone(), self.lb.clone(), self.srv.clone());
+        ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", "rc", "netns", &rtr])?;
+        ip(&["-n", &lb, "link", "add", LB_CLI_IF, "type", "veth", "peer", "name", "rl", "netns", &rtr])?;
+        ip(&["-n", &srv, "link", "add", SRV_IF, "type", "veth", "peer", "name", "rs", "netns", &rtr])?;
+        let addr = |ns: &str, dev: &str, cidr: &str| {
+            let v6 = cidr.contains(':');
+            let mut args = vec!["-n", ns];
+            if v6 {
+                args.push("-6");
+            }
+            args.extend(["addr", "add", cidr, "dev", dev]);
+            if v6 {
+                args.push("nodad");
+            }
+            ip(&args)
+        };
+        for cidr in ["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"] {
+            addr(&cli, CLI_IF, cidr)?;
+        }
+        for cidr in ["10.77.3.1/24", "10.77.1.1/32", "fd77:3::1/64", "fd77:1::1/128"] {
+            addr(&lb, LB_CLI_IF, cidr)?;
+        }
+        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24", "fd77:2::2/64"] {
+            addr(&srv, SRV_IF, cidr)?;
+        }
+        for (dev, cidrs) in
+            [("rc", ["10.77.1.254/24", "fd77:1::fe/64"]), ("rl", ["10.77.3.254/24", "fd77:3::fe/64"]), ("rs", ["10.77.2.254/24", "fd77:2::fe/64"])]
+        {
+            for cidr in cidrs {
+                addr(&rtr, dev, cidr)?;
+            }
+        }
+        self.bring_up(&[(&cli, CLI_IF), (&lb, LB_CLI_IF), (&srv, SRV_IF), (&rtr, "rc"), (&rtr, "rl"), (&rtr, "rs")])?;
+        let out = run_in(&rtr, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
+        anyhow::ensure!(out.status.success(), "sysctl in {rtr}: {}", String::from_utf8_lossy(&out.stderr));
+        // The VIP sits in the clients' subnet: a host route sends it to the router, which
+        // sends it to the load balancer.
+        ip(&["-n", &cli, "route", "add", "10.77.1.1/32", "via", "10.77.1.254"])?;
+        ip(&["-n", &cli, "-6", "route", "add", "fd77:1::1/128", "via", "fd77:1::fe"])?;
+        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.254"])?;
+        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::fe"])?;
+        ip(&["-n", &rtr, "route", "add", "10.77.1.1/32", "via", "10.77.3.1"])?;
+        ip(&["-n", &rtr, "-6", "route", "add", "fd77:1::1/128", "via", "fd77:3::1"])?;
+        ip(&["-n", &lb, "route", "add", "default", "via", "10.77.3.254"])?;
+        ip(&["-n", &lb, "-6", "route", "add", "default", "via", "fd77:3::fe"])?;
+        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.254"])?;
+        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::fe"])?;
+        Ok(())
+    }
+
+    fn build(&mut self) -> Result<()> {
+        self.add_namespaces(&[self.cli.clone(), self.lb.clone(), self.srv.clone()])?;
         let (cli, lb, srv) = (self.cli.clone(), self.lb.clone(), self.srv.clone());
         ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", LB_CLI_IF, "netns", &lb])?;
         ip(&["-n", &lb, "link", "add", LB_SRV_IF, "type", "veth", "peer", "name", SRV_IF, "netns", &srv])?;
@@ -141,18 +230,7 @@ impl Topology {
         }
         v6(&srv, SRV_IF, "fd77:2::2/64")?;
 
-        for (ns, dev) in [(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)] {
-            if self.veth == VethKind::Wire {
-                in_netns(ns, || ethtool::make_wire_like(dev)).with_context(|| format!("ethtool settings on {ns}/{dev}"))?;
-            }
-        }
-
-        for (ns, dev) in [(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)] {
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        for ns in [&cli, &lb, &srv] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
+        self.bring_up(&[(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)])?;
         // Client and servers reach the other side through the load balancer's addresses, so
         // replies to translated flows always have a route.
         ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;

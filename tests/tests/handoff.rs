@@ -48,6 +48,7 @@ on_both_veths!(
     flushed_neighbours_are_resolved_again_mid_transfer,
     a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections,
     an_abandoned_hold_tells_the_peers_their_windows_again,
+    one_armed_hand_off_is_byte_identical,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -475,5 +476,35 @@ fn a_blackholed_peer_is_counted_as_a_stall() -> Result<()> {
     ensure!(stalled.is_some(), "no stall counted 15 s after the blackhole: {:?}", lab.stats()?.handoff);
     let result = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))?;
     ensure!(result.is_err(), "the transfer completed through a blackhole: {result:?}");
+    Ok(())
+}
+
+/// A load balancer with one interface, as on a single-NIC host: both connections of a flow
+/// arrive and leave by `lbc`, so the program sends every rewritten frame back out of the
+/// interface it came in on (tc: a redirect to the ingress device; XDP: XDP_TX). A GiB each
+/// way arrives intact, carried by tc; on wire-like veths (the router's end has NAPI) then
+/// 256 MiB with `--xdp always`, carried by XDP.
+fn one_armed_hand_off_is_byte_identical(veth: VethKind) -> Result<()> {
+    let mut lab = Lab::one_armed_on(veth)?;
+    forwarding(&lab, true)?;
+    let opts = DaemonOpts { ifaces: vec![LB_CLI_IF.to_string()], ..xdp_opts() };
+    lab.start_with(&echo_config("xdp"), opts.clone())?;
+    transfer(&lab, GIB, Duration::from_secs(60))?;
+    let stats = wait_settled(&lab, 1)?;
+    let h = handoff(&stats);
+    ensure!(h.handed_off == 1, "hand-off statistics: {h:?}");
+    let c = &stats.counters;
+    ensure!(c.spliced_bytes >= 2 * GIB && c.fib_failed == 0 && c.splice_errors == 0, "{c:?}");
+    if veth == VethKind::Wire {
+        let mut xdp = opts;
+        xdp.extra_args.extend(["--xdp", "always"].map(String::from));
+        lab.start_with(&echo_config("xdp"), xdp)?;
+        transfer(&lab, 256 * MIB, Duration::from_secs(60))?;
+        let stats = wait_settled(&lab, 1)?;
+        ensure!(handoff(&stats).handed_off == 1, "{:?}", stats.handoff);
+        let c = &stats.counters;
+        ensure!(c.spliced_bytes >= 512 * MIB && c.fib_failed == 0 && c.splice_errors == 0, "{c:?}");
+        ensure!(c.spliced_packets > 10 * c.xdp_deferred, "XDP left most frames to tc: {c:?}");
+    }
     Ok(())
 }

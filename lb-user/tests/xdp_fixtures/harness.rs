@@ -16,7 +16,6 @@ use lb_common::{
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
-pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
