@@ -140,6 +140,12 @@ impl Lab {
         Self::start_standard_backends(Self::on(Topology::one_armed(veth)?)?)
     }
 
+    /// The standard backends behind a load balancer on a bridge ([`Topology::bridged`]):
+    /// its only interface is `br0`.
+    pub fn bridged_on(veth: VethKind) -> Result<Self> {
+        Self::start_standard_backends(Self::on(Topology::bridged(veth)?)?)
+    }
+
     fn start_standard_backends(mut lab: Self) -> Result<Self> {
         for (listen, alpn, name) in standard::TLS_BACKENDS {
             lab.backends.tls(listen, alpn, name)?;

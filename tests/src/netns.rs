@@ -82,6 +82,8 @@ pub const CLI_IF: &str = "c0";
 pub const LB_CLI_IF: &str = "lbc";
 pub const LB_SRV_IF: &str = "lbs";
 pub const SRV_IF: &str = "s0";
+/// The bridge of [`Topology::bridged`], the load balancer's one interface there.
+pub const BRIDGE_IF: &str = "br0";
 
 impl Topology {
     /// Creates the namespaces, links and addresses. Partial creations are torn down on error.
@@ -113,6 +115,17 @@ impl Topology {
         REAP_STALE.call_once(|| reap_stale(PREFIX));
         let mut topo = Self::named(PREFIX, veth);
         topo.build_one_armed().with_context(|| format!("building one-armed topology {}", topo.prefix))?;
+        Ok(topo)
+    }
+
+    /// The load balancer on a bridge, as on a Docker host (`docker0`): client and servers
+    /// are ports of the bridge `br0` in the load balancer's namespace (veth pairs `c0`/`pc`
+    /// and `s0`/`ps`), which holds both gateway addresses (10.77.1.1, the VIP, and 10.77.2.1;
+    /// fd77:1::1 and fd77:2::1). The load balancer's one interface is the bridge.
+    pub fn bridged(veth: VethKind) -> Result<Self> {
+        REAP_STALE.call_once(|| reap_stale(PREFIX));
+        let mut topo = Self::named(PREFIX, veth);
+        topo.build_bridged().with_context(|| format!("building bridged topology {}", topo.prefix))?;
         Ok(topo)
     }
 
@@ -157,6 +170,33 @@ impl Topology {
         Ok(())
     }
 
+    fn build_bridged(&mut self) -> Result<()> {
+        self.add_namespaces(&[self.cli.clone(), self.lb.clone(), self.srv.clone()])?;
+        let (cli, lb, srv) = (self.cli.clone(), self.lb.clone(), self.srv.clone());
+        ip(&["-n", &lb, "link", "add", BRIDGE_IF, "type", "bridge"])?;
+        ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", "pc", "netns", &lb])?;
+        ip(&["-n", &srv, "link", "add", SRV_IF, "type", "veth", "peer", "name", "ps", "netns", &lb])?;
+        for port in ["pc", "ps"] {
+            ip(&["-n", &lb, "link", "set", port, "master", BRIDGE_IF])?;
+        }
+        for cidr in ["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"] {
+            add_addr(&cli, CLI_IF, cidr)?;
+        }
+        for cidr in ["10.77.1.1/24", "10.77.2.1/24", "fd77:1::1/64", "fd77:2::1/64"] {
+            add_addr(&lb, BRIDGE_IF, cidr)?;
+        }
+        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24", "fd77:2::2/64"] {
+            add_addr(&srv, SRV_IF, cidr)?;
+        }
+        self.bring_up(&[(&cli, CLI_IF), (&lb, "pc"), (&lb, "ps"), (&srv, SRV_IF)])?;
+        ip(&["-n", &lb, "link", "set", BRIDGE_IF, "up"])?;
+        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;
+        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::1"])?;
+        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.1"])?;
+        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::1"])?;
+        Ok(())
+    }
+
     fn build_one_armed(&mut self) -> Result<()> {
         let rtr = format!("{}-rtr", self.prefix);
         self.add_namespaces(&[self.cli.clone(), self.lb.clone(), self.srv.clone(), rtr.clone()])?;
@@ -164,18 +204,7 @@ impl Topology {
         ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", "rc", "netns", &rtr])?;
         ip(&["-n", &lb, "link", "add", LB_CLI_IF, "type", "veth", "peer", "name", "rl", "netns", &rtr])?;
         ip(&["-n", &srv, "link", "add", SRV_IF, "type", "veth", "peer", "name", "rs", "netns", &rtr])?;
-        let addr = |ns: &str, dev: &str, cidr: &str| {
-            let v6 = cidr.contains(':');
-            let mut args = vec!["-n", ns];
-            if v6 {
-                args.push("-6");
-            }
-            args.extend(["addr", "add", cidr, "dev", dev]);
-            if v6 {
-                args.push("nodad");
-            }
-            ip(&args)
-        };
+        let addr = add_addr;
         for cidr in ["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"] {
             addr(&cli, CLI_IF, cidr)?;
         }
@@ -290,6 +319,20 @@ pub fn reap_stale(kind: &str) {
             delete_netns(&name);
         }
     }
+}
+
+/// `ip addr add`, IPv6 without duplicate address detection (the address is usable at once).
+fn add_addr(ns: &str, dev: &str, cidr: &str) -> Result<()> {
+    let v6 = cidr.contains(':');
+    let mut args = vec!["-n", ns];
+    if v6 {
+        args.push("-6");
+    }
+    args.extend(["addr", "add", cidr, "dev", dev]);
+    if v6 {
+        args.push("nodad");
+    }
+    ip(&args)
 }
 
 fn ip(args: &[&str]) -> Result<()> {

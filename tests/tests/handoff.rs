@@ -12,7 +12,7 @@ use lb_tests::config::{Config, Farm, Frontend, Server};
 use lb_tests::daemon::{DaemonOpts, PinDir, Stats};
 use lb_tests::echo::echo_transfer;
 use lb_tests::lab::standard::*;
-use lb_tests::netns::{run_in, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
+use lb_tests::netns::{run_in, BRIDGE_IF, CLI_IF, LB_CLI_IF, LB_SRV_IF, SRV_IF};
 use lb_tests::raw::RawSender;
 use lb_tests::EchoReport;
 use lb_tests::{in_netns, on_both_veths, require_root, wait_for, Lab, VethKind, LB_VIP};
@@ -49,6 +49,7 @@ on_both_veths!(
     a_restarted_daemon_keeps_adopted_flows_ports_from_new_connections,
     an_abandoned_hold_tells_the_peers_their_windows_again,
     one_armed_hand_off_is_byte_identical,
+    bridged_hand_off_is_byte_identical,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -506,5 +507,22 @@ fn one_armed_hand_off_is_byte_identical(veth: VethKind) -> Result<()> {
         ensure!(c.spliced_bytes >= 512 * MIB && c.fib_failed == 0 && c.splice_errors == 0, "{c:?}");
         ensure!(c.spliced_packets > 10 * c.xdp_deferred, "XDP left most frames to tc: {c:?}");
     }
+    Ok(())
+}
+
+/// A load balancer on a bridge, as on a Docker host balancing to containers: client and
+/// servers are ports of `br0`, the daemon's one interface. tc redirects each rewritten frame
+/// to the bridge, which forwards it to the port of the destination MAC. 256 MiB each way
+/// arrive intact, carried by the program.
+fn bridged_hand_off_is_byte_identical(veth: VethKind) -> Result<()> {
+    let mut lab = Lab::bridged_on(veth)?;
+    forwarding(&lab, true)?;
+    let opts = DaemonOpts { ifaces: vec![BRIDGE_IF.to_string()], ..xdp_opts() };
+    lab.start_with(&echo_config("xdp"), opts)?;
+    transfer(&lab, 256 * MIB, Duration::from_secs(60))?;
+    let stats = wait_settled(&lab, 1)?;
+    ensure!(handoff(&stats).handed_off == 1, "hand-off statistics: {:?}", stats.handoff);
+    let c = &stats.counters;
+    ensure!(c.spliced_bytes >= 512 * MIB && c.fib_failed == 0 && c.splice_errors == 0, "{c:?}");
     Ok(())
 }
