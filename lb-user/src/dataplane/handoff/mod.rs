@@ -349,21 +349,24 @@ impl Handoff {
             Ok((s.peer_addr().map_err(|_| Fallback::Closing)?, s.local_addr().map_err(|_| Fallback::Closing)?))
         };
         let ((c_remote, c_local), (s_remote, s_local)) = (ends(client)?, ends(server)?);
-        for local in [c_local.ip(), s_local.ip()] {
-            let iface = self.xdp_iface_of(local).ok_or(Fallback::NotXdpInterface)?;
-            if !forwarding(&iface, local) {
-                return Err(Fallback::ForwardingDisabled);
-            }
-        }
-        let (a, b) = (negotiated(client)?, negotiated(server)?);
-        translate::compatible(&a, &b)?;
         let keys = [endpoints_key(c_remote, c_local), endpoints_key(s_remote, s_local)];
         if keys[0].family != keys[1].family {
             return Err(Fallback::Family);
         }
-        // Checked before freezing, which is not free: frames get dropped meanwhile.
+        let (a, b) = (negotiated(client)?, negotiated(server)?);
+        translate::compatible(&a, &b)?;
+        // Before the interface checks (an address dump): a missing timestamp is the usual
+        // first failure with `fastpath: xdp`, whose first attempt comes before the server
+        // sent a frame since its connection was pinned, and is retried after one.
         if a.timestamps && keys.iter().any(|k| self.flows.peer_tsval(k).is_none()) {
             return Err(Fallback::NoTimestamp);
+        }
+        let locals = [c_local.ip(), s_local.ip()];
+        for (iface, local) in self.xdp_ifaces_of(locals).into_iter().zip(locals) {
+            let iface = iface.ok_or(Fallback::NotXdpInterface)?;
+            if !forwarding(&iface, local) {
+                return Err(Fallback::ForwardingDisabled);
+            }
         }
         let _freezing = FreezingGuard::new(self, keys);
         let deadline = Instant::now() + self.settings.quiesce_timeout;
@@ -555,14 +558,24 @@ impl Handoff {
         }
     }
 
-    /// The interface holding the local address, if the XDP program is attached to it:
-    /// frames to that address then arrive through the program.
-    fn xdp_iface_of(&self, local: IpAddr) -> Option<String> {
-        let local = lb_core::routing::canonical(local);
-        nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
-            let ours = self.xdp_ifaces.contains(&a.interface_name) && a.address.as_ref().and_then(sockaddr_ip).is_some_and(|ip| ip == local);
-            ours.then_some(a.interface_name)
-        })
+    /// For each local address, the interface holding it if the XDP program is attached to it
+    /// (frames to that address then arrive through the program). One dump of the host's
+    /// addresses for all of them.
+    fn xdp_ifaces_of<const N: usize>(&self, locals: [IpAddr; N]) -> [Option<String>; N] {
+        let locals = locals.map(lb_core::routing::canonical);
+        let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+        let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
+            return found;
+        };
+        for a in addresses.filter(|a| self.xdp_ifaces.contains(&a.interface_name)) {
+            let Some(ip) = a.address.as_ref().and_then(sockaddr_ip) else { continue };
+            for (slot, local) in found.iter_mut().zip(&locals) {
+                if slot.is_none() && ip == *local {
+                    *slot = Some(a.interface_name.clone());
+                }
+            }
+        }
+        found
     }
 }
 
