@@ -64,9 +64,21 @@ pub struct KeepaliveWatch {
 
 impl KeepaliveWatch {
     /// Looks at the peer whose frames `entry` counts; a probe it returns is taken as sent.
-    pub fn look(&mut self, key: FlowKey, entry: &SpliceEntry, settings: &KeepaliveSettings, now: Instant) -> Look {
-        let watch =
-            self.watches.entry(key).or_insert_with(|| Watch { packets: entry.packets, syns: entry.syns, silent_since: now, last_probe: None, unanswered: 0 });
+    /// `now_ns` is `now` on the program's clock (`last_ns`).
+    pub fn look(&mut self, key: FlowKey, entry: &SpliceEntry, settings: &KeepaliveSettings, now: Instant, now_ns: u64) -> Look {
+        // A peer whose flow moved within the idle period (`last_ns`), and that no SYN ever
+        // met, needs no watch: that is most of a large map, and a watch each would cost every
+        // scan a hash-table entry per peer. Its watch, made once it falls silent, counts the
+        // silence from its last moving frame.
+        let moved_ago = (entry.last_ns != 0).then(|| Duration::from_nanos(now_ns.saturating_sub(entry.last_ns)));
+        if entry.syns == 0 && moved_ago.is_some_and(|ago| ago < settings.idle) {
+            self.watches.remove(&key);
+            return Look::Quiet;
+        }
+        let silent_since = moved_ago.and_then(|ago| now.checked_sub(ago)).unwrap_or(now);
+        // A SYN count that is not zero when the watch is made is news: watches are only left
+        // out while it is zero.
+        let watch = self.watches.entry(key).or_insert_with(|| Watch { packets: entry.packets, syns: 0, silent_since, last_probe: None, unanswered: 0 });
         if entry.packets != watch.packets {
             // Any frame is an answer: a duplicate ACK to a probe, or traffic.
             watch.packets = entry.packets;
@@ -137,7 +149,7 @@ mod tests {
         let mut watch = KeepaliveWatch::default();
         let start = Instant::now();
         for minute in 0..10u64 {
-            let look = watch.look(FlowKey::default(), &entry(minute, 0), &settings(), start + Duration::from_secs(59 * minute));
+            let look = watch.look(FlowKey::default(), &entry(minute, 0), &settings(), start + Duration::from_secs(59 * minute), 0);
             assert_eq!(look, Look::Quiet);
         }
     }
@@ -148,14 +160,14 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         let key = FlowKey::default();
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(0)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(59)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60)), Look::Probe { syn: false });
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(65)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(70)), Look::Probe { syn: false });
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(80)), Look::Probe { syn: false });
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(89)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(90)), Look::Gone);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(0), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(59), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60), 0), Look::Probe { syn: false });
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(65), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(70), 0), Look::Probe { syn: false });
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(80), 0), Look::Probe { syn: false });
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(89), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(90), 0), Look::Gone);
     }
 
     #[test]
@@ -164,12 +176,12 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         let key = FlowKey::default();
-        watch.look(key, &entry(5, 0), &settings(), at(0));
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60)), Look::Probe { syn: false });
+        watch.look(key, &entry(5, 0), &settings(), at(0), 0);
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60), 0), Look::Probe { syn: false });
         // The duplicate ACK it drew.
-        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(61)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(120)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(121)), Look::Probe { syn: false });
+        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(61), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(120), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(6, 0), &settings(), at(121), 0), Look::Probe { syn: false });
     }
 
     #[test]
@@ -177,9 +189,31 @@ mod tests {
         let mut watch = KeepaliveWatch::default();
         let start = Instant::now();
         let key = FlowKey::default();
-        watch.look(key, &entry(5, 0), &settings(), start);
-        assert_eq!(watch.look(key, &entry(9, 1), &settings(), start + Duration::from_millis(250)), Look::Probe { syn: true });
-        assert_eq!(watch.look(key, &entry(9, 1), &settings(), start + Duration::from_millis(500)), Look::Quiet);
-        assert_eq!(watch.look(key, &entry(9, 3), &settings(), start + Duration::from_millis(750)), Look::Probe { syn: true });
+        watch.look(key, &entry(5, 0), &settings(), start, 0);
+        assert_eq!(watch.look(key, &entry(9, 1), &settings(), start + Duration::from_millis(250), 0), Look::Probe { syn: true });
+        assert_eq!(watch.look(key, &entry(9, 1), &settings(), start + Duration::from_millis(500), 0), Look::Quiet);
+        assert_eq!(watch.look(key, &entry(9, 3), &settings(), start + Duration::from_millis(750), 0), Look::Probe { syn: true });
+    }
+
+    /// A map of 100,000 busy flows keeps no watch; a peer falls silent, and the silence
+    /// counts from its last moving frame (`last_ns`), not from when it was first looked at.
+    #[test]
+    fn a_peer_heard_within_the_idle_period_needs_no_watch() {
+        let mut watch = KeepaliveWatch::default();
+        let start = Instant::now();
+        let s = 1_000_000_000u64;
+        let key = FlowKey::default();
+        let heard = |last_ns: u64, syns: u16| SpliceEntry { packets: 7, syns, last_ns, ..SpliceEntry::default() };
+        assert_eq!(watch.look(key, &heard(100 * s, 0), &settings(), start, 130 * s), Look::Quiet);
+        assert!(watch.watches.is_empty());
+        // 60 s after its last frame: silent for the idle period already, probed at once.
+        let later = start + Duration::from_secs(30);
+        assert_eq!(watch.look(key, &heard(100 * s, 0), &settings(), later, 160 * s), Look::Probe { syn: false });
+        // It answers (a frame that moves the flow): the watch goes.
+        assert_eq!(watch.look(key, &heard(161 * s, 0), &settings(), later + Duration::from_secs(1), 161 * s), Look::Quiet);
+        assert!(watch.watches.is_empty());
+        // A SYN that meets a talking peer's flow is probed all the same.
+        assert_eq!(watch.look(key, &heard(161 * s, 1), &settings(), later + Duration::from_secs(2), 162 * s), Look::Probe { syn: true });
+        assert_eq!(watch.look(key, &heard(162 * s, 1), &settings(), later + Duration::from_secs(3), 163 * s), Look::Quiet);
     }
 }

@@ -113,7 +113,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
             let now = Instant::now();
             let mut gone = None;
             for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
-                match keepalives.look(*sent_key, sent, &handoff.settings.keepalive, now) {
+                match keepalives.look(*sent_key, sent, &handoff.settings.keepalive, now, now_ns) {
                     Look::Quiet => {}
                     Look::Probe { syn } => {
                         if syn {

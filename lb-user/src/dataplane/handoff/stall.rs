@@ -36,7 +36,6 @@ impl StallWatch {
     /// acknowledge this direction's data). True once per stall, when it is found.
     pub fn observe(&mut self, key: FlowKey, sent: &SpliceEntry, received: &SpliceEntry, now: Instant) -> bool {
         let fresh = || Watch { since: now, data_packets: sent.data_packets, receiver_ack: received.last_ack, reported: false };
-        let watch = self.watches.entry(key).or_insert_with(fresh);
         // A receiver that advertises a zero window is applying flow control (a slow reader, a
         // full buffer), not losing frames: what the sender sends meanwhile (probes, segments
         // the receiver drops for want of room) earns no new acknowledgment, legitimately.
@@ -45,8 +44,14 @@ impl StallWatch {
         // the frame counts say. They can say otherwise on a large map: a scan reads the two
         // entries of a pair moments apart, and a short flow that ends in between leaves a
         // watch holding an older frame count beside the final acknowledgment.
-        let owed = unacknowledged(sent, received);
-        if closed || !owed || received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
+        if closed || !unacknowledged(sent, received) {
+            // No watch for it: most directions of a large map are idle, and a watch each
+            // would cost every scan a hash-table entry per direction.
+            self.watches.remove(&key);
+            return false;
+        }
+        let watch = self.watches.entry(key).or_insert_with(fresh);
+        if received.last_ack != watch.receiver_ack || sent.data_packets < watch.data_packets {
             // Progress (or entries rewritten under us): start over from here.
             *watch = fresh();
             return false;
