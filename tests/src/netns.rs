@@ -179,21 +179,13 @@ impl Topology {
         for port in ["pc", "ps"] {
             ip(&["-n", &lb, "link", "set", port, "master", BRIDGE_IF])?;
         }
-        for cidr in ["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"] {
-            add_addr(&cli, CLI_IF, cidr)?;
-        }
-        for cidr in ["10.77.1.1/24", "10.77.2.1/24", "fd77:1::1/64", "fd77:2::1/64"] {
-            add_addr(&lb, BRIDGE_IF, cidr)?;
-        }
-        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24", "fd77:2::2/64"] {
-            add_addr(&srv, SRV_IF, cidr)?;
-        }
+        add_addrs(&cli, CLI_IF, CLIENT_ADDRS)?;
+        add_addrs(&lb, BRIDGE_IF, &["10.77.1.1/24", "10.77.2.1/24", "fd77:1::1/64", "fd77:2::1/64"])?;
+        add_addrs(&srv, SRV_IF, SERVER_ADDRS)?;
         self.bring_up(&[(&cli, CLI_IF), (&lb, "pc"), (&lb, "ps"), (&srv, SRV_IF)])?;
         ip(&["-n", &lb, "link", "set", BRIDGE_IF, "up"])?;
-        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;
-        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::1"])?;
-        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.1"])?;
-        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::1"])?;
+        default_routes(&cli, "10.77.1.1", "fd77:1::1")?;
+        default_routes(&srv, "10.77.2.1", "fd77:2::1")?;
         Ok(())
     }
 
@@ -204,23 +196,12 @@ impl Topology {
         ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", "rc", "netns", &rtr])?;
         ip(&["-n", &lb, "link", "add", LB_CLI_IF, "type", "veth", "peer", "name", "rl", "netns", &rtr])?;
         ip(&["-n", &srv, "link", "add", SRV_IF, "type", "veth", "peer", "name", "rs", "netns", &rtr])?;
-        let addr = add_addr;
-        for cidr in ["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"] {
-            addr(&cli, CLI_IF, cidr)?;
-        }
-        for cidr in ["10.77.3.1/24", "10.77.1.1/32", "fd77:3::1/64", "fd77:1::1/128"] {
-            addr(&lb, LB_CLI_IF, cidr)?;
-        }
-        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24", "fd77:2::2/64"] {
-            addr(&srv, SRV_IF, cidr)?;
-        }
-        for (dev, cidrs) in
-            [("rc", ["10.77.1.254/24", "fd77:1::fe/64"]), ("rl", ["10.77.3.254/24", "fd77:3::fe/64"]), ("rs", ["10.77.2.254/24", "fd77:2::fe/64"])]
-        {
-            for cidr in cidrs {
-                addr(&rtr, dev, cidr)?;
-            }
-        }
+        add_addrs(&cli, CLI_IF, CLIENT_ADDRS)?;
+        add_addrs(&lb, LB_CLI_IF, &["10.77.3.1/24", "10.77.1.1/32", "fd77:3::1/64", "fd77:1::1/128"])?;
+        add_addrs(&srv, SRV_IF, SERVER_ADDRS)?;
+        add_addrs(&rtr, "rc", &["10.77.1.254/24", "fd77:1::fe/64"])?;
+        add_addrs(&rtr, "rl", &["10.77.3.254/24", "fd77:3::fe/64"])?;
+        add_addrs(&rtr, "rs", &["10.77.2.254/24", "fd77:2::fe/64"])?;
         self.bring_up(&[(&cli, CLI_IF), (&lb, LB_CLI_IF), (&srv, SRV_IF), (&rtr, "rc"), (&rtr, "rl"), (&rtr, "rs")])?;
         let out = run_in(&rtr, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])?;
         anyhow::ensure!(out.status.success(), "sysctl in {rtr}: {}", String::from_utf8_lossy(&out.stderr));
@@ -228,14 +209,11 @@ impl Topology {
         // sends it to the load balancer.
         ip(&["-n", &cli, "route", "add", "10.77.1.1/32", "via", "10.77.1.254"])?;
         ip(&["-n", &cli, "-6", "route", "add", "fd77:1::1/128", "via", "fd77:1::fe"])?;
-        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.254"])?;
-        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::fe"])?;
+        default_routes(&cli, "10.77.1.254", "fd77:1::fe")?;
         ip(&["-n", &rtr, "route", "add", "10.77.1.1/32", "via", "10.77.3.1"])?;
         ip(&["-n", &rtr, "-6", "route", "add", "fd77:1::1/128", "via", "fd77:3::1"])?;
-        ip(&["-n", &lb, "route", "add", "default", "via", "10.77.3.254"])?;
-        ip(&["-n", &lb, "-6", "route", "add", "default", "via", "fd77:3::fe"])?;
-        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.254"])?;
-        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::fe"])?;
+        default_routes(&lb, "10.77.3.254", "fd77:3::fe")?;
+        default_routes(&srv, "10.77.2.254", "fd77:2::fe")?;
         Ok(())
     }
 
@@ -245,27 +223,16 @@ impl Topology {
         ip(&["-n", &cli, "link", "add", CLI_IF, "type", "veth", "peer", "name", LB_CLI_IF, "netns", &lb])?;
         ip(&["-n", &lb, "link", "add", LB_SRV_IF, "type", "veth", "peer", "name", SRV_IF, "netns", &srv])?;
 
-        let v4 = |ns: &str, dev: &str, cidr: &str| ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
-        let v6 = |ns: &str, dev: &str, cidr: &str| ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"]);
-        v4(&cli, CLI_IF, "10.77.1.2/24")?;
-        v4(&cli, CLI_IF, "10.77.1.3/24")?;
-        v6(&cli, CLI_IF, "fd77:1::2/64")?;
-        v4(&lb, LB_CLI_IF, "10.77.1.1/24")?;
-        v6(&lb, LB_CLI_IF, "fd77:1::1/64")?;
-        v4(&lb, LB_SRV_IF, "10.77.2.1/24")?;
-        v6(&lb, LB_SRV_IF, "fd77:2::1/64")?;
-        for cidr in ["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24"] {
-            v4(&srv, SRV_IF, cidr)?;
-        }
-        v6(&srv, SRV_IF, "fd77:2::2/64")?;
+        add_addrs(&cli, CLI_IF, CLIENT_ADDRS)?;
+        add_addrs(&lb, LB_CLI_IF, &["10.77.1.1/24", "fd77:1::1/64"])?;
+        add_addrs(&lb, LB_SRV_IF, &["10.77.2.1/24", "fd77:2::1/64"])?;
+        add_addrs(&srv, SRV_IF, SERVER_ADDRS)?;
 
         self.bring_up(&[(&cli, CLI_IF), (&lb, LB_CLI_IF), (&lb, LB_SRV_IF), (&srv, SRV_IF)])?;
         // Client and servers reach the other side through the load balancer's addresses, so
         // replies to translated flows always have a route.
-        ip(&["-n", &cli, "route", "add", "default", "via", "10.77.1.1"])?;
-        ip(&["-n", &cli, "-6", "route", "add", "default", "via", "fd77:1::1"])?;
-        ip(&["-n", &srv, "route", "add", "default", "via", "10.77.2.1"])?;
-        ip(&["-n", &srv, "-6", "route", "add", "default", "via", "fd77:2::1"])?;
+        default_routes(&cli, "10.77.1.1", "fd77:1::1")?;
+        default_routes(&srv, "10.77.2.1", "fd77:2::1")?;
         Ok(())
     }
 
@@ -321,18 +288,31 @@ pub fn reap_stale(kind: &str) {
     }
 }
 
-/// `ip addr add`, IPv6 without duplicate address detection (the address is usable at once).
-fn add_addr(ns: &str, dev: &str, cidr: &str) -> Result<()> {
-    let v6 = cidr.contains(':');
-    let mut args = vec!["-n", ns];
-    if v6 {
-        args.push("-6");
+/// Every topology's client and server addresses (the standard backends listen on these).
+const CLIENT_ADDRS: &[&str] = &["10.77.1.2/24", "10.77.1.3/24", "fd77:1::2/64"];
+const SERVER_ADDRS: &[&str] = &["10.77.2.2/24", "10.77.2.3/24", "10.77.2.4/24", "10.77.2.5/24", "fd77:2::2/64"];
+
+/// `ip addr add` of each address, IPv6 without duplicate address detection (usable at once).
+fn add_addrs(ns: &str, dev: &str, cidrs: &[&str]) -> Result<()> {
+    for cidr in cidrs {
+        let v6 = cidr.contains(':');
+        let mut args = vec!["-n", ns];
+        if v6 {
+            args.push("-6");
+        }
+        args.extend(["addr", "add", cidr, "dev", dev]);
+        if v6 {
+            args.push("nodad");
+        }
+        ip(&args)?;
     }
-    args.extend(["addr", "add", cidr, "dev", dev]);
-    if v6 {
-        args.push("nodad");
-    }
-    ip(&args)
+    Ok(())
+}
+
+/// The namespace's IPv4 and IPv6 default routes.
+fn default_routes(ns: &str, v4: &str, v6: &str) -> Result<()> {
+    ip(&["-n", ns, "route", "add", "default", "via", v4])?;
+    ip(&["-n", ns, "-6", "route", "add", "default", "via", v6])
 }
 
 fn ip(args: &[&str]) -> Result<()> {

@@ -378,7 +378,7 @@ impl Handoff {
         // takes the entries out and tells them the sockets' real windows.
         let abandon = |reason: Fallback| {
             self.table.remove(&keys);
-            self.reopen_held_windows(&keys, [client, server]);
+            self.reopen_held_windows(&keys, [client, server], [a.our_wscale, b.our_wscale]);
             reason
         };
         if let Err(reason) = drain(relay, &held, client, server, deadline, || self.peers_stopped(&keys, &held, [client, server])).await {
@@ -540,17 +540,18 @@ impl Handoff {
     /// retransmission timeout, 200 ms at least) to learn the window is open. So each
     /// socket's ACK, with what is left of the window it last offered, is sent in its name.
     /// Called once the entries are out of the map: the egress program would close it again.
-    fn reopen_held_windows(&self, keys: &[FlowKey; 2], sockets: [&TcpStream; 2]) {
+    /// `wscales`: each socket's own window scale, as negotiated.
+    fn reopen_held_windows(&self, keys: &[FlowKey; 2], sockets: [&TcpStream; 2], wscales: [u8; 2]) {
         let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, s) in keys.iter().zip(sockets) {
-            let (Ok(at), Ok(n)) = (socket::peek_sequences(s.as_fd()), socket::negotiated(s.as_fd())) else {
+        for ((key, s), wscale) in keys.iter().zip(sockets).zip(wscales) {
+            let Ok(at) = socket::peek_sequences(s.as_fd()) else {
                 // A socket that cannot tell is closing: its FIN or RST carries its window.
                 continue;
             };
             if at.offered_window == 0 {
                 continue;
             }
-            let ack = lb_core::splice::keepalive::offered_window(key, key.family, &at, n.our_wscale);
+            let ack = lb_core::splice::keepalive::offered_window(key, key.family, &at, wscale);
             match raw.send(&ack) {
                 Ok(()) => HandoffStats::count(&self.stats.windows_reopened),
                 Err(e) => tracing::debug!(to = %ack.dst, error = %e, "reopening a held peer's window"),
