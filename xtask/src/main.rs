@@ -45,7 +45,7 @@ enum Command {
     Fuzz(fuzz::Options),
     /// cargo fmt --check and clippy -D warnings on every crate, lb-ebpf (BPF target) included.
     Lint,
-    /// Install what the demo, tests and package check run (apt packages, schemathesis), and nothing else.
+    /// Install what the build, demo, tests and package check need (toolchain, apt packages, schemathesis), and run nothing.
     Prereqs,
     /// Build the Debian package (cargo-deb) under target/debian/, check it installs, print its path.
     Package,

@@ -8,9 +8,11 @@ use anyhow::Result;
 use crate::cmd::{command, output, run};
 
 /// Installs the package of every `(command, package)` whose command is not on PATH
-/// (nor in /usr/sbin, /sbin, where root's tools live).
+/// (nor in /usr/sbin, /sbin, where root's tools live). A "command" that is an absolute path
+/// names a file the package provides (headers, data: files no command stands for).
 pub fn ensure(needs: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = needs.iter().filter(|(cmd, _)| find(cmd).is_none()).map(|(_, pkg)| *pkg).collect();
+    let present = |need: &str| if need.starts_with('/') { std::path::Path::new(need).is_file() } else { find(need).is_some() };
+    let missing: Vec<&str> = needs.iter().filter(|(need, _)| !present(need)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }

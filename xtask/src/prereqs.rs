@@ -96,8 +96,10 @@ pub fn package() -> Result<()> {
     ensure(PACKAGE)
 }
 
-/// Everything: `cargo xtask prereqs`, for a machine to be prepared ahead of its first run.
+/// Everything: `cargo xtask prereqs`, for a machine to be prepared ahead of its first run
+/// (the build's own tools included).
 pub fn all() -> Result<()> {
+    crate::toolchain::ensure()?;
     demo()?;
     cluster_demo()?;
     package()?;

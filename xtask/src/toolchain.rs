@@ -1,8 +1,10 @@
 //! Makes a fresh machine able to build the kernel side, doing nothing when it already can:
 //! the nightly toolchain with rust-src (for `-Z build-std=core`), and bpf-linker built against
 //! rustc's own LLVM (no system LLVM needed; see docs/architecture.md, "Building the kernel side"),
-//! and `protoc` (Debian's protobuf-compiler), which the etcd client's build script needs to
-//! compile etcd's gRPC definitions.
+//! and `protoc` (Debian's protobuf-compiler) with the well-known types etcd's gRPC definitions
+//! import (`google/protobuf/*.proto`, in libprotobuf-dev, only a recommendation of the
+//! compiler: apt without recommends leaves them out), which the etcd client's build script
+//! needs.
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +14,7 @@ use crate::cmd::{command, output, run, workspace_root};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn ensure() -> Result<()> {
-    crate::packages::ensure(&[("protoc", "protobuf-compiler")])?;
+    crate::packages::ensure(&[("protoc", "protobuf-compiler"), ("/usr/include/google/protobuf/descriptor.proto", "libprotobuf-dev")])?;
     ensure_nightly_with_rust_src()?;
     ensure_bpf_linker()
 }
