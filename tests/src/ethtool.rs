@@ -65,6 +65,16 @@ pub fn make_wire_like(dev: &str) -> Result<()> {
     Ok(())
 }
 
+/// Transmit checksum offload on or off.
+pub fn set_tx_checksum(dev: &str, on: bool) -> Result<()> {
+    ethtool_value(&control_socket()?, dev, ETHTOOL_STXCSUM, u32::from(on)).map(drop)
+}
+
+/// GRO on or off: a veth end with GRO has NAPI (so its peer can take XDP frames).
+pub fn set_gro(dev: &str, on: bool) -> Result<()> {
+    ethtool_value(&control_socket()?, dev, ETHTOOL_SGRO, u32::from(on)).map(drop)
+}
+
 /// (tx checksum offload on, GRO on) for `dev`.
 pub fn offloads(dev: &str) -> Result<(bool, bool)> {
     let sock = control_socket()?;

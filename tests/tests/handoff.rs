@@ -50,6 +50,7 @@ on_both_veths!(
     an_abandoned_hold_tells_the_peers_their_windows_again,
     one_armed_hand_off_is_byte_identical,
     bridged_hand_off_is_byte_identical,
+    xdp_sends_only_where_the_next_hop_takes_xdp_frames,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -511,6 +512,70 @@ fn bridged_hand_off_is_byte_identical(veth: VethKind) -> Result<()> {
     lab.start_with(&echo_config("xdp"), DaemonOpts { ifaces: vec![BRIDGE_IF.to_string()], ..xdp_opts() })?;
     handed_off_intact(&lab, 256 * MIB)?;
     Ok(())
+}
+
+/// `--xdp always`, with full checksums from every sender (tx checksum off on `c0` and `s0`), so
+/// that XDP could finish every frame itself. A veth takes XDP frames only while its peer has
+/// NAPI (GRO, or an XDP program): with the default veths' peers (GRO off) the kernel would
+/// drop every frame XDP redirected there, and every handed-off flow hung. The daemon keeps such
+/// interfaces out of the devmap (their frames go through tc) and follows the kernel's
+/// notifications: here the peers' GRO flips in the middle of a second transfer (off on
+/// wire-like veths, on on default ones). Both transfers arrive intact, and the load balancer's
+/// veths drop nothing, except, after the flip to GRO off, frames redirected in the moment
+/// before the daemon heard of it.
+fn xdp_sends_only_where_the_next_hop_takes_xdp_frames(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    let peers = [(lab.topo.cli().to_string(), CLI_IF), (lab.topo.srv().to_string(), SRV_IF)];
+    for (ns, dev) in &peers {
+        in_netns(ns, || lb_tests::ethtool::set_tx_checksum(dev, false))?;
+    }
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--xdp", "always"].map(String::from));
+    lab.start_with(&echo_config("xdp"), opts)?;
+    let peers_gro = veth == VethKind::Wire;
+    let first = handed_off_intact(&lab, 128 * MIB)?;
+    ensure!(lb_tx_dropped(&lab)? == 0, "the load balancer's veths dropped frames: {first:?}");
+    if peers_gro {
+        ensure!(first.spliced_packets > 10 * first.xdp_deferred, "peers with GRO: XDP left most frames to tc: {first:?}");
+    } else {
+        ensure!(2 * first.xdp_deferred >= first.spliced_packets, "peers without GRO: XDP did not leave their frames to tc: {first:?}");
+    }
+
+    let flipped = std::thread::scope(|scope| -> Result<lb_tests::daemon::Counters> {
+        let flip = scope.spawn(|| -> Result<()> {
+            wait_for(Duration::from_secs(30), Duration::from_millis(10), || lab.stats().ok().filter(|s| handoff(s).handed_off >= 2))
+                .context("the second transfer was not handed off")?;
+            for (ns, dev) in &peers {
+                in_netns(ns, || lb_tests::ethtool::set_gro(dev, !peers_gro))?;
+            }
+            Ok(())
+        });
+        transfer(&lab, 256 * MIB, Duration::from_secs(60))?;
+        flip.join().map_err(|_| anyhow::anyhow!("the GRO flip panicked"))??;
+        Ok(wait_settled(&lab, 2)?.counters)
+    })?;
+    let (spliced, deferred) = (flipped.spliced_packets - first.spliced_packets, flipped.xdp_deferred - first.xdp_deferred);
+    let c = format!("spliced {spliced}, deferred {deferred} since the flip; {flipped:?}");
+    if peers_gro {
+        ensure!(2 * deferred >= spliced, "peers now without GRO: XDP did not leave their frames to tc: {c}");
+    } else {
+        ensure!(spliced > 3 * deferred, "peers now with GRO: XDP left most frames to tc: {c}");
+        ensure!(lb_tx_dropped(&lab)? == 0, "the load balancer's veths dropped frames: {c}");
+    }
+    ensure!(flipped.fib_failed == 0 && flipped.splice_errors == 0, "{c}");
+    Ok(())
+}
+
+/// Frames the load balancer's veths dropped on transmit: a frame XDP redirects to a veth whose
+/// peer cannot take it is counted there.
+fn lb_tx_dropped(lab: &Lab) -> Result<u64> {
+    let mut total = 0;
+    for dev in [LB_CLI_IF, LB_SRV_IF] {
+        let out = run_in(lab.topo.lb(), &["cat", &format!("/sys/class/net/{dev}/statistics/tx_dropped")])?;
+        ensure!(out.status.success(), "reading {dev}'s tx_dropped: {}", String::from_utf8_lossy(&out.stderr));
+        total += String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().with_context(|| format!("{dev}'s tx_dropped"))?;
+    }
+    Ok(total)
 }
 
 /// One echo transfer of `len` bytes each way, intact, carried by the program as one

@@ -12,7 +12,7 @@ use std::{
 };
 
 use aya::{
-    maps::{xdp::XdpMapError, MapError},
+    maps::MapError,
     programs::{Program, ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader,
 };
@@ -29,6 +29,7 @@ use crate::{
     kernel::kernel_map::{self, Handle, KernelMapError},
     kernel::kernel_policy::{FrontendAcl, KernelPolicy, KernelPolicyMaps, PolicyError},
     kernel::pin::{self, PinError},
+    kernel::xdp_egress,
 };
 
 // Where other modules have always found them (serve.rs, proxy.rs, handoff/translate.rs).
@@ -71,12 +72,6 @@ pub enum BpfError {
         iface: String,
         #[source]
         source: nix::Error,
-    },
-    #[error("adding {iface} to the egress devmap")]
-    Egress {
-        iface: String,
-        #[source]
-        source: XdpMapError,
     },
 }
 
@@ -121,6 +116,8 @@ pub struct Dataplane {
     splice: Option<Handle<SpliceMap>>,
     /// The interfaces XDP may redirect handed-off frames to.
     _egress: Handle<EgressMap>,
+    /// Keeps `_egress` equal to the XDP interfaces that can take XDP frames now.
+    _egress_watch: Option<xdp_egress::EgressWatch>,
     pub attachments: Vec<Attachment>,
     pub ids: KernelIds,
     pin_dir: Option<PathBuf>,
@@ -217,10 +214,14 @@ impl Dataplane {
         let counters = kernel_map::take::<CountersMap>(&mut ebpf)?;
         let splice = kernel_map::take::<SpliceMap>(&mut ebpf)?;
         let mut egress = kernel_map::take::<EgressMap>(&mut ebpf)?;
-        for iface in ifaces.iter().filter(|iface| xdp_use.on(iface)) {
-            let index = nix::net::if_::if_nametoindex(iface.as_str()).map_err(|source| BpfError::Interface { iface: iface.clone(), source })?;
-            egress.insert(index, index, None, 0).map_err(|source| BpfError::Egress { iface: iface.clone(), source })?;
-        }
+        let xdp_ifaces = ifaces
+            .iter()
+            .filter(|iface| xdp_use.on(iface))
+            .map(|iface| {
+                Ok((iface.clone(), nix::net::if_::if_nametoindex(iface.as_str()).map_err(|source| BpfError::Interface { iface: iface.clone(), source })?))
+            })
+            .collect::<Result<Vec<_>, BpfError>>()?;
+        let egress_watch = xdp_egress::admit(&mut egress, &xdp_ifaces)?;
         let [frontends, acl_v4, acl_v6] = policy_maps.ids()?;
         let ids = KernelIds {
             program: program_id,
@@ -240,6 +241,7 @@ impl Dataplane {
             counters,
             splice: Some(splice),
             _egress: egress,
+            _egress_watch: egress_watch,
             attachments,
             ids,
             pin_dir: pin_dir.map(Path::to_path_buf),

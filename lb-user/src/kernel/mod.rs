@@ -13,3 +13,5 @@ pub mod kernel_stats;
 pub mod map_batch;
 pub mod map_handles;
 pub mod pin;
+pub mod xdp_egress;
+pub mod xdp_features;
