@@ -40,6 +40,14 @@ struct BatchAttr {
 /// `InvalidInput` when the kernel or the map kind has no batch lookup: the caller iterates.
 pub fn lookup_all<K: Pod, V: Pod>(map: &MapData) -> io::Result<Vec<(K, V)>> {
     let mut found = Vec::new();
+    lookup_all_into(map, &mut found)?;
+    Ok(found)
+}
+
+/// [`lookup_all`] into `found` (cleared first): a caller that scans again and again keeps one
+/// buffer, instead of faulting in a new one of tens of megabytes per scan of a large map.
+pub fn lookup_all_into<K: Pod, V: Pod>(map: &MapData, found: &mut Vec<(K, V)>) -> io::Result<()> {
+    found.clear();
     // A hash map's batch token is a bucket index (u32); 8 bytes leave room for any kind.
     let mut token_in = [0u8; 8];
     let mut token_out = [0u8; 8];
@@ -75,7 +83,7 @@ pub fn lookup_all<K: Pod, V: Pod>(map: &MapData) -> io::Result<Vec<(K, V)>> {
         }
         match err {
             None => {}
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(found),
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Some(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(ENOTSUPP)) => {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
             }

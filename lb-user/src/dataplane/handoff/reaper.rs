@@ -69,29 +69,36 @@ fn scan_period(entries: usize) -> Duration {
 const SCAN_ENTRIES_PER_PERIOD: usize = 25_000;
 
 fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
-    let mut ending: FlowMap<Instant> = FlowMap::default();
+    // Pairs whose flow is over, with when that was first seen and the scan that last saw it.
+    let mut ending: FlowMap<(Instant, u64)> = FlowMap::default();
     let mut orphans: FlowMap<Instant> = FlowMap::default();
     let mut published = None;
     let mut stalls = StallWatch::default();
     let mut unroutable: FlowSet = FlowSet::default();
-    let mut entries: FlowMap<SpliceEntry> = FlowMap::default();
-    let mut done: FlowSet = FlowSet::default();
+    // The map as of this scan, and where each key sits in it: a scan of a full map copies
+    // its entries once (into a buffer kept between scans) and hashes only keys.
+    let mut entries: Vec<(FlowKey, SpliceEntry)> = Vec::new();
+    let mut index: FlowMap<u32> = FlowMap::default();
     let mut keepalives = KeepaliveWatch::default();
     let mut raw = RawSender::default();
-    // Pairs probed because a SYN met them: the RST a probe draws there comes from a peer
-    // whose connection is gone, so nothing is left to translate and the pair goes at once
-    // (the SYN's retransmission must find the listener, not the entry).
-    let mut syn_probed: FlowSet = FlowSet::default();
+    // Pairs probed because a SYN met them (with the scan that last saw them): the RST a probe
+    // draws there comes from a peer whose connection is gone, so nothing is left to translate
+    // and the pair goes at once (the SYN's retransmission must find the listener, not the entry).
+    let mut syn_probed: FlowMap<u64> = FlowMap::default();
+    let mut scan = 0u64;
     loop {
         std::thread::park_timeout(scan_period(entries.len()));
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        entries.clear();
-        entries.extend(handoff.table.entries());
+        let started = Instant::now();
+        handoff.table.entries_into(&mut entries);
+        index.clear();
+        index.extend(entries.iter().enumerate().map(|(i, (key, _))| (*key, i as u32)));
+        let entry_of = |key: &FlowKey| index.get(key).map(|&i| &entries[i as usize].1);
+        scan += 1;
         let now_ns = monotonic_ns();
         let mut live_pairs = 0u64;
-        done.clear();
         for (key, entry) in &entries {
             if entry.state != splice_state::LIVE {
                 if handoff.is_freezing(key) {
@@ -103,13 +110,20 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                 continue;
             }
             let other_key = reverse_key(entry);
-            // Each pair once, always under the same name.
+            // Each pair once, always under the same name: when both entries are live, the
+            // one whose key names the pair takes it.
             let pair = pair_name(key, &other_key);
-            if !done.insert(pair) {
+            let found = entry_of(&other_key);
+            if pair != *key && found.is_some_and(|other| other.state == splice_state::LIVE) {
                 continue;
             }
             live_pairs += 1;
-            let other = entries.get(&other_key).copied().unwrap_or_default();
+            let other = found.copied().unwrap_or_default();
+            if !syn_probed.is_empty() {
+                if let Some(seen) = syn_probed.get_mut(&pair) {
+                    *seen = scan;
+                }
+            }
             let now = Instant::now();
             let mut gone = None;
             for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
@@ -117,7 +131,7 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                     Look::Quiet => {}
                     Look::Probe { syn } => {
                         if syn {
-                            syn_probed.insert(pair);
+                            syn_probed.insert(pair, scan);
                         }
                         match raw.send(&keepalive::probe(sent_key, sent, received)) {
                             Ok(()) => HandoffStats::count(&handoff.stats.probes),
@@ -164,23 +178,26 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
                 ending.remove(&pair);
                 continue;
             }
-            let reset_after_syn_probe = (entry.seen | other.seen) & splice_seen::RST != 0 && syn_probed.contains(&pair);
+            let reset_after_syn_probe = (entry.seen | other.seen) & splice_seen::RST != 0 && syn_probed.contains_key(&pair);
+            // A pair that is not ending is not touched: the retain below forgets it.
             let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings).map(|l| if reset_after_syn_probe { Duration::ZERO } else { l }) else {
-                ending.remove(&pair);
                 continue;
             };
-            if ending.entry(pair).or_insert_with(Instant::now).elapsed() >= linger {
+            let (since, seen) = ending.entry(pair).or_insert_with(|| (Instant::now(), scan));
+            *seen = scan;
+            if since.elapsed() >= linger {
                 retire(handoff, (key, entry), (&other_key, &other));
                 ending.remove(&pair);
             }
         }
-        ending.retain(|pair, _| done.contains(pair));
-        syn_probed.retain(|pair| done.contains(pair));
-        keepalives.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
-        stalls.retain(|key| entries.get(key).is_some_and(|e| e.state == splice_state::LIVE));
-        unroutable.retain(|key| entries.contains_key(key));
-        orphans.retain(|key, _| entries.contains_key(key));
+        ending.retain(|_, (_, seen)| *seen == scan);
+        syn_probed.retain(|_, seen| *seen == scan);
+        keepalives.retain(|key| entry_of(key).is_some_and(|e| e.state == splice_state::LIVE));
+        stalls.retain(|key| entry_of(key).is_some_and(|e| e.state == splice_state::LIVE));
+        unroutable.retain(|key| index.contains_key(key));
+        orphans.retain(|key, _| index.contains_key(key));
         handoff.stats.active.store(live_pairs, Ordering::Relaxed);
+        tracing::debug!(entries = entries.len(), live_pairs, took_us = started.elapsed().as_micros() as u64, "splice map scanned");
         if let Some(dir) = &data_dir {
             let report = handoff.report();
             if published.as_ref() != Some(&report) {

@@ -77,13 +77,20 @@ impl SpliceTable {
     /// Every entry, as of now (entries removed meanwhile are skipped): in batches of
     /// thousands per syscall where the kernel can, else one entry (two syscalls) at a time.
     pub fn entries(&self) -> Vec<(FlowKey, SpliceEntry)> {
-        self.with(|map| match crate::kernel::map_batch::lookup_all(map.map()) {
-            Ok(all) => all,
-            Err(e) => {
+        let mut all = Vec::new();
+        self.entries_into(&mut all);
+        all
+    }
+
+    /// [`Self::entries`] into `all` (cleared first), whose buffer the caller keeps between scans.
+    pub fn entries_into(&self, all: &mut Vec<(FlowKey, SpliceEntry)>) {
+        self.with(|map| {
+            if let Err(e) = crate::kernel::map_batch::lookup_all_into(map.map(), all) {
                 if e.kind() != std::io::ErrorKind::InvalidInput {
                     tracing::debug!(error = %e, "batch lookup of the splice map failed: iterating");
                 }
-                map.iter().filter_map(Result::ok).collect()
+                all.clear();
+                all.extend(map.iter().filter_map(Result::ok));
             }
         })
     }
