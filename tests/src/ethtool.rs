@@ -59,10 +59,8 @@ fn control_socket() -> Result<OwnedFd> {
 /// Turns transmit checksum offload off (frames carry full checksums, as on a real wire) and GRO
 /// on (a veth end with GRO has NAPI, so it accepts frames redirected to it by XDP).
 pub fn make_wire_like(dev: &str) -> Result<()> {
-    let sock = control_socket()?;
-    ethtool_value(&sock, dev, ETHTOOL_STXCSUM, 0)?;
-    ethtool_value(&sock, dev, ETHTOOL_SGRO, 1)?;
-    Ok(())
+    set_tx_checksum(dev, false)?;
+    set_gro(dev, true)
 }
 
 /// Transmit checksum offload on or off.

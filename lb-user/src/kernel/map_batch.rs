@@ -36,17 +36,11 @@ struct BatchAttr {
 }
 
 /// Every entry of the hash map `map` whose keys are `K` and values `V` (not per-CPU), as of
-/// the scan: entries added or removed meanwhile may or may not be in it. `Err` with
-/// `InvalidInput` when the kernel or the map kind has no batch lookup: the caller iterates.
-pub fn lookup_all<K: Pod, V: Pod>(map: &MapData) -> io::Result<Vec<(K, V)>> {
-    let mut found = Vec::new();
-    lookup_all_into(map, &mut found)?;
-    Ok(found)
-}
-
-/// [`lookup_all`] into `found` (cleared first): a caller that scans again and again keeps one
-/// buffer, instead of faulting in a new one of tens of megabytes per scan of a large map.
-pub fn lookup_all_into<K: Pod, V: Pod>(map: &MapData, found: &mut Vec<(K, V)>) -> io::Result<()> {
+/// the scan, into `found` (cleared first: a caller that scans again and again keeps one
+/// buffer, instead of faulting in a new one of tens of megabytes per scan of a large map).
+/// Entries added or removed meanwhile may or may not be in it. `Err` with `InvalidInput`
+/// when the kernel or the map kind has no batch lookup: the caller iterates.
+pub fn lookup_all<K: Pod, V: Pod>(map: &MapData, found: &mut Vec<(K, V)>) -> io::Result<()> {
     found.clear();
     // A hash map's batch token is a bucket index (u32); 8 bytes leave room for any kind.
     let mut token_in = [0u8; 8];

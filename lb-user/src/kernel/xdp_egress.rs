@@ -113,7 +113,7 @@ pub fn admit(map: &mut Handle<EgressMap>, ifaces: &[(String, u32)]) -> Result<Op
             Err(e) => tracing::warn!(iface, error = %e, "reading the interface's XDP features: tc sends the handed-off frames leaving through it"),
         }
     }
-    let changes = match features.changes() {
+    let changes = match features.changes(STOP_POLL) {
         Ok(Some(changes)) => changes,
         Ok(None) | Err(_) => {
             tracing::warn!("no notification of XDP feature changes: the XDP egress devmap keeps the interfaces' features of the start");
@@ -138,7 +138,7 @@ fn watch(mut egress: Egress, mut features: XdpFeatures, mut changes: Changes, st
     // A change between the first reading and the subscription would go unseen: read once more.
     egress.resync(&mut features);
     while !stop.load(Ordering::Relaxed) {
-        match changes.next(STOP_POLL) {
+        match changes.wait() {
             Ok(Change::Devices(devices)) => devices.into_iter().for_each(|device| egress.follow(device)),
             Ok(Change::Nothing) => {}
             Ok(Change::Lost) => egress.resync(&mut features),

@@ -11,7 +11,7 @@
 use std::io;
 
 use netlink_packet_core::{
-    emit_u32, parse_u32, parse_u64, DecodeError, DefaultNla, Emitable, ErrorContext, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlaBuffer,
+    emit_u32, emit_u64, parse_u32, parse_u64, DecodeError, DefaultNla, Emitable, ErrorContext, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlaBuffer,
     NlasIterator, Parseable, ParseableParametrized, NLM_F_ACK, NLM_F_REQUEST,
 };
 use netlink_packet_generic::{
@@ -83,7 +83,7 @@ impl Nla for DevAttr {
     fn emit_value(&self, buffer: &mut [u8]) {
         match self {
             Self::Ifindex(index) => emit_u32(buffer, *index).unwrap_or_default(),
-            Self::XdpFeatures(features) => buffer[..8].copy_from_slice(&features.to_ne_bytes()),
+            Self::XdpFeatures(features) => emit_u64(buffer, *features).unwrap_or_default(),
             Self::Other(nla) => nla.emit_value(buffer),
         }
     }
@@ -182,19 +182,24 @@ impl XdpFeatures {
         reply.device().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("the netdev reply for ifindex {ifindex} has no xdp-features")))
     }
 
-    /// A socket that receives every change of a device's features from now on; None when the
-    /// kernel has no notification group for them.
-    pub fn changes(&self) -> io::Result<Option<Changes>> {
+    /// A socket that receives every change of a device's features from now on, each wait for
+    /// them lasting at most `wait`; None when the kernel has no notification group for them.
+    pub fn changes(&self, wait: std::time::Duration) -> io::Result<Option<Changes>> {
         let Some(group) = self.mgmt_group else { return Ok(None) };
         let socket = connected()?;
         socket.add_membership(group)?;
-        Ok(Some(Changes { socket }))
+        socket2::SockRef::from(&socket).set_read_timeout(Some(wait))?;
+        Ok(Some(Changes { socket, buffer: vec![0; NOTIFICATION_BUFFER] }))
     }
 }
+
+/// Room for one datagram of notifications (a few hundred bytes per device).
+const NOTIFICATION_BUFFER: usize = 16 * 1024;
 
 /// Notifications of the netdev family's `mgmt` group.
 pub struct Changes {
     socket: Socket,
+    buffer: Vec<u8>,
 }
 
 /// What one wait for notifications brought.
@@ -209,36 +214,46 @@ pub enum Change {
 }
 
 impl Changes {
-    /// Waits at most `timeout` for notifications.
-    pub fn next(&mut self, timeout: std::time::Duration) -> io::Result<Change> {
-        socket2::SockRef::from(&self.socket).set_read_timeout(Some(timeout))?;
-        let mut buffer = vec![0u8; 16 * 1024];
-        let len = match self.socket.recv(&mut &mut buffer[..], 0) {
+    /// Waits (at most the time given to [`XdpFeatures::changes`]) for notifications.
+    pub fn wait(&mut self) -> io::Result<Change> {
+        let len = match self.socket.recv(&mut &mut self.buffer[..], 0) {
             Ok(len) => len,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(Change::Nothing),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Change::Lost),
             Err(e) => return Err(e),
         };
-        Ok(Change::Devices(notified(&buffer[..len.min(buffer.len())])))
+        Ok(Change::Devices(notified(&self.buffer[..len.min(self.buffer.len())])))
     }
 }
 
 /// The devices described by the notifications in one datagram; anything else is skipped.
-fn notified(mut datagram: &[u8]) -> Vec<DeviceFeatures> {
-    let mut devices = Vec::new();
-    while !datagram.is_empty() {
-        let Ok(message) = NetlinkMessage::<GenlMessage<Netdev>>::deserialize(datagram) else { break };
-        let len = (message.header.length as usize).max(1);
-        if let NetlinkPayload::InnerMessage(genl) = message.payload {
-            let netdev = genl.payload;
-            if matches!(netdev.cmd, CMD_DEV_ADD_NTF | CMD_DEV_CHANGE_NTF) {
-                devices.extend(netdev.device());
-            }
+fn notified(datagram: &[u8]) -> Vec<DeviceFeatures> {
+    messages::<Netdev>(datagram)
+        .map_while(Result::ok)
+        .filter_map(|message| match message.payload {
+            NetlinkPayload::InnerMessage(genl) if matches!(genl.payload.cmd, CMD_DEV_ADD_NTF | CMD_DEV_CHANGE_NTF) => genl.payload.device(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The netlink messages of one datagram, in order; one that does not parse ends it.
+fn messages<F>(mut datagram: &[u8]) -> impl Iterator<Item = Result<NetlinkMessage<GenlMessage<F>>, DecodeError>> + '_
+where
+    F: GenlFamily + ParseableParametrized<[u8], GenlHeader> + std::fmt::Debug,
+{
+    std::iter::from_fn(move || {
+        if datagram.is_empty() {
+            return None;
         }
-        // Messages are 4-byte aligned within a datagram.
-        datagram = datagram.get(len.next_multiple_of(4)..).unwrap_or_default();
-    }
-    devices
+        let parsed = NetlinkMessage::<GenlMessage<F>>::deserialize(datagram);
+        match &parsed {
+            // Messages are 4-byte aligned within a datagram.
+            Ok(message) => datagram = datagram.get((message.header.length as usize).max(1).next_multiple_of(4)..).unwrap_or_default(),
+            Err(_) => datagram = &[],
+        }
+        Some(parsed)
+    })
 }
 
 fn connected() -> io::Result<Socket> {
@@ -267,11 +282,8 @@ where
     let mut answer = None;
     loop {
         let (datagram, _) = socket.recv_from_full()?;
-        let mut rest = &datagram[..];
-        while !rest.is_empty() {
-            let message = NetlinkMessage::<GenlMessage<F>>::deserialize(rest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = (message.header.length as usize).max(1);
-            rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+        for message in messages::<F>(&datagram) {
+            let message = message.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if message.header.sequence_number != sequence {
                 continue;
             }

@@ -85,7 +85,7 @@ impl SpliceTable {
     /// [`Self::entries`] into `all` (cleared first), whose buffer the caller keeps between scans.
     pub fn entries_into(&self, all: &mut Vec<(FlowKey, SpliceEntry)>) {
         self.with(|map| {
-            if let Err(e) = crate::kernel::map_batch::lookup_all_into(map.map(), all) {
+            if let Err(e) = crate::kernel::map_batch::lookup_all(map.map(), all) {
                 if e.kind() != std::io::ErrorKind::InvalidInput {
                     tracing::debug!(error = %e, "batch lookup of the splice map failed: iterating");
                 }
