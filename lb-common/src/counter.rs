@@ -57,6 +57,9 @@ macro_rules! with_counters {
             /// egress program closed (zero): the peer stops sending, so that the freeze finds
             /// nothing in flight to drop.
             WindowsHeld windows_held "Frames to a peer of a flow being handed off whose advertised window was closed.",
+            /// Notes for the reaper (`LB_SPLICE_NOTES`) that found the ring full: the reaper
+            /// then reads the whole splice map instead.
+            NotesLost notes_lost "Notes for the hand-off reaper lost to a full ring (the reaper then scans the whole splice map).",
         }
     };
 }

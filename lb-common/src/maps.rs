@@ -19,6 +19,9 @@ pub mod kind {
     pub struct LruHash;
     pub struct LpmTrie;
     pub struct DevMapHash;
+    /// A ring buffer: its "capacity" is its size in bytes (a power of two, a multiple of the
+    /// page size), its records are values of the declared type, and it has no key.
+    pub struct RingBuf;
 
     impl MapKind for Hash {
         const BPF_MAP_TYPE: u32 = 1;
@@ -34,6 +37,9 @@ pub mod kind {
     }
     impl MapKind for DevMapHash {
         const BPF_MAP_TYPE: u32 = 25;
+    }
+    impl MapKind for RingBuf {
+        const BPF_MAP_TYPE: u32 = 27;
     }
 }
 
@@ -100,6 +106,14 @@ declare_map!(
 declare_map!(
     /// Interfaces a spliced frame may leave by, keyed by ifindex (value: the same ifindex).
     EgressMap = "LB_EGRESS": DevMapHash<u32, u32>, 64
+);
+
+declare_map!(
+    /// Flows of the splice map the reaper should look at soon (docs/fastpath.md, "The end
+    /// of a flow"): the program notes a key when it first sees a FIN, an RST, a SYN or a
+    /// missing route on it, and when the flow moves in a new second. Between its scans of the
+    /// whole map the reaper reads only these. 1 MiB: 26,000 notes between two reads.
+    SpliceNotesMap = "LB_SPLICE_NOTES": RingBuf<(), FlowKey>, 1 << 20
 );
 
 /// Whether two names are the same, at compile time (lb-ebpf checks its statics with it).

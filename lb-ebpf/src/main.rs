@@ -28,6 +28,7 @@ mod frame;
 mod hold;
 mod hook;
 mod maps;
+mod notes;
 mod options;
 mod parse;
 mod rewrite;

@@ -2,9 +2,9 @@
 //! (name, kind, key, value and capacity are written there and nowhere else).
 use aya_ebpf::{
     macros::map,
-    maps::{DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use lb_common::maps::{is_kind, kind, same_name, AclV4Map, AclV6Map, CountersMap, EgressMap, FlowsMap, FrontendsMap, MapDecl, SpliceMap};
+use lb_common::maps::{is_kind, kind, same_name, AclV4Map, AclV6Map, CountersMap, EgressMap, FlowsMap, FrontendsMap, MapDecl, SpliceMap, SpliceNotesMap};
 
 /// `kernel_map!(STATIC: Kind = Decl)` declares the map `Decl` as `STATIC`. aya's `#[map]`
 /// exports a static under its own identifier (the attribute takes only a literal name), so
@@ -42,3 +42,10 @@ kernel_map!(LB_ACL_V6: LpmTrie = AclV6Map);
 kernel_map!(LB_COUNTERS: PerCpuArray = CountersMap);
 kernel_map!(LB_SPLICE: Hash = SpliceMap);
 kernel_map!(LB_EGRESS: DevMapHash = EgressMap);
+
+/// A ring buffer is built from its size in bytes and has no key, so it is declared outside
+/// `kernel_map!`, with the same checks.
+#[map]
+pub static LB_SPLICE_NOTES: RingBuf = RingBuf::with_byte_size(<SpliceNotesMap as MapDecl>::CAPACITY, 0);
+const _: () = assert!(same_name("LB_SPLICE_NOTES", <SpliceNotesMap as MapDecl>::NAME), "the static must bear the declared name");
+const _: () = assert!(is_kind::<SpliceNotesMap, kind::RingBuf>(), "the static must be of the declared kind");

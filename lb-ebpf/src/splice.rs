@@ -16,7 +16,7 @@ use crate::{
     flows,
     frame::Frame,
     hook::{self, Checksums, Hook},
-    maps,
+    maps, notes,
     parse::{Packet, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
     rewrite,
 };
@@ -91,6 +91,7 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
         counters::add(Counter::SynOnLive, 1);
         // SAFETY: as in `account`: a plain store the reaper reads eventually.
         unsafe { (*entry).syns = (*entry).syns.wrapping_add(1) };
+        notes::note(rules);
         return H::DROP;
     }
     // Tagged frames are not spliced: the next hop's MACs come untagged from the FIB.
@@ -110,8 +111,11 @@ fn live<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEnt
         // frame is dropped; the peer retransmits. Marked on the flow, for the daemon to
         // count and report it.
         counters::add(Counter::FibFailed, 1);
-        // SAFETY: as in `account`: a plain store the reaper reads eventually.
-        unsafe { (*entry).seen |= splice_seen::FIB_FAILED };
+        if rules.seen & splice_seen::FIB_FAILED == 0 {
+            // SAFETY: as in `account`: a plain store the reaper reads eventually.
+            unsafe { (*entry).seen |= splice_seen::FIB_FAILED };
+            notes::note(rules);
+        }
         return H::DROP;
     }
     if H::XDP && !egress::xdp_can_send(hop.ifindex) {
@@ -158,15 +162,7 @@ enum Reset {
 // Out of line: a second map key and entry pointer on the rare RST path only.
 #[inline(never)]
 fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
-    let reverse = FlowKey {
-        remote_addr: rules.dst_addr,
-        local_addr: rules.src_addr,
-        remote_port: rules.dst_port,
-        local_port: rules.src_port,
-        family: rules.family,
-        _pad: [0; 3],
-    };
-    let Some(receiver) = maps::LB_SPLICE.get_ptr(&reverse) else {
+    let Some(receiver) = maps::LB_SPLICE.get_ptr(&reverse_key(rules)) else {
         return Reset::Outside;
     };
     let Some(seq) = frame.be32(packet.l4 + TCP_SEQ) else {
@@ -194,6 +190,20 @@ fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
     }
 }
 
+/// The key of the flow's other direction: the frames its receiver sends back arrive with
+/// the addresses this entry rewrites frames to.
+#[inline(always)]
+pub fn reverse_key(rules: &SpliceEntry) -> FlowKey {
+    FlowKey {
+        remote_addr: rules.dst_addr,
+        local_addr: rules.src_addr,
+        remote_port: rules.dst_port,
+        local_port: rules.src_port,
+        family: rules.family,
+        _pad: [0; 3],
+    }
+}
+
 #[inline(always)]
 fn deferred<H: Hook>() -> u32 {
     counters::add(Counter::XdpDeferred, 1);
@@ -201,7 +211,8 @@ fn deferred<H: Hook>() -> u32 {
 }
 
 /// What the daemon's reaper reads of a live flow: FIN/RST seen, the last frame's time,
-/// frames and bytes, and the progress numbers its stall check compares.
+/// frames and bytes, and the progress numbers its stall check compares. The flow is noted
+/// for the reaper when it shows a new end (FIN, RST) and when it moves in a new second.
 #[inline(always)]
 fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut SpliceEntry, reset: bool) {
     let mut seen = 0;
@@ -223,6 +234,7 @@ fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut Splice
     // or stale value delays a stall report by one scan at most); the counters use atomic adds.
     unsafe {
         let mut moved = seen != 0 || payload > 0;
+        let mut noted = seen & !(*entry).seen != 0;
         if seen != 0 {
             (*entry).seen |= seen;
         }
@@ -240,9 +252,14 @@ fn account<H: Hook>(hook: &H, frame: &Frame, packet: &Packet, entry: *mut Splice
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).data_packets, 1);
         }
         if moved {
-            (*entry).last_ns = bpf_ktime_get_ns();
+            let now = bpf_ktime_get_ns();
+            noted |= (now ^ (*entry).last_ns) >> notes::SECOND_SHIFT != 0;
+            (*entry).last_ns = now;
         }
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).packets, 1);
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).bytes, hook.len());
+        if noted {
+            notes::note(&*entry);
+        }
     }
 }

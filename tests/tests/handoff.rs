@@ -51,6 +51,7 @@ on_both_veths!(
     one_armed_hand_off_is_byte_identical,
     bridged_hand_off_is_byte_identical,
     xdp_sends_only_where_the_next_hop_takes_xdp_frames,
+    flows_end_between_full_scans,
 );
 
 /// The standard lab, its load balancer forwarding (bpf_fib_lookup refuses otherwise).
@@ -464,8 +465,27 @@ fn flushed_neighbours_are_resolved_again_mid_transfer(veth: VethKind) -> Result<
 #[test]
 fn a_blackholed_peer_is_counted_as_a_stall() -> Result<()> {
     require_root!();
+    blackholed_peer_stalls(xdp_opts())
+}
+
+/// The same with full scans an hour apart: the stalled flow is watched through the notes
+/// of its data arriving in each new second.
+#[test]
+fn a_blackholed_peer_is_counted_as_a_stall_between_full_scans() -> Result<()> {
+    require_root!();
+    blackholed_peer_stalls(rare_full_scans())
+}
+
+/// The reaper reads the whole map once at start, then only the flows the program notes.
+fn rare_full_scans() -> DaemonOpts {
+    let mut opts = xdp_opts();
+    opts.extra_args.extend(["--handoff-full-scan", "3600"].map(String::from));
+    opts
+}
+
+fn blackholed_peer_stalls(opts: DaemonOpts) -> Result<()> {
     let mut lab = xdp_lab(VethKind::Default)?;
-    lab.start_with(&echo_config("xdp"), xdp_opts())?;
+    lab.start_with(&echo_config("xdp"), opts)?;
     let ns = lab.topo.cli().to_string();
     let client = lab.client("echo.lb.test").alpn(&["lb-echo"]).timeout(Duration::from_secs(15));
     let transfer = std::thread::spawn(move || in_netns(&ns, || echo_transfer(&client, 8 * GIB, Duration::from_secs(15))));
@@ -478,6 +498,24 @@ fn a_blackholed_peer_is_counted_as_a_stall() -> Result<()> {
     ensure!(stalled.is_some(), "no stall counted 15 s after the blackhole: {:?}", lab.stats()?.handoff);
     let result = transfer.join().map_err(|_| anyhow::anyhow!("transfer thread panicked"))?;
     ensure!(result.is_err(), "the transfer completed through a blackhole: {result:?}");
+    Ok(())
+}
+
+/// Between two full scans the reaper reads only the flows the kernel program noted (an end,
+/// data in a new second) and the pairs it already watches. With full scans an hour apart,
+/// ended flows must still be reclaimed through their notes, and no note lost.
+fn flows_end_between_full_scans(veth: VethKind) -> Result<()> {
+    let mut lab = xdp_lab(veth)?;
+    lab.start_with(&echo_config("xdp"), rare_full_scans())?;
+    // Past the first tick's full scan: every flow below starts after it.
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        transfer(&lab, 16 * MIB, Duration::from_secs(30))?;
+    }
+    let stats = wait_settled(&lab, 3)?;
+    let h = handoff(&stats);
+    ensure!(h.handed_off == 3 && h.ended == 3, "hand-off statistics: {h:?}");
+    ensure!(stats.counters.notes_lost == 0, "{:?}", stats.counters);
     Ok(())
 }
 

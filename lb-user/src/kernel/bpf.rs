@@ -12,13 +12,13 @@ use std::{
 };
 
 use aya::{
-    maps::MapError,
+    maps::{MapData, MapError, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader,
 };
 use lb_common::{
     acl_mode,
-    maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap},
+    maps::{CountersMap, EgressMap, FlowsMap, MapDecl, SpliceMap, SpliceNotesMap},
     Counter, PROGRAM_TC, PROGRAM_TC_EGRESS, PROGRAM_XDP,
 };
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,8 @@ pub struct Dataplane {
     counters: Handle<CountersMap>,
     /// Taken by the hand-off (`take_splice`).
     splice: Option<Handle<SpliceMap>>,
+    /// Taken by the reaper (`take_splice_notes`).
+    splice_notes: Option<RingBuf<MapData>>,
     /// The interfaces XDP may redirect handed-off frames to.
     _egress: Handle<EgressMap>,
     /// Keeps `_egress` equal to the XDP interfaces that can take XDP frames now.
@@ -213,6 +215,7 @@ impl Dataplane {
         let policy_maps = KernelPolicyMaps::take(&mut ebpf)?;
         let counters = kernel_map::take::<CountersMap>(&mut ebpf)?;
         let splice = kernel_map::take::<SpliceMap>(&mut ebpf)?;
+        let splice_notes = kernel_map::take_ring::<SpliceNotesMap>(&mut ebpf)?;
         let mut egress = kernel_map::take::<EgressMap>(&mut ebpf)?;
         let xdp_ifaces = ifaces
             .iter()
@@ -240,6 +243,7 @@ impl Dataplane {
             policy: KernelPolicy::default(),
             counters,
             splice: Some(splice),
+            splice_notes: Some(splice_notes),
             _egress: egress,
             _egress_watch: egress_watch,
             attachments,
@@ -273,6 +277,11 @@ impl Dataplane {
     /// The splice map, for the hand-off (once).
     pub fn take_splice(&mut self) -> Option<Handle<SpliceMap>> {
         self.splice.take()
+    }
+
+    /// The program's notes on splice entries, for the reaper (once).
+    pub fn take_splice_notes(&mut self) -> Option<RingBuf<MapData>> {
+        self.splice_notes.take()
     }
 
     pub fn counters(&self) -> Result<Counters, CounterReadError> {
@@ -343,11 +352,15 @@ impl Counters {
     pub fn read(array: &Handle<CountersMap>) -> Result<Self, CounterReadError> {
         let mut counters = Self::default();
         for counter in Counter::ALL {
-            let values = array.get(&counter.index(), 0).map_err(|source| CounterReadError { counter: counter.name(), source })?;
-            counters.set(counter, values.iter().sum());
+            counters.set(counter, summed(array, counter)?);
         }
         Ok(counters)
     }
+}
+
+fn summed(array: &Handle<CountersMap>, counter: Counter) -> Result<u64, CounterReadError> {
+    let values = array.get(&counter.index(), 0).map_err(|source| CounterReadError { counter: counter.name(), source })?;
+    Ok(values.iter().sum())
 }
 
 /// The kernel programs' counter array, for reading at any time (scrapes).
@@ -363,6 +376,11 @@ impl KernelCounters {
     /// Every counter summed over the CPUs.
     pub fn read(&self) -> Result<Counters, CounterReadError> {
         Counters::read(&self.0)
+    }
+
+    /// One counter summed over the CPUs.
+    pub fn get(&self, counter: Counter) -> Result<u64, CounterReadError> {
+        summed(&self.0, counter)
     }
 }
 

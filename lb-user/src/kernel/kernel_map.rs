@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 
 use aya::{
-    maps::{DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
+    maps::{DevMapHash, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf},
     Ebpf, Pod,
 };
 use lb_common::maps::{kind, MapDecl, MapKind};
@@ -111,6 +111,13 @@ pub enum KernelMapError {
 pub fn take<M: UserMap>(ebpf: &mut Ebpf) -> Result<Handle<M>, KernelMapError> {
     let map = ebpf.take_map(M::NAME).ok_or(KernelMapError::Missing { name: M::NAME })?;
     Handle::<M>::try_from(map).map_err(|source| KernelMapError::Mismatch { name: M::NAME, source })
+}
+
+/// Takes the ring buffer `M` out of the loaded object (a ring buffer has no key and no
+/// typed handle: its records are read as bytes, `M::Value` each).
+pub fn take_ring<M: MapDecl<Kind = kind::RingBuf>>(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, KernelMapError> {
+    let map = ebpf.take_map(M::NAME).ok_or(KernelMapError::Missing { name: M::NAME })?;
+    RingBuf::try_from(map).map_err(|source| KernelMapError::Mismatch { name: M::NAME, source })
 }
 
 /// Opens the map `M` of a running daemon by its kernel id (needs CAP_SYS_ADMIN).

@@ -105,6 +105,18 @@ impl KeepaliveWatch {
     pub fn retain(&mut self, live: impl Fn(&FlowKey) -> bool) {
         self.watches.retain(|key, _| live(key));
     }
+
+    /// The peers a look would probe now (or give up): silent past the idle period, their
+    /// last probe an interval ago. Other watched peers need no look until then, unless their
+    /// flow moves or a SYN meets it, which the program notes.
+    pub fn due(&self, settings: KeepaliveSettings, now: Instant) -> impl Iterator<Item = &FlowKey> {
+        self.watches
+            .iter()
+            .filter(move |(_, w)| {
+                now.duration_since(w.silent_since) >= settings.idle && w.last_probe.is_none_or(|at| now.duration_since(at) >= settings.interval)
+            })
+            .map(|(key, _)| key)
+    }
 }
 
 /// Sends whole IP packets (header included) through send-only raw sockets, one per family,
@@ -168,6 +180,20 @@ mod tests {
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(80), 0), Look::Probe { syn: false });
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(89), 0), Look::Quiet);
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(90), 0), Look::Gone);
+    }
+
+    /// Between full scans the reaper looks only at the peers due a probe.
+    #[test]
+    fn a_silent_peer_is_due_at_each_probe_only() {
+        let mut watch = KeepaliveWatch::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let key = FlowKey::default();
+        let due = |watch: &KeepaliveWatch, s: u64| watch.due(settings(), at(s)).count();
+        watch.look(key, &entry(5, 0), &settings(), at(0), 0);
+        assert_eq!((due(&watch, 59), due(&watch, 60)), (0, 1));
+        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60), 0), Look::Probe { syn: false });
+        assert_eq!((due(&watch, 69), due(&watch, 70)), (0, 1));
     }
 
     #[test]

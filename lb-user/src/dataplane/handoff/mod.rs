@@ -38,6 +38,7 @@
 //! Any failure before step 6 undoes the hold and freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
 pub mod keepalive;
+pub mod notes;
 pub mod reaper;
 mod reserve;
 pub mod socket;
@@ -101,6 +102,8 @@ pub struct HandoffSettings {
     pub idle_timeout: Duration,
     /// Probes of silent peers (handoff/keepalive.rs).
     pub keepalive: KeepaliveSettings,
+    /// How often the reaper reads the whole splice map; None: by the map's size.
+    pub full_scan: Option<Duration>,
 }
 
 /// How a connection's bytes ended up moving.
@@ -309,6 +312,8 @@ impl Handoff {
             match self.hand_off(&mut course, &mut relay, &client, &server).await {
                 Ok((ended, keys)) => {
                     HandoffStats::count(&self.stats.handed_off);
+                    // The reaper recounts it at each full scan; in between it moves by one.
+                    HandoffStats::count(&self.stats.active);
                     handed_off();
                     let moved = relay.moved();
                     drop(relay);

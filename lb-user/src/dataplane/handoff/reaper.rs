@@ -1,7 +1,13 @@
 //! Ends handed-off flows: after an RST, or once both FINs were seen, the pair of splice
 //! entries lingers (like TIME_WAIT, so that last ACKs and retransmitted FINs are still
 //! translated) and is then deleted; an idle pair is reclaimed. Frozen entries that no
-//! hand-off in progress owns (a daemon killed mid-hand-off) are removed.
+//! hand-off in progress owns (a daemon killed mid-hand-off) are removed. Probes silent peers
+//! and watches for stalls on the way.
+//!
+//! Every tick it reads either the whole map (a large map only every few seconds) or just the
+//! flows the kernel program noted since the last tick and the pairs it is already watching:
+//! on a map of 100,000 mostly quiet flows that is a few lookups instead of a batch copy of
+//! 26 MB.
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
@@ -18,13 +24,15 @@ use lb_core::splice::keepalive;
 
 use super::{
     keepalive::{KeepaliveWatch, Look, RawSender},
+    notes::Notes,
     stall::StallWatch,
     stats::{self, HandoffStats},
     translate::reverse_key,
     Handoff,
 };
 
-const SCAN_EVERY: Duration = Duration::from_millis(250);
+/// The reaper's tick: how soon an end, a SYN or a stall is acted on.
+const TICK: Duration = Duration::from_millis(250);
 /// After an RST there is nothing left to translate but stray retransmissions.
 const RST_LINGER: Duration = Duration::from_secs(1);
 /// A frozen entry nobody owns is removed after this long.
@@ -38,11 +46,12 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn start(handoff: Arc<Handoff>, data_dir: Option<PathBuf>) -> std::io::Result<Self> {
+    /// Without `notes` every tick reads the whole map (as often as [`forced_scan_spacing`] allows).
+    pub fn start(handoff: Arc<Handoff>, notes: Option<Notes>, data_dir: Option<PathBuf>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new().name("lb-reaper".into()).spawn({
             let stop = Arc::clone(&stop);
-            move || run(&handoff, data_dir, &stop)
+            move || run(&handoff, notes, data_dir, &stop)
         })?;
         Ok(Self { stop, thread })
     }
@@ -60,144 +69,180 @@ impl Reaper {
 type FlowMap<V> = HashMap<FlowKey, V, foldhash::fast::RandomState>;
 type FlowSet = HashSet<FlowKey, foldhash::fast::RandomState>;
 
-/// The pause between scans: [`SCAN_EVERY`], stretched on a large map so that scanning
-/// stays a few percent of one CPU (a scan costs about a microsecond per entry); never
-/// beyond a second, so that a stall (2 s) is still seen within its window.
-fn scan_period(entries: usize) -> Duration {
-    (SCAN_EVERY * (entries / SCAN_ENTRIES_PER_PERIOD).max(1) as u32).min(Duration::from_secs(1))
+/// What one tick reads of the splice map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every entry: the only way to see silent flows (keepalive, idle timeout), orphans,
+    /// and how many flows are live.
+    Full,
+    /// The noted flows and the pairs the reaper is watching (ending, probed, owing data),
+    /// one lookup each.
+    Noted,
+    /// Nothing this tick: too many flows to look up one by one, and the last full scan is
+    /// too recent for another.
+    Wait,
 }
-const SCAN_ENTRIES_PER_PERIOD: usize = 25_000;
 
-fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
-    // Pairs whose flow is over, with when that was first seen and the scan that last saw it.
-    let mut ending: FlowMap<(Instant, u64)> = FlowMap::default();
-    let mut orphans: FlowMap<Instant> = FlowMap::default();
+/// Between two full scans when nothing forces one: a tick's worth per 5,000 entries (a
+/// full scan costs about 1.5 µs per entry, so scanning stays near 3 % of one CPU), at
+/// most 10 s (silent peers are probed after 60 s, idle flows reclaimed after 900 s).
+fn full_scan_period(entries: usize) -> Duration {
+    (TICK * (entries / FULL_SCAN_ENTRIES_PER_TICK).max(1) as u32).min(FULL_SCAN_AT_MOST)
+}
+const FULL_SCAN_ENTRIES_PER_TICK: usize = 5_000;
+const FULL_SCAN_AT_MOST: Duration = Duration::from_secs(10);
+
+/// The closest two full scans may follow each other when notes were lost or too many flows
+/// need a look: a tick per 25,000 entries, at most a second, so that a stall (2 s) is
+/// still seen within its window.
+fn forced_scan_spacing(entries: usize) -> Duration {
+    (TICK * (entries / FORCED_SCAN_ENTRIES_PER_TICK).max(1) as u32).min(Duration::from_secs(1))
+}
+const FORCED_SCAN_ENTRIES_PER_TICK: usize = 25_000;
+
+/// Looking entries up one by one costs a few times what the batch read of a full scan does
+/// per entry: beyond this share of the map, a full scan is cheaper.
+const NOTED_SHARE_AT_MOST: usize = 16;
+
+/// `since_full`: time since the last full scan (None before the first); `entries`: the map's
+/// size then; `every`: the operator's full-scan period, if any; `lost`: notes may be missing
+/// since the last full scan; `to_look_up`: keys a noted reading would look up.
+fn choose(since_full: Option<Duration>, entries: usize, every: Option<Duration>, lost: bool, to_look_up: usize) -> Reading {
+    let Some(since) = since_full else {
+        return Reading::Full;
+    };
+    let forced_ok = since >= forced_scan_spacing(entries);
+    if since >= every.unwrap_or_else(|| full_scan_period(entries)) || (lost && forced_ok) {
+        return Reading::Full;
+    }
+    if to_look_up > (entries / NOTED_SHARE_AT_MOST).max(FULL_SCAN_ENTRIES_PER_TICK) {
+        return if forced_ok { Reading::Full } else { Reading::Wait };
+    }
+    Reading::Noted
+}
+
+/// What the reaper keeps between ticks: only pairs with something to watch.
+#[derive(Default)]
+struct Watches {
+    /// Pairs whose flow is over, with when that was first seen and the scan that last saw it.
+    ending: FlowMap<(Instant, u64)>,
+    orphans: FlowMap<Instant>,
+    stalls: StallWatch,
+    unroutable: FlowSet,
+    keepalives: KeepaliveWatch,
+    /// Pairs probed because a SYN met them (with the scan that last saw them): the RST a probe
+    /// draws there comes from a peer whose connection is gone, so nothing is left to translate
+    /// and the pair goes at once (the SYN's retransmission must find the listener, not the entry).
+    syn_probed: FlowMap<u64>,
+}
+
+impl Watches {
+    /// Every key a noted reading must look up beside the notes: watched pairs and
+    /// directions, and the silent peers whose probe is due.
+    fn keys(&self, keepalive: super::KeepaliveSettings, now: Instant) -> impl Iterator<Item = &FlowKey> {
+        self.ending.keys().chain(self.syn_probed.keys()).chain(self.stalls.keys()).chain(self.keepalives.due(keepalive, now))
+    }
+}
+
+/// The entries a tick read, and where each key sits among them.
+#[derive(Default)]
+struct View {
+    entries: Vec<(FlowKey, SpliceEntry)>,
+    index: FlowMap<u32>,
+    /// Whether the whole map was read; else the keys looked up (found or not).
+    full: bool,
+    looked_up: FlowSet,
+}
+
+impl View {
+    /// The whole map: its entries copied once (into a buffer kept between scans), only keys hashed.
+    fn read_all(&mut self, handoff: &Handoff) {
+        handoff.table.entries_into(&mut self.entries);
+        self.full = true;
+        self.looked_up.clear();
+        self.index.clear();
+        self.index.extend(self.entries.iter().enumerate().map(|(i, (key, _))| (*key, i as u32)));
+    }
+
+    /// The entries of `keys` and of their flows' other directions.
+    fn read_pairs<'k>(&mut self, handoff: &Handoff, keys: impl Iterator<Item = &'k FlowKey>) {
+        self.entries.clear();
+        self.index.clear();
+        self.full = false;
+        self.looked_up.clear();
+        for key in keys {
+            let Some(entry) = self.add(handoff, key) else { continue };
+            if entry.state == splice_state::LIVE {
+                self.add(handoff, &reverse_key(&entry));
+            }
+        }
+    }
+
+    fn add(&mut self, handoff: &Handoff, key: &FlowKey) -> Option<SpliceEntry> {
+        if let Some(&i) = self.index.get(key) {
+            return Some(self.entries[i as usize].1);
+        }
+        if !self.looked_up.insert(*key) {
+            return None;
+        }
+        let entry = handoff.table.get(key)?;
+        self.index.insert(*key, self.entries.len() as u32);
+        self.entries.push((*key, entry));
+        Some(entry)
+    }
+
+    fn entry_of(&self, key: &FlowKey) -> Option<&SpliceEntry> {
+        self.index.get(key).map(|&i| &self.entries[i as usize].1)
+    }
+
+    /// Whether this reading tells about `key`: found, or looked for and missing.
+    fn covers(&self, key: &FlowKey) -> bool {
+        self.full || self.looked_up.contains(key)
+    }
+}
+
+fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, stop: &AtomicBool) {
     let mut published = None;
-    let mut stalls = StallWatch::default();
-    let mut unroutable: FlowSet = FlowSet::default();
-    // The map as of this scan, and where each key sits in it: a scan of a full map copies
-    // its entries once (into a buffer kept between scans) and hashes only keys.
-    let mut entries: Vec<(FlowKey, SpliceEntry)> = Vec::new();
-    let mut index: FlowMap<u32> = FlowMap::default();
-    let mut keepalives = KeepaliveWatch::default();
+    let mut watches = Watches::default();
+    let mut view = View::default();
     let mut raw = RawSender::default();
-    // Pairs probed because a SYN met them (with the scan that last saw them): the RST a probe
-    // draws there comes from a peer whose connection is gone, so nothing is left to translate
-    // and the pair goes at once (the SYN's retransmission must find the listener, not the entry).
-    let mut syn_probed: FlowMap<u64> = FlowMap::default();
+    let mut noted = FlowSet::default();
+    let mut last_full: Option<(Instant, usize)> = None;
+    // Notes were lost since the last full scan: until the next one, noted readings may miss ends.
+    let mut lost = false;
     let mut scan = 0u64;
     loop {
-        std::thread::park_timeout(scan_period(entries.len()));
+        std::thread::park_timeout(TICK);
         if stop.load(Ordering::Relaxed) {
             return;
         }
         let started = Instant::now();
-        handoff.table.entries_into(&mut entries);
-        index.clear();
-        index.extend(entries.iter().enumerate().map(|(i, (key, _))| (*key, i as u32)));
-        let entry_of = |key: &FlowKey| index.get(key).map(|&i| &entries[i as usize].1);
-        scan += 1;
-        let now_ns = monotonic_ns();
-        let mut live_pairs = 0u64;
-        for (key, entry) in &entries {
-            if entry.state != splice_state::LIVE {
-                if handoff.is_freezing(key) {
-                    orphans.remove(key);
-                } else if orphans.entry(*key).or_insert_with(Instant::now).elapsed() >= ORPHAN_GRACE {
-                    handoff.table.remove(&[*key]);
-                    orphans.remove(key);
-                }
-                continue;
+        lost |= notes.as_mut().is_none_or(|n| n.drain(&mut noted));
+        let keepalive = handoff.settings.keepalive;
+        let to_look_up = noted.len() + watches.keys(keepalive, started).count();
+        let reading = choose(last_full.map(|(at, _)| at.elapsed()), last_full.map_or(0, |(_, entries)| entries), handoff.settings.full_scan, lost, to_look_up);
+        match reading {
+            Reading::Wait => continue,
+            Reading::Full => {
+                view.read_all(handoff);
+                last_full = Some((started, view.entries.len()));
+                lost = false;
             }
-            let other_key = reverse_key(entry);
-            // Each pair once, always under the same name: when both entries are live, the
-            // one whose key names the pair takes it.
-            let pair = pair_name(key, &other_key);
-            let found = entry_of(&other_key);
-            if pair != *key && found.is_some_and(|other| other.state == splice_state::LIVE) {
-                continue;
-            }
-            live_pairs += 1;
-            let other = found.copied().unwrap_or_default();
-            if !syn_probed.is_empty() {
-                if let Some(seen) = syn_probed.get_mut(&pair) {
-                    *seen = scan;
-                }
-            }
-            let now = Instant::now();
-            let mut gone = None;
-            for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
-                match keepalives.look(*sent_key, sent, &handoff.settings.keepalive, now, now_ns) {
-                    Look::Quiet => {}
-                    Look::Probe { syn } => {
-                        if syn {
-                            syn_probed.insert(pair, scan);
-                        }
-                        match raw.send(&keepalive::probe(sent_key, sent, received)) {
-                            Ok(()) => HandoffStats::count(&handoff.stats.probes),
-                            Err(e) => {
-                                tracing::warn!(to = %super::translate::describe(sent_key), error = %e, "sending a keepalive probe into a handed-off flow")
-                            }
-                        }
-                    }
-                    Look::Gone => gone = Some(*sent_key),
-                }
-                if sent.seen & splice_seen::FIB_FAILED != 0 && unroutable.insert(*sent_key) {
-                    HandoffStats::count(&handoff.stats.unroutable);
-                    tracing::warn!(
-                        from = %super::translate::describe(sent_key),
-                        to = %super::translate::describe(&reverse_key(sent)),
-                        "handed-off flow has no route to its peer: its frames are dropped until one exists (fib_failed)"
-                    );
-                }
-                if stalls.observe(*sent_key, sent, received, now) {
-                    HandoffStats::count(&handoff.stats.stalls);
-                    tracing::warn!(
-                        from = %super::translate::describe(sent_key),
-                        to = %super::translate::describe(&reverse_key(sent)),
-                        data_frames = sent.data_packets,
-                        data_end = sent.data_end,
-                        receiver_ack = received.last_ack,
-                        "handed-off flow stalled: data keeps arriving, the receiver acknowledges nothing (frames lost after the rewrite?)"
-                    );
-                }
-            }
-            if let Some(silent) = gone {
-                // The other peer still believes in the connection: an RST tells it.
-                let (alive_key, alive, dead) = if silent == *key { (&other_key, &other, entry) } else { (key, entry, &other) };
-                if let Err(e) = raw.send(&keepalive::end(alive_key, alive, dead)) {
-                    tracing::warn!(to = %super::translate::describe(alive_key), error = %e, "resetting the surviving peer of a handed-off flow");
-                }
-                HandoffStats::count(&handoff.stats.dead_peers);
-                tracing::warn!(
-                    silent = %super::translate::describe(&silent),
-                    reset = %super::translate::describe(alive_key),
-                    "handed-off flow ended: a peer answered none of the keepalive probes (reset sent to the other)"
-                );
-                retire(handoff, (key, entry), (&other_key, &other));
-                ending.remove(&pair);
-                continue;
-            }
-            let reset_after_syn_probe = (entry.seen | other.seen) & splice_seen::RST != 0 && syn_probed.contains_key(&pair);
-            // A pair that is not ending is not touched: the retain below forgets it.
-            let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings).map(|l| if reset_after_syn_probe { Duration::ZERO } else { l }) else {
-                continue;
-            };
-            let (since, seen) = ending.entry(pair).or_insert_with(|| (Instant::now(), scan));
-            *seen = scan;
-            if since.elapsed() >= linger {
-                retire(handoff, (key, entry), (&other_key, &other));
-                ending.remove(&pair);
+            Reading::Noted => {
+                let keys: Vec<FlowKey> = noted.iter().chain(watches.keys(keepalive, started)).copied().collect();
+                view.read_pairs(handoff, keys.iter());
             }
         }
-        ending.retain(|_, (_, seen)| *seen == scan);
-        syn_probed.retain(|_, seen| *seen == scan);
-        keepalives.retain(|key| entry_of(key).is_some_and(|e| e.state == splice_state::LIVE));
-        stalls.retain(|key| entry_of(key).is_some_and(|e| e.state == splice_state::LIVE));
-        unroutable.retain(|key| index.contains_key(key));
-        orphans.retain(|key, _| index.contains_key(key));
-        handoff.stats.active.store(live_pairs, Ordering::Relaxed);
-        tracing::debug!(entries = entries.len(), live_pairs, took_us = started.elapsed().as_micros() as u64, "splice map scanned");
+        noted.clear();
+        scan += 1;
+        let live_pairs = visit(handoff, &view, &mut watches, &mut raw, scan);
+        let full = reading == Reading::Full;
+        if full {
+            watches.unroutable.retain(|key| view.index.contains_key(key));
+            watches.orphans.retain(|key, _| view.index.contains_key(key));
+            handoff.stats.active.store(live_pairs, Ordering::Relaxed);
+        }
+        tracing::debug!(full, entries = view.entries.len(), live_pairs, took_us = started.elapsed().as_micros() as u64, "splice map read");
         if let Some(dir) = &data_dir {
             let report = handoff.report();
             if published.as_ref() != Some(&report) {
@@ -210,10 +255,118 @@ fn run(handoff: &Handoff, data_dir: Option<PathBuf>, stop: &AtomicBool) {
     }
 }
 
+/// Acts on every pair of `view`: ends, lingers, probes, stalls, orphans. Returns the live
+/// pairs it saw. Watches of pairs that `view` holds but did not need them are dropped, as
+/// are those of pairs gone from the map. A noted view holds every ending, probed and stalled
+/// pair; of the silent peers, only those due a probe (the others keep their watches).
+fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSender, scan: u64) -> u64 {
+    let now_ns = monotonic_ns();
+    let mut live_pairs = 0u64;
+    for (key, entry) in &view.entries {
+        if entry.state != splice_state::LIVE {
+            if handoff.is_freezing(key) {
+                watches.orphans.remove(key);
+            } else if watches.orphans.entry(*key).or_insert_with(Instant::now).elapsed() >= ORPHAN_GRACE {
+                handoff.table.remove(&[*key]);
+                watches.orphans.remove(key);
+            }
+            continue;
+        }
+        let other_key = reverse_key(entry);
+        // Each pair once, always under the same name: when both entries are live, the
+        // one whose key names the pair takes it.
+        let pair = pair_name(key, &other_key);
+        let found = view.entry_of(&other_key);
+        if pair != *key && found.is_some_and(|other| other.state == splice_state::LIVE) {
+            continue;
+        }
+        live_pairs += 1;
+        let other = found.copied().unwrap_or_default();
+        if !watches.syn_probed.is_empty() {
+            if let Some(seen) = watches.syn_probed.get_mut(&pair) {
+                *seen = scan;
+            }
+        }
+        let now = Instant::now();
+        let mut gone = None;
+        for (sent_key, sent, received) in [(key, entry, &other), (&other_key, &other, entry)] {
+            match watches.keepalives.look(*sent_key, sent, &handoff.settings.keepalive, now, now_ns) {
+                Look::Quiet => {}
+                Look::Probe { syn } => {
+                    if syn {
+                        watches.syn_probed.insert(pair, scan);
+                    }
+                    match raw.send(&keepalive::probe(sent_key, sent, received)) {
+                        Ok(()) => HandoffStats::count(&handoff.stats.probes),
+                        Err(e) => {
+                            tracing::warn!(to = %super::translate::describe(sent_key), error = %e, "sending a keepalive probe into a handed-off flow")
+                        }
+                    }
+                }
+                Look::Gone => gone = Some(*sent_key),
+            }
+            if sent.seen & splice_seen::FIB_FAILED != 0 && watches.unroutable.insert(*sent_key) {
+                HandoffStats::count(&handoff.stats.unroutable);
+                tracing::warn!(
+                    from = %super::translate::describe(sent_key),
+                    to = %super::translate::describe(&reverse_key(sent)),
+                    "handed-off flow has no route to its peer: its frames are dropped until one exists (fib_failed)"
+                );
+            }
+            if watches.stalls.observe(*sent_key, sent, received, now) {
+                HandoffStats::count(&handoff.stats.stalls);
+                tracing::warn!(
+                    from = %super::translate::describe(sent_key),
+                    to = %super::translate::describe(&reverse_key(sent)),
+                    data_frames = sent.data_packets,
+                    data_end = sent.data_end,
+                    receiver_ack = received.last_ack,
+                    "handed-off flow stalled: data keeps arriving, the receiver acknowledges nothing (frames lost after the rewrite?)"
+                );
+            }
+        }
+        if let Some(silent) = gone {
+            // The other peer still believes in the connection: an RST tells it.
+            let (alive_key, alive, dead) = if silent == *key { (&other_key, &other, entry) } else { (key, entry, &other) };
+            if let Err(e) = raw.send(&keepalive::end(alive_key, alive, dead)) {
+                tracing::warn!(to = %super::translate::describe(alive_key), error = %e, "resetting the surviving peer of a handed-off flow");
+            }
+            HandoffStats::count(&handoff.stats.dead_peers);
+            tracing::warn!(
+                silent = %super::translate::describe(&silent),
+                reset = %super::translate::describe(alive_key),
+                "handed-off flow ended: a peer answered none of the keepalive probes (reset sent to the other)"
+            );
+            retire(handoff, (key, entry), (&other_key, &other));
+            watches.ending.remove(&pair);
+            continue;
+        }
+        let reset_after_syn_probe = (entry.seen | other.seen) & splice_seen::RST != 0 && watches.syn_probed.contains_key(&pair);
+        // A pair that is not ending is not touched: the retain below forgets it.
+        let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings).map(|l| if reset_after_syn_probe { Duration::ZERO } else { l }) else {
+            continue;
+        };
+        let (since, seen) = watches.ending.entry(pair).or_insert_with(|| (Instant::now(), scan));
+        *seen = scan;
+        if since.elapsed() >= linger {
+            retire(handoff, (key, entry), (&other_key, &other));
+            watches.ending.remove(&pair);
+        }
+    }
+    watches.ending.retain(|_, (_, seen)| *seen == scan);
+    watches.syn_probed.retain(|_, seen| *seen == scan);
+    let live = |key: &FlowKey| !view.covers(key) || view.entry_of(key).is_some_and(|e| e.state == splice_state::LIVE);
+    watches.keepalives.retain(live);
+    watches.stalls.retain(live);
+    live_pairs
+}
+
 /// Ends a handed-off flow: both entries out of the map, the server-side port released, the
 /// end reported to the connection's task.
 fn retire(handoff: &Handoff, (key, entry): (&FlowKey, &SpliceEntry), (other_key, other): (&FlowKey, &SpliceEntry)) {
     handoff.table.remove(&[*key, *other_key]);
+    // Kept current between full scans, which count the live pairs afresh.
+    handoff.stats.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok();
     handoff.release_ports([entry, other]);
     handoff.flow_ended((key, entry.bytes), (other_key, other.bytes));
 }
@@ -253,12 +406,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_large_map_is_scanned_less_often_but_at_least_every_second() {
-        assert_eq!(scan_period(0), SCAN_EVERY);
-        assert_eq!(scan_period(24_999), SCAN_EVERY);
-        assert_eq!(scan_period(50_000), SCAN_EVERY * 2);
-        assert_eq!(scan_period(200_000), Duration::from_secs(1));
-        assert_eq!(scan_period(10_000_000), Duration::from_secs(1));
+    fn a_large_map_is_read_whole_less_often() {
+        assert_eq!(full_scan_period(0), TICK);
+        assert_eq!(full_scan_period(4_999), TICK);
+        assert_eq!(full_scan_period(50_000), TICK * 10);
+        assert_eq!(full_scan_period(200_000), FULL_SCAN_AT_MOST);
+        assert_eq!(forced_scan_spacing(24_999), TICK);
+        assert_eq!(forced_scan_spacing(200_000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_tick_reads_the_whole_map_only_when_due_or_forced() {
+        let s = Duration::from_secs;
+        // The first tick, and every tick of a small map, read everything.
+        assert_eq!(choose(None, 200_000, None, false, 0), Reading::Full);
+        assert_eq!(choose(Some(TICK), 1_000, None, false, 0), Reading::Full);
+        // A large map: notes in between, a full scan when its period is over.
+        assert_eq!(choose(Some(s(1)), 200_000, None, false, 10), Reading::Noted);
+        assert_eq!(choose(Some(s(10)), 200_000, None, false, 10), Reading::Full);
+        // Lost notes force a full scan, but not twice within a second.
+        assert_eq!(choose(Some(TICK), 200_000, None, true, 10), Reading::Noted);
+        assert_eq!(choose(Some(s(1)), 200_000, None, true, 10), Reading::Full);
+        // Too many flows to look up one by one: a full scan, or a wait for one.
+        assert_eq!(choose(Some(TICK), 200_000, None, false, 20_000), Reading::Wait);
+        assert_eq!(choose(Some(s(1)), 200_000, None, false, 20_000), Reading::Full);
+        // The operator's period, whatever the map's size.
+        assert_eq!(choose(Some(s(5)), 10, Some(s(3600)), false, 10), Reading::Noted);
+        assert_eq!(choose(Some(s(3600)), 10, Some(s(3600)), false, 10), Reading::Full);
     }
 
     fn settings() -> super::super::HandoffSettings {
@@ -268,6 +442,7 @@ mod tests {
             linger: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             keepalive: super::super::KeepaliveSettings::default(),
+            full_scan: None,
         }
     }
 

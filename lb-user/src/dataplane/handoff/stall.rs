@@ -68,6 +68,11 @@ impl StallWatch {
     pub fn retain(&mut self, live: impl Fn(&FlowKey) -> bool) {
         self.watches.retain(|key, _| live(key));
     }
+
+    /// The keys of the directions it watches.
+    pub fn keys(&self) -> impl Iterator<Item = &FlowKey> {
+        self.watches.keys()
+    }
 }
 
 /// Whether the sender has sent (as far as the program saw: data or a FIN) past what its
