@@ -121,11 +121,19 @@ fn choose(since_full: Option<Duration>, entries: usize, every: Option<Duration>,
     Reading::Noted
 }
 
+/// A pair whose flow is over.
+struct Ending {
+    /// When the end was first seen, and how long the pair lingers from then.
+    since: Instant,
+    linger: Duration,
+    /// The last scan that saw the pair.
+    seen: u64,
+}
+
 /// What the reaper keeps between ticks: only pairs with something to watch.
 #[derive(Default)]
 struct Watches {
-    /// Pairs whose flow is over, with when that was first seen and the scan that last saw it.
-    ending: FlowMap<(Instant, u64)>,
+    ending: FlowMap<Ending>,
     orphans: FlowMap<Instant>,
     stalls: StallWatch,
     unroutable: FlowSet,
@@ -137,10 +145,12 @@ struct Watches {
 }
 
 impl Watches {
-    /// Every key a noted reading must look up beside the notes: watched pairs and
-    /// directions, and the silent peers whose probe is due.
+    /// Every key a noted reading must look up beside the notes: pairs whose linger is over
+    /// (an RST that shortens it is noted), probed and stalled ones, and the silent peers whose
+    /// probe is due.
     fn keys(&self, keepalive: super::KeepaliveSettings, now: Instant) -> impl Iterator<Item = &FlowKey> {
-        self.ending.keys().chain(self.syn_probed.keys()).chain(self.stalls.keys()).chain(self.keepalives.due(keepalive, now))
+        let ended = self.ending.iter().filter(move |(_, e)| now >= e.since + e.linger).map(|(pair, _)| pair);
+        ended.chain(self.syn_probed.keys()).chain(self.stalls.keys()).chain(self.keepalives.due(keepalive, now))
     }
 }
 
@@ -257,8 +267,8 @@ fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, s
 
 /// Acts on every pair of `view`: ends, lingers, probes, stalls, orphans. Returns the live
 /// pairs it saw. Watches of pairs that `view` holds but did not need them are dropped, as
-/// are those of pairs gone from the map. A noted view holds every ending, probed and stalled
-/// pair; of the silent peers, only those due a probe (the others keep their watches).
+/// are those of pairs gone from the map. A noted view holds every probed and stalled pair; of
+/// the ending pairs and silent peers, those due (the others keep their watches).
 fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSender, scan: u64) -> u64 {
     let now_ns = monotonic_ns();
     let mut live_pairs = 0u64;
@@ -346,14 +356,15 @@ fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSen
         let Some(linger) = end_of_flow(entry, &other, now_ns, &handoff.settings).map(|l| if reset_after_syn_probe { Duration::ZERO } else { l }) else {
             continue;
         };
-        let (since, seen) = watches.ending.entry(pair).or_insert_with(|| (Instant::now(), scan));
-        *seen = scan;
-        if since.elapsed() >= linger {
+        let ending = watches.ending.entry(pair).or_insert_with(|| Ending { since: now, linger, seen: scan });
+        ending.seen = scan;
+        ending.linger = linger;
+        if ending.since.elapsed() >= linger {
             retire(handoff, (key, entry), (&other_key, &other));
             watches.ending.remove(&pair);
         }
     }
-    watches.ending.retain(|_, (_, seen)| *seen == scan);
+    watches.ending.retain(|pair, e| e.seen == scan || !view.covers(pair));
     watches.syn_probed.retain(|_, seen| *seen == scan);
     let live = |key: &FlowKey| !view.covers(key) || view.entry_of(key).is_some_and(|e| e.state == splice_state::LIVE);
     watches.keepalives.retain(live);
