@@ -99,7 +99,7 @@ fn main() -> Result<()> {
         Command::Stats { data_dir } => {
             let info = runtime::read(&data_dir)?;
             let ids = info.kernel.ok_or_else(|| anyhow::anyhow!("the daemon runs without XDP (no --iface): no counters"))?;
-            let mut report = lb_user::kernel::kernel_stats::read(&ids)?;
+            let mut report = lb_user::kernel::kernel_stats::read(&ids, &info.xdp)?;
             report.handoff = lb_user::dataplane::handoff::stats::read(&data_dir);
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())

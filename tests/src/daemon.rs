@@ -256,6 +256,9 @@ pub struct Stats {
     /// The daemon's hand-off statistics (None until it published them).
     #[serde(default)]
     pub handoff: Option<Handoff>,
+    /// The interfaces XDP sends handed-off frames out of (the others' go through tc).
+    #[serde(default)]
+    pub xdp_egress: Vec<String>,
 }
 
 /// One direction of a handed-off flow.

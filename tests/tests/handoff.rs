@@ -571,6 +571,7 @@ fn xdp_sends_only_where_the_next_hop_takes_xdp_frames(veth: VethKind) -> Result<
     opts.extra_args.extend(["--xdp", "always"].map(String::from));
     lab.start_with(&echo_config("xdp"), opts)?;
     let peers_gro = veth == VethKind::Wire;
+    egress_becomes(&lab, peers_gro)?;
     let first = handed_off_intact(&lab, 128 * MIB)?;
     ensure!(lb_tx_dropped(&lab)? == 0, "the load balancer's veths dropped frames: {first:?}");
     if peers_gro {
@@ -592,6 +593,7 @@ fn xdp_sends_only_where_the_next_hop_takes_xdp_frames(veth: VethKind) -> Result<
         flip.join().map_err(|_| anyhow::anyhow!("the GRO flip panicked"))??;
         Ok(wait_settled(&lab, 2)?.counters)
     })?;
+    egress_becomes(&lab, !peers_gro)?;
     let (spliced, deferred) = (flipped.spliced_packets - first.spliced_packets, flipped.xdp_deferred - first.xdp_deferred);
     let c = format!("spliced {spliced}, deferred {deferred} since the flip; {flipped:?}");
     if peers_gro {
@@ -606,6 +608,23 @@ fn xdp_sends_only_where_the_next_hop_takes_xdp_frames(veth: VethKind) -> Result<
 
 /// Frames the load balancer's veths dropped on transmit: a frame XDP redirects to a veth whose
 /// peer cannot take it is counted there.
+/// Waits until `lb-user stats` lists both of the load balancer's veths as XDP egresses
+/// (`all`) or neither.
+fn egress_becomes(lab: &Lab, all: bool) -> Result<()> {
+    let want: Vec<String> = if all { vec![LB_CLI_IF.to_string(), LB_SRV_IF.to_string()] } else { Vec::new() };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let mut last = None;
+    let seen = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        let egress = sorted(lab.stats().ok()?.xdp_egress);
+        last = Some(egress.clone());
+        (egress == want).then_some(())
+    });
+    seen.with_context(|| format!("XDP egress interfaces {last:?}, expected {want:?}"))
+}
+
 fn lb_tx_dropped(lab: &Lab) -> Result<u64> {
     let mut total = 0;
     for dev in [LB_CLI_IF, LB_SRV_IF] {

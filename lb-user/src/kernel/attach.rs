@@ -90,6 +90,10 @@ impl XdpUse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     pub iface: String,
+    /// In the daemon's network namespace (`lb-user stats` names the XDP egress devmap's
+    /// entries by it: indexes mean nothing in another namespace).
+    #[serde(default)]
+    pub ifindex: u32,
     pub tc: bool,
     /// The XDP mode in use; None without XDP.
     pub xdp: Option<XdpModeChoice>,

@@ -104,6 +104,9 @@ pub struct KernelIds {
     pub acl_v6: u32,
     #[serde(default)]
     pub splice: u32,
+    /// The devmap of the interfaces XDP may send handed-off frames out of.
+    #[serde(default)]
+    pub egress: u32,
 }
 
 pub struct Dataplane {
@@ -117,8 +120,8 @@ pub struct Dataplane {
     /// Taken by the reaper (`take_splice_notes`).
     splice_notes: Option<RingBuf<MapData>>,
     /// The interfaces XDP may redirect handed-off frames to.
-    _egress: Handle<EgressMap>,
-    /// Keeps `_egress` equal to the XDP interfaces that can take XDP frames now.
+    egress: Handle<EgressMap>,
+    /// Keeps `egress` equal to the XDP interfaces that can take XDP frames now.
     _egress_watch: Option<xdp_egress::EgressWatch>,
     pub attachments: Vec<Attachment>,
     pub ids: KernelIds,
@@ -177,7 +180,10 @@ impl Dataplane {
             loader.map_pin_path(SpliceMap::NAME, path.as_path());
         }
         let mut ebpf = loader.load(XDP_OBJECT).map_err(BpfError::Load)?;
-        let mut attachments: Vec<Attachment> = ifaces.iter().map(|iface| Attachment { iface: iface.clone(), tc: false, xdp: None }).collect();
+        let mut attachments: Vec<Attachment> = ifaces
+            .iter()
+            .map(|iface| Attachment { iface: iface.clone(), ifindex: nix::net::if_::if_nametoindex(iface.as_str()).unwrap_or(0), tc: false, xdp: None })
+            .collect();
         let mut pinned_links = Vec::new();
 
         // tc first: XDP leaves to it every frame it does not splice.
@@ -235,6 +241,7 @@ impl Dataplane {
             acl_v4,
             acl_v6,
             splice: kernel_map::id::<SpliceMap>(&splice)?,
+            egress: kernel_map::id::<EgressMap>(&egress)?,
         };
         Ok(Self {
             ebpf,
@@ -244,7 +251,7 @@ impl Dataplane {
             counters,
             splice: Some(splice),
             splice_notes: Some(splice_notes),
-            _egress: egress,
+            egress,
             _egress_watch: egress_watch,
             attachments,
             ids,
@@ -363,14 +370,14 @@ fn summed(array: &Handle<CountersMap>, counter: Counter) -> Result<u64, CounterR
     Ok(values.iter().sum())
 }
 
-/// The kernel programs' counter array, for reading at any time (scrapes).
-pub struct KernelCounters(Handle<CountersMap>);
+/// The kernel programs' counter array and XDP egress devmap, for reading at any time (scrapes).
+pub struct KernelCounters(Handle<CountersMap>, Handle<EgressMap>);
 
 impl KernelCounters {
     /// A second handle on the loaded array, through a duplicated descriptor: reopening it by
     /// id would need CAP_SYS_ADMIN, which the systemd unit does not grant.
     pub fn of(dataplane: &Dataplane) -> Result<Self, KernelMapError> {
-        Ok(Self(kernel_map::duplicate::<CountersMap>(&dataplane.counters)?))
+        Ok(Self(kernel_map::duplicate::<CountersMap>(&dataplane.counters)?, kernel_map::duplicate::<EgressMap>(&dataplane.egress)?))
     }
 
     /// Every counter summed over the CPUs.
@@ -381,6 +388,12 @@ impl KernelCounters {
     /// One counter summed over the CPUs.
     pub fn get(&self, counter: Counter) -> Result<u64, CounterReadError> {
         summed(&self.0, counter)
+    }
+
+    /// The interfaces XDP sends handed-off frames out of now.
+    pub fn xdp_egress(&self) -> Vec<String> {
+        let name = |ifindex| nix::net::if_::if_indextoname(ifindex).ok().map(|name| name.to_string_lossy().into_owned());
+        super::kernel_stats::xdp_egress(&self.1, name)
     }
 }
 

@@ -4,14 +4,15 @@ use std::net::SocketAddr;
 
 use lb_common::{
     addr::bytes_addr,
-    maps::{CountersMap, FlowsMap, SpliceMap},
+    maps::{CountersMap, EgressMap, FlowsMap, SpliceMap},
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
     dataplane::handoff::stats::HandoffReport,
+    kernel::attach::Attachment,
     kernel::bpf::{CounterReadError, Counters, KernelIds},
-    kernel::kernel_map::{self, KernelMapError},
+    kernel::kernel_map::{self, Handle, KernelMapError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +63,15 @@ pub struct StatsReport {
     /// Published by the daemon in its data directory (absent without XDP).
     #[serde(default)]
     pub handoff: Option<HandoffReport>,
+    /// The interfaces XDP sends handed-off frames out of now (those of its interfaces that
+    /// take XDP frames); tc sends the frames leaving by any other.
+    #[serde(default)]
+    pub xdp_egress: Vec<String>,
 }
 
-/// Reads counters and flows of a running daemon through the kernel ids it published.
-pub fn read(ids: &KernelIds) -> Result<StatsReport, StatsError> {
+/// Reads counters and flows of a running daemon through the kernel ids and attachments it
+/// published.
+pub fn read(ids: &KernelIds, attachments: &[Attachment]) -> Result<StatsReport, StatsError> {
     let counters = kernel_map::open_by_id::<CountersMap>(ids.counters)?;
     let flows = kernel_map::open_by_id::<FlowsMap>(ids.flows)?;
     let mut report = Vec::new();
@@ -92,7 +98,15 @@ pub fn read(ids: &KernelIds) -> Result<StatsReport, StatsError> {
         return Err(StatsError::NoProgram);
     }
     let spliced = if ids.splice == 0 { Vec::new() } else { read_spliced(ids.splice)? };
-    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report, spliced, handoff: None })
+    let name = |ifindex| attachments.iter().find(|a| a.ifindex == ifindex).map(|a| a.iface.clone());
+    let xdp_egress = if ids.egress == 0 { Vec::new() } else { xdp_egress(&kernel_map::open_by_id::<EgressMap>(ids.egress)?, name) };
+    Ok(StatsReport { counters: Counters::read(&counters)?, flows: report, spliced, handoff: None, xdp_egress })
+}
+
+/// The names of the interfaces in the XDP egress devmap, by `name` of their index (the
+/// index itself, as `#N`, where it has none).
+pub fn xdp_egress(devmap: &Handle<EgressMap>, name: impl Fn(u32) -> Option<String>) -> Vec<String> {
+    devmap.keys().filter_map(Result::ok).map(|ifindex| name(ifindex).unwrap_or_else(|| format!("#{ifindex}"))).collect()
 }
 
 fn read_spliced(id: u32) -> Result<Vec<SplicedReport>, KernelMapError> {

@@ -302,7 +302,19 @@ fn kernel_families(daemon: &DaemonState) -> Vec<Family> {
             tracing::warn!(error = %e, "reading the kernel counters for /metrics");
             Vec::new()
         }
-        Some(Ok(counters)) => Counter::ALL.iter().map(|c| Family::new(c.metric(), c.help()).with(Labels::new(), Value::Counter(counters.get(*c)))).collect(),
+        Some(Ok(counters)) => {
+            let mut families: Vec<Family> =
+                Counter::ALL.iter().map(|c| Family::new(c.metric(), c.help()).with(Labels::new(), Value::Counter(counters.get(*c)))).collect();
+            let mut egress = Family::new(
+                "xdp_egress_interfaces",
+                "1 for each interface XDP sends handed-off frames out of now (it takes XDP frames); tc sends those leaving by any other.",
+            );
+            for iface in daemon.xdp_egress().unwrap_or_default() {
+                egress.push(labels([("iface", iface)]), Value::Gauge(1.0));
+            }
+            families.push(egress);
+            families
+        }
     }
 }
 

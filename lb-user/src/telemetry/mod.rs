@@ -68,6 +68,11 @@ impl DaemonState {
         self.kernel.as_ref().map(KernelCounters::read)
     }
 
+    /// The interfaces XDP sends handed-off frames out of now; None without the kernel programs.
+    pub fn xdp_egress(&self) -> Option<Vec<String>> {
+        self.kernel.as_ref().map(KernelCounters::xdp_egress)
+    }
+
     /// The control plane: pending changes, tasks, service status.
     pub fn control(&self) -> &Arc<Control> {
         &self.control
