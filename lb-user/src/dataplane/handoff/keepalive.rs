@@ -172,28 +172,18 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         let key = FlowKey::default();
+        // Between full scans the reaper looks only at the peers due a probe.
+        let due = |watch: &KeepaliveWatch, s: u64| watch.due(settings(), at(s)).count();
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(0), 0), Look::Quiet);
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(59), 0), Look::Quiet);
+        assert_eq!((due(&watch, 59), due(&watch, 60)), (0, 1));
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60), 0), Look::Probe { syn: false });
+        assert_eq!((due(&watch, 69), due(&watch, 70)), (0, 1));
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(65), 0), Look::Quiet);
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(70), 0), Look::Probe { syn: false });
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(80), 0), Look::Probe { syn: false });
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(89), 0), Look::Quiet);
         assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(90), 0), Look::Gone);
-    }
-
-    /// Between full scans the reaper looks only at the peers due a probe.
-    #[test]
-    fn a_silent_peer_is_due_at_each_probe_only() {
-        let mut watch = KeepaliveWatch::default();
-        let start = Instant::now();
-        let at = |s: u64| start + Duration::from_secs(s);
-        let key = FlowKey::default();
-        let due = |watch: &KeepaliveWatch, s: u64| watch.due(settings(), at(s)).count();
-        watch.look(key, &entry(5, 0), &settings(), at(0), 0);
-        assert_eq!((due(&watch, 59), due(&watch, 60)), (0, 1));
-        assert_eq!(watch.look(key, &entry(5, 0), &settings(), at(60), 0), Look::Probe { syn: false });
-        assert_eq!((due(&watch, 69), due(&watch, 70)), (0, 1));
     }
 
     #[test]

@@ -228,9 +228,10 @@ fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, s
         }
         let started = Instant::now();
         lost |= notes.as_mut().is_none_or(|n| n.drain(&mut noted));
-        let keepalive = handoff.settings.keepalive;
-        let to_look_up = noted.len() + watches.keys(keepalive, started).count();
-        let reading = choose(last_full.map(|(at, _)| at.elapsed()), last_full.map_or(0, |(_, entries)| entries), handoff.settings.full_scan, lost, to_look_up);
+        // What a noted reading would look up, gathered once: choosing needs its size.
+        let to_look_up: Vec<FlowKey> = noted.iter().chain(watches.keys(handoff.settings.keepalive, started)).copied().collect();
+        let reading =
+            choose(last_full.map(|(at, _)| at.elapsed()), last_full.map_or(0, |(_, entries)| entries), handoff.settings.full_scan, lost, to_look_up.len());
         match reading {
             Reading::Wait => continue,
             Reading::Full => {
@@ -238,10 +239,7 @@ fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, s
                 last_full = Some((started, view.entries.len()));
                 lost = false;
             }
-            Reading::Noted => {
-                let keys: Vec<FlowKey> = noted.iter().chain(watches.keys(keepalive, started)).copied().collect();
-                view.read_pairs(handoff, keys.iter());
-            }
+            Reading::Noted => view.read_pairs(handoff, to_look_up.iter()),
         }
         noted.clear();
         scan += 1;
