@@ -169,6 +169,23 @@ pub struct SpliceEntry {
     pub data_end: u32,
 }
 
+impl SpliceEntry {
+    /// The key of the flow's other direction: the frames its receiver sends back arrive
+    /// with the addresses this entry rewrites frames to. The kernel program looks it up
+    /// (an RST's window, the reaper's notes) and so does the daemon.
+    #[inline(always)]
+    pub fn reverse_key(&self) -> FlowKey {
+        FlowKey {
+            remote_addr: self.dst_addr,
+            local_addr: self.src_addr,
+            remote_port: self.dst_port,
+            local_port: self.src_port,
+            family: self.family,
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// A listening address of a frontend. `addr` all zero means "any address of this family".
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

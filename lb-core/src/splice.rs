@@ -216,19 +216,6 @@ fn raw_window(bytes: u32, shift: u8) -> u16 {
     (bytes >> shift.min(14)).min(u32::from(u16::MAX)) as u16
 }
 
-/// The key of the frames travelling the other way, from an entry (for flows adopted after a
-/// restart, whose pairing the daemon did not witness).
-pub fn reverse_key(entry: &SpliceEntry) -> FlowKey {
-    FlowKey {
-        remote_addr: entry.dst_addr,
-        local_addr: entry.src_addr,
-        remote_port: entry.dst_port,
-        local_port: entry.src_port,
-        family: entry.family,
-        _pad: [0; 3],
-    }
-}
-
 /// `remote -> local` of a key, for logs.
 pub fn describe(key: &FlowKey) -> String {
     let end = |addr: &[u8; 16], port: u16| SocketAddr::new(bytes_addr(addr, key.family), u16::from_be(port));
@@ -292,8 +279,8 @@ mod tests {
         assert_eq!((up.src_addr, up.dst_addr), (b.key().local_addr, b.key().remote_addr));
         assert_eq!((up.src_port, up.dst_port), (50000u16.to_be(), 8443u16.to_be()));
         assert_eq!((down.src_port, down.dst_port), (443u16.to_be(), 40000u16.to_be()));
-        assert_eq!(reverse_key(&up), b.key());
-        assert_eq!(reverse_key(&down), a.key());
+        assert_eq!(up.reverse_key(), b.key());
+        assert_eq!(down.reverse_key(), a.key());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the whole map (an end seen, a SYN, a missing route, a flow that moved in a new second).
 use lb_common::{Counter, FlowKey, SpliceEntry};
 
-use crate::{counters, maps::LB_SPLICE_NOTES, splice::reverse_key};
+use crate::{counters, maps::LB_SPLICE_NOTES};
 
 /// `BPF_RB_NO_WAKEUP`: the reaper reads on its own clock, so no frame pays for a wake-up.
 const NO_WAKEUP: u64 = 1;
@@ -17,7 +17,7 @@ pub const SECOND_SHIFT: u32 = 30;
 /// 512-byte stack of the call chain does not have.
 #[inline(never)]
 pub fn note(rules: &SpliceEntry) {
-    if LB_SPLICE_NOTES.output::<FlowKey>(reverse_key(rules), NO_WAKEUP).is_err() {
+    if LB_SPLICE_NOTES.output::<FlowKey>(rules.reverse_key(), NO_WAKEUP).is_err() {
         // The reaper scans the whole map when it sees this counter move.
         counters::add(Counter::NotesLost, 1);
     }

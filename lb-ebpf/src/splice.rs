@@ -162,7 +162,7 @@ enum Reset {
 // Out of line: a second map key and entry pointer on the rare RST path only.
 #[inline(never)]
 fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
-    let Some(receiver) = maps::LB_SPLICE.get_ptr(&reverse_key(rules)) else {
+    let Some(receiver) = maps::LB_SPLICE.get_ptr(&rules.reverse_key()) else {
         return Reset::Outside;
     };
     let Some(seq) = frame.be32(packet.l4 + TCP_SEQ) else {
@@ -187,20 +187,6 @@ fn reset(frame: &Frame, packet: &Packet, rules: &SpliceEntry) -> Reset {
         Reset::InWindow
     } else {
         Reset::Outside
-    }
-}
-
-/// The key of the flow's other direction: the frames its receiver sends back arrive with
-/// the addresses this entry rewrites frames to.
-#[inline(always)]
-pub fn reverse_key(rules: &SpliceEntry) -> FlowKey {
-    FlowKey {
-        remote_addr: rules.dst_addr,
-        local_addr: rules.src_addr,
-        remote_port: rules.dst_port,
-        local_port: rules.src_port,
-        family: rules.family,
-        _pad: [0; 3],
     }
 }
 

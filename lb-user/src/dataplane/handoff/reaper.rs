@@ -27,7 +27,6 @@ use super::{
     notes::Notes,
     stall::StallWatch,
     stats::{self, HandoffStats},
-    translate::reverse_key,
     Handoff,
 };
 
@@ -183,7 +182,7 @@ impl View {
         for key in keys {
             let Some(entry) = self.add(handoff, key) else { continue };
             if entry.state == splice_state::LIVE {
-                self.add(handoff, &reverse_key(&entry));
+                self.add(handoff, &entry.reverse_key());
             }
         }
     }
@@ -280,7 +279,7 @@ fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSen
             }
             continue;
         }
-        let other_key = reverse_key(entry);
+        let other_key = entry.reverse_key();
         // Each pair once, always under the same name: when both entries are live, the
         // one whose key names the pair takes it.
         let pair = pair_name(key, &other_key);
@@ -317,7 +316,7 @@ fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSen
                 HandoffStats::count(&handoff.stats.unroutable);
                 tracing::warn!(
                     from = %super::translate::describe(sent_key),
-                    to = %super::translate::describe(&reverse_key(sent)),
+                    to = %super::translate::describe(&sent.reverse_key()),
                     "handed-off flow has no route to its peer: its frames are dropped until one exists (fib_failed)"
                 );
             }
@@ -325,7 +324,7 @@ fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSen
                 HandoffStats::count(&handoff.stats.stalls);
                 tracing::warn!(
                     from = %super::translate::describe(sent_key),
-                    to = %super::translate::describe(&reverse_key(sent)),
+                    to = %super::translate::describe(&sent.reverse_key()),
                     data_frames = sent.data_packets,
                     data_end = sent.data_end,
                     receiver_ack = received.last_ack,

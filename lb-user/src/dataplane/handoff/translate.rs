@@ -2,7 +2,7 @@
 //! the hand-off's [`Fallback`] reasons.
 use lb_common::{FlowKey, SpliceEntry};
 use lb_core::splice::{self, Incompatible, Negotiated};
-pub use lb_core::splice::{describe, endpoints_key, reverse_key, Leg};
+pub use lb_core::splice::{describe, endpoints_key, Leg};
 
 use super::stats::Fallback;
 
