@@ -60,14 +60,17 @@ impl IdleWatch {
         let Some(limit) = self.limit else {
             return std::future::pending().await;
         };
+        // The peers have just spoken (the hello, the connect): no look before a whole
+        // limit has passed, which spares most connections, short ones, any getsockopt.
+        let mut wait = limit;
         loop {
-            let wait = match self.quiet_for() {
+            tokio::time::sleep(wait).await;
+            wait = match self.quiet_for() {
                 Some(quiet) if quiet >= limit => return,
                 Some(quiet) => limit - quiet,
                 // Handed off, or the kernel could not tell: look again later.
                 None => limit,
             };
-            tokio::time::sleep(wait).await;
         }
     }
 
