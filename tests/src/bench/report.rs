@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stats::median;
 
 /// One workload's result in one mode on one kind of veth; `None` (JSON `null`) where a field
 /// does not apply or was not measured.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+// Files of older runs lack the fields added since: read as absent.
+#[serde(default)]
 pub struct Record {
     /// `default` (kernel defaults: tx checksum offload and TSO on, GRO off) or `wire` (tx
     /// checksum offload off, GRO on).
@@ -129,6 +131,23 @@ pub fn write_json(dir: &Path, stamp: &str, records: &[Record]) -> Result<PathBuf
     Ok(path)
 }
 
+/// The records of a run written by [`write_json`].
+pub fn read_json(path: &Path) -> Result<Vec<Record>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of lb-bench results", path.display()))
+}
+
+/// The distinct values of `field` over `records`, in order of first appearance.
+pub fn distinct(records: &[Record], field: fn(&Record) -> &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for r in records {
+        if !seen.iter().any(|s| s == field(r)) {
+            seen.push(field(r).to_string());
+        }
+    }
+    seen
+}
+
 /// The current UTC time as `20250131T235959Z` (a file name that sorts by time).
 pub fn utc_stamp() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -150,11 +169,43 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Which figure of a record is read.
+pub type Metric = fn(&Record) -> Option<f64>;
+
 /// The median over rounds of `f` for (`veth`, `mode`, `workload`), among the records that ran
 /// to the end.
 pub fn median_of(records: &[Record], veth: &str, mode: &str, workload: &str, f: fn(&Record) -> Option<f64>) -> Option<f64> {
     let values: Vec<f64> = of(records, veth, mode, workload).filter(|r| r.is_ok()).filter_map(f).collect();
     median(&values)
+}
+
+/// The median over the rounds where both `mode` and `base` ran (`veth`, `workload`) of
+/// `pair(mode's figure, base's figure)` (None leaves a round out), with those values in
+/// round order; None without any. A round runs every mode within minutes: a machine slower
+/// for a while (a shared host) moves both sides of a pair, where a ratio of two medians
+/// could pair a fast round of one mode with a slow round of the other.
+pub fn paired(
+    records: &[Record],
+    veth: &str,
+    (mode, workload, f): (&str, &str, Metric),
+    base: &str,
+    pair: fn(f64, f64) -> Option<f64>,
+) -> Option<(f64, Vec<f64>)> {
+    let ok_in = |m: &str, round: u32| of(records, veth, m, workload).find(|r| r.round == round && r.is_ok()).and_then(f);
+    let mut rounds: Vec<u32> = of(records, veth, mode, workload).map(|r| r.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    let values: Vec<f64> = rounds.into_iter().filter_map(|round| pair(ok_in(mode, round)?, ok_in(base, round)?)).collect();
+    Some((median(&values)?, values))
+}
+
+/// A round's ratio, none against a zero.
+pub fn ratio(value: f64, base: f64) -> Option<f64> {
+    (base > 0.0).then(|| value / base)
+}
+
+pub fn difference(value: f64, base: f64) -> Option<f64> {
+    Some(value - base)
 }
 
 /// The records of (`veth`, `mode`, `workload`), every round.

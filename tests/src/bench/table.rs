@@ -1,11 +1,11 @@
 //! The table a run prints: per kind of veth, one block per workload, one row per mode, each
 //! figure the median over rounds beside its ratio to `direct` and to `haproxy` (the limit, and
-//! the load balancer a user would otherwise pick). A mode that did not run says FAILED and
+//! the load balancer a user would otherwise pick): the median of the rounds' ratios. A mode that did not run says FAILED and
 //! why; errors and stalls are summed over rounds.
 
 use std::fmt::Write as _;
 
-use super::report::{first_error, gist, median_of, number, of, Record};
+use super::report::{difference, first_error, gist, median_of, number, of, paired, ratio, Record};
 
 /// What the footnote states about the run.
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +22,9 @@ pub struct Setting {
 enum Show {
     /// The median itself.
     Value,
-    /// The median divided by this mode's median of the same metric.
+    /// The median of the rounds' ratios to this mode's figure (report::paired).
     RatioTo(&'static str),
-    /// The median minus this mode's median (milliseconds added).
+    /// The median of the rounds' differences to this mode's figure (milliseconds added).
     AddedTo(&'static str),
 }
 
@@ -148,12 +148,12 @@ fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> St
             row.push(match (c.show, v) {
                 (_, None) => "-".to_string(),
                 (Show::Value, Some(v)) => number(v),
-                (Show::RatioTo(base), Some(v)) => match median(base, c.value) {
-                    Some(b) if b > 0.0 => format!("{:.2}×", v / b),
-                    _ => "-".to_string(),
+                (Show::RatioTo(base), Some(_)) => match paired(records, veth, (mode, workload, c.value), base, ratio) {
+                    Some((r, _)) => format!("{r:.2}×"),
+                    None => "-".to_string(),
                 },
-                (Show::AddedTo(base), Some(v)) => match median(base, c.value) {
-                    Some(b) => format!("{:+.3}", v - b),
+                (Show::AddedTo(base), Some(_)) => match paired(records, veth, (mode, workload, c.value), base, difference) {
+                    Some((d, _)) => format!("{d:+.3}"),
                     None => "-".to_string(),
                 },
             });
@@ -223,8 +223,9 @@ fn align(rows: &[Row]) -> String {
 
 fn footnote(s: Setting) -> String {
     format!(
-        "Medians over {rounds} round(s); ×direct / ×haproxy: the ratio to that mode's median, \
-         +direct / +haproxy: milliseconds added.\n\
+        "Medians over {rounds} round(s); ×direct / ×haproxy: the median of the rounds' ratios \
+         to that mode (each round runs every mode), +direct / +haproxy: of the milliseconds \
+         added.\n\
          LB CPU: utime + stime of the load balancer's processes from /proc, read the same way \
          for all, each load balancer with {w} thread(s) (--lb-workers): lb-user (one process, \
          --worker-threads {w}; {cpus} CPUs here), haproxy (nbthread {w}), nginx-stream \

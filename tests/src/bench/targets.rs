@@ -1,10 +1,16 @@
-//! The targets, checked on the medians over rounds for each kind of veth: met,
-//! MISSED, or not measured (the mode or workload was not selected). A target whose mode or
-//! reference failed is MISSED, never met and never a zero.
+//! The targets, checked for each kind of veth: met, MISSED, or not measured (the
+//! mode or workload was not selected). A target whose mode or reference failed is MISSED,
+//! never met and never a zero.
+//!
+//! A figure alone is its median over rounds. A ratio to a reference (`direct`, `haproxy`) is
+//! the median of the ratios within each round: a round runs every mode within minutes, so
+//! a machine that is slower for a while (a shared host: single rounds here differ by up to
+//! 40 %) moves both sides of a pair, where the ratio of two medians could pair a fast round
+//! of one with a slow round of the other. The rounds' ratios are shown beside the median.
 
 use std::fmt::Write as _;
 
-use super::report::{first_error, gist, median_of, number, of, Record};
+use super::report::{difference, first_error, gist, median_of, number, of, paired, ratio, Metric, Record};
 
 /// How one target came out.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,9 +19,6 @@ pub enum Outcome {
     Missed(String),
     NotMeasured(String),
 }
-
-/// Which figure of a record a target reads.
-type Metric = fn(&Record) -> Option<f64>;
 
 /// A figure a target needs: its median, or why there is none.
 enum Figure {
@@ -50,14 +53,16 @@ impl Checker<'_> {
             Figure::Failed(why) => return Outcome::Missed(why),
             Figure::Absent => return Outcome::NotMeasured(format!("no {mode} {workload}")),
         };
-        let value = match base.map(|b| (b, self.figure(b, workload, f))) {
-            None => value,
-            Some((_, Figure::Value(b))) if b > 0.0 => value / b,
-            Some((b, Figure::Value(_))) => return Outcome::Missed(format!("{b} {workload} measured 0")),
+        let (value, rounds) = match base.map(|b| (b, self.figure(b, workload, f))) {
+            None => (value, None),
+            Some((b, Figure::Value(_))) => match paired(self.records, self.veth, (mode, workload, f), b, ratio) {
+                Some((median, rounds)) => (median, Some(rounds)),
+                None => return Outcome::Missed(format!("no round with both {mode} and {b} {workload} measured (above 0)")),
+            },
             Some((_, Figure::Failed(why))) => return Outcome::Missed(why),
             Some((b, Figure::Absent)) => return Outcome::NotMeasured(format!("no {b} {workload}")),
         };
-        let shown = format!("{}{unit}", number(value));
+        let shown = with_rounds(format!("{}{unit}", number(value)), rounds.as_deref());
         if ok(value) {
             Outcome::Met(shown)
         } else {
@@ -65,13 +70,15 @@ impl Checker<'_> {
         }
     }
 
-    /// `mode`'s p99 handshake minus `direct`'s.
+    /// `mode`'s p99 handshake minus `direct`'s: the median of the rounds' differences.
     fn added_p99(&self, mode: &str, limit_ms: f64) -> Outcome {
         let p99 = |r: &Record| r.p99_ms;
         match (self.figure(mode, "latency", p99), self.figure("direct", "latency", p99)) {
-            (Figure::Value(m), Figure::Value(d)) => {
-                let added = m - d;
-                let shown = format!("{} ms", number(added));
+            (Figure::Value(_), Figure::Value(_)) => {
+                let Some((added, rounds)) = paired(self.records, self.veth, (mode, "latency", p99), "direct", difference) else {
+                    return Outcome::Missed(format!("no round with both {mode} and direct latency measured"));
+                };
+                let shown = with_rounds(format!("{} ms", number(added)), Some(&rounds));
                 if added <= limit_ms {
                     Outcome::Met(shown)
                 } else {
@@ -123,6 +130,15 @@ impl Checker<'_> {
     }
 }
 
+/// `shown`, followed by the rounds' values when there are several.
+fn with_rounds(mut shown: String, rounds: Option<&[f64]>) -> String {
+    if let Some(rounds) = rounds.filter(|r| r.len() > 1) {
+        let each: Vec<String> = rounds.iter().map(|r| number(*r)).collect();
+        let _ = write!(shown, "; rounds {}", each.join(", "));
+    }
+    shown
+}
+
 /// Every target for `veth`, named.
 pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(String, Outcome)> {
     let c = Checker { records, veth };
@@ -155,7 +171,7 @@ pub fn check_all(records: &[Record], veth: &str, modes: &[String]) -> Vec<(Strin
 
 /// The targets as printed, a block per kind of veth, and a last line counting them.
 pub fn targets(records: &[Record], veths: &[String], modes: &[String]) -> String {
-    let mut out = String::from("targets (medians over rounds):\n");
+    let mut out = String::from("targets (medians over rounds; a ratio: the median of its rounds' ratios):\n");
     let (mut met, mut missed, mut unmeasured) = (0, 0, 0);
     for veth in veths {
         let _ = writeln!(out, "  veth {veth}:");
@@ -209,6 +225,27 @@ mod tests {
         assert!(matches!(outcome(&all, "bulk-h1 auto ≥ 1.1× haproxy"), Outcome::Met(_)));
         assert!(matches!(outcome(&all, "bulk-h2 auto ≥ 0.9× direct"), Outcome::NotMeasured(_)));
         assert!(!all.iter().any(|(n, _)| n.contains("splice")), "splice targets are for default veths");
+    }
+
+    #[test]
+    fn a_ratio_pairs_the_figures_of_each_round() {
+        let in_round = |mode: &str, round: u32, gbit: f64| Record { round, ..rec("default", mode, "bulk-h1", gbit) };
+        // The machine slowed down in rounds 1 and 2 while direct ran, in round 2 while auto
+        // ran: the ratio of the medians (4 / 8) would read 0.5.
+        let mut records = vec![
+            in_round("direct", 0, 10.0),
+            in_round("auto", 0, 9.5),
+            in_round("direct", 1, 4.0),
+            in_round("auto", 1, 3.84),
+            in_round("direct", 2, 8.0),
+            in_round("auto", 2, 4.0),
+        ];
+        let all = check_all(&records, "default", &["direct".into(), "auto".into()]);
+        assert_eq!(outcome(&all, "bulk-h1 auto ≥ 0.9× direct"), Outcome::Met("0.950×; rounds 0.950, 0.960, 0.500".into()));
+        // A round whose reference failed pairs with nothing.
+        records[2] = in_round("direct", 1, 0.0).failed("curl timed out");
+        let all = check_all(&records, "default", &["direct".into(), "auto".into()]);
+        assert_eq!(outcome(&all, "bulk-h1 auto ≥ 0.9× direct"), Outcome::Missed("0.725×; rounds 0.950, 0.500".into()));
     }
 
     #[test]

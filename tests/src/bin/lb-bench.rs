@@ -91,10 +91,23 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
+    /// Runs nothing: prints the table and the targets of a run written before (its JSON
+    /// file), as this version computes them. Needs no root.
+    #[arg(long, value_name = "JSON")]
+    report: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.report {
+        return match report_of(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lb-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if !is_root() {
         eprintln!("lb-bench needs root (network namespaces, XDP)");
         return ExitCode::FAILURE;
@@ -166,6 +179,21 @@ fn run(args: &Args) -> Result<bool> {
     let path = report::write_json(&args.out_dir, &started_utc, &records)?;
     println!("results: {} (a JSON array, one object per veth, mode, workload and round)", path.display());
     Ok(all_clean)
+}
+
+/// The table and targets of a saved run, with the veths, modes and workloads it has.
+fn report_of(path: &std::path::Path) -> Result<()> {
+    let records = report::read_json(path)?;
+    let veths = report::distinct(&records, |r| &r.veth);
+    let modes = report::distinct(&records, |r| &r.mode);
+    let workloads = report::distinct(&records, |r| &r.workload);
+    let rounds = records.iter().map(|r| r.round + 1).max().context("the file holds no result")?;
+    let lb_workers = records.iter().find_map(|r| r.lb_workers).unwrap_or(1);
+    let setting = Setting { rounds, cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), lb_workers };
+    println!("{} ({} results)\n", path.display(), records.len());
+    println!("{}", table(&records, &veths, &modes, &workloads, setting));
+    println!("{}", targets(&records, &veths, &modes));
+    Ok(())
 }
 
 /// Every round of every mode on a topology of veths of `veth`, torn down at the end.
