@@ -5,10 +5,11 @@ use anyhow::{Context, Result};
 
 use crate::backends::Backends;
 use crate::certs::Certs;
-use crate::client::ClientOpts;
+use crate::client::{ClientOpts, TlsClient};
 use crate::config::Config;
 use crate::curl::{curl_get, CurlResult};
 use crate::daemon::{Daemon, DaemonOpts, Stats};
+use crate::echo::EchoSession;
 use crate::netns::{in_netns, Topology, VethKind};
 use crate::{vip, LB_VIP};
 
@@ -61,6 +62,17 @@ impl Lab {
         ClientOpts::new(self.certs.roots(), sni, vip(443))
     }
 
+    /// An echo session through the frontend on 443 (SNI echo.lb.test, ALPN lb-echo), opened
+    /// from the client namespace, which has exchanged its first KiB.
+    pub fn echo_session(&self, idle_timeout: std::time::Duration) -> Result<EchoSession> {
+        let opts = self.client("echo.lb.test").alpn(&["lb-echo"]);
+        self.in_cli(|| {
+            let mut session = TlsClient::connect(&opts)?.into_echo(idle_timeout)?;
+            session.exchange(1024)?;
+            Ok(session)
+        })
+    }
+
     /// Runs `f` inside the client namespace.
     pub fn in_cli<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         in_netns(self.topo.cli(), f)
@@ -79,7 +91,7 @@ impl Lab {
 
 /// The standard backends of [`Lab::with_standard_backends`] and their farms.
 pub mod standard {
-    use crate::config::{Farm, Server};
+    use crate::config::{Farm, Probe, Server};
 
     pub const H2_FARM: u32 = 1;
     pub const H1_FARM: u32 = 2;
@@ -112,6 +124,18 @@ pub mod standard {
     /// The lb-echo server 10.77.2.2:9443 (server id 5).
     pub fn echo_farm() -> Farm {
         Farm::new(ECHO_FARM, "echo").server(Server::new(ECHO_SERVER, "10.77.2.2", 9443))
+    }
+    /// The echo farm, its server probed on a port where nothing listens: marked down after
+    /// two failed probes, 2 s apart, while its real port keeps serving the sessions already
+    /// open (unless `shutdown_sessions`: `onMarkedDown: shutdown-sessions`).
+    pub fn echo_farm_soon_down(shutdown_sessions: bool) -> Farm {
+        let mut probe = Probe::new("tcp").interval(2);
+        probe.port = Some(9);
+        let mut server = Server::new(ECHO_SERVER, "10.77.2.2", 9443).probed();
+        if shutdown_sessions {
+            server = server.shutdown_sessions_when_down();
+        }
+        Farm::new(ECHO_FARM, "echo").probe(probe).server(server)
     }
     /// An http/1.1 server 10.77.2.3:9444 (server id 6), for default-farm checks.
     pub fn default_farm() -> Farm {

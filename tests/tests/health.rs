@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use lb_tests::client::{https_get, TlsClient};
+use lb_tests::client::https_get;
 use lb_tests::config::{Config, Farm, Frontend, Probe, Route, Rule, Server};
-use lb_tests::lab::standard::{ECHO_FARM, ECHO_SERVER};
+use lb_tests::lab::standard::{echo_farm_soon_down, ECHO_FARM};
 use lb_tests::proc::file_tail;
 use lb_tests::{require_root, wait_for, Backends, Lab};
 
@@ -134,16 +134,9 @@ fn h2_farm_server_that_stops_offering_h2_is_marked_down_by_the_tls_probe() -> Re
     Ok(())
 }
 
-/// The echo server (id 5), probed on a port where nothing listens: it goes down after two
-/// failed probes while its real port keeps serving the sessions already open.
+/// The echo server (id 5), soon marked down while its real port keeps serving.
 fn failing_probe_config(shutdown_sessions: bool) -> Config {
-    let mut probe = Probe::new("tcp").interval(2);
-    probe.port = Some(9);
-    let mut server = Server::new(ECHO_SERVER, "10.77.2.2", 9443).probed();
-    if shutdown_sessions {
-        server = server.shutdown_sessions_when_down();
-    }
-    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM)).farm(Farm::new(ECHO_FARM, "echo").probe(probe).server(server))
+    Config::new().frontend(Frontend::new(1, "443").default_farm(ECHO_FARM)).farm(echo_farm_soon_down(shutdown_sessions))
 }
 
 #[test]
@@ -152,12 +145,7 @@ fn shutdown_sessions_closes_open_connections_when_the_server_goes_down() -> Resu
     for shutdown_sessions in [true, false] {
         let mut lab = Lab::with_standard_backends()?;
         lab.start(&failing_probe_config(shutdown_sessions))?;
-        let opts = lab.client("echo.lb.test").alpn(&["lb-echo"]);
-        let mut session = lab.in_cli(|| {
-            let mut session = TlsClient::connect(&opts)?.into_echo(Duration::from_secs(3))?;
-            session.exchange(1024)?;
-            Ok(session)
-        })?;
+        let mut session = lab.echo_session(Duration::from_secs(3))?;
         // Two failed probes, 2 s apart, then a margin.
         std::thread::sleep(Duration::from_secs(5));
         let still_open = lab.in_cli(|| Ok(session.exchange(1024).is_ok()))?;

@@ -238,8 +238,9 @@ impl Handoff {
         }
     }
 
-    /// A flow's pair of entries is gone; `a_bytes` and `b_bytes` are the bytes of the frames
-    /// that arrived with keys `a` and `b` (from their remote ends).
+    /// A flow's pair of entries is gone: its connection task is told, with `a_bytes` and
+    /// `b_bytes`, the bytes of the frames that arrived with keys `a` and `b` (from their
+    /// remote ends).
     fn flow_ended(&self, (a, a_bytes): (&FlowKey, u64), (b, b_bytes): (&FlowKey, u64)) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         // Flows are registered under their client-side key: its frames go to the server.
@@ -249,8 +250,6 @@ impl Handoff {
         if let Some(tell) = live.remove(b) {
             tell.send(Moved { to_server: b_bytes, to_client: a_bytes }).ok();
         }
-        drop(live);
-        HandoffStats::count(&self.stats.ended);
     }
 
     /// The MSS to announce on the server connection so that the server never sends segments
@@ -774,6 +773,9 @@ impl Drop for LiveGuard<'_> {
             return;
         }
         self.handoff.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.keys[0]);
-        self.handoff.table.remove(&self.keys);
+        // Counted as ended here unless the reaper retired the pair first.
+        if self.handoff.table.remove_pair(&self.keys[0], &self.keys[1]) {
+            self.handoff.stats.ended_one();
+        }
     }
 }

@@ -27,6 +27,7 @@ use super::{
     notes::Notes,
     stall::StallWatch,
     stats::{self, HandoffStats},
+    table::pair_name,
     Handoff,
 };
 
@@ -372,20 +373,13 @@ fn visit(handoff: &Handoff, view: &View, watches: &mut Watches, raw: &mut RawSen
 /// Ends a handed-off flow: both entries out of the map, the server-side port released, the
 /// end reported to the connection's task.
 fn retire(handoff: &Handoff, (key, entry): (&FlowKey, &SpliceEntry), (other_key, other): (&FlowKey, &SpliceEntry)) {
-    handoff.table.remove(&[*key, *other_key]);
-    // Kept current between full scans, which count the live pairs afresh.
-    handoff.stats.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok();
+    // Counted unless its connection task tore the pair down first (`active` is thus kept
+    // current between full scans, which count the live pairs afresh).
+    if handoff.table.remove_pair(key, other_key) {
+        handoff.stats.ended_one();
+    }
     handoff.release_ports([entry, other]);
     handoff.flow_ended((key, entry.bytes), (other_key, other.bytes));
-}
-
-fn pair_name(a: &FlowKey, b: &FlowKey) -> FlowKey {
-    let order = |k: &FlowKey| (k.remote_addr, k.local_addr, k.remote_port, k.local_port);
-    if order(a) <= order(b) {
-        *a
-    } else {
-        *b
-    }
 }
 
 /// How long the pair lingers before deletion, once its flow is over; None while it lives.

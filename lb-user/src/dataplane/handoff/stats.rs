@@ -160,6 +160,13 @@ impl HandoffStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A handed-off flow ended and its pair left the map: `ended` counts it, `active` moves
+    /// down by one (never below zero; full scans recount it).
+    pub fn ended_one(&self) {
+        Self::count(&self.ended);
+        self.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok();
+    }
+
     pub fn fallback(&self, reason: Fallback) {
         let label = reason.label();
         let slot = FALLBACKS.iter().position(|f| f.label() == label).unwrap_or(OTHER);

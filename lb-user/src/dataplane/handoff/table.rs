@@ -74,6 +74,20 @@ impl SpliceTable {
         });
     }
 
+    /// Removes a live pair's two entries. True when this call is the one that ended the
+    /// pair: it removed the pair's first key in [`pair_name`]'s order, which the kernel lets
+    /// only one of two racing callers do (the reaper retiring the flow, its connection task
+    /// tearing it down), so that the pair is counted out once.
+    pub fn remove_pair(&self, a: &FlowKey, b: &FlowKey) -> bool {
+        let first = pair_name(a, b);
+        let second = if first == *a { b } else { a };
+        self.with(|map| {
+            let ended = map.remove(&first).is_ok();
+            map.remove(second).ok();
+            ended
+        })
+    }
+
     /// Every entry, as of now (entries removed meanwhile are skipped): in batches of
     /// thousands per syscall where the kernel can, else one entry (two syscalls) at a time.
     pub fn entries(&self) -> Vec<(FlowKey, SpliceEntry)> {
@@ -106,4 +120,14 @@ impl SpliceTable {
 
 fn is_full(e: &MapError) -> bool {
     matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::E2BIG))
+}
+
+/// The name of a pair of directions: the smaller of its two keys, the same from either end.
+pub fn pair_name(a: &FlowKey, b: &FlowKey) -> FlowKey {
+    let order = |k: &FlowKey| (k.remote_addr, k.local_addr, k.remote_port, k.local_port);
+    if order(a) <= order(b) {
+        *a
+    } else {
+        *b
+    }
 }
