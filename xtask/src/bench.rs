@@ -43,11 +43,15 @@ pub fn bench(opts: &Options) -> Result<()> {
         // The benchmarked code (the ClientHello reader) is pure: no daemon build needed.
         return run(command("cargo").args(["bench", "--package", "lb-core", "--"]).args(args));
     }
-    if !nix_is_root() {
-        bail!("the network benchmark creates namespaces and attaches XDP: run as root (or `cargo xtask bench micro`)");
+    // `--report FILE` only reads a saved run: no root, no tools.
+    let report_only = opts.args.iter().any(|a| a == "--report" || a.starts_with("--report="));
+    if !report_only {
+        if !nix_is_root() {
+            bail!("the network benchmark creates namespaces and attaches XDP: run as root (or `cargo xtask bench micro`)");
+        }
+        packages::ensure(TOOLS)?;
+        ensure_nginx_stream()?;
     }
-    packages::ensure(TOOLS)?;
-    ensure_nginx_stream()?;
     let built = build(&build::Options { release: true })?;
     let mut cmd = command(built.bin("lb-bench").to_str().unwrap_or("lb-bench"));
     // Run from the workspace root: results go to its target/bench/.
