@@ -282,6 +282,30 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_run_reads_back_as_written_and_older_files_lack_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = [Record {
+            veth: "wire".into(),
+            mode: "auto".into(),
+            workload: "conns".into(),
+            round: 2,
+            status: "ok".into(),
+            conns_s: Some(812.5),
+            ..Record::default()
+        }];
+        let path = write_json(dir.path(), "20261201T000000Z", &written).unwrap();
+        let read = read_json(&path).unwrap();
+        assert_eq!((read[0].veth.as_str(), read[0].round, read[0].conns_s), ("wire", 2, Some(812.5)));
+        assert_eq!(distinct(&read, |r| &r.mode), ["auto"]);
+        // A file of an older run, without the fields added since.
+        let old = dir.path().join("old.json");
+        std::fs::write(&old, r#"[{"veth": "default", "mode": "direct", "workload": "bulk-h1", "round": 0, "status": "ok", "gbit_s": 3.5}]"#).unwrap();
+        assert_eq!(read_json(&old).unwrap()[0].gbit_s, Some(3.5));
+        std::fs::write(&old, "{}").unwrap();
+        assert!(format!("{:#}", read_json(&old).unwrap_err()).contains("not a JSON array of lb-bench results"));
+    }
+
+    #[test]
     fn errors_are_cut_to_their_gist() {
         let e = "did not start: lb-user exited before it was ready; its log:\n\
                  2026 INFO created a store\n\
