@@ -298,6 +298,11 @@ pub struct Handoff {
     /// ACKs with the real window sent to peers held by an abandoned hand-off.
     #[serde(default)]
     pub windows_reopened: u64,
+    /// Attempts that held their flow, and for how long in all (microseconds).
+    #[serde(default)]
+    pub holds: u64,
+    #[serde(default)]
+    pub held_us: u64,
     pub fallbacks: std::collections::BTreeMap<String, u64>,
     pub by_frontend: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }

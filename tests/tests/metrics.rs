@@ -262,6 +262,10 @@ fn a_handed_off_flow_counts_its_bytes_under_the_xdp_path() -> Result<()> {
     })?;
     promtool_check(&text)?;
     ensure!(sum(&text, "lb_handoffs_total", &[]) == 1.0, "hand-offs:\n{text}");
+    // The hand-off's hold, and only attempts that held (promtool checked the shape above).
+    let holds = sum(&text, "lb_handoff_hold_seconds_count", &[]);
+    ensure!(holds >= 1.0 && holds <= sum(&text, "lb_handoff_attempts_total", &[]), "hand-off holds:\n{text}");
+    ensure!(sum(&text, "lb_handoff_hold_seconds_sum", &[]) > 0.0, "hand-off holds:\n{text}");
     for direction in ["to_server", "to_client"] {
         let labels = [("frontend_id", "1"), ("direction", direction), ("path", "xdp")];
         let frames = sum(&text, "lb_frontend_bytes_total", &labels);

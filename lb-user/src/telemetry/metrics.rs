@@ -272,7 +272,7 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
     for (reason, n) in &report.fallbacks {
         fallbacks.push(labels([("reason", reason_label(reason))]), Value::Counter(*n));
     }
-    vec![
+    let mut families = vec![
         Family::new("handoff_attempts", "Hand-offs started (the flow was frozen).").with(none(), Value::Counter(report.attempts)),
         Family::new("handoffs", "Connections handed to the XDP program.").with(none(), Value::Counter(report.handed_off)),
         Family::new("handoff_ended", "Handed-off flows that ended and were reclaimed.").with(none(), Value::Counter(report.ended)),
@@ -290,7 +290,14 @@ fn handoff_families(daemon: &DaemonState) -> Vec<Family> {
         Family::new("handoff_windows_reopened", "ACKs with the real window sent to peers held at a zero window by an abandoned hand-off.")
             .with(none(), Value::Counter(report.windows_reopened)),
         fallbacks,
-    ]
+    ];
+    if let Some(holds) = daemon.handoff_holds() {
+        families.push(
+            Family::new("handoff_hold_seconds", "Time a hand-off held its flow, until it went live or fell back: the pause it costs its connection.")
+                .with(none(), Value::Histogram(holds)),
+        );
+    }
+    families
 }
 
 /// `lb_kernel_<name>_total` for each counter of the kernel programs, with the help and name

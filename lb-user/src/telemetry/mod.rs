@@ -20,6 +20,7 @@ use crate::{
     dataplane::refusals::RefusalCounts,
     dataplane::snapshot::Snapshot,
     kernel::bpf::{CounterReadError, Counters, KernelCounters},
+    telemetry::counters::HistogramValues,
 };
 
 pub struct DaemonState {
@@ -61,6 +62,11 @@ impl DaemonState {
     /// Hand-off statistics; None without the kernel programs.
     pub fn handoff(&self) -> Option<HandoffReport> {
         self.handoff.as_ref().map(|h| h.report())
+    }
+
+    /// How long hand-offs held their flows; None without the kernel programs.
+    pub fn handoff_holds(&self) -> Option<HistogramValues> {
+        self.handoff.as_ref().map(|h| h.holds())
     }
 
     /// The kernel programs' counters summed over CPUs; None without them (no `--iface`).

@@ -76,7 +76,7 @@ use self::{
 use crate::{
     dataplane::fastpath::{Moved, SpliceRelay},
     kernel::flow_table::FlowTable,
-    telemetry::counters::Meter,
+    telemetry::counters::{HistogramValues, LatencyHistogram, Meter},
 };
 
 /// How often the queues are looked at while draining.
@@ -205,6 +205,11 @@ impl Handoff {
             report.by_frontend = source();
         }
         report
+    }
+
+    /// How long hand-offs held their flows (`lb_handoff_hold_seconds`).
+    pub fn holds(&self) -> HistogramValues {
+        self.stats.holds.values()
     }
 
     pub fn settings(&self) -> &HandoffSettings {
@@ -373,6 +378,8 @@ impl Handoff {
             }
         }
         let _freezing = FreezingGuard::new(self, keys);
+        // From the hold to the return (live, or given up): the pause the connection sees.
+        let _held = HoldTimer { histogram: &self.stats.holds, since: Instant::now() };
         let deadline = Instant::now() + self.settings.quiesce_timeout;
         self.table.hold(keys)?;
         // The zero window takes half a round trip to reach a peer, and what the peer sent
@@ -756,6 +763,18 @@ impl Drop for FreezingGuard<'_> {
         for key in &self.keys {
             freezing.remove(key);
         }
+    }
+}
+
+/// Records how long a hand-off held its flow, whichever way the attempt returns.
+struct HoldTimer<'a> {
+    histogram: &'a LatencyHistogram,
+    since: Instant,
+}
+
+impl Drop for HoldTimer<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.since.elapsed());
     }
 }
 

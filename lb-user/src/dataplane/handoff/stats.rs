@@ -8,6 +8,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::counters::LatencyHistogram;
+
 pub const FILE_NAME: &str = "handoff.json";
 
 /// Why a connection was not handed off (it stays on splice, or copy).
@@ -109,6 +111,14 @@ pub struct HandoffReport {
     /// zero-window probe, a retransmission timeout later).
     #[serde(default)]
     pub windows_reopened: u64,
+    /// Attempts that held their flow (those that fail earlier, e.g. before the peer's first
+    /// timestamp, hold nothing), and the microseconds they held it in all, each from the
+    /// hold to going live or falling back: the pause a hand-off costs its connection.
+    /// `/metrics` has their histogram, `lb_handoff_hold_seconds`.
+    #[serde(default)]
+    pub holds: u64,
+    #[serde(default)]
+    pub held_us: u64,
     /// Connections that stayed in user space, by reason.
     pub fallbacks: BTreeMap<String, u64>,
     /// Connections relayed per frontend and mode (`copy`, `splice`, `xdp`).
@@ -152,6 +162,8 @@ pub struct HandoffStats {
     pub probes: AtomicU64,
     pub dead_peers: AtomicU64,
     pub windows_reopened: AtomicU64,
+    /// How long each attempt held its flow, until it went live or fell back.
+    pub holds: LatencyHistogram,
     fallbacks: [AtomicU64; OTHER + 1],
 }
 
@@ -194,6 +206,8 @@ impl HandoffStats {
             probes: get(&self.probes),
             dead_peers: get(&self.dead_peers),
             windows_reopened: get(&self.windows_reopened),
+            holds: self.holds.values().count,
+            held_us: (self.holds.values().sum_seconds * 1e6).round() as u64,
             fallbacks,
             by_frontend: BTreeMap::new(),
         }
