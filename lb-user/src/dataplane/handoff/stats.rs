@@ -195,6 +195,7 @@ impl HandoffStats {
                 fallbacks.insert(FALLBACKS.get(slot).map_or("error", |f| f.label()).to_string(), n);
             }
         }
+        let holds = self.holds.values();
         HandoffReport {
             attempts: get(&self.attempts),
             handed_off: get(&self.handed_off),
@@ -206,8 +207,8 @@ impl HandoffStats {
             probes: get(&self.probes),
             dead_peers: get(&self.dead_peers),
             windows_reopened: get(&self.windows_reopened),
-            holds: self.holds.values().count,
-            held_us: (self.holds.values().sum_seconds * 1e6).round() as u64,
+            holds: holds.count,
+            held_us: (holds.sum_seconds * 1e6).round() as u64,
             fallbacks,
             by_frontend: BTreeMap::new(),
         }
