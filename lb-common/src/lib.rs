@@ -40,6 +40,15 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+impl FlowKey {
+    /// Addresses as `addr::addr_bytes` lays them out, ports in network byte order. The one
+    /// place a key is assembled, so the kernel program and the daemon cannot disagree on it.
+    #[inline(always)]
+    pub const fn new(remote_addr: [u8; 16], local_addr: [u8; 16], remote_port: u16, local_port: u16, family: u8) -> Self {
+        Self { remote_addr, local_addr, remote_port, local_port, family, _pad: [0; 3] }
+    }
+}
+
 /// Which side of the spliced pair a flow entry describes.
 pub mod side {
     pub const CLIENT: u8 = 0;
@@ -175,14 +184,7 @@ impl SpliceEntry {
     /// (an RST's window, the reaper's notes) and so does the daemon.
     #[inline(always)]
     pub fn reverse_key(&self) -> FlowKey {
-        FlowKey {
-            remote_addr: self.dst_addr,
-            local_addr: self.src_addr,
-            remote_port: self.dst_port,
-            local_port: self.src_port,
-            family: self.family,
-            _pad: [0; 3],
-        }
+        FlowKey::new(self.dst_addr, self.src_addr, self.dst_port, self.src_port, self.family)
     }
 }
 

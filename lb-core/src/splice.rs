@@ -112,7 +112,7 @@ impl Leg {
 pub fn endpoints_key(remote: SocketAddr, local: SocketAddr) -> FlowKey {
     let (remote_addr, family) = addr_bytes(remote.ip());
     let (local_addr, _) = addr_bytes(local.ip());
-    FlowKey { remote_addr, local_addr, remote_port: remote.port().to_be(), local_port: local.port().to_be(), family, _pad: [0; 3] }
+    FlowKey::new(remote_addr, local_addr, remote.port().to_be(), local.port().to_be(), family)
 }
 
 /// Whether the two connections can be joined at all, judged from what they negotiated;

@@ -60,27 +60,13 @@ impl Packet {
     /// our host sends, the key of its peer's frames).
     #[inline(always)]
     pub fn reply_key(&self) -> FlowKey {
-        FlowKey {
-            remote_addr: self.dst_addr,
-            local_addr: self.src_addr,
-            remote_port: self.dst_port,
-            local_port: self.src_port,
-            family: self.family,
-            _pad: [0; 3],
-        }
+        FlowKey::new(self.dst_addr, self.src_addr, self.dst_port, self.src_port, self.family)
     }
 
     /// The key of the flow this frame belongs to, from the receiving host's point of view.
     #[inline(always)]
     pub fn flow_key(&self) -> FlowKey {
-        FlowKey {
-            remote_addr: self.src_addr,
-            local_addr: self.dst_addr,
-            remote_port: self.src_port,
-            local_port: self.dst_port,
-            family: self.family,
-            _pad: [0; 3],
-        }
+        FlowKey::new(self.src_addr, self.dst_addr, self.src_port, self.dst_port, self.family)
     }
 }
 

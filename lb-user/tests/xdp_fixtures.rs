@@ -50,7 +50,7 @@ fn v4(addr: [u8; 4]) -> [u8; 16] {
 }
 
 fn key(remote: [u8; 16], remote_port: u16, local: [u8; 16], local_port: u16, family: u8) -> FlowKey {
-    FlowKey { remote_addr: remote, local_addr: local, remote_port: remote_port.to_be(), local_port: local_port.to_be(), family, _pad: [0; 3] }
+    FlowKey::new(remote, local, remote_port.to_be(), local_port.to_be(), family)
 }
 
 fn client_key_v4() -> FlowKey {

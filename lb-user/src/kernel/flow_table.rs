@@ -3,7 +3,8 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use aya::maps::MapError;
-use lb_common::{addr::addr_bytes, maps::FlowsMap, FlowKey, FlowValue};
+use lb_common::{maps::FlowsMap, FlowKey, FlowValue};
+use lb_core::splice::endpoints_key;
 
 use crate::{
     kernel::kernel_map::{Handle, KernelMapError},
@@ -30,9 +31,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn key(&self) -> FlowKey {
-        let (remote_addr, family) = addr_bytes(self.remote.ip());
-        let (local_addr, _) = addr_bytes(self.local.ip());
-        FlowKey { remote_addr, local_addr, remote_port: self.remote.port().to_be(), local_port: self.local.port().to_be(), family, _pad: [0; 3] }
+        endpoints_key(self.remote, self.local)
     }
 }
 

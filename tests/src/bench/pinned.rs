@@ -66,14 +66,8 @@ fn pair(i: u32, last_ns: u64) -> ((FlowKey, SpliceEntry), (FlowKey, SpliceEntry)
     let lb = v4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 1, 0)) + (i >> 14)));
     let server = v4(Ipv4Addr::new(198, 19, 0, 3));
     let lb_port = client_port;
-    let key = |remote: [u8; 16], remote_port: u16, local: [u8; 16], local_port: u16| FlowKey {
-        remote_addr: remote,
-        local_addr: local,
-        remote_port: remote_port.to_be(),
-        local_port: local_port.to_be(),
-        family: FAMILY_V4,
-        _pad: [0; 3],
-    };
+    let key =
+        |remote: [u8; 16], remote_port: u16, local: [u8; 16], local_port: u16| FlowKey::new(remote, local, remote_port.to_be(), local_port.to_be(), FAMILY_V4);
     // Frames from the client (arriving on the VIP) leave as lb -> server, and back.
     let from_client = key(client, client_port, vip, 443);
     let from_server = key(server, 443, lb, lb_port);

@@ -41,14 +41,7 @@ impl Notes {
 fn key_of(record: &[u8]) -> Option<FlowKey> {
     let record: &[u8; size_of::<FlowKey>()] = record.try_into().ok()?;
     let at = |i: usize| [record[i], record[i + 1]];
-    Some(FlowKey {
-        remote_addr: record[0..16].try_into().ok()?,
-        local_addr: record[16..32].try_into().ok()?,
-        remote_port: u16::from_ne_bytes(at(32)),
-        local_port: u16::from_ne_bytes(at(34)),
-        family: record[36],
-        _pad: [0; 3],
-    })
+    Some(FlowKey::new(record[0..16].try_into().ok()?, record[16..32].try_into().ok()?, u16::from_ne_bytes(at(32)), u16::from_ne_bytes(at(34)), record[36]))
 }
 
 #[cfg(test)]
@@ -57,7 +50,7 @@ mod tests {
 
     #[test]
     fn a_record_reads_back_as_the_key_the_program_wrote() {
-        let key = FlowKey { remote_addr: [1; 16], local_addr: [2; 16], remote_port: 0x1234, local_port: 443u16.to_be(), family: 6, _pad: [0; 3] };
+        let key = FlowKey::new([1; 16], [2; 16], 0x1234, 443u16.to_be(), 6);
         // The bytes of the key as the program's `output` copies them.
         let mut record = Vec::new();
         record.extend_from_slice(&key.remote_addr);
