@@ -21,7 +21,7 @@
 //!    gets acknowledged.
 //! 4. Drain: relay what the receive queues still hold, and wait until both receive queues
 //!    (SIOCINQ) and both send queues (SIOCOUTQ: unacknowledged bytes) are empty.
-//! 5. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 2 ms
+//! 5. TCP_REPAIR on both sockets: closing them later sends neither FIN nor RST. At least 1 ms
 //!    after the freeze (a frame that passed the program just before it may still be in a
 //!    backlog queue), check the queues once more, read both sockets' sequence numbers and
 //!    clocks, and the peers' last TSvals the XDP program saw. Every byte the program let
@@ -37,6 +37,7 @@
 //!
 //! Any failure before step 6 undoes the hold and freeze (and repair mode) and the connection goes on
 //! in user space; the frames dropped meanwhile are retransmitted to the sockets.
+mod clock;
 pub mod keepalive;
 pub mod notes;
 pub mod reaper;
@@ -79,8 +80,9 @@ use crate::{
     telemetry::counters::{HistogramValues, LatencyHistogram, Meter},
 };
 
-/// How often the queues are looked at while draining.
-const QUIESCE_POLL: Duration = Duration::from_millis(1);
+/// How often the queues are looked at while draining: finely, since the connection waits
+/// (each look is a few syscalls; the grace below takes about four).
+const QUIESCE_POLL: Duration = Duration::from_micros(250);
 /// The least time a held peer must have been silent (or told a zero window) to count as
 /// stopped, however short its round trip.
 const HOLD_GRACE_MIN: Duration = Duration::from_millis(1);
@@ -88,7 +90,11 @@ const HOLD_GRACE_MIN: Duration = Duration::from_millis(1);
 /// hand-off is abandoned (and the flow unfrozen).
 const FROZEN_DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// How long after the freeze the queues are looked at for the last time (see `while_frozen`).
-const FREEZE_SETTLE: Duration = Duration::from_millis(2);
+/// A frame crosses the stack in microseconds; the margin covers a busy CPU's backlog. It was
+/// 2 ms before the undelivered-data check, which turns a late data frame the program
+/// recorded into a fallback; what both miss (a racing frame on another CPU that overwrote
+/// the record, still in a backlog a millisecond later) ends in the moved-numbers reset.
+const FREEZE_SETTLE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct HandoffSettings {
@@ -428,7 +434,7 @@ impl Handoff {
         // A frame that passed the program just before the freeze may still be on its way
         // through the stack (a backlog queue on another CPU): give it time to land, then look
         // once more. Whatever lands after this look would be lost, hence the margin.
-        tokio::time::sleep_until((frozen_at + FREEZE_SETTLE).into()).await;
+        held.timer.sleep_until(frozen_at + FREEZE_SETTLE).await;
         if !is_quiescent(client, server)? {
             return Err(Fallback::NotQuiescent);
         }
@@ -640,7 +646,7 @@ async fn drain(
                     break;
                 }
                 held.probe_slow_acks([client, server], queues);
-                tokio::time::sleep(QUIESCE_POLL).await;
+                held.timer.sleep(QUIESCE_POLL).await;
             }
         };
         let drained = tokio::time::timeout_at((deadline + FROZEN_DRAIN_GRACE).into(), relay.run_until(ready)).await;
@@ -670,11 +676,13 @@ struct Held {
     /// not waiting), and when it last sent its peer a probe for it (0: never).
     waiting_since: [AtomicU64; 2],
     probed_at: [AtomicU64; 2],
+    /// The waits from the hold to going live are the connection's pause: finer than tokio's.
+    timer: clock::FineTimer,
 }
 
 impl Held {
     fn new(grace: [Duration; 2]) -> Self {
-        Self { grace, waiting_since: Default::default(), probed_at: Default::default() }
+        Self { grace, waiting_since: Default::default(), probed_at: Default::default(), timer: clock::FineTimer::new() }
     }
 
     /// The hand-off waits until every byte sent is acknowledged, and a peer with nothing
