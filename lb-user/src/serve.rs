@@ -28,7 +28,7 @@ use lb_user::{
     dataplane::handoff::{notes::Notes, reaper, table::SpliceTable, Handoff, HandoffSettings, KeepaliveSettings},
     dataplane::proxy::{Proxy, ProxySettings},
     dataplane::snapshot::Snapshot,
-    kernel::bpf::{Dataplane, KernelCounters, XdpModeChoice, XdpUse},
+    kernel::bpf::{Dataplane, KernelReadout, XdpModeChoice, XdpUse},
     store::{etcd::EtcdOptions, Store, StoreError},
     telemetry::{self, DaemonState},
 };
@@ -258,7 +258,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     let notes = match dataplane.as_mut() {
-        Some(d) => d.take_splice_notes().map(|ring| KernelCounters::of(d).map(|counters| Notes::new(ring, counters))).transpose()?,
+        Some(d) => d.take_splice_notes().map(|ring| KernelReadout::of(d).map(|counters| Notes::new(ring, counters))).transpose()?,
         None => None,
     };
     let reaper = handoff
@@ -280,8 +280,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.refusals.summarise().await }
     });
-    let kernel_counters = dataplane.as_ref().map(KernelCounters::of).transpose()?;
-    let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel: kernel_counters };
+    let kernel = dataplane.as_ref().map(KernelReadout::of).transpose()?;
+    let telemetry = Telemetry { snapshot: Arc::clone(&snapshot), proxy: Arc::clone(&proxy), handoff: handoff.clone(), kernel };
     let applier = Arc::new(Applier::new(snapshot, Arc::clone(&proxy), dataplane));
     let result = start(&args, &node, &applier, store, imported, token, telemetry).await;
     let (control, api, metrics) = match result {
@@ -416,7 +416,7 @@ struct Telemetry {
     snapshot: Arc<ArcSwap<Snapshot>>,
     proxy: Arc<Proxy>,
     handoff: Option<Arc<Handoff>>,
-    kernel: Option<KernelCounters>,
+    kernel: Option<KernelReadout>,
 }
 
 /// The BGP announcer following the applied configuration's VIPs, with `--bgp-include`.

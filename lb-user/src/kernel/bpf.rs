@@ -370,10 +370,11 @@ fn summed(array: &Handle<CountersMap>, counter: Counter) -> Result<u64, CounterR
     Ok(values.iter().sum())
 }
 
-/// The kernel programs' counter array and XDP egress devmap, for reading at any time (scrapes).
-pub struct KernelCounters(Handle<CountersMap>, Handle<EgressMap>);
+/// What the kernel programs report, for reading at any time (scrapes, stats): their counter
+/// array and the devmap of the interfaces XDP sends out of.
+pub struct KernelReadout(Handle<CountersMap>, Handle<EgressMap>);
 
-impl KernelCounters {
+impl KernelReadout {
     /// A second handle on the loaded array, through a duplicated descriptor: reopening it by
     /// id would need CAP_SYS_ADMIN, which the systemd unit does not grant.
     pub fn of(dataplane: &Dataplane) -> Result<Self, KernelMapError> {

@@ -19,7 +19,7 @@ use crate::{
     dataplane::proxy::Proxy,
     dataplane::refusals::RefusalCounts,
     dataplane::snapshot::Snapshot,
-    kernel::bpf::{CounterReadError, Counters, KernelCounters},
+    kernel::bpf::{CounterReadError, Counters, KernelReadout},
     telemetry::counters::HistogramValues,
 };
 
@@ -27,7 +27,7 @@ pub struct DaemonState {
     snapshot: Arc<ArcSwap<Snapshot>>,
     proxy: Arc<Proxy>,
     handoff: Option<Arc<Handoff>>,
-    kernel: Option<KernelCounters>,
+    kernel: Option<KernelReadout>,
     control: Arc<Control>,
     started: SystemTime,
 }
@@ -37,7 +37,7 @@ impl DaemonState {
         snapshot: Arc<ArcSwap<Snapshot>>,
         proxy: Arc<Proxy>,
         handoff: Option<Arc<Handoff>>,
-        kernel: Option<KernelCounters>,
+        kernel: Option<KernelReadout>,
         control: Arc<Control>,
     ) -> Self {
         Self { snapshot, proxy, handoff, kernel, control, started: SystemTime::now() }
@@ -71,12 +71,12 @@ impl DaemonState {
 
     /// The kernel programs' counters summed over CPUs; None without them (no `--iface`).
     pub fn kernel_counters(&self) -> Option<Result<Counters, CounterReadError>> {
-        self.kernel.as_ref().map(KernelCounters::read)
+        self.kernel.as_ref().map(KernelReadout::read)
     }
 
     /// The interfaces XDP sends handed-off frames out of now; None without the kernel programs.
     pub fn xdp_egress(&self) -> Option<Vec<String>> {
-        self.kernel.as_ref().map(KernelCounters::xdp_egress)
+        self.kernel.as_ref().map(KernelReadout::xdp_egress)
     }
 
     /// The control plane: pending changes, tasks, service status.

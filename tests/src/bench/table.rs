@@ -47,6 +47,7 @@ const BULK: &[Column] = &[
     col("host CPU s/GB", |r| r.host_cpu_s_per_gb, Show::Value),
     col("×direct", |r| r.host_cpu_s_per_gb, Show::RatioTo("direct")),
     col("hand-off share", handoff_share, Show::Value),
+    col("hold ms", mean_hold_ms, Show::Value),
 ];
 
 const CONNS: &[Column] = &[
@@ -66,6 +67,7 @@ const LATENCY: &[Column] = &[
     col("+haproxy", |r| r.p99_ms, Show::AddedTo("haproxy")),
     col("p99 1st byte ms", |r| r.p99_ttfb_ms, Show::Value),
     col("+direct", |r| r.p99_ttfb_ms, Show::AddedTo("direct")),
+    col("hold ms", mean_hold_ms, Show::Value),
 ];
 
 const MEMORY: &[Column] = &[
@@ -96,6 +98,14 @@ fn columns(workload: &str) -> &'static [Column] {
 /// hand-off counter).
 fn handoff_share(r: &Record) -> Option<f64> {
     Some(r.xdp_spliced_bytes? as f64 / r.bytes.filter(|b| *b > 0)? as f64)
+}
+
+/// How long a hand-off paused its connection on average, from the hold to going live
+/// (`handoff.held_us` over `handoff.holds`; `-` for modes without hand-offs).
+fn mean_hold_ms(r: &Record) -> Option<f64> {
+    let handoff = r.handoff.as_ref()?;
+    let holds = *handoff.get("holds").filter(|n| **n > 0)?;
+    Some(*handoff.get("held_us")? as f64 / holds as f64 / 1000.0)
 }
 
 /// The whole table: a block per kind of veth in `veths`, then the footnote.
@@ -235,7 +245,8 @@ fn footnote(s: Setting) -> String {
          errors: failed or short requests, transfers and connections (a bulk download under \
          1 MiB/s over 10 s is given up), summed over rounds; stalls: the daemon's \
          handoff.stalls (- where it does not report it). hand-off share: the part of the bytes \
-         moved by the kernel hand-off (lb-user stats' spliced_bytes).\n",
+         moved by the kernel hand-off (lb-user stats' spliced_bytes); hold ms: how long a \
+         hand-off paused its connection on average (handoff.held_us / handoff.holds).\n",
         rounds = s.rounds,
         cpus = s.cpus,
         w = s.lb_workers,
@@ -264,6 +275,16 @@ mod tests {
         assert!(auto.contains("5.00") && auto.contains("0.50×") && auto.contains("1.25×"), "{t}");
         assert!(!t.contains("conns/s"), "workloads without records are left out: {t}");
         assert!(t.contains("== veth wire"), "{t}");
+    }
+
+    #[test]
+    fn the_mean_hold_is_shown_where_the_daemon_held_flows() {
+        let handoff = [("holds".to_string(), 4), ("held_us".to_string(), 10_000)].into_iter().collect();
+        let xdp = Record { handoff: Some(handoff), ..rec("wire", "xdp", 5.0) };
+        let none = Record { handoff: Some([("holds".to_string(), 0)].into_iter().collect()), ..rec("wire", "copy", 5.0) };
+        assert_eq!(mean_hold_ms(&xdp), Some(2.5));
+        assert_eq!(mean_hold_ms(&none), None);
+        assert_eq!(mean_hold_ms(&rec("wire", "direct", 5.0)), None);
     }
 
     #[test]

@@ -4,19 +4,19 @@
 use aya::maps::{MapData, RingBuf};
 use lb_common::{Counter, FlowKey};
 
-use crate::kernel::bpf::KernelCounters;
+use crate::kernel::bpf::KernelReadout;
 
 pub struct Notes {
     ring: RingBuf<MapData>,
-    counters: KernelCounters,
+    kernel: KernelReadout,
     /// `notes_lost` as of the last drain.
     lost: u64,
 }
 
 impl Notes {
-    pub fn new(ring: RingBuf<MapData>, counters: KernelCounters) -> Self {
-        let lost = counters.get(Counter::NotesLost).unwrap_or(0);
-        Self { ring, counters, lost }
+    pub fn new(ring: RingBuf<MapData>, kernel: KernelReadout) -> Self {
+        let lost = kernel.get(Counter::NotesLost).unwrap_or(0);
+        Self { ring, kernel, lost }
     }
 
     /// Adds every note since the last call to `keys`. True when the kit may have missed
@@ -30,7 +30,7 @@ impl Notes {
                 None => return true,
             }
         }
-        match self.counters.get(Counter::NotesLost) {
+        match self.kernel.get(Counter::NotesLost) {
             Ok(lost) => std::mem::replace(&mut self.lost, lost) != lost,
             Err(_) => true,
         }
