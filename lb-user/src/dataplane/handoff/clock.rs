@@ -66,8 +66,9 @@ impl FineTimer {
         fd.get_ref().0.set(Expiration::OneShot(TimeSpec::from_duration(duration)), TimerSetTimeFlags::empty())?;
         loop {
             let mut ready = fd.readable().await?;
-            // The read resets the expiration count; EAGAIN (readiness left over from an
-            // earlier sleep) clears the readiness and waits on.
+            // Re-arming zeroed the expiration count, so a read succeeds only once this
+            // sleep's time has come; EAGAIN (readiness left over from an earlier sleep, or
+            // from one dropped before its read) clears the readiness and waits on.
             match ready.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
@@ -89,6 +90,23 @@ mod tests {
             timer.sleep(wanted).await;
             assert!(start.elapsed() >= wanted, "{wanted:?}: woke after {:?}", start.elapsed());
         }
+    }
+
+    #[tokio::test]
+    async fn a_sleep_dropped_before_its_time_does_not_cut_the_next_one_short() {
+        let timer = FineTimer::new();
+        // The sleep is polled once (arming the timer), then dropped for the ready branch.
+        let abandoned = tokio::select! {
+            biased;
+            _ = timer.sleep(Duration::from_micros(100)) => false,
+            _ = std::future::ready(()) => true,
+        };
+        assert!(abandoned);
+        // Its expiry comes and is never read.
+        std::thread::sleep(Duration::from_millis(1));
+        let start = Instant::now();
+        timer.sleep(Duration::from_millis(2)).await;
+        assert!(start.elapsed() >= Duration::from_millis(2), "woke after {:?}", start.elapsed());
     }
 
     #[tokio::test]

@@ -81,7 +81,7 @@ use crate::{
 };
 
 /// How often the queues are looked at while draining: finely, since the connection waits
-/// (each look is a few syscalls; the grace below takes about four).
+/// meanwhile (each look is a few syscalls).
 const QUIESCE_POLL: Duration = Duration::from_micros(250);
 /// The least time a held peer must have been silent (or told a zero window) to count as
 /// stopped, however short its round trip. It matters only for an idle flow on a short path
