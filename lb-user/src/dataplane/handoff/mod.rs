@@ -84,11 +84,11 @@ use crate::{
 /// meanwhile (each look is a few syscalls).
 const QUIESCE_POLL: Duration = Duration::from_micros(250);
 /// The least time a held peer must have been silent (or told a zero window) to count as
-/// stopped, however short its round trip. It matters only for an idle flow on a short path
-/// (a veth's round trip is tens of µs), where nothing is in flight; a busy flow's smoothed
-/// round trip holds its queueing delay, and twice that is the grace. 1 ms before the waits
-/// had a fine timer; no frame was dropped while frozen at 300 µs over ~4,000 hand-offs.
-const HOLD_GRACE_MIN: Duration = Duration::from_micros(300);
+/// stopped, however short its round trip. 300 µs dropped no frame while frozen over ~4,000
+/// bench hand-offs, but the soak (seed 1796159083955504677) then left an echo connection
+/// stalled in user space, twice out of two runs; with 1 ms it passed. Not understood yet:
+/// keep 1 ms until it is.
+const HOLD_GRACE_MIN: Duration = Duration::from_millis(1);
 /// How long past the quiesce deadline a held or frozen relay may take to empty its pipes before the
 /// hand-off is abandoned (and the flow unfrozen).
 const FROZEN_DRAIN_GRACE: Duration = Duration::from_millis(100);
