@@ -258,7 +258,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     let notes = match dataplane.as_mut() {
-        Some(d) => d.take_splice_notes().map(|ring| KernelReadout::of(d).map(|counters| Notes::new(ring, counters))).transpose()?,
+        Some(d) => d.take_splice_notes().map(|ring| KernelReadout::of(d).map(|kernel| Notes::new(ring, kernel))).transpose()?,
         None => None,
     };
     let reaper = handoff

@@ -49,12 +49,9 @@ impl FineTimer {
         if duration.is_zero() {
             return;
         }
-        let fine = match &self.fd {
-            Some(fd) => Self::sleep_on(fd, duration).await,
-            None => Err(io::ErrorKind::Unsupported.into()),
-        };
-        if fine.is_err() {
-            tokio::time::sleep(duration).await;
+        match &self.fd {
+            Some(fd) if Self::sleep_on(fd, duration).await.is_ok() => {}
+            _ => tokio::time::sleep(duration).await,
         }
     }
 
