@@ -109,7 +109,17 @@ struct RepairWindow {
     rcv_wup: u32,
 }
 
+/// Refused while the socket holds bytes not yet sent: with the send queue selected in repair
+/// mode, an ACK that lands meanwhile (softirq on another CPU, or the backlog at the end of
+/// our own setsockopt) makes tcp_write_xmit take every unsent byte as sent, without sending
+/// it ("Skip network transmission"). Those bytes then reach the peer one retransmission
+/// timeout at a time. Only our own writes add unsent bytes, so the check cannot go stale
+/// before the queue is selected.
 pub fn sequences(fd: BorrowedFd<'_>) -> io::Result<Sequences> {
+    let info: libc::tcp_info = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    if info.tcpi_notsent_bytes > 0 {
+        return Err(io::Error::new(io::ErrorKind::WouldBlock, format!("{} bytes not yet sent: the send queue is not safe to select", info.tcpi_notsent_bytes)));
+    }
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)?;
     let snd_nxt: libc::c_uint = getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)?;
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
@@ -248,5 +258,55 @@ mod tests {
         let told = peek_sequences(client.as_fd()).unwrap().peer_window;
         assert!(offered > 0);
         assert_eq!(offered, told);
+    }
+
+    /// The hazard `sequences` guards against, shown on the kernel itself: in repair mode
+    /// with the send queue selected, an ACK that opens the peer's window makes the kernel
+    /// take the unsent bytes as sent without sending them (tcp_write_xmit, "Skip network
+    /// transmission"). They then reach the peer only by a retransmission timeout.
+    #[test]
+    fn selecting_the_send_queue_with_unsent_bytes_lets_the_kernel_swallow_them() {
+        let (mut client, mut server) = pair();
+        socket2::SockRef::from(&server).set_recv_buffer_size(4096).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = [5u8; 16 * 1024];
+        let mut written = 0usize;
+        while let Ok(n) = client.write(&chunk) {
+            written += n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let unsent = |s: &TcpStream| getsockopt::<libc::tcp_info>(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO).unwrap().tcpi_notsent_bytes;
+        assert!(unsent(&client) > 0, "the peer's window is full: bytes wait unsent");
+        repair_on(client.as_fd()).unwrap();
+        setsockopt(client.as_fd(), libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, TCP_SEND_QUEUE).unwrap();
+        // The server reads: its window opens, and its window update reaches the client.
+        let mut sink = vec![0u8; 1 << 20];
+        let mut read = 0usize;
+        server.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+        while let Ok(n) = server.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        let swallowed = unsent(&client);
+        setsockopt(client.as_fd(), libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP).unwrap();
+        assert_eq!(swallowed, 0, "unsent bytes taken as sent in repair mode (written {written}, read {read})");
+        assert!(read < written, "the swallowed bytes did not arrive");
+    }
+
+    /// The guard: with unsent bytes the sequence numbers are refused, and the socket is
+    /// out of repair mode again (a send into a repair-mode socket fails with EINVAL).
+    #[test]
+    fn sequences_are_refused_while_bytes_wait_unsent() {
+        let (mut client, server) = pair();
+        socket2::SockRef::from(&server).set_recv_buffer_size(4096).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = [5u8; 16 * 1024];
+        while client.write(&chunk).is_ok() {}
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let refused = peek_sequences(client.as_fd()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+        assert_eq!(client.write(&chunk).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }
