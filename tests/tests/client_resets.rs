@@ -14,6 +14,7 @@ use lb_tests::hostile::noise;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, LB_CLI_IF, LB_SRV_IF};
 use lb_tests::soak::pump::{pump, Mode};
+use lb_tests::soak::stall_probe::StallProbe;
 use lb_tests::{require_root, wait_for, Lab, VethKind};
 
 const KIB: u64 = 1024;
@@ -33,10 +34,11 @@ fn resets_with_data_in_flight_end_their_flows(veth: VethKind) -> Result<()> {
     // 4 MiB written at once, the RST once a little of the echo is back: most of the data
     // is still in flight, or unacknowledged, when the RST goes.
     let payload = noise(4 << 20, 9);
+    let stall_probe = StallProbe::of_lab(&lab)?;
     for after in [4 * KIB, 64 * KIB, 1024 * KIB] {
         lab.in_cli(|| {
             let mut addr = None;
-            pump(&client, &payload, Mode::ResetAfter { after }, Duration::from_secs(10), &mut addr).map_err(|f| f.error)
+            pump(&client, &payload, Mode::ResetAfter { after }, Duration::from_secs(10), &stall_probe, &mut addr).map_err(|f| f.error)
         })?;
         let ended = wait_for(Duration::from_secs(5), Duration::from_millis(100), || lab.stats().ok().filter(|s| s.spliced.is_empty()));
         let stats = lab.stats()?;

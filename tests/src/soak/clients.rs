@@ -18,6 +18,7 @@ use crate::netns::in_netns;
 use crate::soak::ledger::{Done, Failure, Kind, Ledger};
 use crate::soak::pump::{pump, Mode};
 use crate::soak::rng::Rng;
+use crate::soak::stall_probe::StallProbe;
 use crate::{hello, vip, Certs, LB_VIP};
 
 const MIB: u64 = 1 << 20;
@@ -74,6 +75,8 @@ pub struct Env {
     pub certs: Arc<Certs>,
     pub ledger: Arc<Ledger>,
     pub control: Arc<Control>,
+    /// Taken when an echo session stalls, before it gives up.
+    pub stall_probe: Arc<StallProbe>,
 }
 
 impl Env {
@@ -188,7 +191,7 @@ fn slow(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
     let len = rng.range(96, 256) * KIB;
     let payload = noise(len as usize, rng.next_u64());
     let mode = Mode::Slow { bytes: 4 * 1024, every: Duration::from_millis(500) };
-    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, mode, IDLE, client)?;
+    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, mode, IDLE, &env.stall_probe, client)?;
     Ok(Done::Served { bytes: 2 * p.verified })
 }
 
@@ -198,7 +201,7 @@ fn reset(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Do
     let len = rng.range(16, 4096) * KIB;
     let after = rng.range(1, len);
     let payload = noise(len as usize, rng.next_u64());
-    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, Mode::ResetAfter { after }, IDLE, client)?;
+    let p = pump(&env.opts("echo.lb.test", &["lb-echo"]), &payload, Mode::ResetAfter { after }, IDLE, &env.stall_probe, client)?;
     Ok(Done::OwnReset { bytes: 2 * p.verified })
 }
 

@@ -15,6 +15,7 @@ use rustls::ClientConnection;
 
 use crate::client::{ClientOpts, TlsClient};
 use crate::soak::ledger::Failure;
+use crate::soak::stall_probe::StallProbe;
 
 /// How the session reads and ends.
 #[derive(Debug, Clone, Copy)]
@@ -47,14 +48,22 @@ impl Read for Limited<'_> {
 
 /// Connects with `opts` (ALPN `lb-echo`) and echoes `payload` as `mode` says. The client's
 /// address is set as soon as it is known, for the caller's accounting.
-pub fn pump(opts: &ClientOpts, payload: &[u8], mode: Mode, idle_timeout: Duration, client: &mut Option<SocketAddr>) -> Result<Pumped, Failure> {
+/// A session that makes no progress for `idle_timeout` fails with `stall_probe`'s snapshot.
+pub fn pump(
+    opts: &ClientOpts,
+    payload: &[u8],
+    mode: Mode,
+    idle_timeout: Duration,
+    stall_probe: &StallProbe,
+    client: &mut Option<SocketAddr>,
+) -> Result<Pumped, Failure> {
     let tls = TlsClient::connect(opts)?;
     *client = tls.local_addr().ok();
     if tls.alpn().as_deref() != Some("lb-echo") {
         return Err(anyhow!("negotiated ALPN {:?}, not lb-echo", tls.alpn()).into());
     }
     let (conn, sock) = tls.into_parts();
-    Session::new(conn, sock, payload, mode, idle_timeout)?.run()
+    Session::new(conn, sock, payload, mode, idle_timeout)?.run(stall_probe)
 }
 
 struct Session<'p> {
@@ -78,7 +87,7 @@ impl<'p> Session<'p> {
         Ok(Self { conn, sock, payload, mode, idle_timeout, written: 0, received: 0, notify_sent: false, shut: false, tcp_eof: false, eof: false })
     }
 
-    fn run(mut self) -> Result<Pumped, Failure> {
+    fn run(mut self, stall_probe: &StallProbe) -> Result<Pumped, Failure> {
         let (per_tick, tick) = match self.mode {
             Mode::Slow { bytes, every } => (bytes, every),
             Mode::ResetAfter { .. } => (usize::MAX, Duration::from_secs(3600)),
@@ -114,7 +123,8 @@ impl<'p> Session<'p> {
                 continue;
             }
             if last_progress.elapsed() > self.idle_timeout {
-                return Err(anyhow!("{}", self.state(&format!("no progress for {:?}", self.idle_timeout))).into());
+                let stalled = self.state(&format!("no progress for {:?}", self.idle_timeout));
+                return Err(anyhow!("{stalled}; state then:{}", stall_probe.snapshot()).into());
             }
             let mut events = 0;
             if budget > 0 {
