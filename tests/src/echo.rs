@@ -67,6 +67,8 @@ pub struct EchoSession {
     eof: bool,
     close_notify: bool,
     idle_timeout: Duration,
+    /// What a stall adds to its error, taken before the session gives up.
+    stall_snapshot: Option<Box<dyn Fn() -> String + Send>>,
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -105,7 +107,14 @@ impl EchoSession {
             eof: false,
             close_notify: false,
             idle_timeout,
+            stall_snapshot: None,
         })
+    }
+
+    /// A session that makes no progress for its idle timeout adds `snapshot()` to its error.
+    pub fn on_stall(mut self, snapshot: impl Fn() -> String + Send + 'static) -> Self {
+        self.stall_snapshot = Some(Box::new(snapshot));
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -245,7 +254,9 @@ impl EchoSession {
                 continue;
             }
             if last_progress.elapsed() > self.idle_timeout {
-                bail!("{}", self.state(&format!("no progress for {:?}", self.idle_timeout)));
+                let stalled = self.state(&format!("no progress for {:?}", self.idle_timeout));
+                let then = self.stall_snapshot.as_ref().map_or_else(String::new, |snapshot| format!("; state then:{}", snapshot()));
+                bail!("{stalled}{then}");
             }
             let mut events = 0;
             if read {

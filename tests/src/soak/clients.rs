@@ -172,7 +172,8 @@ fn long(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
     let len = if rng.chance(12) { 256 * MIB } else { rng.range(16, 128) * MIB };
     let tls = TlsClient::connect(&env.opts("echo.lb.test", &["lb-echo"]))?;
     *client = tls.local_addr().ok();
-    let mut session = tls.into_echo(IDLE)?;
+    let probe = Arc::clone(&env.stall_probe);
+    let mut session = tls.into_echo(IDLE)?.on_stall(move || probe.snapshot());
     session.send(len)?;
     session.shutdown_write()?;
     session.read_to_eof()?;
