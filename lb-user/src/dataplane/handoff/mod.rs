@@ -87,8 +87,9 @@ const QUIESCE_POLL: Duration = Duration::from_micros(250);
 /// stopped, however short its round trip. 300 µs dropped no frame while frozen over ~4,000
 /// bench hand-offs, but the soak (seed 1796159083955504677) then left an echo connection
 /// stalled in user space, twice out of two runs; with 1 ms it passed. Not understood yet:
-/// keep 1 ms until it is. (Five later runs of that seed with 300 µs passed; one suspect,
-/// unsent bytes swallowed while a send queue was read, is guarded since: socket::sequences.)
+/// keep 1 ms until it is. (Seven later runs of that seed with 300 µs passed, six of them
+/// before one suspect, unsent bytes swallowed while a send queue was read, was guarded:
+/// socket::sequences.)
 const HOLD_GRACE_MIN: Duration = Duration::from_millis(1);
 /// How long past the quiesce deadline a held or frozen relay may take to empty its pipes before the
 /// hand-off is abandoned (and the flow unfrozen).
