@@ -6,6 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -13,6 +14,7 @@ use rustls::ClientConnection;
 use sha2::{Digest, Sha256};
 
 use crate::client::{ClientOpts, TlsClient};
+use crate::stall_probe::StallProbe;
 
 /// Hashes and byte counts of an echo transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +70,7 @@ pub struct EchoSession {
     close_notify: bool,
     idle_timeout: Duration,
     /// What a stall adds to its error, taken before the session gives up.
-    stall_snapshot: Option<Box<dyn Fn() -> String + Send>>,
+    stall_probe: Option<Arc<StallProbe>>,
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -107,13 +109,13 @@ impl EchoSession {
             eof: false,
             close_notify: false,
             idle_timeout,
-            stall_snapshot: None,
+            stall_probe: None,
         })
     }
 
-    /// A session that makes no progress for its idle timeout adds `snapshot()` to its error.
-    pub fn on_stall(mut self, snapshot: impl Fn() -> String + Send + 'static) -> Self {
-        self.stall_snapshot = Some(Box::new(snapshot));
+    /// A session that makes no progress for its idle timeout adds `probe`'s snapshot to its error.
+    pub fn on_stall(mut self, probe: Arc<StallProbe>) -> Self {
+        self.stall_probe = Some(probe);
         self
     }
 
@@ -255,8 +257,7 @@ impl EchoSession {
             }
             if last_progress.elapsed() > self.idle_timeout {
                 let stalled = self.state(&format!("no progress for {:?}", self.idle_timeout));
-                let then = self.stall_snapshot.as_ref().map_or_else(String::new, |snapshot| format!("; state then:{}", snapshot()));
-                bail!("{stalled}{then}");
+                bail!("{}", self.stall_probe.as_ref().map_or(stalled.clone(), |probe| probe.report(&stalled)));
             }
             let mut events = 0;
             if read {

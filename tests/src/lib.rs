@@ -32,6 +32,7 @@ pub mod proc;
 pub mod procfs;
 pub mod raw;
 pub mod soak;
+pub mod stall_probe;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

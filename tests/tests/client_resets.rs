@@ -14,7 +14,7 @@ use lb_tests::hostile::noise;
 use lb_tests::lab::standard::*;
 use lb_tests::netns::{run_in, LB_CLI_IF, LB_SRV_IF};
 use lb_tests::soak::pump::{pump, Mode};
-use lb_tests::soak::stall_probe::StallProbe;
+use lb_tests::stall_probe::StallProbe;
 use lb_tests::{require_root, wait_for, Lab, VethKind};
 
 const KIB: u64 = 1024;

@@ -23,7 +23,7 @@ use lb_tests::soak::clients::{self, Control, Env};
 use lb_tests::soak::ledger::Ledger;
 use lb_tests::soak::report::{self, Check, Instance, Sample};
 use lb_tests::soak::rng::Rng;
-use lb_tests::soak::stall_probe::StallProbe;
+use lb_tests::stall_probe::StallProbe;
 use lb_tests::{is_root, Backends, Certs, Topology, VethKind};
 use serde_json::json;
 
@@ -144,17 +144,12 @@ fn run(args: &Args) -> Result<bool> {
     let at = |t: Instant| (t - started).as_secs_f64();
     let ledger = Arc::new(Ledger::new(started));
     let control = Arc::new(Control::default());
-    let stall_probe = StallProbe {
-        namespaces: [rig.topo.cli(), rig.topo.lb(), rig.topo.srv()].map(str::to_string).to_vec(),
-        daemon_bin: lb_tests::lb_user_bin(),
-        data_dir: rig.daemon.data_dir(),
-    };
     let env = Env {
         cli_ns: rig.topo.cli().to_string(),
         certs: Arc::clone(&rig.certs),
         ledger: Arc::clone(&ledger),
         control: Arc::clone(&control),
-        stall_probe: Arc::new(stall_probe),
+        stall_probe: Arc::new(StallProbe::new(&rig.topo, rig.daemon.data_dir())),
     };
     let workers = clients::start(&env, &mut rng);
 

@@ -18,7 +18,7 @@ use crate::netns::in_netns;
 use crate::soak::ledger::{Done, Failure, Kind, Ledger};
 use crate::soak::pump::{pump, Mode};
 use crate::soak::rng::Rng;
-use crate::soak::stall_probe::StallProbe;
+use crate::stall_probe::StallProbe;
 use crate::{hello, vip, Certs, LB_VIP};
 
 const MIB: u64 = 1 << 20;
@@ -172,8 +172,7 @@ fn long(env: &Env, rng: &mut Rng, client: &mut Option<SocketAddr>) -> Result<Don
     let len = if rng.chance(12) { 256 * MIB } else { rng.range(16, 128) * MIB };
     let tls = TlsClient::connect(&env.opts("echo.lb.test", &["lb-echo"]))?;
     *client = tls.local_addr().ok();
-    let probe = Arc::clone(&env.stall_probe);
-    let mut session = tls.into_echo(IDLE)?.on_stall(move || probe.snapshot());
+    let mut session = tls.into_echo(IDLE)?.on_stall(Arc::clone(&env.stall_probe));
     session.send(len)?;
     session.shutdown_write()?;
     session.read_to_eof()?;

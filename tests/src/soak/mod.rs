@@ -10,8 +10,7 @@
 //! - [`clients`]: the kinds of client, each a bounded loop;
 //! - [`pump`]: echo sessions driven by hand (slow readers, clients that reset);
 //! - [`churn`]: the configuration, seeded and changed through the API;
-//! - [`report`]: the end checks, the summary and the JSON report;
-//! - [`stall_probe`]: the sockets' and flows' state a stalled echo session reports.
+//! - [`report`]: the end checks, the summary and the JSON report.
 
 pub mod churn;
 pub mod clients;
@@ -19,4 +18,3 @@ pub mod ledger;
 pub mod pump;
 pub mod report;
 pub mod rng;
-pub mod stall_probe;

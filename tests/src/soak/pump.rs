@@ -15,7 +15,7 @@ use rustls::ClientConnection;
 
 use crate::client::{ClientOpts, TlsClient};
 use crate::soak::ledger::Failure;
-use crate::soak::stall_probe::StallProbe;
+use crate::stall_probe::StallProbe;
 
 /// How the session reads and ends.
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +124,7 @@ impl<'p> Session<'p> {
             }
             if last_progress.elapsed() > self.idle_timeout {
                 let stalled = self.state(&format!("no progress for {:?}", self.idle_timeout));
-                return Err(anyhow!("{stalled}; state then:{}", stall_probe.snapshot()).into());
+                return Err(anyhow!("{}", stall_probe.report(&stalled)).into());
             }
             let mut events = 0;
             if budget > 0 {

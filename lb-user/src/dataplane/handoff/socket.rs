@@ -260,13 +260,10 @@ mod tests {
         assert_eq!(offered, told);
     }
 
-    /// The hazard `sequences` guards against, shown on the kernel itself: in repair mode
-    /// with the send queue selected, an ACK that opens the peer's window makes the kernel
-    /// take the unsent bytes as sent without sending them (tcp_write_xmit, "Skip network
-    /// transmission"). They then reach the peer only by a retransmission timeout.
-    #[test]
-    fn selecting_the_send_queue_with_unsent_bytes_lets_the_kernel_swallow_them() {
-        let (mut client, mut server) = pair();
+    /// A pair whose client (non-blocking) has filled the server's small window: bytes wait
+    /// unsent in the client's queue. Returns the bytes the client wrote.
+    fn window_full() -> (TcpStream, TcpStream, usize) {
+        let (mut client, server) = pair();
         socket2::SockRef::from(&server).set_recv_buffer_size(4096).unwrap();
         client.set_nonblocking(true).unwrap();
         let chunk = [5u8; 16 * 1024];
@@ -275,6 +272,16 @@ mod tests {
             written += n;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+        (client, server, written)
+    }
+
+    /// The hazard `sequences` guards against, shown on the kernel itself: in repair mode
+    /// with the send queue selected, an ACK that opens the peer's window makes the kernel
+    /// take the unsent bytes as sent without sending them (tcp_write_xmit, "Skip network
+    /// transmission"). They then reach the peer only by a retransmission timeout.
+    #[test]
+    fn selecting_the_send_queue_with_unsent_bytes_lets_the_kernel_swallow_them() {
+        let (client, mut server, written) = window_full();
         let unsent = |s: &TcpStream| getsockopt::<libc::tcp_info>(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO).unwrap().tcpi_notsent_bytes;
         assert!(unsent(&client) > 0, "the peer's window is full: bytes wait unsent");
         repair_on(client.as_fd()).unwrap();
@@ -299,14 +306,9 @@ mod tests {
     /// out of repair mode again (a send into a repair-mode socket fails with EINVAL).
     #[test]
     fn sequences_are_refused_while_bytes_wait_unsent() {
-        let (mut client, server) = pair();
-        socket2::SockRef::from(&server).set_recv_buffer_size(4096).unwrap();
-        client.set_nonblocking(true).unwrap();
-        let chunk = [5u8; 16 * 1024];
-        while client.write(&chunk).is_ok() {}
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (mut client, _server, _) = window_full();
         let refused = peek_sequences(client.as_fd()).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
-        assert_eq!(client.write(&chunk).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(client.write(&[5u8; 1024]).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -1,34 +1,39 @@
 //! What a stalled echo session adds to its failure: the TCP state of every socket in the
-//! soak's namespaces and the daemon's view of its flows, taken while the session is still
+//! lab's namespaces and the daemon's view of its flows, taken while the session is still
 //! open. A stall is rare and timing-dependent (a rerun with the same seed may pass), so
 //! this snapshot is often all there is to explain it.
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::Result;
 
-use crate::{proc::run_ok, Lab};
+use crate::{proc::run_ok, Lab, Topology};
 
 pub struct StallProbe {
     /// The client's, the load balancer's and the servers' namespaces.
-    pub namespaces: Vec<String>,
-    pub daemon_bin: PathBuf,
-    pub data_dir: PathBuf,
+    namespaces: [String; 3],
+    daemon_bin: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl StallProbe {
-    /// For the daemon of `lab` (started), in its three namespaces.
+    /// For the daemon keeping its state in `data_dir`, in the namespaces of `topo`.
+    pub fn new(topo: &Topology, data_dir: PathBuf) -> Self {
+        Self { namespaces: [topo.cli(), topo.lb(), topo.srv()].map(str::to_string), daemon_bin: crate::lb_user_bin(), data_dir }
+    }
+
+    /// For the daemon of `lab` (started).
     pub fn of_lab(lab: &Lab) -> Result<Self> {
-        let topo = &lab.topo;
-        Ok(Self {
-            namespaces: [topo.cli(), topo.lb(), topo.srv()].map(str::to_string).to_vec(),
-            daemon_bin: crate::lb_user_bin(),
-            data_dir: lab.daemon()?.data_dir(),
-        })
+        Ok(Self::new(&lab.topo, lab.daemon()?.data_dir()))
+    }
+
+    /// The error of a stalled session: `stalled` (what the session saw), then the snapshot.
+    pub fn report(&self, stalled: &str) -> String {
+        format!("{stalled}; state then:{}", self.snapshot())
     }
 
     /// `ss -tinmeo` of every namespace, then `lb-user stats`; a command that fails says so
     /// in its place (the snapshot is evidence, never a second failure).
-    pub fn snapshot(&self) -> String {
+    fn snapshot(&self) -> String {
         let mut text = String::new();
         for ns in &self.namespaces {
             let mut ss = Command::new("ip");
