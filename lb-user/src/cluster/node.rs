@@ -9,7 +9,7 @@
 //! with the latest revision.
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicI64, Ordering::Relaxed},
+        atomic::{AtomicI64, AtomicU8, Ordering::Relaxed},
         Arc, Mutex,
     },
     time::{Duration, SystemTime},
@@ -80,13 +80,17 @@ pub struct NodeSettings {
     pub cache: Option<AppliedCache>,
 }
 
+const STARTING: u8 = 0;
+const REGISTERED: u8 = 1;
+const LOST: u8 = 2;
+
 pub struct Membership {
     etcd: SharedEtcd,
     settings: NodeSettings,
     record: Mutex<NodeRecord>,
     changed: Notify,
-    /// Whether the node's session with etcd is up (registered, watching).
-    connected: AtomicBool,
+    /// Where the node's session with etcd stands: `STARTING`, `REGISTERED` or `LOST`.
+    session_state: AtomicU8,
     /// Mirrors `record.applied_revision` for lock-free readers (metrics).
     applied_revision: AtomicI64,
     /// The configuration of `applied_revision`, what traffic follows here.
@@ -112,7 +116,7 @@ impl Membership {
             settings,
             record: Mutex::new(record),
             changed: Notify::new(),
-            connected: AtomicBool::new(false),
+            session_state: AtomicU8::new(STARTING),
             applied_revision: AtomicI64::new(applied_revision),
             serving: Mutex::new(Arc::new(applied)),
         })
@@ -136,8 +140,11 @@ impl Membership {
         &self.settings.name
     }
 
-    pub fn connected(&self) -> bool {
-        self.connected.load(Relaxed)
+    /// A session with etcd failed and none registered since. A node still registering is
+    /// not lost: over TLS its first session takes several round trips, and calling the store
+    /// unreachable meanwhile would contradict the requests that just succeeded.
+    pub fn lost(&self) -> bool {
+        self.session_state.load(Relaxed) == LOST
     }
 
     pub fn applied_revision(&self) -> i64 {
@@ -179,7 +186,7 @@ impl Membership {
         let mut said = false;
         loop {
             let outcome = self.session(&traffic, &mut stop).await;
-            if self.connected.swap(false, Relaxed) {
+            if self.session_state.swap(LOST, Relaxed) == REGISTERED {
                 said = false;
             }
             match outcome {
@@ -216,7 +223,7 @@ impl Membership {
         }
         let mut watcher = timed(client.watch(applied_key, Some(WatchOptions::new().with_start_revision(from)))).await?;
         self.publish(&mut client, lease).await?;
-        self.connected.store(true, Relaxed);
+        self.session_state.store(REGISTERED, Relaxed);
         info!(node = %self.settings.name, zone = %self.settings.zone, lease, revision = self.applied_revision(), "registered in etcd");
 
         let mut tick = tokio::time::interval(self.settings.ttl / 3);

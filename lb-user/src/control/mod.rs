@@ -249,7 +249,7 @@ impl Control {
             (Some(etcd), membership) => StoreStatus {
                 kind: "etcd".into(),
                 location: etcd.options().describe(),
-                reachable: etcd.reachable() && membership.as_ref().is_none_or(|m| m.connected()),
+                reachable: etcd.reachable() && !membership.as_ref().is_some_and(|m| m.lost()),
                 applied_revision: membership.as_ref().map(|m| m.applied_revision()),
             },
             (None, _) => StoreStatus { kind: "embedded".into(), location: self.store.path().display().to_string(), reachable: true, applied_revision: None },
