@@ -51,6 +51,13 @@ pub struct Record {
     pub p50_ms: Option<f64>,
     /// 99th percentile of the time to the first response byte on a new connection.
     pub p99_ttfb_ms: Option<f64>,
+    /// `direct`'s `p99_ms` and `p99_ttfb_ms`, measured in the same minutes as this mode's:
+    /// the latency workload alternates blocks of connections through the mode with blocks
+    /// straight to the server, so that the host's slow moments (a shared 2-core host: a
+    /// round's p99 moves by milliseconds) fall on both. Absent in `direct`'s own records and
+    /// in runs before 2026-12-02.
+    pub direct_p99_ms: Option<f64>,
+    pub direct_p99_ttfb_ms: Option<f64>,
     /// The load balancer's own CPU seconds (user + system of its processes: our daemon, or
     /// the peer's) per GB (10^9 bytes) moved.
     pub lb_cpu_s_per_gb: Option<f64>,
@@ -196,6 +203,17 @@ pub fn paired(
     rounds.sort_unstable();
     rounds.dedup();
     let values: Vec<f64> = rounds.into_iter().filter_map(|round| pair(ok_in(mode, round)?, ok_in(base, round)?)).collect();
+    Some((median(&values)?, values))
+}
+
+/// What `mode` adds to `direct`'s figure `f`, per round, as the median of the rounds with
+/// their values: `f` minus `beside` (direct's figure measured in the same window), or, in
+/// records without it (runs before 2026-12-02), minus `f` of direct's record of the round.
+pub fn added_to_direct(records: &[Record], veth: &str, (mode, workload, f): (&str, &str, Metric), beside: Metric) -> Option<(f64, Vec<f64>)> {
+    let direct_in = |round: u32| of(records, veth, "direct", workload).find(|r| r.round == round && r.is_ok()).and_then(f);
+    let mut here: Vec<&Record> = of(records, veth, mode, workload).filter(|r| r.is_ok()).collect();
+    here.sort_by_key(|r| r.round);
+    let values: Vec<f64> = here.into_iter().filter_map(|r| Some(f(r)? - beside(r).or_else(|| direct_in(r.round))?)).collect();
     Some((median(&values)?, values))
 }
 

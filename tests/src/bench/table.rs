@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{difference, first_error, gist, median_of, number, of, paired, ratio, Record};
+use super::report::{added_to_direct, difference, first_error, gist, median_of, number, of, paired, ratio, Record};
 
 /// What the footnote states about the run.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +26,9 @@ enum Show {
     RatioTo(&'static str),
     /// The median of the rounds' differences to this mode's figure (milliseconds added).
     AddedTo(&'static str),
+    /// The median of the rounds' differences to `direct`'s figure measured in the same
+    /// window, given by the function (report::added_to_direct).
+    AddedToDirect(fn(&Record) -> Option<f64>),
 }
 
 struct Column {
@@ -63,10 +66,10 @@ const CONNS: &[Column] = &[
 const LATENCY: &[Column] = &[
     col("p50 hs ms", |r| r.p50_ms, Show::Value),
     col("p99 hs ms", |r| r.p99_ms, Show::Value),
-    col("+direct", |r| r.p99_ms, Show::AddedTo("direct")),
+    col("+direct", |r| r.p99_ms, Show::AddedToDirect(|r| r.direct_p99_ms)),
     col("+haproxy", |r| r.p99_ms, Show::AddedTo("haproxy")),
     col("p99 1st byte ms", |r| r.p99_ttfb_ms, Show::Value),
-    col("+direct", |r| r.p99_ttfb_ms, Show::AddedTo("direct")),
+    col("+direct", |r| r.p99_ttfb_ms, Show::AddedToDirect(|r| r.direct_p99_ttfb_ms)),
     col("hold ms", mean_hold_ms, Show::Value),
 ];
 
@@ -163,6 +166,10 @@ fn block(records: &[Record], veth: &str, modes: &[String], workload: &str) -> St
                     None => "-".to_string(),
                 },
                 (Show::AddedTo(base), Some(_)) => match paired(records, veth, (mode, workload, c.value), base, difference) {
+                    Some((d, _)) => format!("{d:+.3}"),
+                    None => "-".to_string(),
+                },
+                (Show::AddedToDirect(beside), Some(_)) => match added_to_direct(records, veth, (mode, workload, c.value), beside) {
                     Some((d, _)) => format!("{d:+.3}"),
                     None => "-".to_string(),
                 },

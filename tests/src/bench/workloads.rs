@@ -65,6 +65,23 @@ pub struct Run<'a> {
     pub host_busy_before: f64,
 }
 
+/// Blocks the latency workload's connections come in, alternating between the mode and
+/// `direct`: enough that a slow minute of the host falls on both.
+const LATENCY_BLOCKS: usize = 10;
+
+/// `total` split into `parts` counts as even as can be, none empty.
+fn blocks(total: usize, parts: usize) -> impl Iterator<Item = usize> {
+    let parts = parts.clamp(1, total.max(1));
+    (0..parts).map(move |i| total / parts + usize::from(i < total % parts)).filter(|&c| c > 0)
+}
+
+/// p50 and p99 of the handshake, and p99 of the first byte, in milliseconds.
+fn latencies(transfers: &[&curl::Transfer]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let handshakes: Vec<f64> = transfers.iter().map(|t| t.appconnect_s * 1e3).collect();
+    let first_bytes: Vec<f64> = transfers.iter().map(|t| t.starttransfer_s * 1e3).collect();
+    (stats::quantile(&handshakes, 0.5), stats::quantile(&handshakes, 0.99), stats::quantile(&first_bytes, 0.99))
+}
+
 /// Generous bounds: a run that exceeds them is broken, not slow. A small request may take
 /// [`SMALL`]'s time, a whole client run of small requests [`CLIENT_TIMEOUT`]; a bulk download
 /// is given [`Run::bulk_limits`].
@@ -215,24 +232,63 @@ impl Run<'_> {
         })
     }
 
+    /// Sequential fresh connections through the mode, alternating in blocks with as many
+    /// straight to the server (`direct`), so that what the mode adds is measured against
+    /// `direct` in the same minutes, not in another part of the round.
     fn latency(&self) -> Result<Record> {
         let n = self.sizes.latency_samples;
         let target = self.mode.h1_target();
         let flags = ["--http1.1", "--no-sessionid"];
-        let measured =
-            self.measure(|| curl::transfers(self.topo.cli(), target, CLOSE_PATH, n, &self.certs.ca_pem(), &flags, Limits { whole: CLIENT_TIMEOUT, ..SMALL }))?;
-        let ok: Vec<_> = measured.value.iter().filter(|t| t.code == 200).collect();
+        let ca = self.certs.ca_pem();
+        // A curl process's first transfer also loads the CA file and warms its TLS library:
+        // one slow handshake per block would be the top 1 % of ten blocks of 100. Each block
+        // makes one more connection, not counted.
+        let run = |to, count: usize| -> Result<Vec<curl::Transfer>> {
+            let mut transfers = curl::transfers(self.topo.cli(), to, CLOSE_PATH, count + 1, &ca, &flags, Limits { whole: CLIENT_TIMEOUT, ..SMALL })?;
+            transfers.remove(0);
+            Ok(transfers)
+        };
+        let measured = self.measure(|| {
+            if self.mode == Mode::Direct {
+                return Ok((run(target, n)?, Vec::new()));
+            }
+            let direct = Mode::Direct.h1_target();
+            let (mut through, mut beside) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for (i, count) in blocks(n, LATENCY_BLOCKS).enumerate() {
+                if interrupt::requested() {
+                    break;
+                }
+                // Each goes first in every other pair of blocks: neither always runs right
+                // after the other's connections closed.
+                if i % 2 == 0 {
+                    through.extend(run(target, count)?);
+                    beside.extend(run(direct, count)?);
+                } else {
+                    beside.extend(run(direct, count)?);
+                    through.extend(run(target, count)?);
+                }
+            }
+            Ok((through, beside))
+        })?;
+        let (through, beside) = &measured.value;
+        let ok: Vec<_> = through.iter().filter(|t| t.code == 200).collect();
         if ok.is_empty() {
-            anyhow::bail!("none of the {n} requests succeeded: {}", described(&measured.value, 3));
+            anyhow::bail!("none of the {n} requests succeeded: {}", described(through, 3));
         }
-        let handshakes: Vec<f64> = ok.iter().map(|t| t.appconnect_s * 1e3).collect();
-        let first_bytes: Vec<f64> = ok.iter().map(|t| t.starttransfer_s * 1e3).collect();
         let mut r = self.record("latency", &measured, format!("curl {} https://{target}{CLOSE_PATH}?[1-{n}]", flags.join(" ")));
         r.failures = (n - ok.len()) as u64;
         r.connections = Some(ok.len() as u64);
-        r.p99_ms = stats::quantile(&handshakes, 0.99);
-        r.p50_ms = stats::quantile(&handshakes, 0.5);
-        r.p99_ttfb_ms = stats::quantile(&first_bytes, 0.99);
+        (r.p50_ms, r.p99_ms, r.p99_ttfb_ms) = latencies(&ok);
+        if !beside.is_empty() {
+            let direct_ok: Vec<_> = beside.iter().filter(|t| t.code == 200).collect();
+            (_, r.direct_p99_ms, r.direct_p99_ttfb_ms) = latencies(&direct_ok);
+            r.add_note(&format!(
+                "{} blocks alternating with {} connections straight to the server ({} failed): direct_p99_ms; secs and CPU cover both",
+                LATENCY_BLOCKS,
+                beside.len(),
+                beside.len() - direct_ok.len()
+            ));
+        }
         Ok(r)
     }
 
@@ -401,4 +457,17 @@ struct Measured<T> {
     secs: f64,
     xdp: Option<BTreeMap<String, u64>>,
     handoff: Option<BTreeMap<String, u64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocks;
+
+    #[test]
+    fn blocks_split_the_samples_evenly_and_lose_none() {
+        assert_eq!(blocks(1000, 10).collect::<Vec<_>>(), vec![100; 10]);
+        assert_eq!(blocks(23, 10).collect::<Vec<_>>(), vec![3, 3, 3, 2, 2, 2, 2, 2, 2, 2]);
+        assert_eq!(blocks(3, 10).collect::<Vec<_>>(), vec![1, 1, 1]);
+        assert_eq!(blocks(0, 10).count(), 0);
+    }
 }
