@@ -65,6 +65,7 @@ const CONNS: &[Column] = &[
 
 const LATENCY: &[Column] = &[
     col("p50 hs ms", |r| r.p50_ms, Show::Value),
+    col("+direct", |r| r.p50_ms, Show::AddedToDirect(|r| r.direct_p50_ms)),
     col("p99 hs ms", |r| r.p99_ms, Show::Value),
     col("+direct", |r| r.p99_ms, Show::AddedToDirect(|r| r.direct_p99_ms)),
     col("+haproxy", |r| r.p99_ms, Show::AddedTo("haproxy")),

@@ -281,7 +281,7 @@ impl Run<'_> {
         (r.p50_ms, r.p99_ms, r.p99_ttfb_ms) = latencies(&ok);
         if !beside.is_empty() {
             let direct_ok: Vec<_> = beside.iter().filter(|t| t.code == 200).collect();
-            (_, r.direct_p99_ms, r.direct_p99_ttfb_ms) = latencies(&direct_ok);
+            (r.direct_p50_ms, r.direct_p99_ms, r.direct_p99_ttfb_ms) = latencies(&direct_ok);
             r.add_note(&format!(
                 "{} blocks alternating with {} connections straight to the server ({} failed): direct_p99_ms; secs and CPU cover both",
                 LATENCY_BLOCKS,
