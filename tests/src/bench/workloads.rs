@@ -75,6 +75,19 @@ fn blocks(total: usize, parts: usize) -> impl Iterator<Item = usize> {
     (0..parts).map(move |i| total / parts + usize::from(i < total % parts)).filter(|&c| c > 0)
 }
 
+/// One side's connections in the latency workload: those timed, and how many of the blocks'
+/// untimed first connections failed.
+struct Blocks {
+    timed: Vec<curl::Transfer>,
+    warm_up_failures: u64,
+}
+
+impl Blocks {
+    fn with_capacity(n: usize) -> Self {
+        Self { timed: Vec::with_capacity(n), warm_up_failures: 0 }
+    }
+}
+
 /// p50 and p99 of the handshake, and p99 of the first byte, in milliseconds.
 fn latencies(transfers: &[&curl::Transfer]) -> (Option<f64>, Option<f64>, Option<f64>) {
     let handshakes: Vec<f64> = transfers.iter().map(|t| t.appconnect_s * 1e3).collect();
@@ -242,51 +255,50 @@ impl Run<'_> {
         let ca = self.certs.ca_pem();
         // A curl process's first transfer also loads the CA file and warms its TLS library:
         // one slow handshake per block would be the top 1 % of ten blocks of 100. Each block
-        // makes one more connection, not counted.
-        let run = |to, count: usize| -> Result<Vec<curl::Transfer>> {
+        // makes one more connection, not timed; a failed one still counts as an error.
+        let run = |to, count: usize, side: &mut Blocks| -> Result<()> {
             let mut transfers = curl::transfers(self.topo.cli(), to, CLOSE_PATH, count + 1, &ca, &flags, Limits { whole: CLIENT_TIMEOUT, ..SMALL })?;
-            transfers.remove(0);
-            Ok(transfers)
+            let warm_up = transfers.remove(0);
+            side.warm_up_failures += u64::from(warm_up.code != 200);
+            side.timed.append(&mut transfers);
+            Ok(())
         };
         let measured = self.measure(|| {
+            let (mut through, mut beside) = (Blocks::with_capacity(n), Blocks::with_capacity(n));
             if self.mode == Mode::Direct {
-                return Ok((run(target, n)?, Vec::new()));
+                run(target, n, &mut through)?;
+                return Ok((through, beside));
             }
             let direct = Mode::Direct.h1_target();
-            let (mut through, mut beside) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for (i, count) in blocks(n, LATENCY_BLOCKS).enumerate() {
                 if interrupt::requested() {
                     break;
                 }
                 // Each goes first in every other pair of blocks: neither always runs right
                 // after the other's connections closed.
-                if i % 2 == 0 {
-                    through.extend(run(target, count)?);
-                    beside.extend(run(direct, count)?);
-                } else {
-                    beside.extend(run(direct, count)?);
-                    through.extend(run(target, count)?);
-                }
+                let (first, second) =
+                    if i % 2 == 0 { ((target, &mut through), (direct, &mut beside)) } else { ((direct, &mut beside), (target, &mut through)) };
+                run(first.0, count, first.1)?;
+                run(second.0, count, second.1)?;
             }
             Ok((through, beside))
         })?;
         let (through, beside) = &measured.value;
-        let ok: Vec<_> = through.iter().filter(|t| t.code == 200).collect();
+        let ok: Vec<_> = through.timed.iter().filter(|t| t.code == 200).collect();
         if ok.is_empty() {
-            anyhow::bail!("none of the {n} requests succeeded: {}", described(through, 3));
+            anyhow::bail!("none of the {n} requests succeeded: {}", described(&through.timed, 3));
         }
         let mut r = self.record("latency", &measured, format!("curl {} https://{target}{CLOSE_PATH}?[1-{n}]", flags.join(" ")));
-        r.failures = (n - ok.len()) as u64;
+        r.failures = (n - ok.len()) as u64 + through.warm_up_failures;
         r.connections = Some(ok.len() as u64);
         (r.p50_ms, r.p99_ms, r.p99_ttfb_ms) = latencies(&ok);
-        if !beside.is_empty() {
-            let direct_ok: Vec<_> = beside.iter().filter(|t| t.code == 200).collect();
+        if !beside.timed.is_empty() {
+            let direct_ok: Vec<_> = beside.timed.iter().filter(|t| t.code == 200).collect();
             (r.direct_p50_ms, r.direct_p99_ms, r.direct_p99_ttfb_ms) = latencies(&direct_ok);
+            let direct_failed = (beside.timed.len() - direct_ok.len()) as u64 + beside.warm_up_failures;
             r.add_note(&format!(
-                "{} blocks alternating with {} connections straight to the server ({} failed): direct_p99_ms; secs and CPU cover both",
-                LATENCY_BLOCKS,
-                beside.len(),
-                beside.len() - direct_ok.len()
+                "{LATENCY_BLOCKS} blocks alternating with {} connections straight to the server ({direct_failed} failed): direct_p99_ms; secs and CPU cover both",
+                beside.timed.len(),
             ));
         }
         Ok(r)
