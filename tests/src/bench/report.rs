@@ -51,11 +51,11 @@ pub struct Record {
     pub p50_ms: Option<f64>,
     /// 99th percentile of the time to the first response byte on a new connection.
     pub p99_ttfb_ms: Option<f64>,
-    /// `direct`'s `p50_ms`, `p99_ms` and `p99_ttfb_ms`, measured in the same minutes as this mode's:
-    /// the latency workload alternates blocks of connections through the mode with blocks
-    /// straight to the server, so that the host's slow moments (a shared 2-core host: a
-    /// round's p99 moves by milliseconds) fall on both. Absent in `direct`'s own records and
-    /// in runs before 2026-12-02.
+    /// `direct`'s `p50_ms`, `p99_ms` and `p99_ttfb_ms`, measured in the same minutes as this
+    /// mode's: the latency workload alternates blocks of connections through the mode with
+    /// blocks straight to the server, so that the host's slow moments (a shared 2-core host:
+    /// a round's p99 moves by milliseconds) fall on both. Absent in `direct`'s own records
+    /// and in runs before 2026-12-02.
     pub direct_p50_ms: Option<f64>,
     pub direct_p99_ms: Option<f64>,
     pub direct_p99_ttfb_ms: Option<f64>,
