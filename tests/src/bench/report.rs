@@ -199,7 +199,7 @@ pub fn paired(
     base: &str,
     pair: fn(f64, f64) -> Option<f64>,
 ) -> Option<(f64, Vec<f64>)> {
-    let ok_in = |m: &str, round: u32| of(records, veth, m, workload).find(|r| r.round == round && r.is_ok()).and_then(f);
+    let ok_in = |m: &str, round: u32| in_round(records, veth, m, workload, round).and_then(f);
     let mut rounds: Vec<u32> = of(records, veth, mode, workload).map(|r| r.round).collect();
     rounds.sort_unstable();
     rounds.dedup();
@@ -211,11 +211,16 @@ pub fn paired(
 /// their values: `f` minus `beside` (direct's figure measured in the same window), or, in
 /// records without it (runs before 2026-12-02), minus `f` of direct's record of the round.
 pub fn added_to_direct(records: &[Record], veth: &str, (mode, workload, f): (&str, &str, Metric), beside: Metric) -> Option<(f64, Vec<f64>)> {
-    let direct_in = |round: u32| of(records, veth, "direct", workload).find(|r| r.round == round && r.is_ok()).and_then(f);
+    let direct_in = |round: u32| in_round(records, veth, "direct", workload, round).and_then(f);
     let mut here: Vec<&Record> = of(records, veth, mode, workload).filter(|r| r.is_ok()).collect();
     here.sort_by_key(|r| r.round);
     let values: Vec<f64> = here.into_iter().filter_map(|r| Some(f(r)? - beside(r).or_else(|| direct_in(r.round))?)).collect();
     Some((median(&values)?, values))
+}
+
+/// The record of (`veth`, `mode`, `workload`) in `round`, if that round ran to the end.
+fn in_round<'a>(records: &'a [Record], veth: &'a str, mode: &'a str, workload: &'a str, round: u32) -> Option<&'a Record> {
+    of(records, veth, mode, workload).find(|r| r.round == round && r.is_ok())
 }
 
 /// A round's ratio, none against a zero.
