@@ -90,7 +90,7 @@ fn scenario(cluster: &Cluster) -> Result<()> {
     let text = std::fs::read_to_string(nd2.include_file().context("include")?)?;
     ensure!(text == vip_protocols(&[]), "node 2's include file after withdrawing:\n{text}");
     // Announcing and withdrawing changed routes, not sessions: none went down and up again.
-    ensure!(sessions_since(cluster)? == sessions, "the router's sessions changed state: {sessions:?} then {:?}", sessions_since(cluster)?);
+    sessions_unchanged(cluster, &sessions)?;
     let protocols = nd2.speaker.bird.birdc(&["show", "protocols"])?;
     ensure!(protocols.contains("lb_vips4") && protocols.contains("lb_vips6"), "node 2's BIRD lost its (empty) VIP protocols:\n{protocols}");
 
@@ -124,6 +124,21 @@ fn sessions_since(cluster: &Cluster) -> Result<BTreeMap<String, String>> {
         .collect();
     ensure!(sessions.len() == 2 * cluster.nodes.len(), "the router's sessions:\n{text}");
     Ok(sessions)
+}
+
+/// Fails when a session's "since" time moved. A session that went down and up again keeps its
+/// new time, so one read that differs and a second that matches the first is a transient read
+/// (seen once in a new-user run: both later reads matched), logged rather than failed.
+fn sessions_unchanged(cluster: &Cluster, before: &BTreeMap<String, String>) -> Result<()> {
+    let first = sessions_since(cluster)?;
+    if first == *before {
+        return Ok(());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let second = sessions_since(cluster)?;
+    ensure!(second == *before, "the router's sessions changed state: {before:?}, then {first:?}, then {second:?}");
+    eprintln!("bgp_announce: one read of the router's sessions differed and the next matched: {first:?} against {before:?}");
+    Ok(())
 }
 
 /// [`Cluster::wait_nexthops`] for async code: polls without blocking the runtime between probes.
