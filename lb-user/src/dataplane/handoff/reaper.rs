@@ -104,13 +104,35 @@ const FORCED_SCAN_ENTRIES_PER_TICK: usize = 25_000;
 /// per entry: beyond this share of the map, a full scan is cheaper.
 const NOTED_SHARE_AT_MOST: usize = 16;
 
-/// `since_full`: time since the last full scan (None before the first); `entries`: the map's
-/// size then; `every`: the operator's full-scan period, if any; `lost`: notes may be missing
-/// since the last full scan; `to_look_up`: keys a noted reading would look up.
-fn choose(since_full: Option<Duration>, entries: usize, every: Option<Duration>, lost: bool, to_look_up: usize) -> Reading {
+/// What a tick knows when it chooses its [`Reading`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    /// Time since the last full scan (None before the first).
+    since_full: Option<Duration>,
+    /// The map's size at the last full scan.
+    entries: usize,
+    /// The operator's full-scan period, if any.
+    every: Option<Duration>,
+    /// Notes may be missing since the last full scan.
+    lost: bool,
+    /// Keys a noted reading would look up.
+    to_look_up: usize,
+    /// The daemon added entries since the last full scan.
+    added: bool,
+}
+
+fn choose(known: Known) -> Reading {
+    let Known { since_full, entries, every, lost, to_look_up, added } = known;
     let Some(since) = since_full else {
         return Reading::Full;
     };
+    // Empty at the last full scan, and no hand-off added an entry since: still empty, and a
+    // scan of its 262,144 empty buckets (half a millisecond) four times a second would be an
+    // idle daemon's largest cost. Read now and then all the same, for another process's
+    // writes (bpftool, say).
+    if entries == 0 && !added && to_look_up == 0 && every.is_none() {
+        return if since >= FULL_SCAN_AT_MOST { Reading::Full } else { Reading::Wait };
+    }
     let forced_ok = since >= forced_scan_spacing(entries);
     if since >= every.unwrap_or_else(|| full_scan_period(entries)) || (lost && forced_ok) {
         return Reading::Full;
@@ -230,10 +252,17 @@ fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, s
         lost |= notes.as_mut().is_none_or(|n| n.drain(&mut noted));
         // What a noted reading would look up, gathered once: choosing needs its size.
         let to_look_up: Vec<FlowKey> = noted.iter().chain(watches.keys(handoff.settings.keepalive, started)).copied().collect();
-        let reading =
-            choose(last_full.map(|(at, _)| at.elapsed()), last_full.map_or(0, |(_, entries)| entries), handoff.settings.full_scan, lost, to_look_up.len());
+        let reading = choose(Known {
+            since_full: last_full.map(|(at, _)| at.elapsed()),
+            entries: last_full.map_or(0, |(_, entries)| entries),
+            every: handoff.settings.full_scan,
+            lost,
+            to_look_up: to_look_up.len(),
+            added: handoff.table.added_since_read(),
+        });
         match reading {
-            Reading::Wait => continue,
+            // Nothing read, but a fallback counted meanwhile still reaches the published statistics.
+            Reading::Wait => {}
             Reading::Full => {
                 view.read_all(handoff);
                 last_full = Some((started, view.entries.len()));
@@ -241,16 +270,18 @@ fn run(handoff: &Handoff, mut notes: Option<Notes>, data_dir: Option<PathBuf>, s
             }
             Reading::Noted => view.read_pairs(handoff, to_look_up.iter()),
         }
-        noted.clear();
-        scan += 1;
-        let live_pairs = visit(handoff, &view, &mut watches, &mut raw, scan);
-        let full = reading == Reading::Full;
-        if full {
-            watches.unroutable.retain(|key| view.index.contains_key(key));
-            watches.orphans.retain(|key, _| view.index.contains_key(key));
-            handoff.stats.active.store(live_pairs, Ordering::Relaxed);
+        if reading != Reading::Wait {
+            noted.clear();
+            scan += 1;
+            let live_pairs = visit(handoff, &view, &mut watches, &mut raw, scan);
+            let full = reading == Reading::Full;
+            if full {
+                watches.unroutable.retain(|key| view.index.contains_key(key));
+                watches.orphans.retain(|key, _| view.index.contains_key(key));
+                handoff.stats.active.store(live_pairs, Ordering::Relaxed);
+            }
+            tracing::debug!(full, entries = view.entries.len(), live_pairs, took_us = started.elapsed().as_micros() as u64, "splice map read");
         }
-        tracing::debug!(full, entries = view.entries.len(), live_pairs, took_us = started.elapsed().as_micros() as u64, "splice map read");
         if let Some(dir) = &data_dir {
             let report = handoff.report();
             if published.as_ref() != Some(&report) {
@@ -420,21 +451,34 @@ mod tests {
     #[test]
     fn a_tick_reads_the_whole_map_only_when_due_or_forced() {
         let s = Duration::from_secs;
+        let known = |since_full: Option<Duration>, entries, every, lost, to_look_up| Known { since_full, entries, every, lost, to_look_up, added: false };
         // The first tick, and every tick of a small map, read everything.
-        assert_eq!(choose(None, 200_000, None, false, 0), Reading::Full);
-        assert_eq!(choose(Some(TICK), 1_000, None, false, 0), Reading::Full);
+        assert_eq!(choose(known(None, 200_000, None, false, 0)), Reading::Full);
+        assert_eq!(choose(known(Some(TICK), 1_000, None, false, 0)), Reading::Full);
         // A large map: notes in between, a full scan when its period is over.
-        assert_eq!(choose(Some(s(1)), 200_000, None, false, 10), Reading::Noted);
-        assert_eq!(choose(Some(s(10)), 200_000, None, false, 10), Reading::Full);
+        assert_eq!(choose(known(Some(s(1)), 200_000, None, false, 10)), Reading::Noted);
+        assert_eq!(choose(known(Some(s(10)), 200_000, None, false, 10)), Reading::Full);
         // Lost notes force a full scan, but not twice within a second.
-        assert_eq!(choose(Some(TICK), 200_000, None, true, 10), Reading::Noted);
-        assert_eq!(choose(Some(s(1)), 200_000, None, true, 10), Reading::Full);
+        assert_eq!(choose(known(Some(TICK), 200_000, None, true, 10)), Reading::Noted);
+        assert_eq!(choose(known(Some(s(1)), 200_000, None, true, 10)), Reading::Full);
         // Too many flows to look up one by one: a full scan, or a wait for one.
-        assert_eq!(choose(Some(TICK), 200_000, None, false, 20_000), Reading::Wait);
-        assert_eq!(choose(Some(s(1)), 200_000, None, false, 20_000), Reading::Full);
+        assert_eq!(choose(known(Some(TICK), 200_000, None, false, 20_000)), Reading::Wait);
+        assert_eq!(choose(known(Some(s(1)), 200_000, None, false, 20_000)), Reading::Full);
         // The operator's period, whatever the map's size.
-        assert_eq!(choose(Some(s(5)), 10, Some(s(3600)), false, 10), Reading::Noted);
-        assert_eq!(choose(Some(s(3600)), 10, Some(s(3600)), false, 10), Reading::Full);
+        assert_eq!(choose(known(Some(s(5)), 10, Some(s(3600)), false, 10)), Reading::Noted);
+        assert_eq!(choose(known(Some(s(3600)), 10, Some(s(3600)), false, 10)), Reading::Full);
+    }
+
+    #[test]
+    fn an_empty_map_is_read_again_once_a_hand_off_adds_to_it_or_after_ten_seconds() {
+        let empty = Known { since_full: Some(TICK), ..Known::default() };
+        assert_eq!(choose(empty), Reading::Wait);
+        assert_eq!(choose(Known { lost: true, ..empty }), Reading::Wait, "no entry to miss notes of");
+        assert_eq!(choose(Known { added: true, ..empty }), Reading::Full);
+        assert_eq!(choose(Known { to_look_up: 1, ..empty }), Reading::Full, "a note: the map has entries again");
+        assert_eq!(choose(Known { since_full: Some(FULL_SCAN_AT_MOST), ..empty }), Reading::Full);
+        assert_eq!(choose(Known { every: Some(TICK), ..empty }), Reading::Full, "the operator's period");
+        assert_eq!(choose(Known { since_full: None, ..empty }), Reading::Full, "the first tick");
     }
 
     fn settings() -> super::super::HandoffSettings {

@@ -1,4 +1,6 @@
 //! The splice map (LB_SPLICE): what the daemon writes for the XDP program to carry a flow.
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use aya::maps::{IterableMap, MapError};
 use lb_common::{maps::SpliceMap, splice_state, FlowKey, SpliceEntry};
 
@@ -16,11 +18,19 @@ pub struct SpliceWriteError(#[source] pub MapError);
 pub struct SpliceTable {
     // Several handles: the reaper's scan of the whole map never holds up a hand-off.
     map: MapHandles<SpliceMap>,
+    /// An entry was added since the last read of the whole map. Only a hand-off adds entries
+    /// (the kernel programs never do), so an empty map nobody wrote to is still empty.
+    added: AtomicBool,
 }
 
 impl SpliceTable {
     pub fn new(map: Handle<SpliceMap>) -> Result<Self, KernelMapError> {
-        Ok(Self { map: MapHandles::per_cpu(map)? })
+        Ok(Self { map: MapHandles::per_cpu(map)?, added: AtomicBool::new(false) })
+    }
+
+    /// Whether an entry was added since the last [`Self::entries_into`].
+    pub fn added_since_read(&self) -> bool {
+        self.added.load(Ordering::Acquire)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Handle<SpliceMap>) -> T) -> T {
@@ -42,6 +52,8 @@ impl SpliceTable {
     /// overwriting a held pair does not).
     fn write_state(&self, keys: [FlowKey; 2], state: u8) -> Result<(), Fallback> {
         let entry = SpliceEntry { state, ..SpliceEntry::default() };
+        // Before the write: a read of the whole map that misses the entries leaves the flag set.
+        self.added.store(true, Ordering::Release);
         self.with(|map| {
             for (i, key) in keys.iter().enumerate() {
                 if let Err(e) = map.insert(key, entry, 0) {
@@ -98,6 +110,8 @@ impl SpliceTable {
 
     /// [`Self::entries`] into `all` (cleared first), whose buffer the caller keeps between scans.
     pub fn entries_into(&self, all: &mut Vec<(FlowKey, SpliceEntry)>) {
+        // Cleared before reading: an entry added during the read sets it again.
+        self.added.store(false, Ordering::Release);
         self.with(|map| {
             if let Err(e) = crate::kernel::map_batch::lookup_all(map.map(), all) {
                 if e.kind() != std::io::ErrorKind::InvalidInput {
