@@ -87,7 +87,10 @@ impl FakeBirdc {
         let script = dir.path().join("birdc");
         std::fs::write(
             &script,
-            "#!/bin/sh\n[ \"$1\" = --probe ] && exit 0\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/calls\"\n[ -f \"$d/sleep\" ] && sleep \"$(cat \"$d/sleep\")\"\ncat \"$d/reply\"\nexit \"$(cat \"$d/status\")\"\n",
+            // A call is counted once its answer is read: a test that changes the answer after
+            // seeing a call changes the next call's, not this one's (CI of c58c04f: the first,
+            // refused call read the answer meant for the retry).
+            "#!/bin/sh\n[ \"$1\" = --probe ] && exit 0\nd=$(dirname \"$0\")\n[ -f \"$d/sleep\" ] && sleep \"$(cat \"$d/sleep\")\"\ncat \"$d/reply\"\ns=$(cat \"$d/status\")\necho \"$*\" >> \"$d/calls\"\nexit \"$s\"\n",
         )
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
