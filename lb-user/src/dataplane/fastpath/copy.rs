@@ -109,11 +109,11 @@ impl Direction {
     }
 }
 
-fn take() -> Box<[u8]> {
+pub(super) fn take() -> Box<[u8]> {
     KEPT.with_borrow_mut(Vec::pop).unwrap_or_else(|| vec![0; BUFFER_SIZE].into_boxed_slice())
 }
 
-fn give_back(buf: Box<[u8]>) {
+pub(super) fn give_back(buf: Box<[u8]>) {
     KEPT.with_borrow_mut(|kept| {
         if kept.len() < KEPT_PER_THREAD {
             kept.push(buf);

@@ -77,6 +77,12 @@ impl Pool {
         Ok(user)
     }
 
+    /// Registers a relay that makes its pipes when it needs them ([`Self::take`]).
+    pub fn enter_lazily(&'static self) -> PoolUse {
+        self.relays.fetch_add(1, Ordering::AcqRel);
+        PoolUse { pool: self }
+    }
+
     /// A kept pipe, or a new one.
     pub fn take(&self) -> io::Result<Pipe> {
         let kept = self.kept().pop();

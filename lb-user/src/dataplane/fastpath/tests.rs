@@ -187,3 +187,39 @@ async fn splice_relay_meters_bytes_as_they_move() {
 async fn copy_relay_meters_bytes_as_they_move() {
     meters_bytes_as_they_move(RelayMode::Copy).await;
 }
+
+/// A copying-first relay: a short exchange never touches a pipe, a long one switches to
+/// splice past the mark without losing or reordering a byte, stops clean in either phase,
+/// and the meter counts each batch under the path that carried it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copying_first_relay_switches_to_splice_past_its_mark() {
+    use crate::telemetry::counters::{ByteCounters, Meter, Path};
+    const MARK: u64 = 1 << 16;
+    for (len, stop_every) in [(3000, 1000), (16 * MIB, 3 * MIB)] {
+        let counters: &'static ByteCounters = Box::leak(Box::default());
+        let (client, lb_client, lb_server, server) = sockets().await;
+        let (up, down) = (pattern(7, len), pattern(8, len / 2));
+        let peers = tokio::spawn(async move { tokio::join!(exchange(server, down), exchange(client, up)) });
+        let mut relay = SpliceRelay::copying_first(&lb_client, &lb_server, Meter::new(counters, Box::leak(Box::default())), MARK);
+        while !relay.finished() {
+            let mut progress = relay.progress();
+            let target = *progress.borrow() + stop_every as u64;
+            relay.run_until(async move { progress.wait_for(|moved| *moved >= target).await.map_or((), |_| ()) }).await.unwrap();
+            assert!(relay.pipes_empty(), "{len}: stopped with bytes in flight");
+        }
+        let (at_server, at_client) = peers.await.unwrap();
+        assert!(at_server == pattern(7, len) && at_client == pattern(8, len / 2), "{len}: damaged");
+        let (moved, copied) = (relay.moved(), relay.copied());
+        assert_eq!((moved.to_server, moved.to_client), (len as u64, len as u64 / 2));
+        let spliced = (moved.to_server - copied.to_server, moved.to_client - copied.to_client);
+        assert_eq!((counters.to_server(Path::Copy), counters.to_client(Path::Copy)), (copied.to_server, copied.to_client), "{len}");
+        assert_eq!((counters.to_server(Path::Splice), counters.to_client(Path::Splice)), spliced, "{len}");
+        if (len as u64) * 3 / 2 < MARK {
+            assert!(!relay.spliced_any(), "{len}: a short exchange was spliced");
+        } else {
+            assert!(relay.spliced_any(), "{len}: never switched to splice");
+            // A batch read before the mark may carry the copy past it, by one buffer at most.
+            assert!(copied.to_server + copied.to_client < MARK + 2 * super::copy::BUFFER_SIZE as u64, "{copied:?}");
+        }
+    }
+}

@@ -287,14 +287,9 @@ impl Handoff {
         meter: Meter<'_>,
         handed_off: impl FnOnce(),
     ) -> io::Result<(Moved, Carried)> {
-        let mut relay = match SpliceRelay::metered(&client, &server, meter) {
-            Ok(relay) => relay,
-            Err(_) => {
-                self.stats.fallback(Fallback::NoPipe);
-                let (moved, _) = crate::dataplane::fastpath::relay_metered(client, server, crate::dataplane::fastpath::RelayMode::Copy, meter).await?;
-                return Ok((moved, Carried::Copy));
-            }
-        };
+        // The bytes before the first attempt are copied: most connections end before it,
+        // and for them a read and a write cost less than two splices and a pipe.
+        let mut relay = SpliceRelay::copying_first(&client, &server, meter, after_bytes);
         let mut progress = relay.progress();
         // When to try, how far an attempt got, whether to try again: lb-core's rules.
         let mut course = Course::new(after_bytes);
@@ -313,7 +308,7 @@ impl Handoff {
                 .await?;
             progress = relay.progress();
             if relay.finished() {
-                return Ok((relay.moved(), Carried::Splice));
+                return Ok((relay.moved(), if relay.spliced_any() { Carried::Splice } else { Carried::Copy }));
             }
             if relay.half_closed() || course.threshold().is_none() {
                 course.half_closed();

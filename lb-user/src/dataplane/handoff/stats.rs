@@ -34,8 +34,6 @@ pub enum Fallback {
     Closing,
     /// The splice map is full.
     MapFull,
-    /// No pipe for splice(2): the connection is copied, and a copy cannot be paused.
-    NoPipe,
     /// Data the program let through has not reached a socket in order yet (still in the
     /// stack's queues, or waiting behind a hole in the out-of-order queue): retired now, the
     /// socket would take it along.
@@ -63,7 +61,6 @@ impl Fallback {
             Self::ForwardingDisabled => "forwarding disabled",
             Self::Closing => "closing",
             Self::MapFull => "splice map full",
-            Self::NoPipe => "no pipe",
             Self::Undelivered => "data not yet delivered",
             Self::MssMismatch => "segment sizes differ",
             Self::SequencesMoved => "sequences moved (reset)",
@@ -126,7 +123,7 @@ pub struct HandoffReport {
 }
 
 /// Every reason a counter is kept for, in slot order; their labels are [`Fallback::label`]'s.
-const FALLBACKS: [Fallback; 16] = [
+const FALLBACKS: [Fallback; 15] = [
     Fallback::Unsupported("ecn"),
     Fallback::Unsupported("fast open"),
     Fallback::Unsupported("usec timestamps"),
@@ -139,7 +136,6 @@ const FALLBACKS: [Fallback; 16] = [
     Fallback::ForwardingDisabled,
     Fallback::Closing,
     Fallback::MapFull,
-    Fallback::NoPipe,
     Fallback::Undelivered,
     Fallback::MssMismatch,
     Fallback::SequencesMoved,
