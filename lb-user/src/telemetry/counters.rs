@@ -102,6 +102,10 @@ impl<'a> Meter<'a> {
     }
 
     pub fn add(&self, path: Path, to_server: bool, bytes: u64) {
+        // A relay reports both directions and both paths after each poll, mostly zeros.
+        if bytes == 0 {
+            return;
+        }
         for sink in self.sinks.iter().flatten() {
             let counter = if to_server { &sink.to_server } else { &sink.to_client };
             counter[path.index()].fetch_add(bytes, Ordering::Relaxed);

@@ -67,8 +67,7 @@ impl Pool {
     /// Registers a relay and makes sure `count` pipes can be lent to it, so that running
     /// out of descriptors shows when the relay starts (its caller can still copy instead).
     pub fn enter(&'static self, count: usize) -> io::Result<PoolUse> {
-        self.relays.fetch_add(1, Ordering::AcqRel);
-        let user = PoolUse { pool: self };
+        let user = self.enter_lazily();
         let missing = count.saturating_sub(self.kept().len());
         for _ in 0..missing {
             let pipe = Pipe::new()?;

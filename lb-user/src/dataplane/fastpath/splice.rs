@@ -277,23 +277,11 @@ impl Direction {
         Ok(())
     }
 
-    /// One write from the buffer into the socket; a short one clears the readiness, as in
-    /// [`Self::drain`].
+    /// One write from the buffer into the socket.
     fn copy_out(&mut self, to: &TcpStream) -> io::Result<()> {
         let Some(buffer) = &self.buffer else { unreachable!("bytes in the buffer without a buffer") };
         let wanted = &buffer[self.start..self.start + self.in_flight];
-        let mut written = 0;
-        let result = to.try_io(Interest::WRITABLE, || {
-            written = socket2::SockRef::from(to).send(wanted)?;
-            if written < wanted.len() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        match result {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-            _ => {}
-        }
+        let written = write_batch(to, wanted.len(), || socket2::SockRef::from(to).send(wanted))?;
         self.start += written;
         self.in_flight -= written;
         self.moved += written as u64;
@@ -305,21 +293,7 @@ impl Direction {
     fn drain(&mut self, to: &TcpStream) -> io::Result<()> {
         let Some(pipe) = &self.pipe else { unreachable!("bytes in the pipe without a pipe") };
         let wanted = self.in_flight;
-        let mut written = 0;
-        let result = to.try_io(Interest::WRITABLE, || {
-            written = splice(&pipe.read, None, to, None, wanted, FLAGS).map_err(io::Error::from)?;
-            // A short write means the socket's send buffer filled up (the kernel then
-            // signals when room comes back): clear the readiness now rather than learn it
-            // from one more call that fails.
-            if written < wanted {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        match result {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-            _ => {}
-        }
+        let written = write_batch(to, wanted, || splice(&pipe.read, None, to, None, wanted, FLAGS).map_err(io::Error::from))?;
         self.in_flight -= written;
         self.moved += written as u64;
         Ok(())
@@ -341,6 +315,25 @@ impl Direction {
         if let Some(buffer) = self.buffer.take() {
             copy::give_back(buffer);
         }
+    }
+}
+
+/// One write of `wanted` bytes of a batch into `to` by `write`; returns how many went (0 when
+/// the socket had no room). A short write means the socket's send buffer filled up (the
+/// kernel then signals when room comes back): the readiness is cleared now rather than
+/// learnt from one more call that fails.
+fn write_batch(to: &TcpStream, wanted: usize, mut write: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    let mut written = 0;
+    let result = to.try_io(Interest::WRITABLE, || {
+        written = write()?;
+        if written < wanted {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+        _ => Ok(written),
     }
 }
 
